@@ -1,0 +1,117 @@
+"""The ``reactlab`` command. Each subcommand is one call into the library; heavy imports happen
+inside the command that needs them, so ``reactlab --help`` is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="ReAct agents: run, build data, train, export.")
+wiki_app = typer.Typer(no_args_is_help=True, help="The local Wikipedia (SQLite FTS5).")
+app.add_typer(wiki_app, name="wiki")
+
+CorpusOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option("--corpus", help="page corpus (JSONL[.gz|.bz2]: this pack, HotpotQA abstracts, BEIR); repeatable"),
+]
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _index(corpus: list[Path] | None, extra_pages=()):
+    from reactlab.wiki.index import get_index
+
+    return get_index(corpora=list(corpus) if corpus else None, extra_pages=extra_pages)
+
+
+@wiki_app.command("build")
+def wiki_build(corpus: CorpusOpt = None) -> None:
+    """Build (or find in the cache) the search index of a corpus; prints its stats."""
+    typer.echo(json.dumps(_index(corpus).stats(), indent=2))
+
+
+@wiki_app.command("search")
+def wiki_search(query: str, corpus: CorpusOpt = None) -> None:
+    """Print exactly the observation the agent sees for ``search[QUERY]``."""
+    from reactlab.envs.wikienv import search_observation
+
+    typer.echo(search_observation(_index(corpus), query))
+
+
+@wiki_app.command("stats")
+def wiki_stats(corpus: CorpusOpt = None) -> None:
+    """Pages, sentences, sources and size of the index."""
+    typer.echo(json.dumps(_index(corpus).stats(), indent=2))
+
+
+@app.command("run")
+def run_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="run directory (trajectories.jsonl, summary.json)")],
+    task: Annotated[str, typer.Option(help="benchmark")] = "hotpotqa",
+    agent: Annotated[str, typer.Option(help="oracle | react")] = "react",
+    model: Annotated[Optional[str], typer.Option(help="smollm2 | hf:PATH_OR_ID | openai:MODEL | scripted:FILE")] = None,
+    split: Annotated[str, typer.Option(help="eval | train | paper500 | dev")] = "eval",
+    data: Annotated[Optional[Path], typer.Option(help="evaluate this file instead of a split (official/HF layout)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="first N examples")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="shuffle with this seed before --limit")] = None,
+    batch_size: Annotated[int, typer.Option(help="episodes stepped together (one LLM batch per step)")] = 32,
+    corpus: CorpusOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Run an agent over a task's examples; resumable (rerun with the same --out)."""
+    from reactlab.agents import make_agent
+    from reactlab.envs.wikienv import WikiEnv
+    from reactlab.io import DataError
+    from reactlab.runner import RunSpec, run
+    from reactlab.tasks import make_task
+
+    try:
+        t = make_task(task)
+        examples = t.examples(split, limit=limit, seed=seed, data=data)
+        a = make_agent(agent)
+        llm = None
+        if model is not None:
+            from reactlab.llm import make_llm
+
+            llm = make_llm(model)
+        # a data file's own context pages join the wiki (they are Wikipedia pages; existing text wins)
+        index = _index(corpus, extra_pages=examples if data is not None else ())
+        spec = RunSpec(
+            task=task, split=str(data) if data else split, agent=a.name,
+            model=model or getattr(a, "model", "none"), prompt_id=a.prompt_id,
+        )
+        summary = run(examples, a, t, lambda: WikiEnv(index), out, spec, llm=llm,
+                      batch_size=batch_size, progress=not quiet)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(format_summary(summary))
+
+
+def format_summary(s: dict) -> str:
+    """A small human table of a summary.json."""
+    lines = [
+        f"n={s['n']}  EM={s.get('em', float('nan')):.3f} ± {s['stderr'].get('em', 0):.3f}  "
+        f"F1={s.get('f1', float('nan')):.3f} ± {s['stderr'].get('f1', 0):.3f}  avg_steps={s['avg_steps']:.2f}  "
+        f"invalid={s['invalid_action_rate']:.3f}  wall={s['wall_s']:.1f}s",
+        "by type: " + ", ".join(f"{k}: EM {v.get('em', 0):.3f} (n={v['n']})" for k, v in s["by_type"].items()),
+        "status: " + ", ".join(f"{k}={v}" for k, v in s["status"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `reactlab ... | head`
+        sys.stderr.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Reading and writing the files at the edges: JSON / JSONL (optionally .gz / .bz2) with errors that
+name the file, the line (or record) and the field; appends that survive a kill; atomic writes.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+class DataError(ValueError):
+    """Bad input data. The message always starts with ``file:line`` (or ``file: record N``)."""
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a text file, transparently decompressing ``.gz`` and ``.bz2``."""
+    p = str(path)
+    if p.endswith(".gz"):
+        return gzip.open(p, "rt", encoding="utf-8")
+    if p.endswith(".bz2"):
+        return bz2.open(p, "rt", encoding="utf-8")
+    return open(p, encoding="utf-8")
+
+
+def is_jsonl(path: str | Path) -> bool:
+    """JSONL by extension, or by content: a JSON list starts with ``[`` (after whitespace).
+
+    A file named ``.json`` holding one object per line is JSONL too (HF exports often are).
+    """
+    name = str(path).removesuffix(".gz").removesuffix(".bz2")
+    if name.endswith(".jsonl"):
+        return True
+    with open_text(path) as f:
+        head = f.read(4096).lstrip()
+    return not head.startswith("[")
+
+
+def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(where, record)`` for each object of a JSON list or JSONL file.
+
+    ``where`` is ``"file:LINE"`` for JSONL and ``"file: record N"`` (0-based) for a JSON list, ready
+    to be put in front of an error message. Raises ``DataError`` on invalid JSON or a non-object.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if is_jsonl(path):
+        with open_text(path) as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(rec, dict):
+                    raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+                yield where, rec
+        return
+    with open_text(path) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    if isinstance(data, dict) and "data" in data and isinstance(data["data"], list):
+        data = data["data"]  # {"data": [...]} wrappers (HF / SQuAD-like exports)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of records or JSONL, got {type(data).__name__}")
+    for i, rec in enumerate(data):
+        where = f"{path}: record {i}"
+        if not isinstance(rec, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        yield where, rec
+
+
+def require(rec: dict[str, Any], field: str, types: type | tuple[type, ...], where: str) -> Any:
+    """``rec[field]`` checked for presence and type, or a ``DataError`` naming where and which field."""
+    if field not in rec:
+        raise DataError(f"{where}: field {field!r} missing")
+    value = rec[field]
+    if not isinstance(value, types):
+        names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise DataError(f"{where}: field {field!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def append_jsonl(f: IO[str], record: dict[str, Any]) -> None:
+    """Append one record as a line and make it durable (flush + fsync): a kill loses at most the
+    line being written, which the reader then drops (see ``read_jsonl_tolerant``)."""
+    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def read_jsonl_tolerant(path: Path) -> list[dict[str, Any]]:
+    """Read a JSONL file we append to; an unterminated last line (a killed write) is cut off the
+    file so the next append starts on a clean line. Any other bad line is an error."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    good_end = raw.rfind(b"\n") + 1
+    if good_end < len(raw):
+        with open(path, "r+b") as f:  # drop the torn tail
+            f.truncate(good_end)
+        raw = raw[:good_end]
+    out = []
+    for lineno, line in enumerate(io.StringIO(raw.decode("utf-8")), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+    return out
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON via a temp file in the same directory and ``os.replace``: readers see the old or
+    the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
