@@ -82,7 +82,9 @@ def run_cmd(
 
             llm = make_llm(model)
         # a data file's own context pages join the wiki (they are Wikipedia pages; existing text wins)
-        index = _index(corpus, extra_pages=examples if data is not None else ())
+        from reactlab.wiki.corpus import pages_from_contexts
+
+        index = _index(corpus, extra_pages=pages_from_contexts(examples) if data is not None else ())
         spec = RunSpec(
             task=task, split=str(data) if data else split, agent=a.name,
             model=model or getattr(a, "model", "none"), prompt_id=a.prompt_id,

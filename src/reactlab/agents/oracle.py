@@ -66,29 +66,29 @@ def _supporting_sentences(example: Example) -> dict[str, list[str]]:
     return out
 
 
-def lookup_plan(sentences: list[str], target: str, prefer: str = "") -> tuple[str, int] | None:
+def lookup_plan(sentences: list[str], target: str, prefer: tuple[str, ...] = ()) -> tuple[str, int] | None:
     """The keyword whose lookup list reaches ``target`` soonest, and how many lookups that takes.
 
-    ``prefer`` (the answer) wins ties. None when no keyword of the sentence can reach it.
+    Among keywords that reach it equally soon, the ``prefer`` ones (the answer, the next entity)
+    come first, then longer words (a reader looks up names, not "best"). None when no keyword of
+    the sentence can reach it.
 
     >>> lookup_plan(["Born in Paris.", "He moved to Lyon in 1990.", "Lyon is big."], "He moved to Lyon in 1990.")
     ('moved', 1)
+    >>> lookup_plan(["Born in Paris.", "He moved to Lyon in 1990."], "He moved to Lyon in 1990.", ("Lyon",))
+    ('Lyon', 1)
     """
     tnorm = _norm(target)
-    candidates = ([prefer] if prefer else []) + [
-        w for w in dict.fromkeys(_WORD.findall(target)) if len(w) > 2 and w.lower() not in _STOP
-    ]
+    words = [w for w in dict.fromkeys(_WORD.findall(target)) if len(w) > 2 and w.lower() not in _STOP]
+    candidates = [p for p in prefer if p] + sorted(words, key=len, reverse=True)
     best: tuple[int, int, str] | None = None
-    for i, kw in enumerate(candidates):
+    for order, kw in enumerate(candidates):
         if kw.lower() not in target.lower():
             continue
         hits = [s for s in sentences if kw.lower() in s.lower()]
         rank = next((j for j, s in enumerate(hits) if _norm(s) == tnorm), None)
-        if rank is None:
-            continue
-        key = (rank, 0 if (prefer and i == 0) else 1, kw)
-        if best is None or key[:2] < best[:2]:
-            best = key
+        if rank is not None and (best is None or (rank, order) < best[:2]):
+            best = (rank, order, kw)
     return (best[2], best[0] + 1) if best else None
 
 
@@ -128,7 +128,8 @@ class OracleAgent:
             for sent in support.get(title, []):
                 if _norm(sent) in _norm(obs):
                     continue
-                plan = lookup_plan(page.sentences if page else [], sent, prefer=_answer_kw(example))
+                nxt = tuple(re.sub(r"\s*\([^)]*\)$", "", t) for t in order[n + 1:n + 2])
+                plan = lookup_plan(page.sentences if page else [], sent, prefer=(_answer_kw(example), *nxt))
                 if plan is None:
                     missing.append(f"sentence not in page {title!r}: {sent[:80]!r}")
                     continue
