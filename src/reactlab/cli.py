@@ -55,8 +55,12 @@ def wiki_stats(corpus: CorpusOpt = None) -> None:
 def run_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory (trajectories.jsonl, summary.json)")],
     task: Annotated[str, typer.Option(help="benchmark")] = "hotpotqa",
-    agent: Annotated[str, typer.Option(help="oracle | react")] = "react",
+    agent: Annotated[str, typer.Option(help="react (an LLM agent) | oracle (gold trajectories, no LLM)")] = "react",
+    method: Annotated[str, typer.Option(help="react | act | cot (prompt variants of the react agent)")] = "react",
+    style: Annotated[str, typer.Option(help="completion (paper, few-shot) | chat (FireAct, zero-shot)")] = "completion",
     model: Annotated[Optional[str], typer.Option(help="smollm2 | hf:PATH_OR_ID | openai:MODEL | scripted:FILE")] = None,
+    adapter: Annotated[Optional[Path], typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
+    max_steps: Annotated[int, typer.Option(help="steps before the forced finish[]")] = 7,
     split: Annotated[str, typer.Option(help="eval | train | paper500 | dev")] = "eval",
     data: Annotated[Optional[Path], typer.Option(help="evaluate this file instead of a split (official/HF layout)")] = None,
     limit: Annotated[Optional[int], typer.Option(help="first N examples")] = None,
@@ -75,12 +79,17 @@ def run_cmd(
     try:
         t = make_task(task)
         examples = t.examples(split, limit=limit, seed=seed, data=data)
-        a = make_agent(agent)
+        if agent == "oracle":
+            a = make_agent("oracle")
+        else:
+            if model is None:
+                _fail(f"--agent {agent} needs --model (smollm2, hf:PATH, openai:MODEL or scripted:FILE)")
+            a = make_agent(agent, method=method, style=style, max_steps=max_steps, model=model)
         llm = None
-        if model is not None:
+        if model is not None and agent != "oracle":
             from reactlab.llm import make_llm
 
-            llm = make_llm(model)
+            llm = make_llm(model, **({"adapter": str(adapter)} if adapter else {}))
         # a data file's own context pages join the wiki (they are Wikipedia pages; existing text wins)
         from reactlab.wiki.corpus import pages_from_contexts
 

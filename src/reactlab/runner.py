@@ -81,6 +81,7 @@ def run(
         def finish(example: Example, traj: Trajectory) -> None:
             nonlocal em_sum, n_done
             traj.split = traj.split or spec.split
+            traj.task = traj.task or spec.task
             traj.scores = task.score(example, traj.answer)
             rec = traj.to_dict()
             append_jsonl(f, rec)

@@ -9,6 +9,7 @@ from reactlab.types import Agent
 
 AGENTS: dict[str, str] = {
     "oracle": "reactlab.agents.oracle:OracleAgent",
+    "react": "reactlab.agents.react:ReActAgent",
 }
 
 

@@ -79,13 +79,17 @@ def _strip_thought_label(thought: str) -> str:
     return re.sub(r"^Thought(?: \d+)?:\s*", "", thought.strip())
 
 
-def completion_step(i: int, thought: str, action: Action, observation: str) -> str:
-    """One step in the paper's completion layout, with its trailing newline.
+def completion_step(i: int, thought: str | None, action: Action, observation: str) -> str:
+    """One step in the paper's completion layout, with its trailing newline (no Thought line when
+    ``thought`` is None: the Act layout).
 
     >>> completion_step(1, "Go.", Action("search", "X"), "X is a y.")
     'Thought 1: Go.\\nAction 1: Search[X]\\nObservation 1: X is a y.\\n'
+    >>> completion_step(2, None, Action("finish", "y"), "Episode finished.")
+    'Action 2: Finish[y]\\nObservation 2: Episode finished.\\n'
     """
-    return f"Thought {i}: {thought}\nAction {i}: {format_action(action)}\nObservation {i}: {observation}\n"
+    head = f"Thought {i}: {thought}\n" if thought is not None else ""
+    return f"{head}Action {i}: {format_action(action)}\nObservation {i}: {observation}\n"
 
 
 def chat_assistant(thought: str, action: Action) -> str:

@@ -1,0 +1,72 @@
+"""Versioned few-shot prompts (``agents/prompts/*.yaml``) and how each method renders them.
+
+A prompt file holds an ``id``, a ``version``, per-method instructions and exemplars (question,
+steps of thought / action / observation, a chain-of-thought and the answer). Its id
+``<id>@<version>/<method>`` is stamped into every trajectory and every dataset row built from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reactlab.agents.parsing import parse_action
+
+METHODS = ("react", "act", "cot")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    id: str
+    version: int
+    instruction: dict[str, str]
+    examples: tuple[dict[str, Any], ...]
+
+    def prompt_id(self, method: str) -> str:
+        return f"{self.id}@{self.version}/{method}"
+
+
+@lru_cache(maxsize=16)
+def load_prompt(name: str = "hotpotqa_react") -> PromptSpec:
+    """A packaged prompt by name, or a YAML file by path."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text(encoding="utf-8")
+    else:
+        res = resources.files("reactlab.agents") / "prompts" / f"{name}.yaml"
+        if not res.is_file():
+            raise ValueError(f"unknown prompt {name!r}: no packaged prompts/{name}.yaml and no such file")
+        text = res.read_text(encoding="utf-8")
+    doc = yaml.safe_load(text)
+    for key in ("id", "version", "instruction", "examples"):
+        if key not in doc:
+            raise ValueError(f"prompt {name!r}: field {key!r} missing")
+    return PromptSpec(doc["id"], int(doc["version"]), dict(doc["instruction"]), tuple(doc["examples"]))
+
+
+def render_example(ex: dict[str, Any], method: str) -> str:
+    """One exemplar in the paper's completion layout for ``method``."""
+    lines = [f"Question: {ex['question']}"]
+    if method == "cot":
+        lines += [f"Thought: Let's think step by step. {ex['cot']}", f"Action: Finish[{ex['answer']}]"]
+        return "\n".join(lines) + "\n"
+    for i, step in enumerate(ex["steps"], 1):
+        action = str(parse_action(step["action"]))
+        if method == "react":
+            lines.append(f"Thought {i}: {step['thought']}")
+        lines.append(f"Action {i}: {action}")
+        if "observation" in step:
+            lines.append(f"Observation {i}: {step['observation']}")
+    return "\n".join(lines) + "\n"
+
+
+def render_prefix(spec: PromptSpec, method: str) -> str:
+    """Instruction + exemplars, ending with a blank line: the shared prefix whose KV cache is reused."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    return spec.instruction[method] + "\n" + "\n".join(render_example(ex, method) for ex in spec.examples) + "\n"

@@ -1,0 +1,166 @@
+"""The ReAct loop (Yao et al. 2023), with Act and CoT as prompt variants, in two layouts.
+
+- ``completion`` (the paper): one growing text — few-shot prefix, ``Question: ...``, then
+  ``Thought i: ... / Action i: ... / Observation i: ...``; each call is stopped at ``\\nObservation``.
+  If the model writes a thought but no action line, a second call asks for the action alone (the
+  paper's fallback). After ``max_steps`` (7) the episode is closed with a forced ``finish[]``.
+- ``chat`` (FireAct): user = question, assistant = ``Thought: ...\\nAction: ...``, user =
+  ``Observation: ...``; zero-shot, for fine-tuned models and chat APIs.
+
+The loop is a generator (see ``reactlab.types.EpisodeGen``): it yields each LLM query and is sent
+the completion, so the runner can batch all live episodes into one call per round. A model's
+mistake (no action, a malformed or unknown action) becomes an observation, never an exception.
+"""
+
+from __future__ import annotations
+
+import time
+
+from reactlab.agents.parsing import (
+    chat_assistant,
+    chat_observation,
+    completion_step,
+    extract_cot_answer,
+    parse_action,
+    split_thought_action,
+)
+from reactlab.agents.prompting import METHODS, load_prompt, render_prefix
+from reactlab.types import (
+    Action,
+    Completion,
+    Environment,
+    EpisodeGen,
+    Example,
+    GenParams,
+    Message,
+    Query,
+    Step,
+    Trajectory,
+    Usage,
+)
+
+STOP_OBS = "\nObservation"  # the paper stops at "\nObservation {i}:"; un-numbered keeps one batch
+
+
+class ReActAgent:
+    """``method``: react | act | cot; ``style``: completion | chat. See the module docstring."""
+
+    name = "react"
+
+    def __init__(
+        self,
+        method: str = "react",
+        style: str = "completion",
+        prompt: str = "hotpotqa_react",
+        max_steps: int = 7,
+        max_new_tokens: int = 128,
+        system: str | None = None,
+        model: str = "",
+    ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        if style not in ("completion", "chat"):
+            raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
+        self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
+        self.name = method
+        self.params = GenParams(max_new_tokens=max_new_tokens, stop=[STOP_OBS])
+        if style == "completion":
+            spec = load_prompt(prompt)
+            self.prefix = render_prefix(spec, method)
+            self.prompt_id = spec.prompt_id(method)
+        else:
+            self.prefix = ""
+            self.prompt_id = f"chat@1/{method}"
+
+    def episode(self, example: Example, env: Environment) -> EpisodeGen:
+        t0 = time.perf_counter()
+        traj = Trajectory(
+            id=example.id, task="", question=example.question, gold=example.answer, agent=self.name,
+            prompt_id=self.prompt_id, model=self.model, type=example.type,
+        )
+        question = env.reset(example)
+        loop = self._cot if self.method == "cot" else self._chat if self.style == "chat" else self._completion
+        yield from loop(question, env, traj)
+        if traj.status != "error" and not (traj.steps and traj.steps[-1].action.name == "finish"):
+            obs, _ = env.step(Action("finish", ""))  # the paper's forced finish[] after the step limit
+            traj.status, traj.answer = "max_steps", ""
+        traj.usage = sum((s.usage for s in traj.steps), Usage())
+        traj.wall_s = time.perf_counter() - t0
+        return traj
+
+    # -- the three loops; each appends Steps to traj and returns on finish / error / step limit --
+
+    def _completion(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
+        prompt = f"{self.prefix}Question: {question}\n"
+        for i in range(1, self.max_steps + 1):
+            head = f"Thought {i}:" if self.method == "react" else f"Action {i}:"
+            c = yield Query(prompt + head, self.params)
+            if _failed(c, traj):
+                return traj
+            raw, usage = c.text, c.usage
+            if self.method == "react":
+                thought, act = split_thought_action(c.text, i)
+                if act is None:  # the paper's fallback: ask for the action on its own line
+                    c2 = yield Query(prompt + f"Thought {i}: {thought}\nAction {i}:", _one_line(self.params))
+                    if _failed(c2, traj):
+                        return traj
+                    act, raw, usage = c2.text.strip(), raw + "\n[action] " + c2.text, usage + c2.usage
+            else:
+                thought, act = "", c.text.strip().split("\n", 1)[0]
+            if self._act(env, traj, i, thought, parse_action(act), raw, usage, c.latency_s):
+                return traj
+            step = traj.steps[-1]
+            prompt += completion_step(i, thought if self.method == "react" else None, step.action, step.observation)
+        return traj
+
+    def _chat(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
+        messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
+        messages.append({"role": "user", "content": question})
+        for i in range(1, self.max_steps + 1):
+            c = yield Query(list(messages), self.params)
+            if _failed(c, traj):
+                return traj
+            thought, act = split_thought_action(c.text)
+            action = parse_action(act if act is not None else thought)
+            if act is None and action.name != "invalid":  # a bare "search[X]" is an action, not a thought
+                thought = ""
+            if self._act(env, traj, i, thought, action, c.text, c.usage, c.latency_s):
+                return traj
+            messages.append({"role": "assistant", "content": chat_assistant(thought, action)})
+            messages.append({"role": "user", "content": chat_observation(traj.steps[-1].observation)})
+        return traj
+
+    def _cot(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
+        params = GenParams(max_new_tokens=self.params.max_new_tokens * 2, stop=["\nQuestion:", "\n\n"])
+        c = yield Query(f"{self.prefix}Question: {question}\nThought: Let's think step by step.", params)
+        if _failed(c, traj):
+            return traj
+        thought, act = split_thought_action(c.text)
+        action = parse_action(act) if act is not None else Action("invalid", "")
+        if action.name != "finish":
+            action = Action("finish", extract_cot_answer(c.text))
+        self._act(env, traj, 1, thought, action, c.text, c.usage, c.latency_s)
+        return traj
+
+    def _act(self, env: Environment, traj: Trajectory, i: int, thought: str, action: Action,
+             raw: str, usage: Usage, latency: float) -> bool:
+        """Run one action, record the step; True when the episode is over."""
+        obs, done = env.step(action)
+        traj.steps.append(Step(i=i, thought=thought, action=action, observation=obs, raw=raw,
+                               usage=usage, latency_s=latency))
+        if done:
+            traj.answer, traj.status = action.arg, "finished"
+        return done
+
+
+def _failed(c: Completion, traj: Trajectory) -> bool:
+    """A backend failure (after its own retries) ends the episode as ``error``; it is still recorded."""
+    if c.finish_reason == "error":
+        traj.status, traj.error = "error", c.error or "LLM call failed"
+        return True
+    return False
+
+
+def _one_line(p: GenParams) -> GenParams:
+    return GenParams(max_new_tokens=p.max_new_tokens, temperature=p.temperature, top_p=p.top_p,
+                     stop=["\n"], seed=p.seed)

@@ -1,0 +1,131 @@
+"""The ReAct loop on a scripted model: layouts, fallback, forced finish, errors, batching, prompts."""
+
+from pathlib import Path
+
+import pytest
+
+from reactlab.agents.prompting import load_prompt, render_prefix
+from reactlab.agents.react import ReActAgent
+from reactlab.envs.wikienv import WikiEnv
+from reactlab.llm.scripted import ScriptedLLM
+from reactlab.runner import RunSpec, run
+from reactlab.tasks.hotpotqa import HotpotQA
+from reactlab.types import Action, Completion, Example, GenParams, Query
+
+GOLDEN = Path(__file__).parent / "golden"
+EX = Example("q1", "Which band was formed first, The Exies or Circus Diablo?", "The Exies", "comparison")
+
+
+def drive(agent, example, env, replies):
+    """Run one episode, answering each query with the next reply; returns (trajectory, queries)."""
+    gen, queries, replies = agent.episode(example, env), [], list(replies)
+    try:
+        q = next(gen)
+        while True:
+            queries.append(q)
+            r = replies.pop(0)
+            q = gen.send(r if isinstance(r, Completion) else Completion(text=r))
+    except StopIteration as stop:
+        return stop.value, queries
+
+
+def test_completion_react_episode(vendored_index):
+    agent = ReActAgent(model="scripted")
+    t, qs = drive(agent, EX, WikiEnv(vendored_index), [
+        " I need to search The Exies.\nAction 1: Search[The Exies]",
+        " Now Circus Diablo.\nAction 2: search[Circus Diablo]",
+        " 1997 < 2006.\nAction 3: Finish[The Exies]",
+    ])
+    assert [s.action.name for s in t.steps] == ["search", "search", "finish"]
+    assert t.answer == "The Exies" and t.status == "finished" and t.prompt_id == "hotpotqa_react@1/react"
+    assert qs[0].prompt.endswith(f"Question: {EX.question}\nThought 1:")
+    assert qs[0].params.stop == ["\nObservation"]
+    # the second prompt carries the first step with the real observation, in the paper's layout
+    assert "Thought 1: I need to search The Exies.\nAction 1: Search[The Exies]\nObservation 1: The Exies were" in qs[1].prompt
+    assert qs[2].prompt.startswith(qs[1].prompt) and qs[1].prompt.startswith(qs[0].prompt.removesuffix("Thought 1:"))
+
+
+def test_paper_fallback_when_no_action_line(vendored_index):
+    t, qs = drive(ReActAgent(), EX, WikiEnv(vendored_index), [" I should look for the bands.", " Finish[The Exies]"])
+    assert qs[1].prompt.endswith("Thought 1: I should look for the bands.\nAction 1:") and qs[1].params.stop == ["\n"]
+    assert t.steps[0].action == Action("finish", "The Exies") and t.answer == "The Exies"
+
+
+def test_invalid_actions_become_observations_and_max_steps_forces_finish(vendored_index):
+    t, _ = drive(ReActAgent(max_steps=3), EX, WikiEnv(vendored_index), [f" hmm\nAction {i}: Dance[now]" for i in (1, 2, 3)])
+    assert [s.observation.startswith("Invalid action") for s in t.steps] == [True] * 3
+    assert t.status == "max_steps" and t.answer == "" and len(t.steps) == 3
+
+
+def test_backend_error_is_recorded_not_raised(vendored_index):
+    t, _ = drive(ReActAgent(), EX, WikiEnv(vendored_index),
+                 [Completion(text="", finish_reason="error", error="HTTP 500 after 6 retries")])
+    assert t.status == "error" and t.error == "HTTP 500 after 6 retries" and t.steps == []
+
+
+def test_act_and_cot_layouts(vendored_index):
+    t, qs = drive(ReActAgent(method="act"), EX, WikiEnv(vendored_index), [" Search[The Exies]", " Finish[The Exies]"])
+    assert qs[0].prompt.endswith("Action 1:") and "Thought 1:" not in qs[0].prompt.split("Question: Which band")[-1]
+    assert "\nAction 1: Search[The Exies]\nObservation 1: " in qs[1].prompt and t.answer == "The Exies"
+    t, qs = drive(ReActAgent(method="cot"), EX, WikiEnv(vendored_index),
+                  [" The Exies formed in 1997, Circus Diablo in 2006. So the answer is The Exies.\nAction: Finish[The Exies]"])
+    assert qs[0].prompt.endswith("Thought: Let's think step by step.") and t.answer == "The Exies"
+    assert t.prompt_id == "hotpotqa_react@1/cot"
+
+
+def test_chat_layout_is_fireact(vendored_index):
+    t, qs = drive(ReActAgent(style="chat"), EX, WikiEnv(vendored_index),
+                  ["Thought: search it\nAction: search[The Exies]", "search[Circus Diablo]", "Thought: done\nAction: finish[The Exies]"])
+    assert qs[0].prompt == [{"role": "user", "content": EX.question}]
+    assert qs[1].prompt[1] == {"role": "assistant", "content": "Thought: search it\nAction: search[The Exies]"}
+    assert qs[1].prompt[2]["content"].startswith("Observation: The Exies were an American rock band")
+    assert qs[2].prompt[3] == {"role": "assistant", "content": "Thought: \nAction: search[Circus Diablo]"}
+    assert t.answer == "The Exies" and t.prompt_id == "chat@1/react"
+
+
+def test_runner_batches_react_episodes(vendored_index, tmp_path):
+    seen = []
+
+    def reply(prompt):
+        seen.append(prompt)
+        return " I know it.\nAction 1: Finish[yes]"
+
+    llm = ScriptedLLM(reply)
+    calls = []
+    orig = llm.generate
+    llm.generate = lambda prompts, params: calls.append(len(prompts)) or orig(prompts, params)
+    exs = HotpotQA().examples("eval", limit=10)
+    spec = RunSpec("hotpotqa", "eval", "react", "scripted", "hotpotqa_react@1/react")
+    s = run(exs, ReActAgent(), HotpotQA(), lambda: WikiEnv(vendored_index), tmp_path, spec, llm=llm,
+            batch_size=8, progress=False)
+    assert calls == [8, 2] and s["n"] == 10 and s["status"] == {"finished": 10}
+
+
+def test_exemplar_observations_are_what_the_local_wiki_returns(vendored_index):
+    """The few-shot prompt must show the model real observations, not stale ones."""
+    spec = load_prompt("hotpotqa_react")
+    assert len(spec.examples) == 6 and sorted(e["type"] for e in spec.examples) == ["bridge"] * 3 + ["comparison"] * 3
+    from reactlab.agents.parsing import parse_action
+
+    for ex in spec.examples:
+        env = WikiEnv(vendored_index)
+        env.reset(Example("x", ex["question"], ex["answer"]))
+        for step in ex["steps"]:
+            obs, done = env.step(parse_action(step["action"]))
+            assert done == ("observation" not in step)
+            if not done:
+                assert obs == step["observation"], step["action"]
+    # exemplars are not evaluation questions
+    evalq = {e.question.strip().lower() for s in ("eval", "dev") for e in HotpotQA().examples(s)}
+    assert not evalq & {e["question"].strip().lower() for e in spec.examples}
+
+
+@pytest.mark.parametrize("method", ["react", "act", "cot"])
+def test_prompt_rendering_golden(method):
+    """Golden files: a change to a prompt's text must be deliberate (bump its version)."""
+    text = render_prefix(load_prompt("hotpotqa_react"), method) + f"Question: {EX.question}\n"
+    golden = GOLDEN / f"hotpotqa_react_{method}.txt"
+    if not golden.exists():  # first run writes it; commit it
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text()
