@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ wiki_app = typer.Typer(no_args_is_help=True, help="The local Wikipedia (SQLite F
 app.add_typer(wiki_app, name="wiki")
 
 CorpusOpt = Annotated[
-    Optional[list[Path]],
+    list[Path] | None,
     typer.Option("--corpus", help="page corpus (JSONL[.gz|.bz2]: this pack, HotpotQA abstracts, BEIR); repeatable"),
 ]
 
@@ -58,13 +58,13 @@ def run_cmd(
     agent: Annotated[str, typer.Option(help="react (an LLM agent) | oracle (gold trajectories, no LLM)")] = "react",
     method: Annotated[str, typer.Option(help="react | act | cot (prompt variants of the react agent)")] = "react",
     style: Annotated[str, typer.Option(help="completion (paper, few-shot) | chat (FireAct, zero-shot)")] = "completion",
-    model: Annotated[Optional[str], typer.Option(help="smollm2 | hf:PATH_OR_ID | openai:MODEL | scripted:FILE")] = None,
-    adapter: Annotated[Optional[Path], typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
+    model: Annotated[str | None, typer.Option(help="smollm2 | hf:PATH_OR_ID | openai:MODEL | scripted:FILE")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
     max_steps: Annotated[int, typer.Option(help="steps before the forced finish[]")] = 7,
     split: Annotated[str, typer.Option(help="eval | train | paper500 | dev")] = "eval",
-    data: Annotated[Optional[Path], typer.Option(help="evaluate this file instead of a split (official/HF layout)")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="first N examples")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="shuffle with this seed before --limit")] = None,
+    data: Annotated[Path | None, typer.Option(help="evaluate this file instead of a split (official/HF layout)")] = None,
+    limit: Annotated[int | None, typer.Option(help="first N examples")] = None,
+    seed: Annotated[int | None, typer.Option(help="shuffle with this seed before --limit")] = None,
     batch_size: Annotated[int, typer.Option(help="episodes stepped together (one LLM batch per step)")] = 32,
     corpus: CorpusOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
@@ -103,6 +103,21 @@ def run_cmd(
     except (DataError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     typer.echo(format_summary(summary))
+
+
+@app.command("serve")
+def serve_cmd(
+    model: Annotated[str, typer.Argument(help="smollm2 | hf:PATH_OR_ID | openai:MODEL | scripted:FILE")],
+    host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    model_name: Annotated[str | None, typer.Option(help="the model id the API reports")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
+) -> None:
+    """Serve a model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions),
+    merging concurrent requests into batches."""
+    from reactlab.serve import main_serve
+
+    main_serve(model, host=host, port=port, model_name=model_name, **({"adapter": str(adapter)} if adapter else {}))
 
 
 def format_summary(s: dict) -> str:

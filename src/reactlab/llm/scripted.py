@@ -1,0 +1,215 @@
+"""A scripted LLM: replays canned completions, for tests, docs and demos.
+
+``ScriptedLLM`` behaves like a real backend as far as its callers can tell: one completion per
+prompt, in order; ``params.stop`` cuts the text at the earliest stop string (``Completion.stop``
+records which); ``params.max_new_tokens`` truncates with ``finish_reason="length"``; usage is
+counted in whitespace tokens. It is deterministic and thread-safe.
+
+The stop-string helpers here (``cut_at_stop``, ``count_tokens``) are shared with the HTTP backend,
+which must cut client-side too (APIs accept only 4 stop strings, some servers ignore them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Union
+
+from reactlab.types import Completion, GenParams, Prompt, Usage
+
+ScriptSource = Union[Sequence[str], Mapping[str, str], Callable[[Prompt], str], str, PathLike]
+
+
+class ScriptExhausted(RuntimeError):
+    """The script has fewer completions left than the batch asked for."""
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """Cut ``text`` at the earliest occurrence of any stop string; return ``(text, stop_or_None)``.
+
+    On a tie (two stops matching at the same position) the longer one wins, as a tokenizer-level
+    stop check would see the longer match complete at the same offset. Empty stops are ignored.
+
+    >>> cut_at_stop("Thought: go\\nObservation 1: x", ["\\nObservation"])
+    ('Thought: go', '\\nObservation')
+    >>> cut_at_stop("no stop here", ["\\n"])
+    ('no stop here', None)
+    """
+    best: tuple[int, int, str] | None = None
+    for s in stops:
+        if not s:
+            continue
+        i = text.find(s)
+        if i >= 0 and (best is None or (i, -len(s)) < (best[0], best[1])):
+            best = (i, -len(s), s)
+    if best is None:
+        return text, None
+    return text[: best[0]], best[2]
+
+
+def count_tokens(text: str) -> int:
+    """A rough token count: whitespace-separated words.
+
+    >>> count_tokens("Thought 1: I need to search")
+    6
+    """
+    return len(text.split())
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """The text of a prompt: itself, or the chat messages' contents joined by newlines.
+
+    >>> prompt_text([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
+    'a\\nb'
+    """
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(str(m.get("content", "")) for m in prompt)
+
+
+def finish(text: str, prompt: Prompt, params: GenParams, latency_s: float = 0.0) -> Completion:
+    """Turn a raw continuation into a ``Completion`` as a real decoder would have produced it.
+
+    Generation stops at whichever comes first: a stop string or ``max_new_tokens`` (whitespace)
+    tokens; the latter gives ``finish_reason="length"`` and keeps the original spacing.
+
+    >>> c = finish("a b c\\nObservation", "q", GenParams(max_new_tokens=2, stop=["\\nObservation"]))
+    >>> (c.text, c.stop, c.finish_reason)
+    ('a b', None, 'length')
+    """
+    text, stop = cut_at_stop(text, params.stop)
+    reason = "stop"
+    words = list(re.finditer(r"\S+", text))
+    if len(words) > params.max_new_tokens:
+        text = text[: words[params.max_new_tokens - 1].end()] if params.max_new_tokens > 0 else ""
+        stop, reason = None, "length"
+    usage = Usage(prompt_tokens=count_tokens(prompt_text(prompt)), completion_tokens=count_tokens(text))
+    return Completion(text=text, stop=stop, finish_reason=reason, usage=usage, latency_s=latency_s)
+
+
+def load_script(path: str | PathLike) -> list[str] | dict[str, str]:
+    """Read a script file: ``*.jsonl`` holds one string (or ``{"text": ...}`` object) per line; any
+    other name holds a JSON list of strings or a JSON object ``{substring: completion}``."""
+    p = Path(path)
+    raw = p.read_text(encoding="utf-8")
+    items: list | dict
+    if p.suffix != ".jsonl":
+        try:
+            items = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}: not JSON ({e}); name JSONL files *.jsonl") from None
+        if not isinstance(items, (list, dict)):
+            raise ValueError(f"{p}: a script is a JSON list or object, not {type(items).__name__}")
+    else:
+        items = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{p}:{n}: not JSON ({e.msg})") from None
+            items.append(row["text"] if isinstance(row, dict) and "text" in row else row)
+    if isinstance(items, dict):
+        bad = [k for k, v in items.items() if not isinstance(v, str)]
+    else:
+        bad = [i for i, v in enumerate(items) if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{p}: script entries must be strings; bad entries: {bad[:5]}")
+    return items
+
+
+class ScriptedLLM:
+    """Replays canned completions; see the module docstring for what it imitates.
+
+    ``source`` is one of:
+
+    - a list of strings, popped in order, one per prompt across all ``generate`` calls;
+    - a mapping ``{substring: completion}``: each prompt gets the completion of the first key
+      (in insertion order) found in its text; never runs out;
+    - a callable ``(prompt) -> str``;
+    - a path (``str`` or ``PathLike``) to a JSON list / JSON object / JSONL file (see ``load_script``).
+
+    A list script that cannot serve a whole batch raises ``ScriptExhausted`` without consuming
+    anything. ``calls`` records every batch of prompts seen, for assertions in tests.
+
+    >>> llm = ScriptedLLM(["Thought: x\\nAction: finish[a]\\nObservation: done", "b"])
+    >>> [c.text for c in llm.generate(["q1", "q2"], GenParams(stop=["\\nObservation"]))]
+    ['Thought: x\\nAction: finish[a]', 'b']
+    """
+
+    def __init__(self, source: ScriptSource, name: str = "scripted"):
+        self.name = name
+        self._fn: Callable[[Prompt], str] | None = None
+        self._mapping: dict[str, str] | None = None
+        self._queue: list[str] = []
+        self._used = 0
+        if isinstance(source, (str, PathLike)):
+            source = load_script(source)
+        if callable(source):
+            self._fn = source
+        elif isinstance(source, Mapping):
+            self._mapping = dict(source)
+        else:
+            self._queue = list(source)
+            bad = [i for i, v in enumerate(self._queue) if not isinstance(v, str)]
+            if bad:
+                raise TypeError(f"ScriptedLLM script entries must be strings; bad indices: {bad[:5]}")
+        self.calls: list[list[Prompt]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def remaining(self) -> int | None:
+        """Completions left in a list script (``None`` for mapping and callable scripts)."""
+        return len(self._queue) - self._used if self._fn is None and self._mapping is None else None
+
+    def _lookup(self, prompt: Prompt) -> str:
+        assert self._mapping is not None
+        text = prompt_text(prompt)
+        for key, completion in self._mapping.items():
+            if key in text:
+                return completion
+        tail = text[-200:]
+        raise ScriptExhausted(
+            f"ScriptedLLM {self.name!r}: no script key occurs in the prompt (keys: "
+            f"{list(self._mapping)[:5]}); prompt ends with {tail!r}"
+        )
+
+    def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Completion]:
+        """One completion per prompt, in order (see the class docstring for where text comes from)."""
+        prompts = list(prompts)
+        with self._lock:
+            if self._fn is not None:
+                raw = [self._fn(p) for p in prompts]
+            elif self._mapping is not None:
+                raw = [self._lookup(p) for p in prompts]
+            else:
+                left = len(self._queue) - self._used
+                if left < len(prompts):
+                    raise ScriptExhausted(
+                        f"ScriptedLLM {self.name!r} ran out: asked for {len(prompts)} completion(s), "
+                        f"{left} left of {len(self._queue)} (the script is too short for this run)"
+                    )
+                raw = self._queue[self._used : self._used + len(prompts)]
+                self._used += len(prompts)
+            self.calls.append(prompts)
+        for i, r in enumerate(raw):
+            if not isinstance(r, str):
+                raise TypeError(
+                    f"ScriptedLLM {self.name!r}: the script returned {type(r).__name__} for prompt {i}"
+                )
+        return [finish(r, p, params) for r, p in zip(raw, prompts, strict=True)]
+
+    def __repr__(self) -> str:
+        kind = (
+            "callable"
+            if self._fn
+            else "mapping"
+            if self._mapping is not None
+            else f"{len(self._queue)} completions"
+        )
+        return f"ScriptedLLM(name={self.name!r}, {kind})"

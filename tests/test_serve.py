@@ -1,0 +1,190 @@
+"""The local OpenAI-compatible server: round trips through OpenAILLM, micro-batching, 400s."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import httpx
+import pytest
+
+from reactlab.llm.openai_compat import OpenAILLM
+from reactlab.llm.scripted import ScriptedLLM, finish
+from reactlab.serve import OpenAIServer, main_serve, serve
+from reactlab.types import Completion, GenParams, Prompt
+
+FAST = dict(backoff_base=0.01, backoff_max=0.05, timeout=5.0, max_retries=1)
+
+
+class RecordingLLM:
+    """Answers ``ans:<prompt text>``, records each batch, and takes a while like a real model."""
+
+    name = "recorder"
+
+    def __init__(self, delay: float = 0.05):
+        self.delay = delay
+        self.batches: list[tuple[list[Prompt], GenParams]] = []
+        self.lock = threading.Lock()
+
+    def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Completion]:
+        with self.lock:
+            self.batches.append((list(prompts), params))
+        time.sleep(self.delay)
+        texts = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
+        return [finish(f"ans:{t}", p, params) for t, p in zip(texts, prompts, strict=True)]
+
+
+class FailingLLM:
+    name = "failing"
+
+    def generate(self, prompts, params):
+        raise RuntimeError("the GPU caught fire")
+
+
+@pytest.fixture
+def served():
+    servers = []
+
+    def start(llm, **kw):
+        servers.append(serve(llm, **kw))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.shutdown()
+
+
+def test_completion_round_trip_with_stop_and_usage(served):
+    server = served(ScriptedLLM(["Thought 1: go\nAction 1: Finish[Paris]\nObservation 1: done", "x y"]))
+    client = OpenAILLM("anything", base_url=server.url + "/v1", **FAST)
+    outs = client.generate(["Question: capital?\n", "q2"], GenParams(stop=["\nObservation"]))
+    # Two concurrent clients: which script line each gets depends on arrival order.
+    by_text = {c.text: c for c in outs}
+    assert set(by_text) == {"Thought 1: go\nAction 1: Finish[Paris]", "x y"}
+    c = by_text["Thought 1: go\nAction 1: Finish[Paris]"]
+    assert (c.stop, c.finish_reason) == ("\nObservation", "stop")  # via the server's stop_reason
+    assert c.usage.completion_tokens == 6 and c.usage.prompt_tokens in (1, 2)
+
+
+def test_chat_round_trip_and_length(served):
+    server = served(ScriptedLLM(["one two three four"]), model_name="tiny")
+    client = OpenAILLM("tiny", base_url=server.url + "/v1", mode="chat", **FAST)
+    [c] = client.generate(["hello there"], GenParams(max_new_tokens=2))
+    assert (c.text, c.finish_reason) == ("one two", "length")
+    assert (c.usage.prompt_tokens, c.usage.completion_tokens) == (2, 2)
+
+
+def test_raw_response_shapes(served):
+    server = served(RecordingLLM(delay=0), model_name="tiny")
+    models = httpx.get(server.url + "/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"] == "tiny"
+    r = httpx.post(server.url + "/v1/completions", json={"prompt": ["a", "b"], "stop": "\n", "n": 2})
+    body = r.json()
+    assert r.status_code == 200 and body["object"] == "text_completion" and body["model"] == "tiny"
+    assert [ch["text"] for ch in body["choices"]] == ["ans:a", "ans:a", "ans:b", "ans:b"]
+    assert [ch["index"] for ch in body["choices"]] == [0, 1, 2, 3]
+    assert (
+        body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    )
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    body = httpx.post(server.url + "/v1/chat/completions", json={"messages": msgs, "max_tokens": 5}).json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "ans:hi"}
+    assert body["choices"][0]["finish_reason"] == "stop"
+
+
+def test_concurrent_requests_are_micro_batched(served):
+    llm = RecordingLLM(delay=0.05)
+    server = served(llm)
+    client = OpenAILLM("m", base_url=server.url + "/v1", concurrency=8, **FAST)
+    prompts = [f"question {i}" for i in range(8)]
+    outs = client.generate(prompts, GenParams(stop=["\n"]))
+    assert [c.text for c in outs] == [f"ans:{p}" for p in prompts]
+    assert all(c.finish_reason == "stop" for c in outs)
+    assert 1 <= len(llm.batches) < 8
+    assert sorted(p for batch, _ in llm.batches for p in batch) == sorted(prompts)
+    assert all(params.stop == ["\n"] for _, params in llm.batches)
+
+
+def test_different_params_are_never_merged(served):
+    llm = RecordingLLM(delay=0.02)
+    server = served(llm, batch_window_s=0.1)
+    url = server.url + "/v1/completions"
+    wanted = {"a": 10, "b": 20, "c": 10}  # prompt -> max_tokens: a and c may share a batch, b may not
+    results = {}
+
+    def ask(prompt):
+        body = {"prompt": prompt, "max_tokens": wanted[prompt]}
+        results[prompt] = httpx.post(url, json=body, timeout=5).json()["choices"][0]["text"]
+
+    threads = [threading.Thread(target=ask, args=(p,)) for p in wanted]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {"a": "ans:a", "b": "ans:b", "c": "ans:c"}
+    for batch, params in llm.batches:
+        assert all(wanted[p] == params.max_new_tokens for p in batch)
+    assert len(llm.batches) in (2, 3)
+
+
+@pytest.mark.parametrize(
+    "path, payload, message",
+    [
+        ("/v1/completions", b"{not json", "not valid JSON"),
+        ("/v1/completions", b"[1]", "JSON object"),
+        ("/v1/completions", b"{}", "'prompt' must be"),
+        ("/v1/completions", b'{"prompt": [1, 2]}', "token ids are not supported"),
+        ("/v1/completions", b'{"prompt": "x", "max_tokens": 0}', "max_tokens"),
+        ("/v1/completions", b'{"prompt": "x", "max_tokens": "9"}', "wrong type"),
+        ("/v1/completions", b'{"prompt": "x", "stop": [1]}', "'stop'"),
+        ("/v1/completions", b'{"prompt": "x", "stream": true}', "streaming"),
+        ("/v1/completions", b'{"prompt": "x", "temperature": 9}', "temperature"),
+        ("/v1/chat/completions", b'{"messages": []}', "'messages'"),
+        ("/v1/chat/completions", b'{"messages": [{"content": "x"}]}', "'role'"),
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": 3}]}', "content"),
+    ],
+)
+def test_bad_requests_get_clear_400s(served, path, payload, message):
+    llm = RecordingLLM(delay=0)
+    server = served(llm)
+    r = httpx.post(server.url + path, content=payload, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert message in r.json()["error"]["message"]
+    assert llm.batches == []
+
+
+def test_unknown_routes_and_model_failures(served):
+    server = served(FailingLLM())
+    assert httpx.post(server.url + "/v1/embeddings", json={}).status_code == 404
+    assert httpx.get(server.url + "/nope").status_code == 404
+    r = httpx.post(server.url + "/v1/completions", json={"prompt": "x"})
+    assert r.status_code == 500 and "GPU caught fire" in r.json()["error"]["message"]
+    # The client sees a retried 5xx and finally an error row, not an exception.
+    [c] = OpenAILLM("m", base_url=server.url + "/v1", **FAST).generate(["x"], GenParams())
+    assert c.finish_reason == "error" and "GPU caught fire" in c.error
+
+
+def test_shutdown_is_quick_and_idempotent():
+    server = serve(RecordingLLM(delay=0))
+    httpx.get(server.url + "/v1/models")
+    t0 = time.perf_counter()
+    server.shutdown()
+    server.shutdown()
+    assert time.perf_counter() - t0 < 2
+
+
+def test_main_serve_builds_the_model_from_a_spec(tmp_path, monkeypatch, capsys):
+    script = tmp_path / "script.json"
+    script.write_text('["hello"]')
+    seen = []
+
+    def wait_once(self):  # instead of serving forever: one request, then stop
+        seen.append(httpx.post(self.url + "/v1/completions", json={"prompt": "hi"}).json())
+        self.shutdown()
+
+    monkeypatch.setattr(OpenAIServer, "wait", wait_once)
+    main_serve(f"scripted:{script}", host="127.0.0.1", port=0)
+    assert seen[0]["model"] == f"scripted:{script}" and seen[0]["choices"][0]["text"] == "hello"
+    assert "serving scripted:" in capsys.readouterr().err
