@@ -10,9 +10,12 @@ from typing import Annotated
 
 import typer
 
+from reactlab.data.cli import data_app
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ReAct agents: run, build data, train, export.")
 wiki_app = typer.Typer(no_args_is_help=True, help="The local Wikipedia (SQLite FTS5).")
 app.add_typer(wiki_app, name="wiki")
+app.add_typer(data_app, name="data")
 
 CorpusOpt = Annotated[
     list[Path] | None,
@@ -58,6 +61,7 @@ def run_cmd(
     agent: Annotated[str, typer.Option(help="react (an LLM agent) | oracle (gold trajectories, no LLM)")] = "react",
     method: Annotated[str, typer.Option(help="react | act | cot (prompt variants of the react agent)")] = "react",
     style: Annotated[str, typer.Option(help="completion (paper, few-shot) | chat (FireAct, zero-shot)")] = "completion",
+    prompt: Annotated[str, typer.Option(help="few-shot prompt (packaged name or YAML file) | zeroshot")] = "hotpotqa_react",
     model: Annotated[str | None, typer.Option(help="smollm2 | hf:PATH_OR_ID | openai:MODEL | scripted:FILE")] = None,
     adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
     max_steps: Annotated[int, typer.Option(help="steps before the forced finish[]")] = 7,
@@ -84,7 +88,7 @@ def run_cmd(
         else:
             if model is None:
                 _fail(f"--agent {agent} needs --model (smollm2, hf:PATH, openai:MODEL or scripted:FILE)")
-            a = make_agent(agent, method=method, style=style, max_steps=max_steps, model=model)
+            a = make_agent(agent, method=method, style=style, prompt=prompt, max_steps=max_steps, model=model)
         llm = None
         if model is not None and agent != "oracle":
             from reactlab.llm import make_llm

@@ -10,7 +10,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -121,19 +121,30 @@ def read_jsonl_tolerant(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON via a temp file in the same directory and ``os.replace``: readers see the old or
-    the new file, never half of one."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file via a temp file in the same directory and ``os.replace``: readers see the old
+    or the new file, never half of one. The result is 0644 like any other output (mkstemp's 0600
+    would make a dataset unreadable to a colleague)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Pretty JSON, written atomically (``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line, written atomically (``write_text_atomic``)."""
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

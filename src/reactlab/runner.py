@@ -107,7 +107,7 @@ def run(
                 raise ValueError(f"agent {agent.name!r} asks for an LLM but none was given (--model)")
             completions = _generate_grouped(llm, [q for _, _, q in live])
             still: list[tuple[Example, Any, Query]] = []
-            for (ex, gen, _), comp in zip(live, completions):
+            for (ex, gen, _), comp in zip(live, completions, strict=True):
                 try:
                     still.append((ex, gen, gen.send(comp)))
                 except StopIteration as stop:
@@ -131,7 +131,7 @@ def _generate_grouped(llm: LLM, queries: list[Query]) -> list[Completion]:
         comps = llm.generate([queries[i].prompt for i in idxs], queries[idxs[0]].params)
         if len(comps) != len(idxs):
             raise RuntimeError(f"LLM {llm.name!r} returned {len(comps)} completions for {len(idxs)} prompts")
-        for i, c in zip(idxs, comps):
+        for i, c in zip(idxs, comps, strict=True):
             results[i] = c
     return results  # type: ignore[return-value]
 

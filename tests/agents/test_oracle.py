@@ -10,7 +10,7 @@ from reactlab.runner import RunSpec, run
 from reactlab.tasks.hotpotqa import HotpotQA
 from reactlab.types import Example
 from reactlab.wiki.corpus import pages_from_contexts
-from reactlab.wiki.index import build_index, WikiIndex
+from reactlab.wiki.index import WikiIndex, build_index
 
 FILLER = [f"Zorblax Quentin liked item number {k}." for k in range(1, 6)]
 SYNTH = {

@@ -11,7 +11,7 @@ from reactlab.envs.wikienv import WikiEnv
 from reactlab.llm.scripted import ScriptedLLM
 from reactlab.runner import RunSpec, run
 from reactlab.tasks.hotpotqa import HotpotQA
-from reactlab.types import Action, Completion, Example, GenParams, Query
+from reactlab.types import Action, Completion, Example
 
 GOLDEN = Path(__file__).parent / "golden"
 EX = Example("q1", "Which band was formed first, The Exies or Circus Diablo?", "The Exies", "comparison")
@@ -130,3 +130,8 @@ def test_prompt_rendering_golden(method):
         golden.write_text(text)
     assert golden.exists(), f"{golden} missing: run with REACTLAB_UPDATE_GOLDEN=1 and commit it"
     assert text == golden.read_text()
+
+
+def test_zero_shot_completion_layout(vendored_index):
+    t, qs = drive(ReActAgent(prompt="zeroshot"), EX, WikiEnv(vendored_index), [" done\nAction 1: Finish[The Exies]"])
+    assert qs[0].prompt == f"Question: {EX.question}\nThought 1:" and t.prompt_id == "zeroshot@1/react"

@@ -2,7 +2,14 @@ import math
 
 import pytest
 
-from reactlab.tasks.metrics import aggregate, exact_match, f1, f1_precision_recall, mean_stderr, normalize_answer
+from reactlab.tasks.metrics import (
+    aggregate,
+    exact_match,
+    f1,
+    f1_precision_recall,
+    mean_stderr,
+    normalize_answer,
+)
 
 
 @pytest.mark.parametrize(

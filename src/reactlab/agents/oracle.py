@@ -22,7 +22,9 @@ from reactlab.types import Action, Environment, EpisodeGen, Example, Step, Traje
 
 _WORD = re.compile(r"\w[\w'-]*\w|\w", re.UNICODE)
 _MAX_PAGING = 10  # lookups of one keyword before giving up on a sentence
-_STOP = frozenset("the a an and or of in on at to for by with from as is was were are be his her its".split())
+_STOP = frozenset(
+    ["the", "a", "an", "and", "or", "of", "in", "on", "at", "to", "for", "by", "with", "from", "as", "is", "was", "were", "are", "be", "his", "her", "its", "this", "that", "these", "those", "which", "who", "whom", "whose", "what", "when", "where", "also", "has", "had", "have", "not", "but"]
+)
 
 
 def _norm(s: str) -> str:

@@ -4,6 +4,7 @@
   ``Thought i: ... / Action i: ... / Observation i: ...``; each call is stopped at ``\\nObservation``.
   If the model writes a thought but no action line, a second call asks for the action alone (the
   paper's fallback). After ``max_steps`` (7) the episode is closed with a forced ``finish[]``.
+  With ``prompt="zeroshot"`` there is no few-shot prefix (models fine-tuned on that layout).
 - ``chat`` (FireAct): user = question, assistant = ``Thought: ...\\nAction: ...``, user =
   ``Observation: ...``; zero-shot, for fine-tuned models and chat APIs.
 
@@ -39,6 +40,7 @@ from reactlab.types import (
     Usage,
 )
 
+ZERO_SHOT = "zeroshot"  # the prompt name for the paper's layout with no few-shot prefix
 STOP_OBS = "\nObservation"  # the paper stops at "\nObservation {i}:"; un-numbered keeps one batch
 
 
@@ -64,7 +66,9 @@ class ReActAgent:
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
         self.name = method
         self.params = GenParams(max_new_tokens=max_new_tokens, stop=[STOP_OBS])
-        if style == "completion":
+        if style == "completion" and prompt == ZERO_SHOT:  # fine-tuned models: no exemplars
+            self.prefix, self.prompt_id = "", f"{ZERO_SHOT}@1/{method}"
+        elif style == "completion":
             spec = load_prompt(prompt)
             self.prefix = render_prefix(spec, method)
             self.prompt_id = spec.prompt_id(method)

@@ -47,7 +47,7 @@ def _pairs(value: Any, where: str, field: str, keys: tuple[str, str]) -> list[li
         a, b = value.get(keys[0]), value.get(keys[1])
         if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b):
             raise DataError(f"{where}: field {field!r} must hold equal-length lists {keys[0]!r}/{keys[1]!r}")
-        return [[x, y] for x, y in zip(a, b)]
+        return [[x, y] for x, y in zip(a, b, strict=True)]
     if isinstance(value, list):
         for item in value:
             if not (isinstance(item, (list, tuple)) and len(item) == 2):

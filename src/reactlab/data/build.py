@@ -1,0 +1,199 @@
+"""``build_dataset``: sources -> selection -> mix -> rows -> train/val split -> files + stats.
+
+Output directory (each file written atomically: a temp file in the same directory, then renamed,
+so a reader sees a whole old or a whole new file):
+
+- ``train.jsonl``, ``val.jsonl``: one row per line in the chosen format (see ``FORMATS``);
+- ``stats.json``: rows by split and source, steps and token histograms, dropped-by-reason, prompt
+  ids, the options used;
+- ``dataset_info.json`` for ``alpaca`` and ``sharegpt`` (LLaMA-Factory; the entry is named after the
+  output directory, ``<name>_val`` for the val file; an empty file is not declared).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reactlab.data import formats
+from reactlab.data.preference import dpo_rows, kto_rows
+from reactlab.data.prompts import prompt_row
+from reactlab.data.select import (
+    EVAL_SPLITS,
+    Selection,
+    excluded_questions,
+    mix,
+    normalize_question,
+    select,
+    split_of,
+)
+from reactlab.data.sources import Sample, load_source, split_name
+from reactlab.io import write_json_atomic, write_jsonl_atomic
+
+FORMATS = (*formats.SFT_FORMATS, "dpo", "kto", "prompts")
+PURPOSE = {"dpo": "preference", "kto": "preference", "prompts": "prompts"}
+TOKEN_BINS = (128, 256, 512, 768, 1024, 1536, 2048, 4096)
+
+
+def build_dataset(
+    sources: Sequence[str],
+    out: str | Path,
+    format: str = "messages",
+    *,
+    exclude: Sequence[str | Path] = (),
+    exclude_splits: Sequence[str] = EVAL_SPLITS,
+    mix_weights: dict[str, float] | None = None,
+    max_steps: int | None = None,
+    min_f1: float | None = None,
+    val_frac: float = 0.05,
+    seed: int = 0,
+    system: str | None = None,
+    tokenizer: Any = "smollm2",
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build one dataset directory from ``sources`` (specs as in ``reactlab.data.sources``) and
+    return its stats (also written to ``stats.json``).
+
+    ``format``: one of ``FORMATS``. ``exclude_splits`` / ``exclude``: HotpotQA splits and files whose
+    questions never become rows. ``mix_weights``: ``{source name: weight}`` (``select.mix``).
+    ``max_steps`` / ``min_f1``: ``select.Selection``. ``val_frac``: share of questions in val.
+    ``tokenizer``: a spec for ``masking.load_tokenizer``, a loaded tokenizer, or None (no token
+    stats). ``options``: layout options (``observation_role`` for sharegpt, ``skip_invalid`` for
+    openai, ``continuation`` / ``pairs_per_question`` for dpo).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
+    if not sources:
+        raise ValueError("no sources (--from)")
+    if not 0.0 <= val_frac < 1.0:
+        raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
+    names = [split_name(s)[0] for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two sources share a name ({names}); name them: --from NAME=PATH")
+    out = Path(out)
+    options = dict(options or {})
+    loaded = [s for spec in sources for s in load_source(spec)]
+    excluded = excluded_questions(exclude_splits, exclude)
+    sel = Selection(purpose=PURPOSE.get(format, "sft"), max_steps=max_steps, min_f1=min_f1)
+    kept, dropped = select(loaded, sel, excluded)
+    kept = mix(kept, mix_weights or {}, seed)
+    rows, more = make_rows(kept, format, system, min_f1, seed, options)
+    dropped.update(more)
+
+    splits: dict[str, list[tuple[dict[str, Any], Sample | None]]] = {"train": [], "val": []}
+    for row, sample in rows:
+        splits[split_of(_question(row, sample), val_frac)].append((row, sample))
+    tok = _tokenizer(tokenizer)
+    stats = _stats(format, sources, loaded, kept, dropped, splits, tok, tokenizer, excluded)
+    stats["options"] = {"exclude": [str(x) for x in exclude], "exclude_splits": list(exclude_splits),
+                        "mix": mix_weights or {}, "max_steps": max_steps, "min_f1": min_f1, "val_frac": val_frac,
+                        "seed": seed, "system": system, **options}
+    files = {"train": "train.jsonl", "val": "val.jsonl"}
+    for split, name in files.items():
+        write_jsonl_atomic(out / name, [r for r, _ in splits[split]])
+    if format in ("alpaca", "sharegpt"):
+        nonempty = {k: v for k, v in files.items() if splits[k]}  # an empty file fails to load: not declared
+        info = formats.dataset_info(format, out.name, nonempty, system=bool(system))
+        write_json_atomic(out / "dataset_info.json", info)
+    write_json_atomic(out / "stats.json", stats)
+    return stats
+
+
+def make_rows(samples: list[Sample], fmt: str, system: str | None, min_f1: float | None, seed: int,
+              options: dict[str, Any]) -> tuple[list[tuple[dict[str, Any], Sample | None]], Counter]:
+    """Rows of one format with the sample each came from (None for a DPO pair) and extra drops."""
+    if fmt == "dpo":
+        keys = ("continuation", "pairs_per_question")
+        rows, dropped = dpo_rows(samples, system, min_f1=min_f1, seed=seed,
+                                 **{k: options[k] for k in keys if k in options})
+        return [(r, None) for r in rows], dropped
+    if fmt == "kto":
+        rows, dropped = kto_rows(samples, system, min_f1=min_f1)
+        return [(r, None) for r in rows], dropped
+    if fmt == "prompts":
+        return [(prompt_row(s, system), s) for s in samples], Counter()
+    return [(formats.to_row(fmt, s.traj, s.source, system, **options), s) for s in samples], Counter()
+
+
+def _question(row: dict[str, Any], sample: Sample | None) -> str:
+    if sample is not None:
+        return sample.traj.question
+    prompt = row["prompt"]  # DPO / KTO rows: the question is the prompt's user message
+    return next(m["content"] for m in prompt if m["role"] == "user")
+
+
+def _tokenizer(spec: Any) -> Any:
+    if spec is None or spec == "none":
+        return None
+    if isinstance(spec, str):
+        from reactlab.data.masking import load_tokenizer
+
+        return load_tokenizer(spec)
+    return spec
+
+
+def count_tokens(tokenizer: Any, row: dict[str, Any], fmt: str) -> int:
+    """Tokens of a row's first view (``formats.row_views``) as the model sees it: the chat template
+    for messages, the plain text for the completion layout."""
+    view = formats.row_views(row, fmt)[0][1]
+    if isinstance(view, str):
+        return len(tokenizer(view, add_special_tokens=False)["input_ids"])
+    return len(tokenizer.apply_chat_template(view, tokenize=True, return_dict=True,
+                                             add_generation_prompt=fmt == "prompts")["input_ids"])
+
+
+def histogram(values: list[int], bins: Sequence[int] = TOKEN_BINS) -> dict[str, int]:
+    """Counts per ``[lo, hi)`` bin, labelled ``"lo-hi"`` (last bin ``">=hi"``), empty bins left out.
+
+    >>> histogram([10, 200, 300, 5000], (128, 256))
+    {'0-128': 1, '128-256': 1, '>=256': 2}
+    """
+    out: Counter = Counter()
+    for v in values:
+        lo = 0
+        for hi in bins:
+            if v < hi:
+                out[f"{lo}-{hi}"] += 1
+                break
+            lo = hi
+        else:
+            out[f">={bins[-1]}"] += 1
+    order = [f"{lo}-{hi}" for lo, hi in zip((0, *bins), bins, strict=False)] + [f">={bins[-1]}"]
+    return {k: out[k] for k in order if out[k]}
+
+
+def _stats(fmt, sources, loaded, kept, dropped, splits, tok, tok_spec, excluded) -> dict[str, Any]:
+    rows = [r for part in splits.values() for r, _ in part]
+    samples = [s for part in splits.values() for _, s in part if s is not None]
+    stats: dict[str, Any] = {
+        "format": fmt,
+        "sources": {split_name(s)[0]: s for s in sources},
+        "rows": {k: len(v) for k, v in splits.items()},
+        "loaded_by_source": dict(Counter(s.source for s in loaded)),
+        "kept_by_source": dict(Counter(s.source for s in kept)),
+        "rows_by_source": {k: dict(Counter(r.get("source", s.source if s else "?") for r, s in v))
+                           for k, v in splits.items()},
+        "dropped": dict(sorted(dropped.items())),
+        "excluded_questions": len(excluded),
+        "questions": len({normalize_question(_question(r, s)) for part in splits.values() for r, s in part}),
+        "steps_hist": dict(sorted(Counter(len(s.traj.steps) for s in samples).items())),
+        "prompt_ids": dict(Counter(r.get("prompt_id", formats.layout_id(fmt, s.traj) if s else "?")
+                                   for part in splits.values() for r, s in part)),
+        "source_prompt_ids": dict(Counter(s.traj.prompt_id for s in kept)),
+    }
+    if fmt == "kto":
+        stats["labels"] = dict(Counter(str(r["label"]) for r in rows))
+    if tok is not None and rows:
+        counts = [count_tokens(tok, r, fmt) for r in rows]
+        stats["tokens"] = {
+            "tokenizer": tok_spec if isinstance(tok_spec, str) else getattr(tok, "name_or_path", "?"),
+            "mean": round(statistics.fmean(counts), 1), "median": statistics.median(counts),
+            "p95": sorted(counts)[int(0.95 * (len(counts) - 1))], "max": max(counts), "total": sum(counts),
+            "hist": histogram(counts),
+        }
+    return stats
+
+

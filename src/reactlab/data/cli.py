@@ -1,0 +1,142 @@
+"""``reactlab data``: build training sets from trajectories and look at them.
+
+Mounted by ``reactlab.cli`` as ``app.add_typer(data_app, name="data")``. Each command is one call
+into the library; heavy imports happen inside the command.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+data_app = typer.Typer(no_args_is_help=True, help="Training data from trajectories (SFT, DPO, KTO, GRPO prompts).")
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@data_app.command("build")
+def build_cmd(
+    sources: Annotated[list[str], typer.Option(
+        "--from", help="run dir | trajectories/FireAct JSON(L) file | fireact:hotpotqa | hotpotqa:SPLIT; "
+                       "NAME=SOURCE names it; repeatable")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory (train.jsonl, val.jsonl, stats.json)")],
+    format: Annotated[str, typer.Option(
+        help="messages | completion | alpaca | sharegpt | openai | dpo | kto | prompts")] = "messages",
+    exclude: Annotated[list[Path] | None, typer.Option(
+        help="drop questions of this HotpotQA (any layout) or trajectory file; repeatable")] = None,
+    exclude_split: Annotated[list[str] | None, typer.Option(
+        help="HotpotQA splits whose questions are dropped (default: eval, paper500); repeatable")] = None,
+    mix: Annotated[list[str] | None, typer.Option(
+        help="SOURCE=WEIGHT: keep round(WEIGHT * n) of a source's rows (>1 repeats); repeatable")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="drop trajectories with more steps")] = None,
+    min_f1: Annotated[float | None, typer.Option(help="also keep answers with F1 >= this (default: EM = 1 only)")] = None,
+    val_frac: Annotated[float, typer.Option(help="share of questions in val.jsonl (by a hash of the question)")] = 0.05,
+    seed: Annotated[int, typer.Option(help="seed of --mix sampling and DPO pair choice")] = 0,
+    system: Annotated[str | None, typer.Option(help="system prompt of chat layouts (as `run --style chat` sends)")] = None,
+    tokenizer: Annotated[str, typer.Option(help="tokenizer for token stats: smollm2 | hf:PATH | DIR | none")] = "smollm2",
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", help="layout option KEY=VALUE: observation_role=human (sharegpt), skip_invalid=true "
+                         "(openai), continuation=turn, pairs_per_question=N (dpo); repeatable")] = None,
+) -> None:
+    """Build a dataset from runs and FireAct data; prints its stats."""
+    from reactlab.data.build import build_dataset
+    from reactlab.data.select import EVAL_SPLITS, parse_mix
+    from reactlab.io import DataError
+
+    try:
+        stats = build_dataset(
+            sources, out, format, exclude=exclude or [], exclude_splits=exclude_split or EVAL_SPLITS,
+            mix_weights=parse_mix(mix or []), max_steps=max_steps, min_f1=min_f1, val_frac=val_frac,
+            seed=seed, system=system, tokenizer=tokenizer, options=parse_options(option or []),
+        )
+    except (DataError, ValueError, FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    typer.echo(json.dumps({k: stats[k] for k in ("format", "rows", "rows_by_source", "dropped", "steps_hist")}
+                          | ({"tokens": stats["tokens"]} if "tokens" in stats else {}), indent=2))
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["skip_invalid=true", "pairs_per_question=2"]`` -> ``{"skip_invalid": True, "pairs_per_question": 2}``.
+
+    >>> parse_options(["skip_invalid=true", "pairs_per_question=2", "continuation=turn"])
+    {'skip_invalid': True, 'pairs_per_question': 2, 'continuation': 'turn'}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--option {item!r}: expected KEY=VALUE")
+        low = value.lower()
+        out[key] = True if low == "true" else False if low == "false" else int(value) if value.isdigit() else value
+    return out
+
+
+@data_app.command("show")
+def show_cmd(
+    path: Annotated[Path, typer.Argument(help="a dataset directory (or one of its .jsonl files)")],
+    n: Annotated[int, typer.Option("--n", help="rows to show")] = 3,
+    split: Annotated[str, typer.Option(help="train | val")] = "train",
+    tokenizer: Annotated[str, typer.Option(help="chat template to render with: smollm2 | hf:PATH | DIR | none")] = "smollm2",
+    raw: Annotated[bool, typer.Option("--raw", help="print the JSON rows instead")] = False,
+) -> None:
+    """Print rows as the model will see them (chat layouts rendered with the chat template)."""
+    from reactlab.data.formats import row_views
+    from reactlab.io import DataError, read_records
+
+    file = path if path.is_file() else path / f"{split}.jsonl"
+    stats_file = file.parent / "stats.json"
+    try:
+        records = []
+        for _, rec in read_records(file):
+            records.append(rec)
+            if len(records) >= n:
+                break
+        fmt = json.loads(stats_file.read_text())["format"] if stats_file.exists() else guess_format(records)
+        tok = None
+        if not raw and tokenizer != "none":
+            from reactlab.data.masking import load_tokenizer
+
+            tok = load_tokenizer(tokenizer)
+        for i, rec in enumerate(records):
+            meta = ", ".join(f"{k}={rec[k]}" for k in ("source", "prompt_id") if k in rec)
+            typer.secho(f"=== {file.name} row {i} ({fmt}{'; ' + meta if meta else ''})", bold=True)
+            if raw:
+                typer.echo(json.dumps(rec, ensure_ascii=False, indent=2))
+                continue
+            for label, view in row_views(rec, fmt):
+                if label:
+                    typer.secho(f"--- {label}", bold=True)
+                typer.echo(render(view, tok, add_generation_prompt=fmt == "prompts"))
+    except (DataError, ValueError, KeyError) as e:
+        _fail(str(e))
+
+
+def render(view: Any, tok: Any, add_generation_prompt: bool = False) -> str:
+    """A text as is; messages through the tokenizer's chat template, or as ``[role]`` blocks without one."""
+    if isinstance(view, str):
+        return view
+    if tok is not None:
+        return tok.apply_chat_template(view, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return "\n".join(f"[{m['role']}]\n{m['content']}" for m in view)
+
+
+def guess_format(records: list[dict[str, Any]]) -> str:
+    """The format of rows without a ``stats.json``, from the first row's columns.
+
+    >>> guess_format([{"prompt": [], "chosen": [], "rejected": []}])
+    'dpo'
+    """
+    keys = set(records[0]) if records else set()
+    for fmt, cols in (("dpo", {"chosen", "rejected"}), ("kto", {"label", "completion"}),
+                      ("completion", {"prompt", "completion"}), ("prompts", {"prompt", "answer"}),
+                      ("alpaca", {"instruction", "output"}), ("sharegpt", {"conversations"}),
+                      ("messages", {"messages"})):
+        if cols <= keys:
+            return fmt
+    raise ValueError(f"cannot tell the format of rows with columns {sorted(keys)}")

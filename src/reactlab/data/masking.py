@@ -1,0 +1,148 @@
+"""Loss masks: which tokens of a training row the model learns to produce.
+
+``mask_conversation(tokenizer, messages, train_on)`` renders a conversation with the tokenizer's
+chat template and returns ``input_ids``, ``labels`` and ``attention_mask`` (plain lists, labels
+unshifted as transformers models expect). With ``train_on="assistant"`` every label is -100 except
+the assistant turns: their content (thought + action) and the end-of-turn token that closes them,
+which the model must learn to emit to stop. The template's role headers (``<|im_start|>assistant\\n``)
+and whatever it writes after the end-of-turn token (ChatML's newline) are not trained: the runtime
+writes them, not the model. ``train_on="all"`` trains on every token.
+
+Two ways to find the assistant tokens, chosen by the template:
+
+- a template with ``{% generation %}`` markers: transformers' ``return_assistant_tokens_mask``
+  (what TRL's ``assistant_only_loss`` uses) — the template decides what is trained;
+- a template without them (SmolLM2's ChatML, most shipped templates): each assistant turn's
+  character span is found by rendering the conversation's prefixes (up to the turn with a
+  generation prompt, then through the turn), checked to be prefixes of the full rendering, cut
+  after the tokenizer's ``eos_token`` (the end-of-turn token), and mapped to tokens with the fast
+  tokenizer's ``return_offsets_mapping``. A template that renders a turn differently depending
+  on what follows (not prefix-stable) is refused with a clear error.
+
+Nothing here imports transformers; callers pass a loaded tokenizer (see ``load_tokenizer``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+IGNORE = -100
+_GEN = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def has_generation_markers(template: str | None) -> bool:
+    """True when a chat template marks assistant text with ``{% generation %}``.
+
+    >>> has_generation_markers("{%- generation -%}{{ m }}{% endgeneration %}"), has_generation_markers("{{ m }}")
+    (True, False)
+    """
+    return bool(template) and _GEN.search(template) is not None
+
+
+def _render(tokenizer: Any, messages: list[dict[str, Any]], template: str | None, gen_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                         add_generation_prompt=gen_prompt)
+
+
+def assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], template: str | None = None
+                    ) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the ``[start, end)`` character span of each assistant turn
+    (content + end-of-turn token), by rendering prefixes (see the module docstring)."""
+    full = _render(tokenizer, messages, template)
+    eot = tokenizer.eos_token or ""
+    spans: list[tuple[int, int]] = []
+    for j, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:j], template, gen_prompt=True) if j else ""
+        upto = _render(tokenizer, messages[: j + 1], template)
+        if not (upto.startswith(before) and full.startswith(upto)):
+            raise ValueError(
+                f"the chat template is not prefix-stable at message {j} (rendering a conversation's start "
+                "differs from the start of its full rendering); give it {% generation %} markers instead"
+            )
+        start, end = len(before), len(upto)
+        cut = full.rfind(eot, start, end) if eot else -1
+        spans.append((start, cut + len(eot) if cut >= 0 else end))
+    return full, spans
+
+
+def mask_spans(tokenizer: Any, text: str, spans: list[tuple[int, int]]) -> dict[str, list[int]]:
+    """Tokenize ``text`` (no extra special tokens: the template already holds them) and keep labels
+    only on tokens that overlap a character span."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    labels = [
+        tok if any(a < e and b > s for s, e in spans) else IGNORE
+        for tok, (a, b) in zip(ids, enc["offset_mapping"], strict=True)
+    ]
+    return {"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids)}
+
+
+def mask_conversation(tokenizer: Any, messages: list[dict[str, Any]], train_on: str = "assistant",
+                      chat_template: str | None = None) -> dict[str, list[int]]:
+    """``{"input_ids", "labels", "attention_mask"}`` for one conversation (see the module docstring).
+
+    ``chat_template`` overrides the tokenizer's own. Raises ``ValueError`` for an unknown ``train_on``,
+    a conversation without an assistant turn, or a template that cannot be masked.
+    """
+    if train_on not in ("assistant", "all"):
+        raise ValueError(f"train_on must be 'assistant' or 'all', not {train_on!r}")
+    template = chat_template or tokenizer.chat_template
+    if train_on == "all":
+        text = _render(tokenizer, messages, template)
+        return mask_spans(tokenizer, text, [(0, len(text))])
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ValueError("the conversation has no assistant turn: nothing to train on")
+    if has_generation_markers(template):
+        enc = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
+        if 1 not in mask:
+            raise ValueError("the template's {% generation %} block marked no assistant token")
+        return {"input_ids": ids, "labels": [t if k else IGNORE for t, k in zip(ids, mask, strict=True)],
+                "attention_mask": [1] * len(ids)}
+    text, spans = assistant_spans(tokenizer, messages, template)
+    return mask_spans(tokenizer, text, spans)
+
+
+def observation_spans(completion: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Spans of ``Observation i: ...`` lines (with their newline) in a completion-layout text.
+
+    >>> observation_spans("Thought 1: a\\nAction 1: Search[X]\\nObservation 1: X.\\nThought 2: b")
+    [(33, 51)]
+    """
+    return [(offset + m.start(), offset + m.end()) for m in re.finditer(r"(?m)^Observation \d+:.*(?:\n|$)", completion)]
+
+
+def mask_completion(tokenizer: Any, prompt: str, completion: str, train_on: str = "all") -> dict[str, list[int]]:
+    """Labels for a prompt/completion row (the paper's layout): the prompt is never trained;
+    ``train_on="all"`` trains on the whole completion — what TRL's completion-only loss does, which
+    includes the observations; ``"assistant"`` leaves the ``Observation i:`` lines out too. The
+    tokenizer's ``eos_token`` is appended (trained), as TRL does for completions."""
+    if train_on not in ("assistant", "all"):
+        raise ValueError(f"train_on must be 'assistant' or 'all', not {train_on!r}")
+    eos = tokenizer.eos_token or ""
+    text = prompt + completion + eos
+    start, end = len(prompt), len(text)
+    spans = [(start, end)]
+    if train_on == "assistant":
+        spans = []
+        for s, e in observation_spans(completion, start):
+            spans.append((start, s))
+            start = e
+        spans.append((start, end))
+    return mask_spans(tokenizer, text, [(s, e) for s, e in spans if e > s])
+
+
+def load_tokenizer(spec: str) -> Any:
+    """A tokenizer by name: a named model (``smollm2``: ``reactlab.models.resolve``), ``hf:PATH_OR_ID``,
+    or a local directory. Imports transformers only here."""
+    from transformers import AutoTokenizer
+
+    if spec.startswith("hf:"):
+        return AutoTokenizer.from_pretrained(spec[3:])
+    from reactlab.models import NAMED, resolve
+
+    return AutoTokenizer.from_pretrained(resolve(spec) if spec in NAMED else spec)

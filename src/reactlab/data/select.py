@@ -1,0 +1,184 @@
+"""Which trajectories become training rows: filters with a reason for every drop, mixing, splitting.
+
+Filters, in the order they are checked (the first that fails is the reason counted):
+
+- ``eval_overlap``: the question (normalised as HotpotQA answers are) is in an evaluation split
+  (``eval`` and ``paper500`` by default) or in an ``--exclude`` file — checked for every format;
+- ``error``: the LLM backend failed (``status == "error"``);
+- ``no_steps``: nothing to imitate (``hotpotqa:SPLIT`` prompt sources);
+- ``unfinished``: the episode did not end with ``finish[...]`` (SFT only);
+- ``incorrect``: EM < 1 and F1 below ``min_f1`` (SFT only; rows without gold, like FireAct's, pass);
+- ``too_many_steps``: more than ``max_steps`` steps;
+- ``no_gold``: preference and prompt rows need a gold answer;
+- ``duplicate``: a question seen before (first source on the command line wins; SFT and prompts).
+
+``mix`` then scales each source by a weight and ``split_of`` sends each question to train or val by
+a hash of its text, so a question (and its copies) never lands on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reactlab.data.sources import Sample
+from reactlab.tasks.metrics import normalize_answer, qa_scores
+
+EVAL_SPLITS = ("eval", "paper500")
+
+
+@dataclass
+class Selection:
+    """What to keep. ``purpose``: ``sft`` (correct, finished, deduped), ``preference`` (any finished
+    or step-limited trajectory with gold, all kept so pairs can form) or ``prompts`` (questions with
+    gold, deduped). ``max_steps=None``: no limit; ``min_f1=None``: only EM = 1 counts as correct."""
+
+    purpose: str = "sft"
+    max_steps: int | None = None
+    min_f1: float | None = None
+
+
+def normalize_question(q: str) -> str:
+    """The key questions are compared by: HotpotQA's answer normalisation.
+
+    >>> normalize_question("Who is  the director of 'Ed Wood'?") == normalize_question("who is director of Ed Wood")
+    True
+    """
+    return normalize_answer(q)
+
+
+def excluded_questions(splits: Sequence[str] = EVAL_SPLITS, files: Iterable[str | Path] = ()) -> set[str]:
+    """Normalised questions of HotpotQA ``splits`` and of ``files`` (any layout ``hotpotqa.load_file``
+    reads: official, HF, simplified; or trajectory / FireAct files)."""
+    from reactlab.tasks.hotpotqa import HotpotQA, load_file
+
+    task = HotpotQA()
+    out = {normalize_question(e.question) for s in splits for e in task.examples(s)}
+    for f in files:
+        out |= _questions_of(Path(f), load_file)
+    return out
+
+
+def _questions_of(path: Path, load_file) -> set[str]:
+    from reactlab.data.sources import read_file
+    from reactlab.io import DataError, read_records
+
+    where, first = next(iter(read_records(path)), (str(path), {}))
+    if "answer" in first and "question" in first and "steps" not in first:
+        return {normalize_question(e.question) for e in load_file(path)}
+    try:
+        return {normalize_question(s.traj.question) for s in read_file(path, "exclude")}
+    except DataError as e:
+        raise DataError(f"--exclude {e}: expected a HotpotQA file (question, answer) or trajectories") from None
+
+
+def is_correct(sample: Sample, min_f1: float | None = None) -> bool | None:
+    """EM = 1, or F1 >= ``min_f1``; None when there is no gold answer to judge by.
+
+    Scores come from the run (``traj.scores``) or, when absent, are computed from ``gold``.
+    """
+    t = sample.traj
+    if not t.gold and not t.scores:
+        return None
+    scores = t.scores if "em" in t.scores else qa_scores(t.answer, t.gold)
+    if scores.get("em", 0.0) >= 1.0:
+        return True
+    return min_f1 is not None and scores.get("f1", 0.0) >= min_f1
+
+
+def drop_reason(sample: Sample, sel: Selection, excluded: set[str]) -> str | None:
+    """Why ``sample`` is dropped (module docstring order), or None to keep it (before dedupe)."""
+    t = sample.traj
+    if normalize_question(t.question) in excluded:
+        return "eval_overlap"
+    if t.status == "error":
+        return "error"
+    if not t.steps and sel.purpose != "prompts":
+        return "no_steps"
+    if sel.purpose == "sft":
+        if t.status != "finished" or t.steps[-1].action.name != "finish":
+            return "unfinished"
+        if is_correct(sample, sel.min_f1) is False:
+            return "incorrect"
+    if sel.max_steps is not None and len(t.steps) > sel.max_steps and sel.purpose != "prompts":
+        return "too_many_steps"
+    if sel.purpose != "sft" and not t.gold:
+        return "no_gold"
+    return None
+
+
+def select(samples: Iterable[Sample], sel: Selection, excluded: set[str]) -> tuple[list[Sample], Counter]:
+    """Kept samples in input order and ``Counter`` of drop reasons (see ``drop_reason``)."""
+    kept: list[Sample] = []
+    dropped: Counter = Counter()
+    seen: set[str] = set()
+    for s in samples:
+        reason = drop_reason(s, sel, excluded)
+        key = normalize_question(s.traj.question)
+        if reason is None and sel.purpose != "preference":
+            reason = "duplicate" if key in seen else None
+            seen.add(key)
+        if reason:
+            dropped[reason] += 1
+        else:
+            kept.append(s)
+    return kept, dropped
+
+
+def parse_mix(items: Iterable[str]) -> dict[str, float]:
+    """``["a=0.5", "fireact:hotpotqa=2"]`` -> ``{"a": 0.5, "fireact:hotpotqa": 2.0}``.
+
+    >>> parse_mix(["a=0.5", "fireact:hotpotqa=2"])
+    {'a': 0.5, 'fireact:hotpotqa': 2.0}
+    """
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, w = item.rpartition("=")
+        try:
+            weight = float(w)
+        except ValueError:
+            weight = -1.0
+        if not sep or not name or weight < 0:
+            raise ValueError(f"--mix {item!r}: expected SOURCE=WEIGHT with a weight >= 0")
+        out[name] = weight
+    return out
+
+
+def mix(samples: Sequence[Sample], weights: dict[str, float], seed: int = 0) -> list[Sample]:
+    """Scale each source by its weight (default 1): ``round(w * n)`` of its ``n`` samples — a random
+    subset for ``w < 1``, whole copies plus a random subset for ``w > 1``. Deterministic given
+    ``seed``; sources stay in input order and each copy keeps its source's order.
+
+    >>> from reactlab.types import Trajectory
+    >>> s = [Sample(Trajectory(str(i), "", f"q{i}", "", "", "", ""), "a", "") for i in range(4)]
+    >>> [x.traj.id for x in mix(s, {"a": 0.5}, seed=1)], len(mix(s, {"a": 1.5}))
+    (['0', '1'], 6)
+    """
+    names = list(dict.fromkeys(s.source for s in samples))
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"--mix names unknown source(s) {unknown}; sources: {names}")
+    out: list[Sample] = []
+    for name in names:
+        group = [s for s in samples if s.source == name]
+        w = weights.get(name, 1.0)
+        whole, frac = int(w), w - int(w)
+        rng = random.Random(f"{seed}:{name}")  # one stream per source: adding a source changes no other
+        extra = sorted(rng.sample(range(len(group)), round(frac * len(group))))
+        out += [s for _ in range(whole) for s in group] + [group[i] for i in extra]
+    return out
+
+
+def split_of(question: str, val_frac: float) -> str:
+    """``"val"`` for a ``val_frac`` share of questions chosen by a hash of the normalised text, else
+    ``"train"``; stable across runs, machines and sources.
+
+    >>> split_of("Who?", 0.0), split_of("Who?", 1.0)
+    ('train', 'val')
+    """
+    h = hashlib.sha256(normalize_question(question).encode("utf-8")).digest()
+    return "val" if int.from_bytes(h[:8], "big") / 2**64 < val_frac else "train"

@@ -1,0 +1,177 @@
+"""build_dataset and `reactlab data`: files, stats, no evaluation question in any row, LLaMA-Factory
+files that load as their dataset_info.json declares, the CLI."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from reactlab.data.build import build_dataset
+from reactlab.data.cli import data_app
+from reactlab.data.formats import row_views
+from reactlab.data.select import normalize_question
+from reactlab.tasks.hotpotqa import HotpotQA
+from reactlab.types import Action
+
+
+@pytest.fixture(scope="module")
+def eval_questions():
+    task = HotpotQA()
+    return {normalize_question(e.question) for s in ("eval", "paper500") for e in task.examples(s)}
+
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def row_question(row, fmt):
+    view = row_views(row, fmt)[0][1]
+    if isinstance(view, str):
+        return view.split("\n", 1)[0].removeprefix("Question: ")
+    return next(m["content"] for m in view if m["role"] == "user")
+
+
+@pytest.fixture
+def mixed_run(write_run, mk, hotpot_questions):
+    """A run over 6 train-pool questions plus evaluation questions that must never become rows."""
+    train = [e.question for e in hotpot_questions["train"]]
+    trajs = [mk(q, tid=f"t{i}") for i, q in enumerate(train)]
+    trajs += [mk(e.question, tid=f"e{i}") for i, e in enumerate(hotpot_questions["eval"][:3])]
+    trajs += [mk(e.question, tid=f"p{i}") for i, e in enumerate(hotpot_questions["paper500"][:3])]
+    trajs += [mk(train[0], answer="wrong", tid="w0"), mk(train[1], status="max_steps", tid="m1")]
+    return write_run("mixed", trajs)
+
+
+@pytest.mark.parametrize("fmt", ["messages", "completion", "alpaca", "sharegpt", "openai", "prompts"])
+def test_build_drops_eval_questions_and_reports(tmp_path, mixed_run, eval_questions, fmt):
+    out = tmp_path / fmt
+    stats = build_dataset([str(mixed_run), "fireact:hotpotqa"], out, fmt, tokenizer=None, val_frac=0.1)
+    assert stats["dropped"]["eval_overlap"] == 6
+    want = 6 if fmt == "prompts" else 506  # FireAct rows have no gold: no prompt rows
+    assert sum(stats["rows"].values()) == want
+    all_rows = rows(out / "train.jsonl") + rows(out / "val.jsonl")
+    assert len(all_rows) == want
+    assert not {normalize_question(row_question(r, fmt)) for r in all_rows} & eval_questions
+    if fmt != "openai":
+        assert {r["source"] for r in all_rows} <= {"mixed", "fireact:hotpotqa"}
+        assert all(r["prompt_id"].endswith("/react") for r in all_rows)
+    assert json.loads((out / "stats.json").read_text()) == json.loads(json.dumps(stats))
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files behind
+
+
+def test_stats_contents_and_determinism(tmp_path, mixed_run, smol_tok):
+    a = build_dataset([str(mixed_run), "fireact:hotpotqa"], tmp_path / "a", "messages", tokenizer=smol_tok,
+                      mix_weights={"fireact:hotpotqa": 0.2}, max_steps=4, seed=7)
+    build_dataset([str(mixed_run), "fireact:hotpotqa"], tmp_path / "b", "messages", tokenizer=smol_tok,
+                      mix_weights={"fireact:hotpotqa": 0.2}, max_steps=4, seed=7)
+    assert (tmp_path / "a/train.jsonl").read_bytes() == (tmp_path / "b/train.jsonl").read_bytes()
+    assert a["kept_by_source"] == {"mixed": 6, "fireact:hotpotqa": 97}  # round(0.2 * 486)
+    assert a["dropped"] == {"eval_overlap": 6, "incorrect": 1, "unfinished": 1, "too_many_steps": 13}
+    assert set(a["steps_hist"]) <= {1, 2, 3, 4} and sum(a["steps_hist"].values()) == 103
+    assert a["tokens"]["tokenizer"].endswith("smollm2-135m-instruct") and 100 < a["tokens"]["mean"] < 800
+    assert sum(a["tokens"]["hist"].values()) == 103 and a["prompt_ids"] == {"chat@1/react": 103}
+    train_q = {normalize_question(r["messages"][0]["content"]) for r in rows(tmp_path / "a/train.jsonl")}
+    val_q = {normalize_question(r["messages"][0]["content"]) for r in rows(tmp_path / "a/val.jsonl")}
+    assert val_q and not train_q & val_q
+
+
+@pytest.mark.parametrize("fmt", ["alpaca", "sharegpt"])
+@pytest.mark.parametrize("system", [None, "Answer with the tools."])
+def test_llamafactory_files_load_as_declared(tmp_path, mixed_run, fmt, system):
+    """Read every declared file back with `datasets` through the declared columns and tags, and apply
+    LLaMA-Factory's own checks (converter.py: human/observation at odd positions, gpt at even ones,
+    an even number of turns)."""
+    from datasets import load_dataset
+
+    out = tmp_path / "lf"
+    build_dataset([str(mixed_run), "fireact:hotpotqa"], out, fmt, tokenizer=None, system=system, val_frac=0.2)
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert set(info) == {"lf", "lf_val"}
+    for entry in info.values():
+        ds = load_dataset("json", data_files=str(out / entry["file_name"]), split="train")
+        assert len(ds) == len(rows(out / entry["file_name"])) > 0
+        assert entry["formatting"] == fmt
+        cols = entry["columns"]
+        assert set(cols.values()) <= set(ds.column_names)
+        assert ("system" in cols) == bool(system)
+        for ex in ds:
+            if system:
+                assert ex[cols["system"]] == system
+            if fmt == "alpaca":
+                assert ex[cols["prompt"]] and ex[cols["query"]] == ""
+                assert ex[cols["response"]].startswith("Thought: ") and "Action: finish[" in ex[cols["response"]]
+                continue
+            tags = entry["tags"]
+            turns = ex[cols["messages"]]
+            odd, even = (tags["user_tag"], tags["observation_tag"]), (tags["assistant_tag"],)
+            assert all(t[tags["role_tag"]] in (odd, even)[i % 2] for i, t in enumerate(turns))
+            assert len(turns) % 2 == 0 and turns[-1][tags["content_tag"]].startswith("Thought: ")
+
+
+def test_preference_builds(tmp_path, write_run, mk, hotpot_questions):
+    qs = [e.question for e in hotpot_questions["train"]]
+    good = write_run("good", [mk(q, n_steps=2, tid=f"g{i}") for i, q in enumerate(qs)])
+    bad = write_run("bad", [mk(q, answer="no", n_steps=2, tid=f"b{i}") for i, q in enumerate(qs[:4])]
+                    + [mk(qs[4], status="max_steps", actions=[Action("search", "Z")], tid="b4")])
+    stats = build_dataset([str(good), str(bad)], tmp_path / "dpo", "dpo", tokenizer=None, val_frac=0.0)
+    out = rows(tmp_path / "dpo/train.jsonl")
+    assert stats["rows"]["train"] == 5 == len(out) and stats["dropped"] == {"unpaired": 1}
+    assert {r["source"] for r in out} == {"good+bad"}
+    assert all(r["chosen"][-1]["content"].endswith("Action: finish[y]") for r in out)
+    assert all(r["rejected"][-1]["role"] == "assistant" for r in out)  # a step-limited run loses its last observation
+    stats = build_dataset([str(good), str(bad)], tmp_path / "kto", "kto", tokenizer=None, val_frac=0.0)
+    assert stats["labels"] == {"True": 6, "False": 5}
+    kto = rows(tmp_path / "kto/train.jsonl")
+    assert {tuple(r) for r in kto} == {("prompt", "completion", "label", "source", "prompt_id")}
+
+
+def test_acceptance_oracle_train_pool_plus_fireact(tmp_path, vendored_index, smol_tok, eval_questions):
+    """The real pipeline: the oracle over the 776-question train pool, then FireAct, then `data build`."""
+    from reactlab.agents.oracle import OracleAgent
+    from reactlab.envs.wikienv import WikiEnv
+    from reactlab.runner import RunSpec, run
+
+    task = HotpotQA()
+    run(task.examples("train"), OracleAgent(), task, lambda: WikiEnv(vendored_index), tmp_path / "oracle-train",
+        RunSpec("hotpotqa", "train", "oracle", "oracle", "oracle@1"), progress=False)
+    stats = build_dataset([str(tmp_path / "oracle-train"), "fireact:hotpotqa"], tmp_path / "ds", "messages",
+                          tokenizer=smol_tok)
+    all_rows = rows(tmp_path / "ds/train.jsonl") + rows(tmp_path / "ds/val.jsonl")
+    assert len(all_rows) == sum(stats["rows"].values()) > 1000
+    assert stats["dropped"].get("eval_overlap", 0) > 0  # the pool holds dev questions the paper500 sample drew
+    assert not {normalize_question(r["messages"][0]["content"]) for r in all_rows} & eval_questions
+
+
+def test_cli_build_and_show(tmp_path, mixed_run):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    res = runner.invoke(data_app, ["build", "--from", str(mixed_run), "--from", "fireact:hotpotqa", "--format",
+                                   "sharegpt", "--out", str(out), "--mix", "fireact:hotpotqa=0.1", "--max-steps", "5",
+                                   "--val-frac", "0.2", "--seed", "1", "--tokenizer", "none",
+                                   "--option", "observation_role=human"])
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.output)
+    assert shown["format"] == "sharegpt" and shown["dropped"]["eval_overlap"] == 6
+    assert (out / "dataset_info.json").exists()
+    assert json.loads((out / "stats.json").read_text())["options"]["observation_role"] == "human"
+    res = runner.invoke(data_app, ["show", str(out), "--n", "2", "--tokenizer", "none"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("=== train.jsonl row") == 2 and "[assistant]\nThought: " in res.output
+
+
+def test_cli_show_renders_with_the_chat_template(tmp_path, mixed_run):
+    out = tmp_path / "msg"
+    build_dataset([str(mixed_run)], out, "messages", tokenizer=None, val_frac=0.0)
+    res = CliRunner().invoke(data_app, ["show", str(out), "--n", "1"])
+    assert res.exit_code == 0, res.output
+    assert "<|im_start|>user\n" in res.output and "<|im_start|>assistant\nThought: " in res.output
+
+
+def test_cli_reports_malformed_input(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "Q?", "input": "", "output": "Thought: a\\nAction: finish[b]\\n"}\n{"instruction": 1}\n')
+    res = CliRunner().invoke(data_app, ["build", "--from", str(bad), "--out", str(tmp_path / "x"), "--tokenizer", "none"])
+    assert res.exit_code == 2
+    assert "bad.jsonl:2: field 'instruction' must be str, got int" in res.output
+    res = CliRunner().invoke(data_app, ["build", "--from", str(bad), "--out", str(tmp_path / "x"), "--format", "nope"])
+    assert res.exit_code == 2 and "unknown format 'nope'" in res.output
