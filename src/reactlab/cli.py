@@ -31,7 +31,10 @@ def _fail(msg: str) -> None:
 def _index(corpus: list[Path] | None, extra_pages=()):
     from reactlab.wiki.index import get_index
 
-    return get_index(corpora=list(corpus) if corpus else None, extra_pages=extra_pages)
+    try:
+        return get_index(corpora=list(corpus) if corpus else None, extra_pages=extra_pages)
+    except (ValueError, FileNotFoundError) as e:  # a malformed corpus names its file and line
+        _fail(str(e))
 
 
 @wiki_app.command("build")

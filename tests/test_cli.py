@@ -1,0 +1,63 @@
+"""The reactlab command end to end (in-process through typer's runner)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from reactlab.cli import app
+
+PAGES = [
+    {"title": "Scott Derrickson", "text": ["Scott Derrickson (born July 16, 1966) is an American director.", "He lives in Los Angeles."]},
+    {"title": "Ed Wood", "text": ["Edward Davis Wood Jr. was an American filmmaker."]},
+]
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("REACTLAB_HOME", str(tmp_path / "home"))
+    p = tmp_path / "pages.jsonl"
+    p.write_text("".join(json.dumps(d) + "\n" for d in PAGES))
+    return p
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_wiki_build_stats_search(corpus):
+    res = invoke("wiki", "build", "--corpus", corpus)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["pages"] == 2
+    assert json.loads(invoke("wiki", "stats", "--corpus", corpus).output)["pages"] == 2
+    res = invoke("wiki", "search", "Scott Derrickson", "--corpus", corpus)
+    assert res.output == "Scott Derrickson (born July 16, 1966) is an American director. He lives in Los Angeles.\n"
+    res = invoke("wiki", "search", "Derrickson films", "--corpus", corpus)
+    assert res.output == "Could not find Derrickson films. Similar: ['Scott Derrickson'].\n"
+
+
+def test_malformed_corpus_names_file_and_line(corpus, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(PAGES[0]) + "\n" + '{"text": ["no title"]}\n')
+    res = invoke("wiki", "build", "--corpus", bad)
+    assert res.exit_code == 2
+    assert f"{bad}:2" in res.output and "title" in res.output
+
+
+def test_react_run_with_a_scripted_model_file(corpus, tmp_path):
+    data = tmp_path / "q.json"
+    data.write_text(json.dumps([{"_id": "a", "question": "Who is Scott Derrickson?", "answer": "director", "type": "bridge"}]))
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([" Search him.\nAction 1: Search[Scott Derrickson]", " Found.\nAction 2: Finish[director]"]))
+    out = tmp_path / "run"
+    res = invoke("run", "--model", f"scripted:{script}", "--data", data, "--corpus", corpus, "--out", out, "-q")
+    assert res.exit_code == 0, res.output
+    assert "EM=1.000" in res.output
+    (traj,) = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert traj["steps"][0]["observation"].startswith("Scott Derrickson (born July 16, 1966)")
+    assert traj["model"] == f"scripted:{script}" and traj["prompt_id"] == "hotpotqa_react@1/react"
+
+
+def test_react_without_a_model_is_a_clear_error(tmp_path):
+    res = invoke("run", "--agent", "react", "--split", "eval", "--limit", "1", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "needs --model" in res.output
