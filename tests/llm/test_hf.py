@@ -1,0 +1,248 @@
+"""The transformers backend: batching and the prefix KV cache must not change a single greedy token."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from reactlab.llm.hf import HFLLM, _find_stop  # noqa: E402
+from reactlab.types import LLM, GenParams  # noqa: E402
+
+PREFIX = (
+    "Question: Which magazine was started first, Arthur's Magazine or First for Women?\n"
+    "Thought 1: I need to search Arthur's Magazine and First for Women, and find which was started first.\n"
+    "Action 1: Search[Arthur's Magazine]\n"
+    "Observation 1: Arthur's Magazine (1844-1846) was an American literary periodical.\n"
+)
+SUFFIXES = [
+    "Question: Who?\nThought 1:",
+    "Question: Were Scott Derrickson and Ed Wood of the same nationality?\nThought 1:",
+    "Question: What is the elevation range for the area that the eastern sector of the Colorado orogeny "
+    "extends into?\nThought 1: I need to search Colorado orogeny.\nAction 1:",
+    "Question: Musician and satirist Allie Goertz wrote a song about which character?\nThought 1:",
+    "Q",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return HFLLM(tiny_model_dir, batch_size=32)
+
+
+def reference_ids(llm: HFLLM, prompt, max_new_tokens: int) -> list[int]:
+    """Plain ``model.generate``, one prompt at a time: the ground truth."""
+    import torch
+
+    ids = torch.tensor([llm.encode(prompt)])
+    out = llm.model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False
+    )
+    return out[0, ids.shape[1] :].tolist()
+
+
+def test_is_an_llm(tiny):
+    assert isinstance(tiny, LLM)
+
+
+def test_batched_cached_and_unbatched_match_generate(tiny):
+    prompts = [PREFIX + s for s in SUFFIXES]
+    params = GenParams(max_new_tokens=12)
+    want = [reference_ids(tiny, p, 12) for p in prompts]
+    tiny.reset_cache()
+    cached = [ids for _, ids in tiny.generate_with_ids(prompts, params)]
+    again = tiny.generate_with_ids(prompts, params)  # the prefix now comes from the LRU
+    assert all(c.usage.cached_tokens > 0 for c, _ in again)
+    tiny.prefix_cache = False
+    try:
+        plain = [ids for _, ids in tiny.generate_with_ids(prompts, params)]
+    finally:
+        tiny.prefix_cache = True
+    assert cached == want
+    assert [ids for _, ids in again] == want
+    assert plain == want
+
+
+def test_grown_prompts_reuse_a_shorter_cached_prefix(tiny):
+    params = GenParams(max_new_tokens=8)
+    tiny.reset_cache()
+    first = [PREFIX + s for s in SUFFIXES[:3]]
+    tiny.generate(first, params)
+    grown = [
+        p + " I need to search it.\nAction 1: Search[x]\nObservation 1: nothing.\nThought 2:" for p in first
+    ]
+    got = tiny.generate_with_ids(grown, params)
+    assert all(c.usage.cached_tokens > 0 for c, _ in got)
+    assert [ids for _, ids in got] == [reference_ids(tiny, p, 8) for p in grown]
+    # A single prompt caches all but its last token; its next, longer self reuses all of that.
+    one = tiny.generate_with_ids([grown[0]], params)
+    two = tiny.generate_with_ids([grown[0] + " more"], params)
+    assert two[0][0].usage.cached_tokens >= len(tiny.encode(grown[0])) - 1
+    assert one[0][1] == reference_ids(tiny, grown[0], 8)
+    assert two[0][1] == reference_ids(tiny, grown[0] + " more", 8)
+
+
+def test_small_batches_and_caller_order(tiny_model_dir):
+    llm = HFLLM(tiny_model_dir, batch_size=2)
+    prompts = [PREFIX + s for s in SUFFIXES]
+    got = llm.generate_with_ids(prompts, GenParams(max_new_tokens=6))
+    assert [ids for _, ids in got] == [reference_ids(llm, p, 6) for p in prompts]
+
+
+def test_length_limit(tiny):
+    ((c, ids),) = tiny.generate_with_ids([PREFIX], GenParams(max_new_tokens=5))
+    if ids[-1] not in tiny.eos_ids:
+        assert c.finish_reason == "length" and c.stop is None
+        assert c.usage.completion_tokens == len(ids) == 5
+    assert tiny.generate([PREFIX], GenParams(max_new_tokens=0))[0].text == ""
+
+
+def test_stop_strings(tiny):
+    prompts = [PREFIX + s for s in SUFFIXES[:3]]
+    free = tiny.generate(prompts, GenParams(max_new_tokens=20))
+    text = free[1].text
+    assert len(text) >= 6
+    # A stop that starts inside a token: the text ends right before it.
+    stop = text[3:5]
+    (c,) = tiny.generate([prompts[1]], GenParams(max_new_tokens=20, stop=[stop]))
+    assert (c.text, c.stop, c.finish_reason) == (text[: text.find(stop)], stop, "stop")
+    assert stop not in c.text
+    # Several stops: the earliest one in the text wins, whatever their order in the list.
+    later = text[5:7]
+    (c,) = tiny.generate([prompts[1]], GenParams(max_new_tokens=20, stop=[later, stop, "never-there"]))
+    first = min((text.find(s), s) for s in (later, stop))
+    assert (c.text, c.stop) == (text[: first[0]], first[1])
+    # Rows of a batch stop independently; a row whose stop never appears runs to the limit.
+    got = tiny.generate(prompts, GenParams(max_new_tokens=20, stop=[stop]))
+    for g, f in zip(got, free, strict=True):
+        assert g.text == (f.text[: f.text.find(stop)] if stop in f.text else f.text)
+
+
+def test_find_stop():
+    assert _find_stop("abc", ["x"]) is None
+    assert _find_stop("a\nObservation", ["\nObservation", "\n"]) == (1, "\nObservation")
+    assert _find_stop("ab", ["", "b"]) == (1, "b")
+
+
+def test_chat_prompts(tiny):
+    msgs = [{"role": "user", "content": "Who wrote Hamlet?"}]
+    text = tiny.tokenizer.decode(tiny.encode(msgs))
+    assert text.endswith("<|im_start|>user\nWho wrote Hamlet?<|im_end|>\n<|im_start|>assistant\n")
+    cont = msgs + [{"role": "assistant", "content": "Thought: I need to"}]
+    text = tiny.tokenizer.decode(tiny.encode(cont))
+    assert text.endswith("<|im_start|>assistant\nThought: I need to")
+    got = tiny.generate_with_ids([msgs, cont], GenParams(max_new_tokens=6))
+    assert [ids for _, ids in got] == [reference_ids(tiny, m, 6) for m in (msgs, cont)]
+
+
+def test_sampling_is_seeded(tiny):
+    params = GenParams(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=7)
+    a = tiny.generate([PREFIX, PREFIX + "Q"], params)
+    b = tiny.generate([PREFIX, PREFIX + "Q"], params)
+    assert [c.text for c in a] == [c.text for c in b]
+
+
+def _lora(model_dir: str, out, seed: int) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    peft = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    )
+    torch.manual_seed(seed)
+    with torch.no_grad():  # LoRA B starts at zero (a no-op adapter): make it matter
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft.save_pretrained(out)
+
+
+def test_adapter(tiny, tiny_model_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    _lora(tiny_model_dir, tmp_path / "lora", seed=1)
+    llm = HFLLM(tiny_model_dir, adapter=str(tmp_path / "lora"))
+    prompts = [PREFIX + s for s in SUFFIXES[:3]]
+    params = GenParams(max_new_tokens=8)
+    ours = [ids for _, ids in llm.generate_with_ids(prompts, params)]
+    assert ours != [ids for _, ids in tiny.generate_with_ids(prompts, params)]
+    ref = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "lora"
+    ).eval()
+    for p, got in zip(prompts, ours, strict=True):
+        ids = torch.tensor([llm.encode(p)])
+        want = ref.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False
+        )
+        assert got == want[0, ids.shape[1] :].tolist()
+
+
+def test_wrong_adapter_fails_clearly(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    other = tmp_path / "other"
+    cfg = LlamaConfig(
+        vocab_size=len(AutoTokenizer.from_pretrained(tiny_model_dir)),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(other)
+    _lora(str(other), tmp_path / "lora", seed=2)
+    with pytest.raises(ValueError, match="does not fit the base model"):
+        HFLLM(tiny_model_dir, adapter=str(tmp_path / "lora"))
+
+
+@pytest.mark.slow
+def test_smollm2_short_completion_and_batch(smollm2_dir):
+    llm = HFLLM(smollm2_dir, name="smollm2")
+    assert llm.name == "smollm2"
+    params = GenParams(max_new_tokens=16, stop=["\nObservation"])
+    prompts = [PREFIX + SUFFIXES[1], PREFIX + SUFFIXES[3]]
+    batch = llm.generate_with_ids(prompts, params)
+    assert batch[0][0].text.strip()
+    for p, (_, ids) in zip(prompts, batch, strict=True):
+        llm.reset_cache()
+        assert llm.generate_with_ids([p], params)[0][1] == ids
+
+
+def test_prefix_lru():
+    from reactlab.llm._kvcache import PrefixLRU, common_prefix_len
+
+    lru = PrefixLRU(capacity=2)
+    assert lru.longest([1, 2]) == (0, None)
+    lru.put([1, 2, 3], "a")
+    assert lru.longest([1, 2, 3, 4]) == (3, "a")  # a cached prefix of a grown prompt
+    assert lru.longest([1, 2, 9]) == (2, "a")  # an entry extending the shared part serves it
+    lru.put([1, 2, 3, 4, 5], "b")  # extends "a": "a" is dropped
+    assert len(lru) == 1 and lru.longest([1, 2, 3]) == (3, "b")
+    lru.put([7], "c")
+    lru.put([8], "d")  # capacity 2: the least recently used ("b") goes
+    assert lru.longest([1, 2]) == (0, None)
+    assert common_prefix_len([[1, 2], [1, 3]]) == 1 and common_prefix_len([]) == 0
+
+
+def test_shorter_shared_prefix_served_from_a_longer_entry(tiny):
+    params = GenParams(max_new_tokens=6)
+    tiny.reset_cache()
+    one = PREFIX + SUFFIXES[3]
+    tiny.generate([one], params)  # caches all of `one` but its last token
+    prompts = [PREFIX + s for s in SUFFIXES[:4]]
+    got = tiny.generate_with_ids(prompts, params)
+    shared = got[0][0].usage.cached_tokens
+    assert shared >= len(tiny.encode(PREFIX)) - 2
+    assert [ids for _, ids in got] == [reference_ids(tiny, p, 6) for p in prompts]
+
+
+def test_missing_adapter_fails_clearly(tiny_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        HFLLM(tiny_model_dir, adapter=str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="not a PEFT adapter"):
+        HFLLM(tiny_model_dir, adapter=str(tmp_path))
