@@ -11,11 +11,13 @@ from typing import Annotated
 import typer
 
 from reactlab.data.cli import data_app
+from reactlab.export.cli import export_cmd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ReAct agents: run, build data, train, export.")
 wiki_app = typer.Typer(no_args_is_help=True, help="The local Wikipedia (SQLite FTS5).")
 app.add_typer(wiki_app, name="wiki")
 app.add_typer(data_app, name="data")
+app.command("export")(export_cmd)
 
 CorpusOpt = Annotated[
     list[Path] | None,

@@ -1,1 +1,106 @@
-"""See DESIGN.md for what lives here."""
+"""Export a model: merged HF weights -> GGUF (f32/f16/q8_0/q4_0) -> Ollama Modelfile.
+
+``export_model`` is the whole pipeline and what ``reactlab export`` calls; the steps live in
+``merge.py`` (PEFT merge), ``gguf.py`` (HF -> GGUF with the ``gguf`` package) and ``ollama.py``
+(Modelfile, chat template translated to Go). Layout of ``out``::
+
+    out/hf/                    merged HF model (+ tokenizer, chat template, reactlab_export.json)
+    out/model-<type>.gguf      one per requested GGUF type
+    out/Modelfile, README.md   with ``ollama`` (the Modelfile uses the first GGUF)
+
+Nothing is imported or written at import time; torch, transformers, peft, gguf load on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ExportResult:
+    """Everything ``export_model`` wrote: ``files`` maps each output path to ``(bytes, seconds)``."""
+
+    out: Path
+    hf_dir: Path
+    files: dict[Path, tuple[int, float]] = field(default_factory=dict)
+    modelfile: Path | None = None
+    ollama_command: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def export_model(
+    model: str,
+    out: str | Path,
+    adapter: str | None = None,
+    gguf: list[str] | None = None,
+    ollama: str | None = None,
+    dtype: str = "fp16",
+    system: str | None = None,
+    pre: str | None = None,
+    num_ctx: int | None = None,
+) -> ExportResult:
+    """Merge ``adapter`` (if any) into ``model``, then write the GGUF files and the Modelfile.
+
+    ``model``: a named model (``smollm2``), an HF dir or a ``.gguf`` file. ``gguf``: GGUF types
+    from ``reactlab.export.gguf.OUTTYPES``. ``ollama``: the Ollama model name; needs at least one
+    GGUF type. ``system``: the Modelfile's ``SYSTEM``. ``pre``: llama.cpp pre-tokenizer name (by
+    default the source GGUF's, else detected from tokenizer.json). ``num_ctx``: Ollama context
+    (default: the model's context length, at most 8192).
+    """
+    import json
+
+    from reactlab.export.gguf import OUTTYPES, export_gguf, gguf_string
+    from reactlab.export.merge import merge_adapter
+
+    types = list(gguf or [])
+    bad = [t for t in types if t not in OUTTYPES]
+    if bad:
+        raise ValueError(f"unknown GGUF type(s) {bad}; choose from {', '.join(OUTTYPES)}")
+    if ollama and not types:
+        raise ValueError("an Ollama Modelfile needs a GGUF file: pass a GGUF type too (e.g. q8_0)")
+    out = Path(out)
+    merged = merge_adapter(model, adapter, out / "hf", dtype)
+    res = ExportResult(out, merged.path, warnings=list(merged.warnings))
+    res.files[merged.path] = (_dir_size(merged.path), merged.seconds)
+    if pre is None and merged.source_gguf is not None:
+        pre = gguf_string(merged.source_gguf, "tokenizer.ggml.pre")
+    ggufs = []
+    for t in types:
+        g = export_gguf(merged.path, out / f"model-{t}.gguf", t, pre=pre, name=_name(model, adapter))
+        res.files[g.path] = (g.size_bytes, g.seconds)
+        ggufs.append(g.path)
+    if ollama:
+        from transformers import AutoTokenizer
+
+        from reactlab.export.ollama import create_command, modelfile
+
+        cfg = json.loads((merged.path / "config.json").read_text())
+        ctx = num_ctx or min(int(cfg.get("max_position_embeddings") or 4096), 8192)
+        tok = AutoTokenizer.from_pretrained(merged.path)
+        res.modelfile = out / "Modelfile"
+        res.modelfile.write_text(modelfile(tok, ggufs[0].name, system=system, num_ctx=ctx))
+        res.ollama_command = create_command(ollama, res.modelfile)
+        (out / "README.md").write_text(_readme(model, adapter, ollama, res))
+    return res
+
+
+def _name(model: str, adapter: str | None) -> str:
+    base = Path(model).name.removesuffix(".gguf")
+    return f"{base}+{Path(adapter).name}" if adapter else base
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _readme(model: str, adapter: str | None, name: str, res: ExportResult) -> str:
+    files = "\n".join(
+        f"- `{p.relative_to(res.out)}`: {size / 1e6:.1f} MB" for p, (size, _) in res.files.items()
+    )
+    return (
+        f"# {name}\n\nExported by `reactlab export` from `{model}`"
+        + (f" with the adapter `{adapter}`" if adapter else "")
+        + f".\n\n{files}\n\nRegister it with Ollama (from the directory you ran the export in):\n\n"
+        f"```\n{res.ollama_command}\nollama run {name}\n```\n"
+    )

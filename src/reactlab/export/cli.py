@@ -1,0 +1,51 @@
+"""``reactlab export``: merged weights, GGUF files and an Ollama Modelfile in one command.
+
+Mounted by ``reactlab.cli`` as ``app.command("export")(export_cmd)``. One call into
+``reactlab.export.export_model``; heavy imports happen inside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def export_cmd(
+    model: Annotated[
+        str, typer.Option(help="base: a named model (smollm2), an HF dir or a .gguf file")
+    ] = "smollm2",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="output directory (hf/, model-<type>.gguf, Modelfile)")
+    ] = Path("exports/model"),
+    adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter dir to merge into the base")] = None,
+    gguf: Annotated[
+        list[str] | None,
+        typer.Option(help="GGUF type: f32 | f16 | q8_0 | q4_0; repeatable or comma-separated"),
+    ] = None,
+    ollama: Annotated[str | None, typer.Option(help="write a Modelfile for this Ollama model name")] = None,
+    dtype: Annotated[str, typer.Option(help="dtype of the merged HF weights: fp32 | fp16 | bf16")] = "fp16",
+    system: Annotated[str | None, typer.Option(help="SYSTEM prompt of the Modelfile")] = None,
+    pre: Annotated[
+        str | None,
+        typer.Option(help="llama.cpp pre-tokenizer name (default: the source GGUF's, else detected)"),
+    ] = None,
+) -> None:
+    """Merge an adapter, convert to GGUF, write an Ollama Modelfile; prints sizes and timings."""
+    from reactlab.export import export_model
+
+    types = [t.strip() for g in (gguf or []) for t in g.split(",") if t.strip()]
+    try:
+        res = export_model(
+            model, out, adapter=adapter, gguf=types, ollama=ollama, dtype=dtype, system=system, pre=pre
+        )
+    except (ValueError, FileNotFoundError, KeyError, ModuleNotFoundError) as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    for w in res.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    for path, (size, seconds) in res.files.items():
+        typer.echo(f"{str(path):<48} {size / 1e6:9.1f} MB {seconds:7.1f} s")
+    if res.ollama_command:
+        typer.echo(f"\n{res.modelfile} written; register it with:\n  {res.ollama_command}")
