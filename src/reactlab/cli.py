@@ -12,11 +12,13 @@ import typer
 
 from reactlab.data.cli import data_app
 from reactlab.export.cli import export_cmd
+from reactlab.train.cli import train_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ReAct agents: run, build data, train, export.")
 wiki_app = typer.Typer(no_args_is_help=True, help="The local Wikipedia (SQLite FTS5).")
 app.add_typer(wiki_app, name="wiki")
 app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
 app.command("export")(export_cmd)
 
 CorpusOpt = Annotated[

@@ -1,0 +1,167 @@
+"""SFT throughput: our trainer (TRL, dynamic padding or padding-free, masked labels) vs a naive HF
+``Trainer`` loop that pads every row to a fixed 600 tokens (as the seed scripts did).
+
+Both see the same rows in the same order (sequential sampler, no shuffling), the same labels
+(``reactlab.data.masking``: assistant-only), the same LoRA config (dropout 0, so no random masks
+depend on the padded shape), seed, learning rate and steps; so their losses must agree (within 2%)
+while their cost differs. Each variant runs in its own subprocess so that its peak RSS is its own.
+
+    .venv/bin/python bench/sft_throughput.py                 # 200 FireAct rows, batch 8
+    .venv/bin/python bench/sft_throughput.py --data /tmp/data/sft-msgs --rows 48 --threads 1
+
+Prints, per variant: real (non-pad) tokens/s, tokens fed (pad included), wall time of training,
+peak RSS, final and mean train loss; then the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FIXED = 600  # the seed scripts' padded length
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", help="dataset dir (train.jsonl, messages rows); default: build one from fireact:hotpotqa")
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--rows", type=int, default=200)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--variants", default="ours,padding_free,naive600")
+    p.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
+    return p.parse_args(argv)
+
+
+def build_data(out: Path) -> str:
+    from reactlab.data.build import build_dataset
+
+    build_dataset(["fireact:hotpotqa"], out, "messages", tokenizer=None)
+    return str(out)
+
+
+def lora():
+    from reactlab.config import LoraConfig
+
+    return LoraConfig(r=16, alpha=32, dropout=0.0)
+
+
+def common_trl(a) -> dict:
+    return dict(per_device_train_batch_size=a.batch, max_steps=a.rows // a.batch, learning_rate=a.lr,
+                lr_scheduler_type="constant", train_sampling_strategy="sequential", logging_steps=1,
+                activation_checkpointing=False, save_strategy="no", report_to=[], seed=0, disable_tqdm=True,
+                max_length=FIXED)
+
+
+def run_ours(a, padding_free: bool) -> dict:
+    from reactlab.config import SFTRecipe
+    from reactlab.train.sft import train_sft
+
+    trl = common_trl(a)
+    if padding_free:
+        # TRL leaves truncation to the caller here; the few rows over 600 tokens stay whole.
+        trl |= {"padding_free": True, "max_length": None}
+    with tempfile.TemporaryDirectory() as out:
+        cfg = SFTRecipe(model=a.model, data={"path": a.data, "limit": a.rows, "val_file": None}, out=out,
+                        lora=lora(), trl=trl)
+        res = train_sft(cfg)
+    return {"tokens": res.train_tokens, "fed": None, "train_s": res.extra["train_runtime_s"],
+            "final_loss": res.train_loss, "mean_loss": res.extra["mean_train_loss"], "steps": res.steps}
+
+
+def run_naive(a) -> dict:
+    """HF ``Trainer`` + PEFT on rows padded to 600 tokens: every batch is 600 wide."""
+    import torch
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from reactlab.data.masking import mask_conversation
+    from reactlab.train.common import model_path, peft_config
+    from reactlab.train.sft import load_rows
+
+    path = model_path(a.model)
+    tok = AutoTokenizer.from_pretrained(path)
+    rows = load_rows(Path(a.data) / "train.jsonl", a.rows)
+    cols = {"input_ids": [], "labels": [], "attention_mask": []}
+    real = []
+    for r in rows:
+        enc = mask_conversation(tok, r["messages"], "assistant")
+        ids, lab = enc["input_ids"][:FIXED], enc["labels"][:FIXED]
+        pad = FIXED - len(ids)
+        real.append(len(ids))
+        cols["input_ids"].append(ids + [tok.pad_token_id] * pad)
+        cols["labels"].append(lab + [-100] * pad)
+        cols["attention_mask"].append([1] * len(ids) + [0] * pad)
+    ds = Dataset.from_dict(cols)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = get_peft_model(model, peft_config(lora(), "lora"))
+    trl = common_trl(a)
+    trl.pop("max_length")
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(output_dir=out, **trl)
+        trainer = Trainer(model=model, args=args, train_dataset=ds)
+        output = trainer.train()
+    steps = trainer.state.global_step
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"tokens": sum(real[: steps * a.batch]), "fed": steps * a.batch * FIXED,
+            "train_s": output.metrics["train_runtime"], "final_loss": losses[-1],
+            "mean_loss": output.training_loss, "steps": steps}
+
+
+def child(a) -> None:
+    import resource
+
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t0 = time.perf_counter()
+    if a.variant == "naive600":
+        r = run_naive(a)
+    else:
+        r = run_ours(a, padding_free=a.variant == "padding_free")
+    r["wall_s"] = time.perf_counter() - t0
+    r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(r))
+
+
+def main(argv=None) -> None:
+    a = parse_args(argv)
+    if a.variant:
+        return child(a)
+    tmp = tempfile.TemporaryDirectory()
+    a.data = a.data or build_data(Path(tmp.name) / "data")
+    results = {}
+    for v in a.variants.split(","):
+        cmd = [sys.executable, __file__, "--variant", v, "--data", a.data, "--model", a.model, "--rows", str(a.rows),
+               "--batch", str(a.batch), "--lr", str(a.lr), "--threads", str(a.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{v} failed:\n{proc.stderr[-3000:]}")
+        results[v] = r = json.loads(line[7:])
+        r["tokens_per_s"] = r["tokens"] / r["train_s"]
+        print(f"{v:>13}: {r['tokens_per_s']:7.1f} real tok/s  fed {r['fed'] or r['tokens']:>7} tok  "
+              f"({r['tokens']} real)  train {r['train_s']:7.1f}s  wall {r['wall_s']:7.1f}s  "
+              f"peak RSS {r['peak_rss_mb']:7.0f} MB  final loss {r['final_loss']:.4f}  mean loss {r['mean_loss']:.4f}",
+              flush=True)
+    if "naive600" in results:
+        base = results["naive600"]
+        for v, r in results.items():
+            if v == "naive600":
+                continue
+            print(f"{v} / naive600: speed x{r['tokens_per_s'] / base['tokens_per_s']:.2f}  "
+                  f"memory x{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}  "
+                  f"final loss ratio {r['final_loss'] / base['final_loss']:.4f}  "
+                  f"mean loss ratio {r['mean_loss'] / base['mean_loss']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Supervised fine-tuning: ``train_sft(recipe) -> RunResult``, a thin layer over TRL's ``SFTTrainer``.
+
+Read top to bottom, a run is:
+
+1. refuse what this machine cannot do (QLoRA without CUDA) before loading anything;
+2. load the base model + tokenizer (``common.load_model``);
+3. tokenize the rows ourselves with ``reactlab.data.masking`` — ``mask_conversation`` for
+   ``messages`` rows, ``mask_completion`` for ``prompt``/``completion`` rows — the very functions the
+   data issue defines the loss mask with, so the labels the model is trained on are those labels by
+   construction. Why not TRL's ``assistant_only_loss``: it needs ``{% generation %}`` markers, which
+   SmolLM2's ChatML template (like most shipped templates) lacks;
+4. hand TRL the pre-tokenized ``input_ids``/``labels`` dataset. TRL uses a ``labels`` column as is,
+   truncates rows to ``max_length`` (and drops rows left without a trained token), and its collator
+   pads each batch to its own longest row (labels with -100) — never to a fixed length. With
+   ``trl.padding_free: true`` the batch is one flattened row whose ``position_ids`` restart per
+   example (transformers builds the block-diagonal mask from them, so it is exact with SDPA too);
+5. ``trainer.train`` (``resume`` continues from the last checkpoint in ``out``), a final eval, then
+   the adapter (or full model) + tokenizer saved to ``out``, ``loss.png`` and ``run.json``.
+
+The recipe's ``trl:`` block goes to ``SFTConfig`` untouched; we only fill in what it leaves unset:
+``output_dir`` (= ``out``), ``report_to`` (TensorBoard) and ``bf16`` (only on CUDA: TRL defaults it to
+True, which on a CPU is slow).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from reactlab.config import SFTRecipe
+from reactlab.data.masking import mask_completion, mask_conversation
+from reactlab.io import DataError
+from reactlab.train.common import (
+    RunResult,
+    check_method,
+    cuda_available,
+    load_model,
+    peak_memory_mb,
+    peft_config,
+    prompt_ids,
+    write_run_json,
+)
+
+
+def load_rows(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a JSONL file (first ``limit``); a missing file is ``[]`` only if it is the
+    optional val file — callers decide. Errors name the file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not JSON: {e}") from None
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+def tokenize_row(tokenizer: Any, row: dict[str, Any], train_on: str = "assistant") -> dict[str, list[int]]:
+    """``{"input_ids", "labels"}`` of one SFT row: ``messages`` (conversational) or ``prompt`` +
+    ``completion`` (texts: the paper's layout; or message lists, trained like ``messages``)."""
+    if "messages" in row:
+        enc = mask_conversation(tokenizer, row["messages"], train_on)
+    elif "prompt" in row and "completion" in row:
+        p, c = row["prompt"], row["completion"]
+        if isinstance(p, list):  # conversational prompt + completion: a conversation like `messages`
+            enc = mask_conversation(tokenizer, p + c, train_on)
+        else:
+            enc = mask_completion(tokenizer, p, c, train_on)
+    else:
+        raise DataError(f"an SFT row needs 'messages' or 'prompt' + 'completion'; this one has {sorted(row)}")
+    return {"input_ids": enc["input_ids"], "labels": enc["labels"]}
+
+
+def tokenize_rows(tokenizer: Any, rows: list[dict[str, Any]], train_on: str, where: str = "") -> Any:
+    """A ``datasets.Dataset`` with ``input_ids`` and ``labels`` columns, one row per input row."""
+    from datasets import Dataset
+
+    cols: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
+    for n, row in enumerate(rows, 1):
+        try:
+            enc = tokenize_row(tokenizer, row, train_on)
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{where}: row {n}: {e}") from None
+        cols["input_ids"].append(enc["input_ids"])
+        cols["labels"].append(enc["labels"])
+    return Dataset.from_dict(cols)
+
+
+def check_trl_keys(trl: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming each key of a ``trl:`` block that ``trl.SFTConfig`` does not take
+    (with the closest argument names), without building the config (which checks the hardware)."""
+    import dataclasses
+    import difflib
+
+    from trl import SFTConfig
+
+    known = {f.name for f in dataclasses.fields(SFTConfig) if f.init}
+    bad = [k for k in trl if k not in known]
+    if bad:
+        hints = {k: difflib.get_close_matches(k, known, n=3) for k in bad}
+        raise ValueError("trl: block: not trl.SFTConfig arguments: "
+                         + "; ".join(f"trl.{k}" + (f" (did you mean {', '.join(h)}?)" if h else "") for k, h in hints.items()))
+
+
+def sft_config(cfg: SFTRecipe):
+    """TRL's ``SFTConfig`` from the recipe's ``trl:`` block plus our three defaults (module doc).
+    An unknown TRL argument fails with the closest names (``check_trl_keys``)."""
+    from trl import SFTConfig
+
+    check_trl_keys(cfg.trl)
+    kwargs: dict[str, Any] = {"output_dir": cfg.out, "report_to": ["tensorboard"], "bf16": cuda_available()}
+    kwargs.update(cfg.trl)
+    return SFTConfig(**kwargs)
+
+
+def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = None) -> RunResult:
+    """Fine-tune ``cfg.model`` on ``cfg.data`` and write ``cfg.out`` (see the module docstring).
+
+    ``resume``: continue from the last ``checkpoint-N`` in ``out`` (``ValueError`` when there is
+    none). ``callbacks``: extra ``transformers.TrainerCallback`` objects (tests, notebooks).
+    Returns the ``RunResult`` also written to ``out/run.json``.
+    """
+    check_method(cfg.method, cfg.model.name)
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    if resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        if not out.is_dir() or get_last_checkpoint(str(out)) is None:
+            raise ValueError(f"--resume: no checkpoint-N directory in {out} (set trl.save_steps to save them)")
+    train_file, val_file = _data_files(cfg)
+    train_rows = load_rows(train_file, cfg.data.limit)
+    if not train_rows:
+        raise DataError(f"{train_file}: no rows to train on")
+    val_rows = load_rows(val_file, cfg.data.val_limit) if val_file is not None else []
+    args = sft_config(cfg)  # validated before the (slow) model load
+
+    from trl import SFTTrainer
+
+    model, tok = load_model(cfg.model, cfg.method)
+    train_ds = tokenize_rows(tok, train_rows, cfg.train_on, str(train_file))
+    eval_ds = tokenize_rows(tok, val_rows, cfg.train_on, str(val_file)) if val_rows else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tok, peft_config=peft_config(cfg.lora, cfg.method),
+                         callbacks=callbacks)
+    output = trainer.train(resume_from_checkpoint=True if resume else None)
+    metrics = trainer.evaluate() if eval_ds is not None else {}
+    trainer.save_model(str(out))  # the adapter (PEFT) or the full model, + the tokenizer
+
+    from reactlab.train.plots import plot_losses
+
+    history = trainer.state.log_history
+    plot_losses(history, out / "loss.png", title=f"SFT {cfg.method} · {Path(cfg.model.name).name}")
+    tokens = int(getattr(trainer, "_total_train_tokens", 0))  # TRL's count of non-pad tokens trained on
+    runtime = output.metrics.get("train_runtime") or 0.0
+    result = RunResult(
+        out=str(out),
+        train_loss=_last(history, "loss"),
+        eval_loss=metrics.get("eval_loss"),
+        steps=trainer.state.global_step,
+        train_tokens=tokens,
+        tokens_per_s=round(tokens / runtime, 1) if runtime and tokens else None,
+        wall_s=round(time.perf_counter() - t0, 1),
+        peak_mem_mb=round(peak_memory_mb(), 1),
+        extra={"mean_train_loss": output.training_loss, "train_runtime_s": runtime,
+               "train_rows": len(train_ds), "val_rows": len(val_rows), "resumed": resume},
+    )
+    write_run_json(out, base_model=cfg.model.name, method=cfg.method, recipe=cfg.model_dump(mode="json"),
+                   data_files=[f for f in (train_file, val_file) if f is not None],
+                   prompt_id_counts=prompt_ids(train_rows + val_rows), result=result)
+    return result
+
+
+def _data_files(cfg: SFTRecipe) -> tuple[Path, Path | None]:
+    """``(train file, val file or None)``; the val file is optional (a missing one is no eval)."""
+    root = Path(cfg.data.path)
+    train = root / cfg.data.train_file
+    if not train.is_file():
+        raise FileNotFoundError(f"{train}: no training file (build one with `reactlab data build --out {root}`)")
+    val = root / cfg.data.val_file if cfg.data.val_file else None
+    return train, (val if val is not None and val.is_file() else None)
+
+
+def _last(history: list[dict[str, Any]], key: str) -> float | None:
+    vals = [h[key] for h in history if key in h]
+    return float(vals[-1]) if vals else None

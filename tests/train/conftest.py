@@ -1,0 +1,71 @@
+"""Fixtures for training tests: a tiny random Llama on SmolLM2's tokenizer and a small ReAct dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Train the tiny model on one thread: its matmuls are too small to split, and on a busy machine
+    two OpenMP threads spin-waiting on each other run a step 30x slower than one."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> str:
+    """A 2-layer Llama (hidden 64) with SmolLM2's tokenizer and chat template, fixed seed, saved to a
+    temp dir: trains a step in well under a second on a CPU."""
+    pytest.importorskip("trl")
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from reactlab.models import resolve
+
+    try:
+        tok = AutoTokenizer.from_pretrained(resolve("smollm2"))
+    except ModuleNotFoundError as e:
+        pytest.skip(str(e))
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+def react_rows(n: int) -> list[dict]:
+    """``n`` short FireAct-style conversations of varied lengths (2 or 3 assistant turns)."""
+    rows = []
+    for i in range(n):
+        name = ["Paris", "Berlin", "Rome", "Madrid"][i % 4]
+        msgs = [{"role": "user", "content": f"What is the capital of country number {i}?"},
+                {"role": "assistant", "content": f"Thought: I need to search country {i}.\nAction: search[country {i}]"},
+                {"role": "user", "content": f"Observation: Country {i} has {name} as its capital." + " More." * (i % 5)}]
+        if i % 2:
+            msgs += [{"role": "assistant", "content": f"Thought: Check {name}.\nAction: lookup[capital]"},
+                     {"role": "user", "content": f"Observation: (Result 1 / 1) {name} is the capital."}]
+        msgs.append({"role": "assistant", "content": f"Thought: So it is {name}.\nAction: finish[{name}]"})
+        rows.append({"messages": msgs, "source": "test", "prompt_id": "messages:test@1"})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def react_data(tmp_path_factory) -> str:
+    """A dataset dir as ``reactlab data build`` writes it: 16 train rows, 4 val rows (messages)."""
+    d = tmp_path_factory.mktemp("sft-data")
+    rows = react_rows(20)
+    for name, part in (("train.jsonl", rows[:16]), ("val.jsonl", rows[16:])):
+        (d / name).write_text("".join(json.dumps(r) + "\n" for r in part))
+    return str(d)

@@ -1,0 +1,227 @@
+"""SFT on a tiny random Llama: the loss falls, the model sees exactly the masked labels, resume is
+exact, QLoRA on a CPU fails early, and the adapter loads in the inference backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reactlab.config import SFTRecipe
+
+pytest.importorskip("trl")
+
+
+def recipe(model: str, data: str, out: Path, **trl) -> SFTRecipe:
+    """A fast recipe: batches of 4, a log per step, no checkpoints unless asked, no TensorBoard."""
+    base = dict(max_steps=4, per_device_train_batch_size=4, per_device_eval_batch_size=4, logging_steps=1,
+                learning_rate=1e-2, activation_checkpointing=False, save_strategy="no", report_to=[],
+                seed=0, disable_tqdm=True)
+    return SFTRecipe(model=model, data={"path": data}, out=str(out), lora={"r": 8, "alpha": 16}, trl=base | trl)
+
+
+def callback(**hooks):
+    """A ``TrainerCallback`` whose methods are the given functions."""
+    from transformers import TrainerCallback
+
+    return type("Hooks", (TrainerCallback,), hooks)()
+
+
+def losses(history) -> dict[int, float]:
+    return {h["step"]: h["loss"] for h in history if "loss" in h}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir, react_data, tmp_path_factory):
+    """One 12-step LoRA run (with TensorBoard and an eval), shared by the checks on its outputs."""
+    from reactlab.train.sft import train_sft
+
+    out = tmp_path_factory.mktemp("sft") / "out"
+    cfg = recipe(tiny_dir, react_data, out, max_steps=12, report_to=["tensorboard"],
+                 eval_strategy="steps", eval_steps=6)
+    return cfg, train_sft(cfg)
+
+
+def test_loss_falls(trained):
+    cfg, result = trained
+    info = json.loads((Path(cfg.out) / "run.json").read_text())
+    curve = losses(_log_history(cfg.out))
+    assert len(curve) == 12
+    assert curve[12] < curve[1] - 0.5, curve
+    assert result.eval_loss is not None and result.train_loss == curve[12]
+    assert info["result"]["steps"] == 12
+
+
+def _log_history(out: str) -> list[dict]:
+    """The train losses as written to TensorBoard (so this also checks that the logs exist)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = list(Path(out, "runs").rglob("events.out.tfevents.*"))
+    assert runs, "no TensorBoard event file"
+    acc = EventAccumulator(str(runs[0].parent))
+    acc.Reload()
+    return [{"step": e.step, "loss": e.value} for e in acc.Scalars("train/loss")]
+
+
+def test_outputs_and_run_json(trained, react_data):
+    cfg, result = trained
+    out = Path(cfg.out)
+    for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "loss.png", "run.json"):
+        assert (out / f).is_file(), f
+    info = json.loads((out / "run.json").read_text())
+    assert info["base_model"] == cfg.model.name and info["method"] == "lora"
+    assert len(info["data"]["sha256"]) == 64 and info["data"]["files"][0].endswith("train.jsonl")
+    assert info["prompt_ids"] == {"messages:test@1": 20}
+    assert info["recipe"]["lora"]["r"] == 8 and info["recipe"]["trl"]["max_steps"] == 12
+    assert info["result"]["tokens_per_s"] > 0 and info["result"]["peak_mem_mb"] > 0
+    assert result.train_tokens > 0 and result.wall_s > 0
+
+
+def test_adapter_loads_and_changes_outputs(trained, tiny_dir):
+    import torch
+
+    from reactlab.llm.hf import HFLLM
+    from reactlab.types import GenParams
+
+    cfg, _ = trained
+    base, tuned = HFLLM(tiny_dir, batch_size=2), HFLLM(tiny_dir, adapter=cfg.out, batch_size=2)
+    prompt = [{"role": "user", "content": "What is the capital of country number 3?"}]
+    ids = torch.tensor([base.encode(prompt)])
+    with torch.no_grad():
+        a, b = base.model(ids).logits, tuned.model(ids).logits
+    assert not torch.allclose(a, b, atol=1e-3)
+    # The adapter learned the dataset's first step: its greedy answer starts like a ReAct turn.
+    text = tuned.generate([prompt], GenParams(max_new_tokens=8))[0].text
+    assert text != base.generate([prompt], GenParams(max_new_tokens=8))[0].text
+
+
+def _capture(batches: list):
+    """A callback that records the inputs the trained model's forward receives (training only)."""
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        def hook(module, a, kwargs):
+            if module.training:
+                batches.append({k: v.clone() for k, v in kwargs.items() if hasattr(v, "clone")})
+
+        model.register_forward_pre_hook(hook, with_kwargs=True)
+
+    return callback(on_train_begin=on_train_begin)
+
+
+def _expected(tiny_dir, data, n=16):
+    from transformers import AutoTokenizer
+
+    from reactlab.data.masking import mask_conversation
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    rows = [json.loads(x) for x in Path(data, "train.jsonl").read_text().splitlines()][:n]
+    return sorted((tuple(e["input_ids"]), tuple(e["labels"]))
+                  for e in (mask_conversation(tok, r["messages"], "assistant") for r in rows))
+
+
+@pytest.mark.parametrize("padding_free", [False, True])
+def test_model_receives_exactly_the_masked_labels(tiny_dir, react_data, tmp_path, padding_free):
+    """One epoch (4 batches of 4): every row reaches the model once, with ``mask_conversation``'s
+    labels, padded only to its batch's longest row (or not at all: padding-free)."""
+    from reactlab.train.sft import train_sft
+
+    batches: list[dict] = []
+    extra = {"padding_free": True, "max_length": None} if padding_free else {}
+    train_sft(recipe(tiny_dir, react_data, tmp_path / "out", **extra), callbacks=[_capture(batches)])
+    assert len(batches) == 4
+    seen = []
+    for b in batches:
+        ids, labels = b["input_ids"], b["labels"]
+        if padding_free:
+            assert ids.shape[0] == 1 and "attention_mask" not in b
+            starts = (b["position_ids"][0] == 0).nonzero().flatten().tolist() + [ids.shape[1]]
+            rows = [(ids[0, s:e], labels[0, s:e]) for s, e in zip(starts, starts[1:], strict=False)]
+        else:
+            mask = b["attention_mask"]
+            assert mask[:, -1].any(), "padded past the batch's longest row"
+            rows = [(ids[i][mask[i] == 1], labels[i][mask[i] == 1]) for i in range(ids.shape[0])]
+            assert all((labels[i][mask[i] == 0] == -100).all() for i in range(ids.shape[0]))
+        seen += [(tuple(i.tolist()), tuple(lab.tolist())) for i, lab in rows]
+    assert sorted(seen) == _expected(tiny_dir, react_data)
+
+
+def test_resume_matches_uninterrupted_run(tiny_dir, react_data, tmp_path):
+    from reactlab.train.sft import train_sft
+
+    def recorder(log):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                log[state.global_step] = logs["loss"]
+
+        return callback(on_log=on_log)
+
+    kw = dict(max_steps=6, save_strategy="steps", save_steps=3)
+    full: dict[int, float] = {}
+    train_sft(recipe(tiny_dir, react_data, tmp_path / "a", **kw), callbacks=[recorder(full)])
+
+    def stop_at_3(self, args, state, control, **k):
+        if state.global_step == 3:
+            control.should_training_stop = True  # an interruption right after checkpoint-3 is written
+
+    part: dict[int, float] = {}
+    cfg = recipe(tiny_dir, react_data, tmp_path / "b", **kw)
+    train_sft(cfg, callbacks=[callback(on_step_end=stop_at_3), recorder(part)])
+    assert sorted(part) == [1, 2, 3] and (tmp_path / "b" / "checkpoint-3").is_dir()
+    resumed: dict[int, float] = {}
+    result = train_sft(cfg, resume=True, callbacks=[recorder(resumed)])
+    assert sorted(resumed) == [4, 5, 6] and result.steps == 6
+    for step in (4, 5, 6):
+        assert resumed[step] == pytest.approx(full[step], rel=1e-4), (step, resumed, full)
+
+
+def test_resume_without_checkpoint_fails(tiny_dir, react_data, tmp_path):
+    from reactlab.train.sft import train_sft
+
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train_sft(recipe(tiny_dir, react_data, tmp_path / "none"), resume=True)
+
+
+def test_qlora_on_cpu_fails_early(react_data, tmp_path):
+    import torch
+
+    from reactlab.train.sft import train_sft
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = recipe("no/such-model", react_data, tmp_path / "q").model_copy(update={"method": "qlora"})
+    with pytest.raises(ValueError, match=r"qlora.*(CUDA|GPU)(.|\n)*method=lora"):
+        train_sft(cfg)  # fails before touching the (missing) model
+
+
+def test_completion_rows_use_mask_completion(tiny_dir):
+    from transformers import AutoTokenizer
+
+    from reactlab.data.masking import mask_completion
+    from reactlab.train.sft import tokenize_row
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    row = {"prompt": "Question: Who?\n", "completion": "Thought 1: a\nAction 1: Search[X]\nObservation 1: X.\n"
+                                                      "Thought 2: b\nAction 2: Finish[y]"}
+    for train_on in ("assistant", "all"):
+        want = mask_completion(tok, row["prompt"], row["completion"], train_on)
+        got = tokenize_row(tok, row, train_on)
+        assert got == {"input_ids": want["input_ids"], "labels": want["labels"]}
+
+
+def test_cli_sft(tiny_dir, react_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from reactlab.train.cli import train_app
+
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(f"model: {tiny_dir}\ndata:\n  path: {react_data}\nlora: {{r: 4}}\n"
+                           "trl:\n  max_steps: 2\n  per_device_train_batch_size: 4\n  activation_checkpointing: false\n"
+                           "  report_to: []\n  save_strategy: 'no'\n  disable_tqdm: true\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(train_app, ["sft", "-c", str(recipe_file), "-c", f"out={out}", "-c", "lora.r=2"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout[res.stdout.index('{\n  "out"'):])["steps"] == 2
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 2
+    bad = CliRunner().invoke(train_app, ["sft", "-c", str(recipe_file), "-c", f"out={out}", "-c", "lora.rank=2"])
+    assert bad.exit_code == 2 and "lora.rank" in bad.output and "unknown key" in bad.output
