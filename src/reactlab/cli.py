@@ -77,6 +77,7 @@ def run_cmd(
     limit: Annotated[int | None, typer.Option(help="first N examples")] = None,
     seed: Annotated[int | None, typer.Option(help="shuffle with this seed before --limit")] = None,
     batch_size: Annotated[int, typer.Option(help="episodes stepped together (one LLM batch per step)")] = 32,
+    workers: Annotated[int, typer.Option(help="concurrent requests (openai backend)")] = 8,
     corpus: CorpusOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -100,7 +101,10 @@ def run_cmd(
         if model is not None and agent != "oracle":
             from reactlab.llm import make_llm
 
-            llm = make_llm(model, **({"adapter": str(adapter)} if adapter else {}))
+            options: dict = {"adapter": str(adapter)} if adapter else {}
+            if model.startswith("openai:"):
+                options["concurrency"] = workers
+            llm = make_llm(model, **options)
         # a data file's own context pages join the wiki (they are Wikipedia pages; existing text wins)
         from reactlab.wiki.corpus import pages_from_contexts
 
