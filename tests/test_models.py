@@ -11,16 +11,6 @@ import pytest
 from reactlab import models
 
 
-@pytest.fixture(scope="module")
-def smollm2_dir() -> str:
-    """Like ``tests/llm/conftest.py``'s fixture (conftests there are not visible here)."""
-    pytest.importorskip("transformers")
-    try:
-        return models.resolve("smollm2")
-    except ModuleNotFoundError as e:
-        pytest.skip(str(e))
-
-
 def test_unknown_name():
     with pytest.raises(KeyError, match="smollm2"):
         models.resolve("no-such-model")

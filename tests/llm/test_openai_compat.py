@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,34 +12,8 @@ from reactlab.llm import make_llm
 from reactlab.llm.openai_compat import OpenAILLM
 from reactlab.types import GenParams, Usage
 
-
-def _load_fault_server():
-    # The suite runs with --import-mode=importlib, so a sibling helper is loaded by path.
-    name = "reactlab_tests_fault_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fault_server.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name].FaultServer
-
-
-FaultServer = _load_fault_server()
 FAST = dict(backoff_base=0.01, backoff_max=0.05, timeout=0.5)  # keeps the whole file fast
 KEY = "sk-test-SECRET123abcdefXYZ"
-
-
-@pytest.fixture
-def fault_server():
-    servers = []
-
-    def start(*args, **kwargs):
-        servers.append(FaultServer(*args, **kwargs))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.shutdown()
 
 
 def _llm(server, **kw) -> OpenAILLM:

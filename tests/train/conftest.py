@@ -19,30 +19,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory) -> str:
-    """A 2-layer Llama (hidden 64) with SmolLM2's tokenizer and chat template, fixed seed, saved to a
-    temp dir: trains a step in well under a second on a CPU."""
-    pytest.importorskip("trl")
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from reactlab.models import resolve
-
-    try:
-        tok = AutoTokenizer.from_pretrained(resolve("smollm2"))
-    except ModuleNotFoundError as e:
-        pytest.skip(str(e))
-    cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return str(out)
+def tiny_dir(make_tiny) -> str:
+    """A tiny random Llama with the usual init std: trains a step in well under a second on a CPU."""
+    return make_tiny("llama", init_std=0.02)
 
 
 def react_rows(n: int) -> list[dict]:
