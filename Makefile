@@ -28,7 +28,7 @@ run: setup
 	$(VENV)/bin/reactlab run --task hotpotqa --agent oracle --split eval --out $(RUN_OUT)
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
