@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import _tiny, make_adapter
+from .conftest import make_adapter
 
 pytest.importorskip("peft")
 
@@ -47,12 +47,12 @@ def test_merge_dtype(tiny_llama_dir, tmp_path):
         merge_adapter(tiny_llama_dir, None, tmp_path / "x", dtype="int8")
 
 
-def test_adapter_for_another_base_is_refused(tiny_llama_dir, tiny_qwen2_dir, smollm2_dir, tmp_path):
+def test_adapter_for_another_base_is_refused(tiny_llama_dir, tmp_path):
     """An adapter trained on a model of another width names another base and does not fit: refused
     before PEFT gets a chance to fail half-way; nothing is written."""
     from reactlab.export.merge import AdapterMismatch, merge_adapter
 
-    wide = _tiny_wide(smollm2_dir, tmp_path / "wide")
+    wide = _tiny_wide(tiny_llama_dir, tmp_path / "wide")
     adapter = make_adapter(wide, tmp_path / "adapter")
     with pytest.raises(AdapterMismatch, match=r"was trained on .*does not fit.*shape"):
         merge_adapter(tiny_llama_dir, adapter, tmp_path / "merged")
@@ -89,17 +89,17 @@ def test_unknown_base_is_explained(tmp_path):
         resolve_base(str(tmp_path / "nope"))
 
 
-def _tiny_wide(smollm2_dir: str, out: Path) -> str:
+def _tiny_wide(tiny_dir: str, out: Path) -> str:
     """The tiny Llama with hidden size 96 instead of 64 (same tokenizer, other name)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    path = _tiny("llama", smollm2_dir, out)
-    cfg = json.loads((out / "config.json").read_text())
+    cfg = json.loads((Path(tiny_dir) / "config.json").read_text())
     cfg.update(hidden_size=96)
     cfg.pop("dtype", None)
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**cfg))
     model.config.name_or_path = "tiny-wide"
     model.save_pretrained(out)
-    return path
+    AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(out)
+    return str(out)
