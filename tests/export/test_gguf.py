@@ -78,7 +78,7 @@ def test_metadata_and_tokenizer(tiny_llama_dir, tmp_path):
         128,
     )
     assert (val["llama.attention.head_count"], val["llama.attention.head_count_kv"]) == (4, 2)
-    assert val["llama.rope.dimension_count"] == 16 and val["llama.context_length"] == 2048
+    assert val["llama.rope.dimension_count"] == 16 and val["llama.context_length"] == 4096
     assert (val["tokenizer.ggml.bos_token_id"], val["tokenizer.ggml.eos_token_id"]) == (1, 2)
     assert gguf_string(path, "tokenizer.ggml.model") == "gpt2"
     assert gguf_string(path, "tokenizer.ggml.pre") == "gpt-2"  # tokenizer.json: plain ByteLevel
