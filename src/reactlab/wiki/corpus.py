@@ -14,14 +14,14 @@ file, the 1-based line number and the offending field, so a broken download is f
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from reactlab.io import open_file
 
 
 class CorpusError(ValueError):
@@ -95,15 +95,6 @@ def split_sentences(text: str) -> list[str]:
 _LINK = re.compile(r"</?a\b[^>]*>", re.IGNORECASE)
 
 
-def _open(path: Path) -> IO[bytes]:
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if name.endswith(".bz2"):
-        return bz2.open(path, "rb")
-    return open(path, "rb")
-
-
 def _sentences(value: Any, where: str, layout: str) -> list[str]:
     """Turn a ``text`` field (str, list of str, or list of lists of str) into sentences."""
     if isinstance(value, str):
@@ -170,7 +161,7 @@ def read_corpus(path: str | Path) -> Iterator[Page]:
     """
     path = Path(path)
     lineno = 0
-    with _open(path) as f:
+    with open_file(path, binary=True) as f:
         try:
             for lineno, raw in enumerate(f, 1):
                 if not raw.strip():
