@@ -1,16 +1,16 @@
-"""Shared fixtures. The vendored index lives in the normal cache (built once per machine, like a
-user's); tests that exercise the cache itself use their own temporary REACTLAB_HOME."""
+"""Shared fixtures for the whole suite."""
 
 import pytest
 
 
 @pytest.fixture(scope="session")
-def vendored_index():
+def vendored_index(tmp_path_factory):
+    """The index of the vendored 50k-page corpus, built from scratch once per session into a
+    temporary home (a few seconds), so every run also proves the build."""
     from reactlab.wiki.index import get_index
 
-    index = get_index()
-    yield index
-    index.close()
+    with get_index(home=tmp_path_factory.getbasetemp() / "reactlab_home") as index:
+        yield index
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def drive(agent, ex, env):
     raise AssertionError("the oracle must not ask an LLM")
 
 
-def test_oracle_on_the_eval_split_through_the_real_index(vendored_index, tmp_path):
+def test_oracle_on_the_eval_split_through_the_vendored_index(vendored_index, tmp_path):
     """The foundation's end-to-end check: every gold trajectory is grounded in real observations."""
     task = HotpotQA()
     exs = task.examples("eval")

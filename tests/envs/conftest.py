@@ -8,7 +8,7 @@ import pytest
 from reactlab.envs.wikienv import WikiEnv
 from reactlab.types import Example
 from reactlab.wiki.corpus import Page
-from reactlab.wiki.index import WikiIndex, build_index, get_index
+from reactlab.wiki.index import WikiIndex, build_index
 
 DERRICKSON = [
     "Scott Derrickson (born July 16, 1966) is an American director, screenwriter and producer.",
@@ -44,10 +44,3 @@ def env(tiny_index):
     e = WikiEnv(tiny_index)
     e.reset(QUESTION)
     return e
-
-
-@pytest.fixture(scope="session")
-def real_index(tmp_path_factory):
-    home = tmp_path_factory.getbasetemp() / "reactlab_home"
-    with get_index(home=home) as index:
-        yield index

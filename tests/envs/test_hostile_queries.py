@@ -109,7 +109,7 @@ def test_any_text_searches(tiny_index, q):
         max_size=30,
     )
 )
-def test_fts_operator_soup(real_index, words):
-    env = WikiEnv(real_index)
+def test_fts_operator_soup(vendored_index, words):
+    env = WikiEnv(vendored_index)
     check(env, " ".join(words))
     check(env, "".join(words))

@@ -127,11 +127,11 @@ def test_search_observation_matches_a_fresh_env(tiny_index, env):
     )
 
 
-def test_real_index_search(real_index):
-    env = WikiEnv(real_index)
+def test_vendored_index_search(vendored_index):
+    env = WikiEnv(vendored_index)
     env.reset(QUESTION)
     obs, done = env.step(Action("search", "Scott Derrickson"))
-    page = real_index.get("Scott Derrickson")
+    page = vendored_index.get("Scott Derrickson")
     assert obs == " ".join(page.sentences[:5]) and not done
     assert obs.startswith("Scott Derrickson (born July 16, 1966) is an American director")
     obs, _ = env.step(Action("lookup", "born"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from reactlab.wiki.corpus import Page
-from reactlab.wiki.index import WikiIndex, build_index, get_index
+from reactlab.wiki.index import WikiIndex, build_index
 
 SMALL_PAGES = [
     Page(
@@ -36,11 +36,4 @@ SMALL_PAGES = [
 @pytest.fixture
 def small_index(tmp_path):
     with WikiIndex.open(build_index(SMALL_PAGES, tmp_path / "small.sqlite")) as index:
-        yield index
-
-
-@pytest.fixture(scope="session")
-def real_index(tmp_path_factory):
-    home = tmp_path_factory.getbasetemp() / "reactlab_home"
-    with get_index(home=home) as index:
         yield index
