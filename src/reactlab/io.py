@@ -44,6 +44,28 @@ def is_jsonl(path: str | Path) -> bool:
     return not head.startswith("[")
 
 
+def iter_jsonl(path: str | Path, error: type[DataError] = DataError) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, value)`` for each non-blank line of a JSONL file (``.gz`` / ``.bz2`` ok),
+    ``where`` being ``"file:LINE"``. Invalid JSON or undecodable bytes, and a truncated or corrupt
+    compressed file, raise ``error`` naming the file and line. Lines are parsed as bytes (faster)."""
+    lineno = 0
+    with open_file(path, binary=True) as f:
+        try:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    value = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise error(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+                except UnicodeDecodeError as e:
+                    raise error(f"{where}: invalid JSON ({e})") from None
+                yield where, value
+        except (OSError, EOFError) as e:  # truncated or corrupt .gz / .bz2
+            raise error(f"{path}:{lineno + 1}: cannot read ({e})") from e
+
+
 def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(where, record)`` for each object of a JSON list or JSONL file.
 
@@ -54,18 +76,10 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if is_jsonl(path):
-        with open_file(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(rec, dict):
-                    raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-                yield where, rec
+        for where, rec in iter_jsonl(path):
+            if not isinstance(rec, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+            yield where, rec
         return
     with open_file(path) as f:
         try:

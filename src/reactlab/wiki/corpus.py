@@ -14,17 +14,16 @@ file, the 1-based line number and the offending field, so a broken download is f
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reactlab.io import open_file
+from reactlab.io import DataError, iter_jsonl
 
 
-class CorpusError(ValueError):
+class CorpusError(DataError):
     """A corpus file (or context list) is malformed; the message reads ``file:line: what``."""
 
 
@@ -159,21 +158,8 @@ def read_corpus(path: str | Path) -> Iterator[Page]:
     :class:`CorpusError` (``file:line: field 'x' ...``) on the first malformed line, and
     ``FileNotFoundError`` when the file is missing.
     """
-    path = Path(path)
-    lineno = 0
-    with open_file(path, binary=True) as f:
-        try:
-            for lineno, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    d = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    raise CorpusError(f"{where}: invalid JSON ({e})") from None
-                yield page_from_record(d, where)
-        except (OSError, EOFError) as e:  # truncated or corrupt .gz / .bz2
-            raise CorpusError(f"{path}:{lineno + 1}: cannot read ({e})") from e
+    for where, d in iter_jsonl(Path(path), error=CorpusError):
+        yield page_from_record(d, where)
 
 
 def pages_from_contexts(items: Iterable[Any], source: str = "hotpotqa") -> Iterator[Page]:
