@@ -86,7 +86,7 @@ class ReActAgent:
         loop = self._cot if self.method == "cot" else self._chat if self.style == "chat" else self._completion
         yield from loop(question, env, traj)
         if traj.status != "error" and not (traj.steps and traj.steps[-1].action.name == "finish"):
-            obs, _ = env.step(Action("finish", ""))  # the paper's forced finish[] after the step limit
+            env.step(Action("finish", ""))  # the paper's forced finish[] after the step limit
             traj.status, traj.answer = "max_steps", ""
         traj.usage = sum((s.usage for s in traj.steps), Usage())
         traj.wall_s = time.perf_counter() - t0
