@@ -79,6 +79,75 @@ def test_batches_all_live_episodes(tmp_path):
     assert t.scores["em"] == 1.0 and t.split == "s" and isinstance(t.steps[0].action, Action)
 
 
+class StreamEcho(EchoLLM):
+    """A ``StreamingLLM``: queued prompts are answered ``per_poll`` at a time, oldest first."""
+
+    def __init__(self, per_poll=2):
+        super().__init__()
+        self.queue, self.per_poll, self.most_in_flight = [], per_poll, 0
+
+    def submit(self, key, prompt, params):
+        self.queue.append((key, prompt))
+        self.most_in_flight = max(self.most_in_flight, len(self.queue))
+
+    def poll(self):
+        done, self.queue = self.queue[: self.per_poll], self.queue[self.per_poll :]
+        return [(k, Completion(text=p.split()[-1], usage=Usage(3, 1))) for k, p in done]
+
+
+def test_a_streaming_llm_gets_each_query_as_soon_as_it_exists(tmp_path):
+    llm = StreamEcho(per_poll=1)
+    s = run(examples(10), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=llm, batch_size=4, progress=False)
+    assert llm.batches == []  # never a round-based generate
+    assert llm.most_in_flight == 4  # at most batch_size episodes live
+    assert s["n"] == 10 and s["em"] == 1.0 and s["avg_steps"] == pytest.approx(1.9)
+    ids = [json.loads(x)["id"] for x in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
+    assert sorted(ids) == sorted(f"q{i}" for i in range(10))
+    # resume: the finished ids are skipped, the rest run
+    llm2 = StreamEcho()
+    run(examples(12), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=llm2, progress=False)
+    assert len((tmp_path / "trajectories.jsonl").read_text().splitlines()) == 12
+
+
+def test_a_streaming_llm_that_goes_idle_is_an_error(tmp_path):
+    class Idle(StreamEcho):
+        def poll(self):
+            return []
+
+    with pytest.raises(RuntimeError, match="went idle with 2 queries unanswered"):
+        run(examples(2), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=Idle(), progress=False)
+
+
+def test_continuous_and_round_batching_give_the_same_react_episodes(tiny_model_dir, vendored_index, tmp_path):
+    """The real thing on a tiny model: the HF backend streamed by the runner vs the same backend
+    driven in rounds through ``generate`` only; greedy, so every step must be identical."""
+    from reactlab.agents.react import ReActAgent
+    from reactlab.envs.wikienv import WikiEnv
+    from reactlab.llm.hf import HFLLM
+    from reactlab.tasks.hotpotqa import HotpotQA
+
+    class RoundsOnly:
+        def __init__(self, llm):
+            self.name, self.llm = llm.name, llm
+
+        def generate(self, prompts, params):
+            return self.llm.generate(prompts, params)
+
+    llm = HFLLM(tiny_model_dir, batch_size=3)
+    agent = ReActAgent(max_steps=3, max_new_tokens=24, model=llm.name)
+    exs = HotpotQA().examples("eval", limit=5)
+    spec = RunSpec("hotpotqa", "eval", agent.name, llm.name, agent.prompt_id)
+    trajs = {}
+    for name, backend in (("stream", llm), ("rounds", RoundsOnly(llm))):
+        llm.reset_cache()
+        run(exs, agent, HotpotQA(), lambda: WikiEnv(vendored_index), tmp_path / name, spec, llm=backend,
+            batch_size=3, progress=False)
+        lines = (tmp_path / name / "trajectories.jsonl").read_text().splitlines()
+        trajs[name] = {d["id"]: [(st["raw"], st["observation"]) for st in d["steps"]] for d in map(json.loads, lines)}
+    assert trajs["stream"] == trajs["rounds"] and len(trajs["stream"]) == 5
+    assert sum(len(v) for v in trajs["stream"].values()) > 5  # episodes took several steps
+
+
 def test_resume_skips_done_and_drops_torn_line(tmp_path):
     run(examples(4), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=EchoLLM(), progress=False)
     with open(tmp_path / "trajectories.jsonl", "a") as f:

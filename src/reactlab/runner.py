@@ -1,8 +1,11 @@
-"""Run many episodes: all live episodes step together, so each round is one batched LLM call.
+"""Run many episodes: all live episodes share the model, so every model call is batched.
 
 Each episode is a generator (``Agent.episode``) that yields the ``Query`` it needs completed and
-returns its ``Trajectory``. The runner keeps up to ``batch_size`` episodes live, sends one
-``llm.generate`` per round (per distinct decoding parameters), scores each finished trajectory,
+returns its ``Trajectory``. The runner keeps up to ``batch_size`` episodes live. With a
+``StreamingLLM`` (the local HF backend) each query is submitted as soon as it exists and an episode
+moves on the moment its completion is ready (continuous batching); with any other LLM the live
+episodes advance in rounds, one ``llm.generate`` per round (per distinct decoding parameters).
+It scores each finished trajectory,
 appends it to ``OUT/trajectories.jsonl`` (flush + fsync) and, at the end, writes ``OUT/summary.json``.
 A rerun with the same ``OUT`` skips the ids already written: a killed run resumes where it stopped,
 with no lost and no duplicated ids.
@@ -21,7 +24,7 @@ from typing import Any
 
 from reactlab.io import DataError, append_jsonl, read_jsonl_tolerant, write_json_atomic
 from reactlab.tasks.metrics import aggregate
-from reactlab.types import LLM, Agent, Completion, Environment, Example, Query, Task, Trajectory
+from reactlab.types import LLM, Agent, Completion, Environment, Example, Query, StreamingLLM, Task, Trajectory
 
 TRAJ_FILE, SUMMARY_FILE, RUN_FILE = "trajectories.jsonl", "summary.json", "run.json"
 
@@ -98,6 +101,8 @@ def run(
             except StopIteration as stop:  # the episode needed no LLM call at all
                 finish(example, stop.value)
 
+        if llm is not None and isinstance(llm, StreamingLLM):
+            _stream(llm, pending, batch_size, start, finish, live)
         while True:
             while len(live) < batch_size and (ex := next(pending, None)) is not None:
                 start(ex)
@@ -119,6 +124,36 @@ def run(
     summary["run"] = asdict(spec)
     write_json_atomic(out / SUMMARY_FILE, summary)
     return summary
+
+
+def _stream(llm: StreamingLLM, pending, batch_size: int, start, finish, live: list) -> None:
+    """Continuous batching: each episode's next query is submitted the moment it exists."""
+    waiting: dict[int, tuple[Example, Any]] = {}
+    keys = iter(range(1 << 62))
+
+    def submit(ex: Example, gen: Any, q: Query) -> None:
+        key = next(keys)
+        waiting[key] = (ex, gen)
+        llm.submit(key, q.prompt, q.params)
+
+    def refill() -> None:
+        while len(waiting) + len(live) < batch_size and (ex := next(pending, None)) is not None:
+            start(ex)  # appends (ex, gen, first query) to live, or finishes a model-free episode
+        while live:
+            submit(*live.pop(0))
+
+    refill()
+    while waiting:
+        done = llm.poll()
+        if not done:
+            raise RuntimeError(f"LLM {llm.name!r} went idle with {len(waiting)} queries unanswered")
+        for key, comp in done:
+            ex, gen = waiting.pop(key)
+            try:
+                submit(ex, gen, gen.send(comp))
+            except StopIteration as stop:
+                finish(ex, stop.value)
+        refill()
 
 
 def _generate_grouped(llm: LLM, queries: list[Query]) -> list[Completion]:

@@ -6,7 +6,7 @@ the JSONL files hold exactly those dicts. Nothing here imports torch or touches 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, Union, runtime_checkable
 
@@ -154,6 +154,21 @@ class LLM(Protocol):
     name: str
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Completion]: ...
+
+
+@runtime_checkable
+class StreamingLLM(LLM, Protocol):
+    """An LLM that also takes prompts one at a time and hands completions back as they finish.
+
+    The runner uses it (when a backend has it) to submit an episode's next query the moment its
+    previous one is answered: continuous batching, no round waits for its slowest row.
+    """
+
+    def submit(self, key: Hashable, prompt: Prompt, params: GenParams) -> None: ...
+
+    def poll(self) -> list[tuple[Hashable, Completion]]:
+        """Work until at least one submitted prompt is complete; return those (``[]`` when idle)."""
+        ...
 
 
 class Environment(Protocol):

@@ -46,7 +46,7 @@ def test_is_an_llm(tiny):
     assert isinstance(tiny, LLM)
 
 
-def test_batched_cached_and_unbatched_match_generate(tiny):
+def test_batched_cached_and_unbatched_match_generate(tiny, tiny_model_dir):
     prompts = [PREFIX + s for s in SUFFIXES]
     params = GenParams(max_new_tokens=12)
     want = [reference_ids(tiny, p, 12) for p in prompts]
@@ -54,11 +54,8 @@ def test_batched_cached_and_unbatched_match_generate(tiny):
     cached = [ids for _, ids in tiny.generate_with_ids(prompts, params)]
     again = tiny.generate_with_ids(prompts, params)  # the prefix now comes from the LRU
     assert all(c.usage.cached_tokens > 0 for c, _ in again)
-    tiny.prefix_cache = False
-    try:
-        plain = [ids for _, ids in tiny.generate_with_ids(prompts, params)]
-    finally:
-        tiny.prefix_cache = True
+    plain = [ids for _, ids in HFLLM(tiny_model_dir, batch_size=32, prefix_cache=False)
+             .generate_with_ids(prompts, params)]
     assert cached == want
     assert [ids for _, ids in again] == want
     assert plain == want
@@ -213,20 +210,11 @@ def test_smollm2_short_completion_and_batch(smollm2_dir):
         assert llm.generate_with_ids([p], params)[0][1] == ids
 
 
-def test_prefix_lru():
-    from reactlab.llm._kvcache import PrefixLRU, common_prefix_len
+def test_common_prefix_len():
+    from reactlab.llm._engine import common_prefix_len
 
-    lru = PrefixLRU(capacity=2)
-    assert lru.longest([1, 2]) == (0, None)
-    lru.put([1, 2, 3], "a")
-    assert lru.longest([1, 2, 3, 4]) == (3, "a")  # a cached prefix of a grown prompt
-    assert lru.longest([1, 2, 9]) == (2, "a")  # an entry extending the shared part serves it
-    lru.put([1, 2, 3, 4, 5], "b")  # extends "a": "a" is dropped
-    assert len(lru) == 1 and lru.longest([1, 2, 3]) == (3, "b")
-    lru.put([7], "c")
-    lru.put([8], "d")  # capacity 2: the least recently used ("b") goes
-    assert lru.longest([1, 2]) == (0, None)
     assert common_prefix_len([[1, 2], [1, 3]]) == 1 and common_prefix_len([]) == 0
+    assert common_prefix_len([[1, 2, 3], [1, 2, 3]]) == 3
 
 
 def test_shorter_shared_prefix_served_from_a_longer_entry(tiny):
