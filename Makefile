@@ -9,8 +9,10 @@ STAMP := $(VENV)/.reactlab-installed
 TORCH ?= torch==2.13.0
 RUN_OUT ?= runs/make-run
 RUN_LIMIT ?= 100
+DEMO_OUT ?= runs/demo
+DEMO_N ?= 100
 
-.PHONY: setup run oracle test lint bench clean
+.PHONY: setup run oracle demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +33,12 @@ run: setup
 # Gold trajectories from HotpotQA's supporting facts through the same index (no model; seconds).
 oracle: setup
 	$(VENV)/bin/reactlab run --task hotpotqa --agent oracle --split eval --out runs/oracle-eval
+
+# The FireAct loop in miniature: few-shot baseline, oracle + FireAct data, LoRA SFT, the adapter
+# zero-shot on the same $(DEMO_N) eval questions, $(DEMO_OUT)/report.md. Every stage is skipped when
+# done: interrupt it and run it again.
+demo: setup
+	$(VENV)/bin/reactlab demo --n $(DEMO_N) --out $(DEMO_OUT)
 
 test: setup
 	$(PY) -m pytest -q

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from reactlab.data.cli import data_app
 from reactlab.export.cli import export_cmd
 from reactlab.train.cli import train_app
+
+if TYPE_CHECKING:
+    from reactlab.wiki.index import WikiIndex
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ReAct agents: run, build data, train, export.")
 wiki_app = typer.Typer(no_args_is_help=True, help="The local Wikipedia (SQLite FTS5).")
@@ -82,42 +85,112 @@ def run_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Run an agent over a task's examples; resumable (rerun with the same --out)."""
-    from reactlab.agents import make_agent
-    from reactlab.envs.wikienv import WikiEnv
     from reactlab.io import DataError
-    from reactlab.runner import RunSpec, run
-    from reactlab.tasks import make_task
 
     try:
-        t = make_task(task)
-        examples = t.examples(split, limit=limit, seed=seed, data=data)
-        if agent == "oracle":
-            a = make_agent("oracle")
-        else:
-            if model is None:
-                _fail(f"--agent {agent} needs --model (smollm2, hf:PATH, openai:MODEL or scripted:FILE)")
-            a = make_agent(agent, method=method, style=style, prompt=prompt, max_steps=max_steps, model=model)
-        llm = None
-        if model is not None and agent != "oracle":
-            from reactlab.llm import make_llm
-
-            options: dict = {"adapter": str(adapter)} if adapter else {}
-            if model.startswith("openai:"):
-                options["concurrency"] = workers
-            llm = make_llm(model, **options)
-        # a data file's own context pages join the wiki (they are Wikipedia pages; existing text wins)
-        from reactlab.wiki.corpus import pages_from_contexts
-
-        index = _index(corpus, extra_pages=pages_from_contexts(examples) if data is not None else ())
-        spec = RunSpec(
-            task=task, split=str(data) if data else split, agent=a.name,
-            model=model or getattr(a, "model", "none"), prompt_id=a.prompt_id,
+        summary = run_agent(
+            out, task=task, agent=agent, method=method, style=style, prompt=prompt, model=model, adapter=adapter,
+            max_steps=max_steps, split=split, data=data, limit=limit, seed=seed, batch_size=batch_size,
+            workers=workers, corpus=corpus, progress=not quiet,
         )
-        summary = run(examples, a, t, lambda: WikiEnv(index), out, spec, llm=llm,
-                      batch_size=batch_size, progress=not quiet)
     except (DataError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     typer.echo(format_summary(summary))
+
+
+def run_agent(
+    out: Path,
+    *,
+    task: str = "hotpotqa",
+    agent: str = "react",
+    method: str = "react",
+    style: str = "completion",
+    prompt: str = "hotpotqa_react",
+    model: str | None = None,
+    adapter: Path | None = None,
+    max_steps: int = 7,
+    split: str = "eval",
+    data: Path | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
+    batch_size: int = 32,
+    workers: int = 8,
+    corpus: list[Path] | None = None,
+    index: WikiIndex | None = None,
+    progress: bool = True,
+) -> dict:
+    """Exactly what ``reactlab run`` does, as a call (the options are the command's): load the
+    examples, build the agent and its LLM, open the index, ``runner.run`` into ``out``; return the
+    summary. ``reactlab.demo`` runs its stages through it, so a demo stage *is* that command.
+
+    ``index``: an open ``WikiIndex`` to use instead of opening ``corpus``'s (``data``'s context pages
+    are then not added). Raises ``ValueError`` / ``DataError`` / ``FileNotFoundError`` with the
+    message the command prints.
+    """
+    from reactlab.agents import make_agent
+    from reactlab.envs.wikienv import WikiEnv
+    from reactlab.runner import RunSpec, run
+    from reactlab.tasks import make_task
+
+    t = make_task(task)
+    examples = t.examples(split, limit=limit, seed=seed, data=data)
+    if agent == "oracle":
+        a = make_agent("oracle")
+    else:
+        if model is None:
+            raise ValueError(f"--agent {agent} needs --model (smollm2, hf:PATH, openai:MODEL or scripted:FILE)")
+        a = make_agent(agent, method=method, style=style, prompt=prompt, max_steps=max_steps, model=model)
+    llm = None
+    if model is not None and agent != "oracle":
+        from reactlab.llm import make_llm
+
+        options: dict = {"adapter": str(adapter)} if adapter else {}
+        if model.startswith("openai:"):
+            options["concurrency"] = workers
+        llm = make_llm(model, **options)
+    if index is None:
+        # a data file's own context pages join the wiki (they are Wikipedia pages; existing text wins)
+        from reactlab.wiki.corpus import pages_from_contexts
+        from reactlab.wiki.index import get_index
+
+        extra = pages_from_contexts(examples) if data is not None else ()
+        index = get_index(corpora=list(corpus) if corpus else None, extra_pages=extra)
+    spec = RunSpec(
+        task=task, split=str(data) if data else split, agent=a.name,
+        model=model or getattr(a, "model", "none"), prompt_id=a.prompt_id,
+    )
+    return run(examples, a, t, lambda: WikiEnv(index), out, spec, llm=llm, batch_size=batch_size, progress=progress)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="where the five stage dirs and report.md go")] = Path("runs/demo"),
+    n: Annotated[int, typer.Option("--n", help="HotpotQA eval questions per arm (the first N)")] = 100,
+    train_rows: Annotated[int, typer.Option(help="rows of the SFT dataset (train + val), a seeded sample")] = 200,
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", "-c", help="KEY=VALUE overriding the recipe (dotted keys, YAML values: trl.max_steps=20, "
+                               "lora.r=8); repeatable")] = None,
+    recipe: Annotated[Path | None, typer.Option(help="SFT recipe (default: configs/sft_smollm2_lora.yaml)")] = None,
+    model: Annotated[str, typer.Option(help="smollm2 | hf:PATH_OR_ID (a model this machine fine-tunes)")] = "smollm2",
+    batch_size: Annotated[int, typer.Option(help="episodes stepped together (one LLM batch per step)")] = 32,
+    max_steps: Annotated[int, typer.Option(help="agent steps before the forced finish[]")] = 7,
+    seed: Annotated[int, typer.Option(help="seed of the SFT row sample")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """The FireAct loop in miniature: few-shot ReAct baseline, oracle + FireAct data, LoRA SFT, the
+    adapter zero-shot on the same questions, report.md. Resumable: rerun the same command."""
+    from reactlab.demo import DEFAULT_RECIPE, run_demo
+    from reactlab.io import DataError
+
+    try:
+        result = run_demo(
+            out, model=model, n=n, train_rows=train_rows, overrides=config or [], recipe=recipe or DEFAULT_RECIPE,
+            batch_size=batch_size, max_steps=max_steps, seed=seed, progress=not quiet,
+            log=lambda line: typer.secho(line, err=True, bold=True),
+        )
+    except (DataError, ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError
+        _fail(str(e))
+    typer.echo(result.report)
 
 
 @app.command("serve")

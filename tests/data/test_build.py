@@ -108,6 +108,24 @@ def test_llamafactory_files_load_as_declared(tmp_path, mixed_run, fmt, system):
             assert len(turns) % 2 == 0 and turns[-1][tags["content_tag"]].startswith("Thought: ")
 
 
+def test_max_rows_is_a_seeded_sample_of_all_sources(tmp_path, mixed_run):
+    def build(name, **kw):
+        stats = build_dataset([str(mixed_run), "fireact:hotpotqa"], tmp_path / name, "messages", tokenizer=None,
+                              val_frac=0.0, **kw)
+        return stats, rows(tmp_path / name / "train.jsonl")
+
+    stats, a = build("a", max_rows=20, seed=3)
+    assert len(a) == 20 == stats["rows"]["train"] and stats["dropped"]["max_rows"] == 506 - 20
+    assert stats["options"]["max_rows"] == 20
+    _, full = build("full")
+    assert [r for r in full if r in a] == a and a != full[:20]  # a sample in the full build's order, not a prefix
+    assert build("b", max_rows=20, seed=3)[1] == a  # deterministic given the seed
+    assert build("c", max_rows=20, seed=4)[1] != a
+    assert len(build("d", max_rows=10_000)[1]) == 506 and "max_rows" not in build("e", max_rows=506)[0]["dropped"]
+    with pytest.raises(ValueError, match="max_rows must be >= 1"):
+        build("f", max_rows=0)
+
+
 def test_preference_builds(tmp_path, write_run, mk, hotpot_questions):
     qs = [e.question for e in hotpot_questions["train"]]
     good = write_run("good", [mk(q, n_steps=2, tid=f"g{i}") for i, q in enumerate(qs)])
@@ -147,13 +165,14 @@ def test_cli_build_and_show(tmp_path, mixed_run):
     out = tmp_path / "cli"
     res = runner.invoke(data_app, ["build", "--from", str(mixed_run), "--from", "fireact:hotpotqa", "--format",
                                    "sharegpt", "--out", str(out), "--mix", "fireact:hotpotqa=0.1", "--max-steps", "5",
-                                   "--val-frac", "0.2", "--seed", "1", "--tokenizer", "none",
+                                   "--val-frac", "0.2", "--seed", "1", "--tokenizer", "none", "--max-rows", "40",
                                    "--option", "observation_role=human"])
     assert res.exit_code == 0, res.output
     shown = json.loads(res.output)
     assert shown["format"] == "sharegpt" and shown["dropped"]["eval_overlap"] == 6
     assert (out / "dataset_info.json").exists()
     assert json.loads((out / "stats.json").read_text())["options"]["observation_role"] == "human"
+    assert sum(shown["rows"].values()) == 40
     res = runner.invoke(data_app, ["show", str(out), "--n", "2", "--tokenizer", "none"])
     assert res.exit_code == 0, res.output
     assert res.output.count("=== train.jsonl row") == 2 and "[assistant]\nThought: " in res.output

@@ -4,6 +4,7 @@ exact, QLoRA on a CPU fails early, and the adapter loads in the inference backen
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,19 @@ def test_resume_without_checkpoint_fails(tiny_dir, react_data, tmp_path):
 
     with pytest.raises(ValueError, match="no checkpoint"):
         train_sft(recipe(tiny_dir, react_data, tmp_path / "none"), resume=True)
+
+
+def test_an_empty_val_file_turns_evaluation_off(tiny_dir, react_data, tmp_path):
+    """A recipe that evaluates every N steps still trains on a dataset whose val file is empty (a
+    small `data build` can send no question to val): there is just no eval loss."""
+    from reactlab.train.sft import train_sft
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(Path(react_data) / "train.jsonl", data / "train.jsonl")
+    (data / "val.jsonl").write_text("")
+    result = train_sft(recipe(tiny_dir, str(data), tmp_path / "out", max_steps=2, eval_strategy="steps", eval_steps=1))
+    assert result.steps == 2 and result.eval_loss is None
 
 
 def test_qlora_on_cpu_fails_early(react_data, tmp_path):

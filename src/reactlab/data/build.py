@@ -1,4 +1,4 @@
-"""``build_dataset``: sources -> selection -> mix -> rows -> train/val split -> files + stats.
+"""``build_dataset``: sources -> selection -> mix -> rows -> cap -> train/val split -> files + stats.
 
 Output directory (each file written atomically: a temp file in the same directory, then renamed,
 so a reader sees a whole old or a whole new file):
@@ -24,6 +24,7 @@ from reactlab.data.prompts import prompt_row
 from reactlab.data.select import (
     EVAL_SPLITS,
     Selection,
+    cap,
     excluded_questions,
     mix,
     normalize_question,
@@ -48,6 +49,7 @@ def build_dataset(
     mix_weights: dict[str, float] | None = None,
     max_steps: int | None = None,
     min_f1: float | None = None,
+    max_rows: int | None = None,
     val_frac: float = 0.05,
     seed: int = 0,
     system: str | None = None,
@@ -59,7 +61,9 @@ def build_dataset(
 
     ``format``: one of ``FORMATS``. ``exclude_splits`` / ``exclude``: HotpotQA splits and files whose
     questions never become rows. ``mix_weights``: ``{source name: weight}`` (``select.mix``).
-    ``max_steps`` / ``min_f1``: ``select.Selection``. ``val_frac``: share of questions in val.
+    ``max_steps`` / ``min_f1``: ``select.Selection``. ``max_rows``: keep a random subset of at most
+    this many rows (drawn with ``seed`` after the mix, before the split; the rest count as dropped
+    ``max_rows``). ``val_frac``: share of questions in val.
     ``tokenizer``: a spec for ``masking.load_tokenizer``, a loaded tokenizer, or None (no token
     stats). ``options``: layout options (``observation_role`` for sharegpt, ``skip_invalid`` for
     openai, ``continuation`` / ``pairs_per_question`` for dpo).
@@ -68,6 +72,8 @@ def build_dataset(
         raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
     if not sources:
         raise ValueError("no sources (--from)")
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     if not 0.0 <= val_frac < 1.0:
         raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
     names = [split_name(s)[0] for s in sources]
@@ -82,6 +88,10 @@ def build_dataset(
     kept = mix(kept, mix_weights or {}, seed)
     rows, more = make_rows(kept, format, system, min_f1, seed, options)
     dropped.update(more)
+    capped = cap(rows, max_rows, seed)
+    if len(capped) < len(rows):
+        dropped["max_rows"] += len(rows) - len(capped)
+    rows = capped
 
     splits: dict[str, list[tuple[dict[str, Any], Sample | None]]] = {"train": [], "val": []}
     for row, sample in rows:
@@ -89,8 +99,8 @@ def build_dataset(
     tok = _tokenizer(tokenizer)
     stats = _stats(format, sources, loaded, kept, dropped, splits, tok, tokenizer, excluded)
     stats["options"] = {"exclude": [str(x) for x in exclude], "exclude_splits": list(exclude_splits),
-                        "mix": mix_weights or {}, "max_steps": max_steps, "min_f1": min_f1, "val_frac": val_frac,
-                        "seed": seed, "system": system, **options}
+                        "mix": mix_weights or {}, "max_steps": max_steps, "min_f1": min_f1, "max_rows": max_rows,
+                        "val_frac": val_frac, "seed": seed, "system": system, **options}
     files = {"train": "train.jsonl", "val": "val.jsonl"}
     for split, name in files.items():
         write_jsonl_atomic(out / name, [r for r, _ in splits[split]])

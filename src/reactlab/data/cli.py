@@ -36,8 +36,10 @@ def build_cmd(
         help="SOURCE=WEIGHT: keep round(WEIGHT * n) of a source's rows (>1 repeats); repeatable")] = None,
     max_steps: Annotated[int | None, typer.Option(help="drop trajectories with more steps")] = None,
     min_f1: Annotated[float | None, typer.Option(help="also keep answers with F1 >= this (default: EM = 1 only)")] = None,
+    max_rows: Annotated[int | None, typer.Option(
+        help="keep a random N of the rows (drawn with --seed after --mix, before the train/val split)")] = None,
     val_frac: Annotated[float, typer.Option(help="share of questions in val.jsonl (by a hash of the question)")] = 0.05,
-    seed: Annotated[int, typer.Option(help="seed of --mix sampling and DPO pair choice")] = 0,
+    seed: Annotated[int, typer.Option(help="seed of --mix and --max-rows sampling and DPO pair choice")] = 0,
     system: Annotated[str | None, typer.Option(help="system prompt of chat layouts (as `run --style chat` sends)")] = None,
     tokenizer: Annotated[str, typer.Option(help="tokenizer for token stats: smollm2 | hf:PATH | DIR | none")] = "smollm2",
     option: Annotated[list[str] | None, typer.Option(
@@ -52,7 +54,7 @@ def build_cmd(
     try:
         stats = build_dataset(
             sources, out, format, exclude=exclude or [], exclude_splits=exclude_split or EVAL_SPLITS,
-            mix_weights=parse_mix(mix or []), max_steps=max_steps, min_f1=min_f1, val_frac=val_frac,
+            mix_weights=parse_mix(mix or []), max_steps=max_steps, min_f1=min_f1, max_rows=max_rows, val_frac=val_frac,
             seed=seed, system=system, tokenizer=tokenizer, options=parse_options(option or []),
         )
     except (DataError, ValueError, FileNotFoundError, KeyError) as e:

@@ -12,8 +12,9 @@ Filters, in the order they are checked (the first that fails is the reason count
 - ``no_gold``: preference and prompt rows need a gold answer;
 - ``duplicate``: a question seen before (first source on the command line wins; SFT and prompts).
 
-``mix`` then scales each source by a weight and ``split_of`` sends each question to train or val by
-a hash of its text, so a question (and its copies) never lands on both sides.
+``mix`` then scales each source by a weight, ``cap`` keeps a seeded random subset of at most N rows,
+and ``split_of`` sends each question to train or val by a hash of its text, so a question (and its
+copies) never lands on both sides.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from reactlab.data.sources import Sample
 from reactlab.tasks.metrics import normalize_answer, qa_scores
 
 EVAL_SPLITS = ("eval", "paper500")
+T = TypeVar("T")
 
 
 @dataclass
@@ -171,6 +174,20 @@ def mix(samples: Sequence[Sample], weights: dict[str, float], seed: int = 0) -> 
         extra = sorted(rng.sample(range(len(group)), round(frac * len(group))))
         out += [s for _ in range(whole) for s in group] + [group[i] for i in extra]
     return out
+
+
+def cap(items: Sequence[T], n: int | None, seed: int = 0) -> list[T]:
+    """At most ``n`` of ``items``: a random subset drawn with ``seed``, in input order (all of them
+    when ``n`` is None or not smaller). Sampling, not the first ``n``: rows come grouped by source,
+    so a prefix would be one source only.
+
+    >>> cap(list("abcdef"), 3, seed=0) == cap(list("abcdef"), 3, seed=0), len(cap(list("abcdef"), 3)), cap("ab", 5)
+    (True, 3, ['a', 'b'])
+    """
+    if n is None or len(items) <= n:
+        return list(items)
+    keep = sorted(random.Random(f"{seed}:cap").sample(range(len(items)), n))
+    return [items[i] for i in keep]
 
 
 def split_of(question: str, val_frac: float) -> str:

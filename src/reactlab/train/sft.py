@@ -108,14 +108,18 @@ def check_trl_keys(trl: dict[str, Any]) -> None:
                          + "; ".join(f"trl.{k}" + (f" (did you mean {', '.join(h)}?)" if h else "") for k, h in hints.items()))
 
 
-def sft_config(cfg: SFTRecipe):
+def sft_config(cfg: SFTRecipe, evaluate: bool = True):
     """TRL's ``SFTConfig`` from the recipe's ``trl:`` block plus our three defaults (module doc).
-    An unknown TRL argument fails with the closest names (``check_trl_keys``)."""
+    An unknown TRL argument fails with the closest names (``check_trl_keys``). ``evaluate=False``
+    (no val rows) turns periodic evaluation off: ``DataConfig`` allows an empty or missing val file,
+    and the Trainer refuses an ``eval_strategy`` with nothing to evaluate."""
     from trl import SFTConfig
 
     check_trl_keys(cfg.trl)
     kwargs: dict[str, Any] = {"output_dir": cfg.out, "report_to": ["tensorboard"], "bf16": cuda_available()}
     kwargs.update(cfg.trl)
+    if not evaluate:
+        kwargs["eval_strategy"] = "no"
     return SFTConfig(**kwargs)
 
 
@@ -139,7 +143,7 @@ def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = Non
     if not train_rows:
         raise DataError(f"{train_file}: no rows to train on")
     val_rows = load_rows(val_file, cfg.data.val_limit) if val_file is not None else []
-    args = sft_config(cfg)  # validated before the (slow) model load
+    args = sft_config(cfg, evaluate=bool(val_rows))  # validated before the (slow) model load
 
     from trl import SFTTrainer
 

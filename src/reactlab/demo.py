@@ -1,0 +1,447 @@
+"""``reactlab demo``: the FireAct loop in miniature — baseline, data, LoRA SFT, evaluation, report —
+offline, on one model, in one command.
+
+Each stage is one ``reactlab`` command (``commands`` lists them; the report prints them) run in
+process, and is skipped when its output is complete, so rerunning the same command resumes:
+
+1. ``OUT/baseline``: few-shot ReAct (the paper's completion layout and default prompt) with MODEL on
+   the first N HotpotQA eval questions — ``reactlab run``, through the very function it calls;
+2. ``OUT/oracle-train``: the oracle's gold trajectories on the HotpotQA train pool (no model);
+3. ``OUT/data``: SFT rows (TRL ``messages``) from ``oracle-train`` + FireAct's HotpotQA trajectories,
+   evaluation questions dropped (``data.select``'s guard: the eval and paper500 splits), a seeded
+   random ``train_rows`` of the rest (train + val) — ``reactlab data build --max-rows``;
+4. ``OUT/adapter``: LoRA SFT with the recipe (``configs/sft_smollm2_lora.yaml`` via the loader of
+   ``reactlab train sft``; ``out``, ``data.path`` and ``model.name`` set by the demo, ``-c`` overrides
+   after them), resumed from its last checkpoint when a run was cut short;
+5. ``OUT/finetuned``: the adapter, zero-shot, in FireAct's chat layout, on the same N questions;
+
+then ``OUT/report.md``: one row per arm from each run's ``summary.json``, the EM delta, the data and
+training numbers, and the commands.
+
+A finished stage made from other inputs (another model, ``train_rows``, ``seed`` or recipe) is an
+error naming both, never silently reused; so is an adapter about to be trained while ``finetuned/``
+holds trajectories of an earlier one. All of these checks, the flags and the recipe are checked
+before the first stage runs: a typo fails in a second, not after the 10-minute baseline.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reactlab.config import SFTRecipe, load_config
+from reactlab.io import DataError, write_text_atomic
+
+if TYPE_CHECKING:
+    from reactlab.wiki.index import WikiIndex
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "sft_smollm2_lora.yaml"
+FIREACT = "fireact:hotpotqa"
+# The recipe checkpoints every 50 updates, which the demo's ~24 never reach: a killed training would
+# start over. Every 10 updates (~80 rows, minutes apart) costs a second of writing. `-c` can change it.
+DEMO_OVERRIDES = ("trl.save_steps=10",)
+# Recipe keys the demo sets itself (the stages are chained through them): `-c` may not move them.
+OWNED = ("out", "data", "data.path", "model", "model.name")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "run.json")  # run.json is written last
+
+
+@dataclass(frozen=True)
+class Demo:
+    """One demo's options (``run_demo``'s arguments) and the stage directories under ``out``."""
+
+    out: Path
+    model: str = "smollm2"
+    n: int = 100
+    train_rows: int = 200
+    overrides: tuple[str, ...] = ()
+    recipe: Path = DEFAULT_RECIPE
+    batch_size: int = 32
+    max_steps: int = 7
+    seed: int = 0
+
+    def dir(self, stage: str) -> Path:
+        return self.out / stage
+
+    @property
+    def base_model(self) -> str:
+        """What the trainer loads: a named model as is, ``hf:PATH`` as ``PATH``."""
+        return self.model.removeprefix("hf:")
+
+    def run_options(self, stage: str) -> dict[str, Any]:
+        """The ``reactlab run`` options of a run stage (``cli.run_agent`` keywords)."""
+        evaluate = {"split": "eval", "limit": self.n, "max_steps": self.max_steps, "batch_size": self.batch_size}
+        if stage == "baseline":
+            return {"model": self.model, **evaluate}
+        if stage == "oracle-train":
+            return {"agent": "oracle", "split": "train"}
+        if stage == "finetuned":
+            return {"model": self.model, "adapter": self.dir("adapter"), "style": "chat", "prompt": "zeroshot",
+                    **evaluate}
+        raise KeyError(stage)
+
+    def data_options(self) -> dict[str, Any]:
+        """``build_dataset`` keywords of the data stage (the contamination guard is its default)."""
+        return {"sources": [str(self.dir("oracle-train")), FIREACT], "out": self.dir("data"), "format": "messages",
+                "max_rows": self.train_rows, "seed": self.seed, "tokenizer": self.model}
+
+    def recipe_overrides(self) -> list[str]:
+        return [f"out={self.dir('adapter')}", f"data.path={self.dir('data')}", f"model.name={self.base_model}",
+                *DEMO_OVERRIDES, *self.overrides]
+
+
+@dataclass
+class DemoResult:
+    """What ``run_demo`` returns: the report table's ``rows`` (one dict per arm: baseline, fine-tuned),
+    what each stage did (``stages``: ``ran`` | ``resumed`` | ``skipped``) and the report's markdown
+    (also in ``out/report.md``)."""
+
+    out: Path
+    rows: list[dict[str, Any]]
+    stages: dict[str, str]
+    report: str
+
+
+def run_demo(
+    out: str | Path = "runs/demo",
+    *,
+    model: str = "smollm2",
+    n: int = 100,
+    train_rows: int = 200,
+    overrides: Sequence[str] = (),
+    recipe: str | Path = DEFAULT_RECIPE,
+    batch_size: int = 32,
+    max_steps: int = 7,
+    seed: int = 0,
+    index: WikiIndex | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run the five stages into ``out`` and write ``out/report.md`` (module docstring).
+
+    ``model``: a named model (``smollm2``) or ``hf:PATH`` — something this machine can fine-tune.
+    ``n``: eval questions per arm. ``train_rows``: rows of the SFT dataset (train + val). ``overrides``:
+    ``key=value`` for the ``recipe`` (``trl.max_steps=20``). ``batch_size`` / ``max_steps``: episodes
+    stepped together and steps before the forced finish, as ``reactlab run``'s. ``seed``: which
+    rows are sampled. ``index``: an open ``WikiIndex`` (default: the vendored corpus's). ``log``:
+    called with one line per stage. Bad options raise ``ValueError`` (``ConfigError`` for the recipe),
+    inconsistent outputs ``DataError``, before any stage runs.
+    """
+    demo = Demo(Path(out), model, n, train_rows, tuple(overrides), Path(recipe), batch_size, max_steps, seed)
+    say = log or (lambda _line: None)
+    cfg = check(demo)
+    stages: dict[str, str] = {}
+    own_index = index is None
+    if index is None:
+        from reactlab.wiki.index import get_index
+
+        index = get_index()
+    try:
+        stages["baseline"] = _run_stage(demo, "baseline", index, progress, say,
+                                        f"[1/5] baseline: few-shot ReAct, {model}, first {n} eval questions")
+        stages["oracle-train"] = _run_stage(demo, "oracle-train", index, progress, say,
+                                            "[2/5] oracle: gold trajectories on the HotpotQA train pool")
+        stages["data"] = _data_stage(demo, say)
+        stages["adapter"] = _train_stage(cfg, say)
+        stages["finetuned"] = _run_stage(demo, "finetuned", index, progress, say,
+                                         f"[5/5] fine-tuned: {model} + LoRA adapter, zero-shot chat, same {n} questions")
+    finally:
+        if own_index:
+            index.close()
+    rows = table_rows(demo)
+    report = render_report(demo, rows, cfg)
+    write_text_atomic(demo.out / "report.md", report)
+    say(f"report: {demo.out / 'report.md'}")
+    return DemoResult(demo.out, rows, stages, report)
+
+
+# --- checks, all before the first stage ----------------------------------------------------------
+
+
+def check(demo: Demo) -> SFTRecipe:
+    """Validate the options, load the recipe, and check every existing stage output against them;
+    return the SFT recipe. ``ValueError`` / ``ConfigError`` for bad options, ``DataError`` for an
+    output made from other inputs."""
+    from reactlab.models import NAMED
+    from reactlab.tasks.hotpotqa import HotpotQA
+
+    for name, value in (("--n", demo.n), ("--train-rows", demo.train_rows), ("--batch-size", demo.batch_size),
+                        ("--max-steps", demo.max_steps)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    n_eval = len(HotpotQA().examples("eval"))
+    if demo.n > n_eval:
+        raise ValueError(f"--n {demo.n}: the HotpotQA eval split has {n_eval} questions")
+    if demo.model not in NAMED and not (demo.model.startswith("hf:") and len(demo.model) > 3):
+        raise ValueError(f"--model {demo.model!r}: the demo fine-tunes its model, so it must be a named model "
+                         f"({', '.join(sorted(NAMED))}) or hf:PATH_OR_ID, not an API or scripted model")
+    for spec in demo.overrides:
+        key = spec.partition("=")[0].strip()
+        if "=" not in spec:
+            raise ValueError(f"-c {spec!r}: the demo takes KEY=VALUE overrides of the recipe (--recipe FILE "
+                             "for another recipe)")
+        if key in OWNED:
+            raise ValueError(f"-c {spec!r}: the demo sets {key} itself (the adapter goes to OUT/adapter, the data "
+                             "is OUT/data, the model is --model); use --out / --model")
+    if not demo.recipe.is_file():
+        raise FileNotFoundError(f"{demo.recipe}: no such recipe (the default lives in the source checkout's "
+                                "configs/; pass --recipe FILE)")
+    cfg = load_config(SFTRecipe, [demo.recipe], demo.recipe_overrides())
+    if cfg.method not in ("lora", "qlora"):
+        raise ValueError(f"{demo.recipe}: method {cfg.method!r}: the demo evaluates a LoRA adapter (method lora or "
+                         "qlora); evaluate a full fine-tune with `reactlab run --model hf:DIR`")
+    from reactlab.train.common import check_method
+    from reactlab.train.sft import check_trl_keys
+
+    check_method(cfg.method, cfg.model.name)
+    check_trl_keys(cfg.trl)
+    _check_outputs(demo, cfg)
+    return cfg
+
+
+def _check_outputs(demo: Demo, cfg: SFTRecipe) -> None:
+    """``DataError`` when an existing stage output was made from other inputs (module docstring)."""
+    for stage in ("baseline", "oracle-train", "finetuned"):
+        spec_file = demo.dir(stage) / "run.json"
+        if spec_file.is_file():
+            old, want = json.loads(spec_file.read_text()), _expected_spec(demo, stage)
+            _same(demo.dir(stage), {k: old.get(k) for k in want}, want)
+    stats_file = demo.dir("data") / "stats.json"
+    if stats_file.is_file():
+        from reactlab.data.sources import split_name
+
+        stats, opts = json.loads(stats_file.read_text()), demo.data_options()
+        old = {"format": stats.get("format"), "sources": sorted(stats.get("sources", {})),
+               "max_rows": stats.get("options", {}).get("max_rows"), "seed": stats.get("options", {}).get("seed")}
+        want = {"format": opts["format"], "sources": sorted(split_name(s)[0] for s in opts["sources"]),
+                "max_rows": demo.train_rows, "seed": demo.seed}
+        _same(demo.dir("data"), old, want)
+    adapter = demo.dir("adapter")
+    if _adapter_done(adapter):
+        info = json.loads((adapter / "run.json").read_text())
+        _same(adapter, _flat(info.get("recipe", {})), _flat(cfg.model_dump(mode="json")), ignore=("out", "data.path"))
+        from reactlab.train.common import files_sha256
+
+        data = [demo.dir("data") / f for f in (cfg.data.train_file, cfg.data.val_file) if f]
+        # no data/ yet: it is rebuilt from the same options, byte for byte (seeded), before it is used
+        if stats_file.is_file() and info.get("data", {}).get("sha256") != files_sha256(p for p in data if p.is_file()):
+            raise DataError(f"{adapter}: was trained on other data than {demo.dir('data')} holds now; "
+                            f"remove {adapter} (and {demo.dir('finetuned')}) to train again")
+    elif (demo.dir("finetuned") / "trajectories.jsonl").is_file() and \
+            (demo.dir("finetuned") / "trajectories.jsonl").stat().st_size:
+        raise DataError(f"{demo.dir('finetuned')}: holds trajectories of an earlier adapter, and {adapter} is about "
+                        f"to be trained anew; remove {demo.dir('finetuned')}")
+
+
+def _expected_spec(demo: Demo, stage: str) -> dict[str, str]:
+    """The ``run.json`` fields a run stage must match (the runner's own resume check, made early)."""
+    opts = demo.run_options(stage)
+    if opts.get("agent") == "oracle":
+        return {"task": "hotpotqa", "split": opts["split"], "agent": "oracle", "model": "oracle"}
+    return {"task": "hotpotqa", "split": opts["split"], "agent": "react", "model": opts["model"]}
+
+
+def _same(where: Path, old: dict[str, Any], want: dict[str, Any], ignore: Sequence[str] = ()) -> None:
+    diff = {k: (old.get(k), want.get(k)) for k in sorted(set(old) | set(want))
+            if k not in ignore and old.get(k) != want.get(k)}
+    if diff:
+        detail = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
+        raise DataError(f"{where}: was made from other inputs ({detail}); use another --out or remove {where}")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``.
+
+    >>> _flat({"a": {"b": 1}, "c": 2})
+    {'a.b': 1, 'c': 2}
+    """
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _adapter_done(adapter: Path) -> bool:
+    return all((adapter / f).is_file() for f in ADAPTER_FILES)
+
+
+# --- the stages ----------------------------------------------------------------------------------
+
+
+def _run_stage(demo: Demo, stage: str, index: Any, progress: bool, say: Callable[[str], None], title: str) -> str:
+    """A ``reactlab run`` stage: skipped when its summary covers all its examples, else run (resumed
+    by example id when trajectories are there)."""
+    from reactlab.cli import run_agent
+
+    path = demo.dir(stage)
+    opts = demo.run_options(stage)
+    summary_file = path / "summary.json"
+    if summary_file.is_file() and json.loads(summary_file.read_text()).get("n") == _n_examples(demo, stage):
+        say(f"{title} -> {path}: done, skipped")
+        return "skipped"
+    traj = path / "trajectories.jsonl"
+    resumed = traj.is_file() and traj.stat().st_size > 0
+    say(f"{title} -> {path}" + (" (resuming)" if resumed else ""))
+    run_agent(path, index=index, progress=progress, **opts)
+    gc.collect()  # the stage's model is garbage now; free it before the next one loads
+    return "resumed" if resumed else "ran"
+
+
+def _n_examples(demo: Demo, stage: str) -> int:
+    if stage == "oracle-train":
+        from reactlab.tasks.hotpotqa import HotpotQA
+
+        return len(HotpotQA().examples("train"))
+    return demo.n
+
+
+def _data_stage(demo: Demo, say: Callable[[str], None]) -> str:
+    """``reactlab data build``: skipped when ``stats.json`` (written last) is there; ``check`` made
+    sure it was built from these options."""
+    from reactlab.data.build import build_dataset
+
+    opts = demo.data_options()
+    title = f"[3/5] data: {len(opts['sources'])} sources, eval questions dropped, at most {demo.train_rows} rows"
+    if (opts["out"] / "stats.json").is_file():
+        say(f"{title} -> {opts['out']}: done, skipped")
+        return "skipped"
+    say(f"{title} -> {opts['out']}")
+    sources = opts.pop("sources")
+    build_dataset(sources, **opts)
+    return "ran"
+
+
+def _train_stage(cfg: SFTRecipe, say: Callable[[str], None]) -> str:
+    """``reactlab train sft``: skipped when the adapter and its ``run.json`` are there, resumed from the
+    last ``checkpoint-N`` when one is."""
+    adapter = Path(cfg.out)
+    title = f"[4/5] LoRA SFT of {cfg.model.name}"
+    if _adapter_done(adapter):
+        say(f"{title} -> {adapter}: done, skipped")
+        return "skipped"
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from reactlab.train.sft import train_sft
+
+    resume = adapter.is_dir() and get_last_checkpoint(str(adapter)) is not None
+    say(f"{title} -> {adapter}" + (" (resuming from the last checkpoint)" if resume else ""))
+    train_sft(cfg, resume=resume)
+    gc.collect()
+    return "resumed" if resume else "ran"
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+ARMS = (("baseline", "few-shot ReAct"), ("finetuned", "LoRA SFT, zero-shot chat"))
+
+
+def table_rows(demo: Demo) -> list[dict[str, Any]]:
+    """One row per arm, read from its run's ``summary.json`` (never recomputed)."""
+    rows = []
+    for stage, method in ARMS:
+        s = json.loads((demo.dir(stage) / "summary.json").read_text())
+        rows.append({
+            "arm": stage, "run": str(demo.dir(stage)),
+            "model": demo.model + (" + LoRA adapter" if stage == "finetuned" else ""), "method": method,
+            "prompt_id": s.get("run", {}).get("prompt_id", ""), "n": s["n"],
+            "em": s.get("em", 0.0), "em_stderr": s.get("stderr", {}).get("em", 0.0), "f1": s.get("f1", 0.0),
+            "avg_steps": s["avg_steps"], "invalid_action_rate": s["invalid_action_rate"],
+            "tokens_per_question": s["tokens_per_question"], "wall_s": s["wall_s"],
+        })
+    return rows
+
+
+def render_report(demo: Demo, rows: list[dict[str, Any]], cfg: SFTRecipe) -> str:
+    """``report.md``: the arms table, the EM delta, the data and training lines, the commands."""
+    lines = [f"# The FireAct loop in miniature: {demo.model}", "",
+             "| arm | model | method | n | EM ± stderr | F1 | avg steps | invalid-action rate | tokens/question "
+             "| wall time |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['arm']} | {r['model']} | {r['method']} | {r['n']} | {r['em']:.3f} ± {r['em_stderr']:.3f} "
+                     f"| {r['f1']:.3f} | {r['avg_steps']:.2f} | {r['invalid_action_rate']:.3f} "
+                     f"| {r['tokens_per_question']:,.0f} | {_duration(r['wall_s'])} |")
+    base, tuned = rows
+    lines += ["", f"**ΔEM (fine-tuned − baseline): {100 * (tuned['em'] - base['em']):+.1f} points** "
+                  f"({base['em']:.3f} → {tuned['em']:.3f} on the same {base['n']} questions).", ""]
+    stats = json.loads((demo.dir("data") / "stats.json").read_text())
+    rows_by = {}
+    for part in stats["rows_by_source"].values():
+        for k, v in part.items():
+            rows_by[k] = rows_by.get(k, 0) + v
+    tokens = stats.get("tokens", {})
+    dropped = stats.get("dropped", {})
+    lines.append(f"- **Data** (`data/`): {stats['rows']['train']} train + {stats['rows']['val']} val rows "
+                 f"({', '.join(f'{k}: {v}' for k, v in rows_by.items())}); "
+                 + (f"{tokens['total']:,} tokens (mean {tokens['mean']}, max {tokens['max']}); " if tokens else "")
+                 + f"{dropped.get('eval_overlap', 0):,} trajectories dropped as evaluation questions, "
+                 f"{dropped.get('max_rows', 0):,} left out by the row cap.")
+    info = json.loads((demo.dir("adapter") / "run.json").read_text())
+    res = info["result"]
+    loss = f"{res['train_loss']:.3f}" if res.get("train_loss") is not None else "n/a"
+    eval_loss = f", eval loss {res['eval_loss']:.3f}" if res.get("eval_loss") is not None else ""
+    tps = f", {res['tokens_per_s']} tokens/s" if res.get("tokens_per_s") else ""
+    lines.append(f"- **Training** (`adapter/`): LoRA r={cfg.lora.r} on {info['device']}, {res['steps']} updates "
+                 f"over {res['extra'].get('train_rows', '?')} rows, {_duration(res['wall_s'])} "
+                 f"({res['train_tokens']:,} tokens{tps}); final train loss {loss}{eval_loss}; "
+                 "loss curve: [adapter/loss.png](adapter/loss.png)"
+                 + (" (resumed from a checkpoint: the time is the resumed part's)" if res["extra"].get("resumed") else "")
+                 + ".")
+    lines.append("- Wall times come from each run's `summary.json` (`wall_s`): a resumed run counts its last "
+                 "invocation only.")
+    lines += ["", "## Reproduce", "", "```bash", *commands(demo), "```", ""]
+    return "\n".join(lines)
+
+
+def commands(demo: Demo) -> list[str]:
+    """The ``reactlab`` commands each stage is, in order, then the one demo command that chains them."""
+
+    def run_cmd(stage: str) -> str:
+        args = ["reactlab", "run"]
+        for k, v in demo.run_options(stage).items():
+            args += [f"--{k.replace('_', '-')}", str(v)]
+        return shlex.join([*args, "--out", str(demo.dir(stage))])
+
+    data = demo.data_options()
+    build = ["reactlab", "data", "build", *(x for s in data["sources"] for x in ("--from", s)), "--format",
+             data["format"], "--max-rows", str(data["max_rows"]), "--seed", str(data["seed"]), "--tokenizer",
+             data["tokenizer"], "--out", str(data["out"])]
+    train = ["reactlab", "train", "sft", "-c", _shown(demo.recipe), *(x for o in demo.recipe_overrides() for x in ("-c", o))]
+    one = ["reactlab", "demo", "--out", str(demo.out), "--n", str(demo.n), "--train-rows", str(demo.train_rows),
+           "--seed", str(demo.seed), "--batch-size", str(demo.batch_size), "--max-steps", str(demo.max_steps)]
+    if demo.model != "smollm2":
+        one += ["--model", demo.model]
+    if demo.recipe != DEFAULT_RECIPE:
+        one += ["--recipe", str(demo.recipe)]
+    one += [x for o in demo.overrides for x in ("-c", o)]
+    return [
+        "# 1. baseline: few-shot ReAct", run_cmd("baseline"),
+        "# 2. oracle trajectories on the train pool, then the SFT data (eval and paper500 questions dropped)",
+        run_cmd("oracle-train"), shlex.join(build),
+        "# 3. LoRA SFT (add --resume to continue from a checkpoint)", shlex.join(train),
+        "# 4. the adapter, zero-shot, chat layout", run_cmd("finetuned"),
+        "# all of it (each stage skipped when done)", shlex.join(one),
+    ]
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is under it (shorter commands)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _duration(seconds: float) -> str:
+    """
+    >>> _duration(42.0), _duration(330.0)
+    ('42 s', '5.5 min')
+    """
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

@@ -1,0 +1,195 @@
+"""`reactlab demo` end to end on a tiny random Llama: every stage's output and the report, the
+contamination guard, the printed commands reproduce their stages, a rerun skips every stage, a cut
+training resumes from its checkpoint, and bad or changed options fail before any stage runs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reactlab.cli import app
+from reactlab.config import SFTRecipe, load_config, split_specs
+from reactlab.data.select import excluded_questions, normalize_question
+from reactlab.demo import ADAPTER_FILES, run_demo
+from reactlab.io import DataError
+from reactlab.tasks.hotpotqa import HotpotQA
+
+pytest.importorskip("trl")
+
+N, ROWS = 3, 12
+# Training short enough for a test: 2 updates of 2 rows, a checkpoint after each, no TensorBoard.
+FAST = ("trl.max_steps=2", "trl.per_device_train_batch_size=2", "trl.gradient_accumulation_steps=1",
+        "trl.per_device_eval_batch_size=4", "trl.logging_steps=1", "trl.save_steps=1", "trl.report_to=[]",
+        "trl.disable_tqdm=true", "trl.warmup_steps=0")
+STAGES = ("baseline", "oracle-train", "data", "adapter", "finetuned")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the tiny model's matmuls are too small to split, and on a busy machine two
+    OpenMP threads spin-waiting on each other are many times slower than one."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def options(tiny_model_dir, vendored_index) -> dict:
+    return dict(model=f"hf:{tiny_model_dir}", n=N, train_rows=ROWS, overrides=FAST, max_steps=2, batch_size=4,
+                index=vendored_index, progress=False)
+
+
+@pytest.fixture(scope="module")
+def demo(options, tmp_path_factory):
+    """One whole demo, shared by the checks on its outputs (which must leave it as they found it)."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    return out, run_demo(out, **options)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def test_every_stage_and_the_report(demo, tiny_model_dir):
+    out, result = demo
+    assert result.stages == dict.fromkeys(STAGES, "ran")
+    wanted = [e.id for e in HotpotQA().examples("eval", limit=N)]
+    for stage, prompt_id in (("baseline", "hotpotqa_react@1/react"), ("finetuned", "chat@1/react")):
+        trajs = lines(out / stage / "trajectories.jsonl")
+        assert sorted(t["id"] for t in trajs) == sorted(wanted)  # the same first N eval questions in both arms
+        assert {t["prompt_id"] for t in trajs} == {prompt_id}
+        summary = json.loads((out / stage / "summary.json").read_text())
+        assert summary["n"] == N and summary["run"]["model"] == f"hf:{tiny_model_dir}"
+    assert json.loads((out / "oracle-train/summary.json").read_text())["n"] == len(HotpotQA().examples("train"))
+    stats = json.loads((out / "data/stats.json").read_text())
+    assert sum(stats["rows"].values()) == ROWS == stats["options"]["max_rows"] and stats["format"] == "messages"
+    assert stats["dropped"]["max_rows"] > 0 and set(stats["kept_by_source"]) == {"oracle-train", "fireact:hotpotqa"}
+    for f in (*ADAPTER_FILES, "loss.png"):
+        assert (out / "adapter" / f).is_file(), f
+    info = json.loads((out / "adapter/run.json").read_text())
+    assert info["result"]["steps"] == 2 and info["base_model"] == tiny_model_dir
+    assert info["recipe"]["lora"]["r"] == 16 and info["recipe"]["trl"]["save_steps"] == 1  # recipe, then -c
+
+    report = (out / "report.md").read_text()
+    assert report == result.report
+    (base, tuned) = [line for line in report.splitlines() if line.startswith(("| baseline |", "| finetuned |"))]
+    assert "few-shot ReAct" in base and "LoRA SFT, zero-shot chat" in tuned
+    for row, stage in zip(result.rows, ("baseline", "finetuned"), strict=True):
+        summary = json.loads((out / stage / "summary.json").read_text())
+        assert (row["arm"], row["n"], row["em"], row["wall_s"]) == (stage, N, summary["em"], summary["wall_s"])
+    assert "ΔEM (fine-tuned − baseline)" in report and "[adapter/loss.png](adapter/loss.png)" in report
+    assert f"{ROWS - stats['rows']['val']} train + {stats['rows']['val']} val rows" in report
+
+
+def test_no_evaluation_question_becomes_a_row(demo):
+    out, _ = demo
+    rows = lines(out / "data/train.jsonl") + lines(out / "data/val.jsonl")
+    questions = {normalize_question(r["messages"][0]["content"]) for r in rows}
+    assert len(rows) == ROWS
+    assert not questions & excluded_questions()  # eval and paper500
+    assert not questions & {normalize_question(e.question) for e in HotpotQA().examples("eval", limit=N)}
+    stats = json.loads((out / "data/stats.json").read_text())
+    assert stats["dropped"]["eval_overlap"] > 0  # the guard did drop questions: the pool holds paper500 ones
+    assert stats["options"]["exclude_splits"] == ["eval", "paper500"]
+
+
+def commands(report: str, prefix: str) -> list[list[str]]:
+    return [shlex.split(x) for x in report.splitlines() if x.startswith(prefix)]
+
+
+def test_printed_commands_reproduce_their_stages(demo, tmp_path, tiny_model_dir):
+    out, result = demo
+    (args,) = commands(result.report, "reactlab data build")
+    args[args.index("--out") + 1] = str(tmp_path / "data")
+    res = CliRunner().invoke(app, args[1:])
+    assert res.exit_code == 0, res.output
+    for f in ("train.jsonl", "val.jsonl"):
+        assert (tmp_path / "data" / f).read_bytes() == (out / "data" / f).read_bytes(), f
+    (args,) = commands(result.report, "reactlab train sft")
+    files, overrides = split_specs([a for flag, a in zip(args, args[1:], strict=False) if flag == "-c"])
+    recipe = load_config(SFTRecipe, files, overrides).model_dump(mode="json")
+    assert recipe == json.loads((out / "adapter/run.json").read_text())["recipe"]
+    base, oracle, tuned = commands(result.report, "reactlab run ")
+    model = f"hf:{tiny_model_dir}"
+    assert base[2:] == ["--model", model, "--split", "eval", "--limit", str(N), "--max-steps", "2",
+                        "--batch-size", "4", "--out", str(out / "baseline")]
+    assert oracle[2:] == ["--agent", "oracle", "--split", "train", "--out", str(out / "oracle-train")]
+    assert tuned[2:] == ["--model", model, "--adapter", str(out / "adapter"), "--style", "chat", "--prompt", "zeroshot",
+                         "--split", "eval", "--limit", str(N), "--max-steps", "2", "--batch-size", "4",
+                         "--out", str(out / "finetuned")]
+
+
+def test_a_rerun_skips_every_stage(demo, options):
+    out, first = demo
+    watched = [out / s / f for s in ("baseline", "finetuned", "oracle-train") for f in ("trajectories.jsonl", "summary.json")]
+    watched += [out / "data/train.jsonl", out / "data/stats.json", out / "adapter/adapter_model.safetensors",
+                out / "adapter/run.json"]
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
+    again = run_demo(out, **options)
+    assert again.stages == dict.fromkeys(STAGES, "skipped")
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched} == before  # nothing rerun or retrained
+    assert again.rows == first.rows and again.report == first.report
+
+
+def test_changed_options_are_refused_before_anything_runs(demo, options):
+    out, _ = demo
+    with pytest.raises(DataError, match=r"data: was made from other inputs \(max_rows: 12 there vs 13 now\)"):
+        run_demo(out, **(options | {"train_rows": ROWS + 1}))
+    with pytest.raises(DataError, match=r"adapter: was made from other inputs \(lora.r: 16 there vs 4 now\)"):
+        run_demo(out, **(options | {"overrides": (*FAST, "lora.r=4")}))
+    with pytest.raises(DataError, match="baseline: was made from other inputs"):
+        run_demo(out, **(options | {"model": "smollm2"}))
+
+
+def test_a_cut_training_resumes_from_its_checkpoint(demo, options, tmp_path):
+    out = tmp_path / "demo"
+    shutil.copytree(demo[0], out)
+    for f in ADAPTER_FILES:  # as if killed after the first checkpoint
+        (out / "adapter" / f).unlink()
+    shutil.rmtree(out / "adapter/checkpoint-2")
+    with pytest.raises(DataError, match="finetuned: holds trajectories of an earlier adapter"):
+        run_demo(out, **options)
+    shutil.rmtree(out / "finetuned")
+    result = run_demo(out, **options)
+    assert result.stages == {"baseline": "skipped", "oracle-train": "skipped", "data": "skipped",
+                             "adapter": "resumed", "finetuned": "ran"}
+    info = json.loads((out / "adapter/run.json").read_text())
+    assert info["result"]["extra"]["resumed"] is True and info["result"]["steps"] == 2
+    assert "resumed from a checkpoint" in result.report
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"n": 0}, "--n must be >= 1, got 0"),
+    ({"n": 10_000}, "the HotpotQA eval split has 491 questions"),
+    ({"train_rows": 0}, "--train-rows must be >= 1"),
+    ({"batch_size": 0}, "--batch-size must be >= 1"),
+    ({"model": "openai:gpt-4o-mini"}, "must be a named model"),
+    ({"overrides": ["out=/elsewhere"]}, "the demo sets out itself"),
+    ({"overrides": ["data.path=/elsewhere"]}, "the demo sets data.path itself"),
+    ({"overrides": ["lora"]}, "KEY=VALUE"),
+    ({"overrides": ["lora.rr=4"]}, r"lora.rr: unknown key"),
+    ({"overrides": ["trl.learning_rat=1e-4"]}, "did you mean learning_rate"),
+    ({"overrides": ["method=full"]}, "the demo evaluates a LoRA adapter"),
+    ({"recipe": "nope.yaml"}, "nope.yaml: no such recipe"),
+])
+def test_bad_options_fail_clearly_before_any_stage(tmp_path, tiny_model_dir, change, message):
+    out = tmp_path / "demo"
+    opts = dict(model=f"hf:{tiny_model_dir}", n=N, train_rows=ROWS, progress=False) | change
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        run_demo(out, **opts)
+    assert not out.exists()
+
+
+def test_cli_demo_reports_bad_flags(tmp_path):
+    res = CliRunner().invoke(app, ["demo", "--n", "0", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "error: --n must be >= 1" in res.output
+    res = CliRunner().invoke(app, ["demo", "-c", "model.name=other", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "the demo sets model.name itself" in res.output
+    assert not (tmp_path / "d").exists()
