@@ -7,7 +7,8 @@ with the same model:
   nothing reused between calls; stop strings via ``generate(stop_strings=...)``), as the ReAct
   notebooks and most naive scripts do
 - ours:  ``HFLLM`` + the runner: continuous batching, the few-shot prefix encoded once and attended
-  in place (cascade attention), each episode's KV kept between its calls
+  in place (cascade attention), each episode's KV kept between its calls, prompt-lookup drafts
+- ours without drafts (``draft_tokens=0``): what the rest is worth alone
 
 Prints questions/min for each arm, their ratio (target >= 10x), and the share of questions whose
 final answers are identical (target >= 95%; greedy decoding, so differences come only from
@@ -99,6 +100,10 @@ def main() -> None:
 
     ours_llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True)
     t_ours, ours = arm("ours", ours_llm, len(examples), examples, index, args.out)
+    del ours_llm
+    plain_llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True, draft_tokens=0)
+    t_plain, plain = arm("ours-nodraft", plain_llm, len(examples), examples, index, args.out)
+    del plain_llm
     t_paper, paper = arm("paper", PaperLLM(path, args.model), 1, examples, index, args.out)
 
     n = len(examples)
@@ -108,8 +113,11 @@ def main() -> None:
     print(f"questions: {n}  model: {args.model}")
     print(f"paper-style (batch 1, no KV reuse): {t_paper:8.1f} s  {qpm_paper:6.2f} q/min  EM {paper['summary']['em']:.3f}")
     print(f"continuous batching + KV reuse:     {t_ours:8.1f} s  {qpm_ours:6.2f} q/min  EM {ours['summary']['em']:.3f}")
-    print(f"speed-up (q/min ratio): {qpm_ours / qpm_paper:.1f}x   (target >= 10x)")
+    print(f"  the same without drafts:          {t_plain:8.1f} s  {n / t_plain * 60:6.2f} q/min  EM {plain['summary']['em']:.3f}")
+    print(f"speed-up (q/min ratio): {qpm_ours / qpm_paper:.1f}x   (target >= 10x; without drafts {t_paper / t_plain:.1f}x)")
     print(f"identical final answers: {same}/{n} = {same / n:.1%}   (target >= 95%)")
+    same_plain = sum(paper["answers"][e.id] == plain["answers"][e.id] for e in examples)
+    print(f"  without drafts: {same_plain}/{n}")
     for e in examples:
         if paper["answers"][e.id] != ours["answers"][e.id]:
             print(f"  differs {e.id}: paper={paper['answers'][e.id]!r} ours={ours['answers'][e.id]!r}")

@@ -134,10 +134,10 @@ def test_outside_an_engine_step_the_model_is_plain_sdpa(tiny, tiny_model_dir):
 
 
 def brute(q, k, v, scale, hide, g):
-    """Reference attention: ``q`` [kvh, g*n, d], keys [kvh, L, d], ``hide`` [n, L] per group."""
+    """Reference attention: ``q`` [kvh, n*g, d] (token-major), keys [kvh, L, d], ``hide`` [n, L]."""
     s = (q @ k.transpose(1, 2)) * scale
     if hide is not None:
-        s = s.view(s.shape[0], g, -1, s.shape[-1]).masked_fill(hide, float("-inf")).view_as(s)
+        s = s.view(s.shape[0], -1, g, s.shape[-1]).masked_fill(hide[:, None], float("-inf")).view_as(s)
     p = torch.softmax(s, -1).nan_to_num(0.0)
     return torch.logsumexp(s, -1, keepdim=True), p @ v
 
@@ -156,7 +156,7 @@ def test_attention_parts_and_their_merge_are_exact(softcap, masked):
     if softcap:  # reference with soft-capped scores
         s = torch.tanh((q @ k.transpose(1, 2)) * 0.3 / softcap) * softcap
         if hide is not None:
-            s = s.view(kvh, g, n, L).masked_fill(hide, float("-inf")).view_as(s)
+            s = s.view(kvh, n, g, L).masked_fill(hide[:, None], float("-inf")).view_as(s)
         want_lse, want = torch.logsumexp(s, -1, keepdim=True), torch.softmax(s, -1) @ v
     else:
         want_lse, want = brute(q, k, v, 0.3, hide, g)
@@ -232,3 +232,57 @@ def test_onednn_linear_swap_keeps_the_logits(tiny_model_dir):
     ids = torch.arange(5, 40)[None]
     with torch.inference_mode():
         assert torch.allclose(stock(ids).logits, fast(ids).logits, atol=1e-4)
+
+
+def test_drafts_are_verified_and_rolled_back(tiny_model_dir, monkeypatch):
+    """Drafts that are right for two tokens, then wrong: the right ones are kept (fewer steps),
+    the wrong one and everything after it are dropped from the row's KV, and every token is still
+    the reference's; a prompt grown from such a row (its retained, rolled-back KV) is right too."""
+    llm = HFLLM(tiny_model_dir, batch_size=4)
+    prompts = [PREFIX + t for t in TAILS[:3]]
+    params = GenParams(max_new_tokens=20)
+    want = {tuple(llm.encode(p)): reference(llm, p, 20) for p in prompts}
+
+    def draft(self, r, k):
+        true = want[tuple(r.ids)][len(r.out):][:k]
+        return true[:2] + [(t + 1) % 1000 for t in true[2:3]] + true[3:]  # third token wrong
+
+    monkeypatch.setattr(_engine.Engine, "_draft", draft)
+    got = llm.generate_with_ids(prompts, params)
+    assert [ids for _, ids in got] == [want[tuple(llm.encode(p))] for p in prompts]
+    assert llm.engine.drafted > 0 and 0 < llm.engine.accepted < llm.engine.drafted
+    assert llm.engine.steps < 20  # two accepted draft tokens per step: far fewer than 20 steps
+    monkeypatch.undo()
+    grown = [p + c.text + " and more" for p, (c, _) in zip(prompts, got, strict=True)]
+    assert [ids for _, ids in llm.generate_with_ids(grown, params)] == [reference(llm, p, 20) for p in grown]
+    off = HFLLM(tiny_model_dir, batch_size=4, draft_tokens=0)
+    assert [ids for _, ids in off.generate_with_ids(prompts, params)] == [ids for _, ids in got]
+    assert off.engine.drafted == 0
+
+
+def test_a_stop_inside_an_accepted_draft_ends_the_row_there(tiny_model_dir):
+    llm = HFLLM(tiny_model_dir, batch_size=1)
+    prompt = (PREFIX + TAILS[0]) * 2
+    (free,) = llm.generate([prompt], GenParams(max_new_tokens=24))
+    words = free.text.split()
+    if len(words) < 3:
+        pytest.skip("the tiny model wrote too little to place a stop")  # never seen; guards the test
+    stop = " " + words[2]
+    (c,) = llm.generate([prompt], GenParams(max_new_tokens=24, stop=[stop]))
+    assert c.stop == stop and c.text == free.text[: free.text.index(stop)]
+
+
+def test_draft_lookup():
+    from array import array
+
+    class R:
+        ctx = array("H", [5, 6, 7, 8, 9, 1, 5, 6, 7])
+
+    eng = _engine.Engine.__new__(_engine.Engine)
+    assert eng._draft(R(), 3) == [8, 9, 1]  # after the earlier "5 6 7"
+    R.ctx = array("H", [1, 2, 3])
+    assert eng._draft(R(), 3) == []
+    # [513, 1027] is bytes 01 02 03 04; so are the middle bytes of 256, 770, 4: that unaligned
+    # (false) match is the more recent one and must be skipped for the real one at the start.
+    R.ctx = array("H", [513, 1027, 8, 256, 770, 4, 55, 513, 1027])
+    assert eng._draft(R(), 2) == [8, 256]

@@ -13,10 +13,16 @@ call. On a CPU three costs dominate, and this engine removes each:
 3. re-encoding an episode's earlier steps at its next call: a finished row's slot (its KV after
    the prefix) is retained, and a new prompt that extends it only encodes the new tokens;
 
-and one more comes from batching without rounds: a step runs one forward over a flat sequence that
-holds the newest token of every decoding row plus a chunk of every new row's prompt (chunked
-prefill), so a row that finishes is replaced at once (continuous batching) and a long row never
-holds the others back.
+and two more come from how steps are built:
+
+4. batching without rounds: a step runs one forward over a flat sequence that holds the newest
+   token of every decoding row plus a chunk of every new row's prompt (chunked prefill), so a row
+   that finishes is replaced at once (continuous batching) and a long row never holds others back;
+5. few rows left (the end of a run): a step is then bound by reading the weights, not by the tokens
+   fed, so a greedy row also feeds a guess of its next tokens (the tokens that followed the last
+   earlier occurrence of its last 2-3 tokens in its own context: agents copy names and phrases
+   from observations) and keeps those the model confirms (prompt-lookup decoding; outputs are
+   unchanged, rejected guesses are dropped from the row's KV).
 
 How attention gets there: the model runs with ``_attn_implementation = "reactlab_cascade"``
 (registered with transformers' ``AttentionInterface``); inside an engine step it reads the step's
@@ -33,6 +39,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -54,12 +61,24 @@ class Slot:
 
     ``prefix`` (a frozen Slot, or None) holds the row's first ``plen`` tokens; this slot's column
     ``c`` is the token at position ``plen + c``. ``tokens`` are the ids whose KV is written.
+    ``keys[layer]`` / ``values[layer]`` are views of ``kv`` (made once: indexing ``kv`` afresh for
+    every row of every layer of every step is measurable Python overhead).
     """
 
     kv: torch.Tensor
     prefix: Slot | None = None
     plen: int = 0
     tokens: list[int] = field(default_factory=list)
+    keys: list[torch.Tensor] = field(default_factory=list, repr=False)
+    values: list[torch.Tensor] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self.set_kv(self.kv)
+
+    def set_kv(self, kv: torch.Tensor) -> None:
+        self.kv = kv
+        self.keys = list(kv[:, 0].unbind(0))
+        self.values = list(kv[:, 1].unbind(0))
 
     def context(self) -> list[int]:
         """Every token this slot's KV covers, prefix included."""
@@ -83,6 +102,8 @@ class Row:
     out: list[int] = field(default_factory=list)  # generated tokens (the last one not fed yet)
     cached: int = 0
     t0: float = 0.0
+    ctx: array | None = None  # ids + out, for prompt-lookup drafts (see Engine._draft)
+    draft: list[int] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -162,13 +183,16 @@ class Engine:
     ``done(ids, params)`` says whether a row is finished (EOS, stop string, length), decided by the
     owner. At most ``max_rows`` rows decode together; ``prefill_chunk`` caps the prompt tokens fed
     per step (ahead of them, every decoding row gets its next token). ``max_retained`` finished
-    rows keep their slots for prompts that extend them.
+    rows keep their slots for prompts that extend them. ``draft_tokens``: prompt-lookup guesses per
+    greedy row and step (0: off), while fewer than ``draft_budget`` tokens would be fed in all.
     """
 
     def __init__(self, model, done: Callable[[list[int], Any], bool], max_rows: int = 32,
                  prefill_chunk: int = 512, max_retained: int | None = None, min_prefix: int = 16,
-                 max_prefixes: int = 4):
+                 max_prefixes: int = 4, draft_tokens: int = 8, draft_budget: int = 32):
         register()
+        self.draft_tokens, self.draft_budget = max(0, draft_tokens), draft_budget
+        self.drafted = self.accepted = 0  # draft tokens proposed / accepted (for benchmarks)
         self.model = model
         self.done = done
         self.max_rows = max(1, max_rows)
@@ -179,6 +203,8 @@ class Engine:
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         self.layers, self.kv_heads, self.head_dim = kv_shape(model)
+        vocab = model.config.get_text_config(decoder=True).vocab_size
+        self.ctx_type = "H" if vocab <= 1 << 16 else "I"  # token ids as 2 or 4 bytes
         self.waiting: deque[Row] = deque()
         self.active: list[Row] = []
         self.retained: OrderedDict[int, Slot] = OrderedDict()  # id(slot) -> slot, LRU first
@@ -206,27 +232,68 @@ class Engine:
             return []
         segs: list[_Seg] = []
         budget = self.prefill_chunk
-        for r in self.active:
-            if not r.pending:
-                segs.append(self._seg(r, [r.out[-1]]))
+        decoding = [r for r in self.active if not r.pending]
+        # Prompt-lookup drafts cost little while few rows decode (a step is then bound by reading
+        # the weights, not by the tokens fed), and nothing when they are wrong but compute.
+        k = min(self.draft_tokens, max(0, self.draft_budget - len(decoding)) // max(1, len(decoding)))
+        for r in decoding:
+            r.draft = self._draft(r, k) if k and r.params.temperature <= 0 else []
+            self.drafted += len(r.draft)
+            segs.append(self._seg(r, [r.out[-1], *r.draft]))
         for r in self.active:
             if r.pending and budget > 0:
                 take = r.pending[:budget]
                 budget -= len(take)
                 segs.append(self._seg(r, take))
-        logits = self._forward(segs, want=[s for s in segs if s.row is not None and not s.row.pending])
+        want = [s for s in segs if s.row is not None and not s.row.pending]
         finished = []
-        now = time.perf_counter()
-        for seg, lg in logits:
+        for seg, lg in self._forward(segs, want):
             r = seg.row
-            r.out.append(_pick(lg, r.params, r.gen))
-            if self.done(r.out, r.params):
-                finished.append((r, now - r.t0))
+            if r.draft:  # a decode segment carrying a draft: verify it
+                done = self._accept(r, seg, lg)
+            else:
+                r.out.append(_pick(lg[-1], r.params, r.gen))
+                r.ctx.append(r.out[-1])
+                done = self.done(r.out, r.params)
+            if done:
+                finished.append((r, time.perf_counter() - r.t0))
         for r, _ in finished:
             self.active.remove(r)
             self._retain(r.slot)
         self.steps += 1
         return finished
+
+    def _draft(self, r: Row, k: int) -> list[int]:
+        """Up to ``k`` tokens that followed the latest earlier occurrence of the row's last 3 (else
+        2) tokens in its own prompt and output: agents copy names and phrases from observations,
+        so these are often what greedy decoding would write next (prompt-lookup decoding)."""
+        ctx, w = r.ctx, r.ctx.itemsize
+        raw = ctx.tobytes()
+        for n in (3, 2):
+            if len(ctx) <= n:
+                continue
+            pat = raw[-n * w :]
+            end = len(raw) - w  # an occurrence must end before the last token
+            while (pos := raw.rfind(pat, 0, end)) >= 0 and pos % w:
+                end = pos + len(pat) - 1  # unaligned (inside a token): look further back
+            if pos >= 0:
+                start = pos // w + n
+                return ctx[start : start + k].tolist()
+        return []
+
+    def _accept(self, r: Row, seg: _Seg, logits: torch.Tensor) -> bool:
+        """Greedy verification: keep the draft tokens the model itself would have chosen, plus its
+        own next token; drop the KV of the rest. True when the row finished."""
+        picks = logits.argmax(-1).tolist()  # position j predicts what follows the segment's token j
+        for j, tok in enumerate(picks):
+            r.out.append(tok)
+            r.ctx.append(tok)
+            done = self.done(r.out, r.params)
+            if done or j == len(r.draft) or tok != r.draft[j]:
+                self.accepted += j
+                del r.slot.tokens[seg.c0 + j + 1 :]  # tokens fed after the last kept one
+                return done
+        raise AssertionError("unreachable: the last position always ends the loop")
 
     def reset(self) -> None:
         """Forget every retained slot and prefix (frees their memory)."""
@@ -270,6 +337,7 @@ class Engine:
                 r.cached = 0
             r.slot = slot
             r.pending = r.ids[r.cached :]
+            r.ctx = array(self.ctx_type, r.ids)
             self.active.append(r)
 
     def _new_slot(self, need: int, prefix: Slot | None = None, plen: int = 0) -> Slot:
@@ -309,15 +377,16 @@ class Engine:
             grown = torch.empty(*slot.kv.shape[:3], _round_up(2 * (c0 + len(tokens))), slot.kv.shape[4],
                                 dtype=slot.kv.dtype, device=slot.kv.device)
             grown[:, :, :, :c0] = slot.kv[:, :, :, :c0]
-            slot.kv = grown
+            slot.set_kv(grown)
         slot.tokens.extend(tokens)
         if row is not None and row.pending:
             del row.pending[: len(tokens)]
         return _Seg(row=row, slot=slot, c0=c0, n=len(tokens))
 
     def _forward(self, segs: list[_Seg], want: list[_Seg]) -> list[tuple[_Seg, torch.Tensor]]:
-        """Run ``segs`` (their tokens already appended to their slots) through the model; the
-        last-position logits of each segment in ``want``."""
+        """Run ``segs`` (their tokens already appended to their slots) through the model; for each
+        segment in ``want``, its logits ``[positions, vocab]``: every position of a drafted decode
+        segment, else the last one only."""
         # Rows sharing a prefix sit next to each other: the prefix part is one matmul per group.
         segs = sorted(segs, key=lambda s: (id(s.slot.prefix), s.slot.plen))
         flat: list[int] = []
@@ -334,7 +403,11 @@ class Engine:
             else:
                 groups.append((s.slot.prefix, s.slot.plen, s.t0, s.t0 + s.n, [s]))
         positions = torch.tensor(pos, device=self.device)
-        keep = [s.t0 + s.n - 1 for s in segs if s in want]
+        wanted = [s for s in segs if s in want]
+        # A segment carrying a draft needs every position's logits, others only the last.
+        spans = [(s.t0, s.t0 + s.n) if s.row.draft and not s.row.pending else (s.t0 + s.n - 1, s.t0 + s.n)
+                 for s in wanted]
+        keep = [i for a, b in spans for i in range(a, b)]
         _local.plan = _Plan(segs=segs, groups=groups, positions=positions)
         try:
             with torch.inference_mode():
@@ -349,8 +422,11 @@ class Engine:
         if not keep:
             return []
         logits = out.logits[0].float()
-        wanted = [s for s in segs if s in want]
-        return list(zip(wanted, logits, strict=True))
+        res, i = [], 0
+        for s, (a, b) in zip(wanted, spans, strict=True):
+            res.append((s, logits[i : i + b - a]))
+            i += b - a
+        return res
 
 
 def cascade_attention(module, query, key, value, attention_mask, **kwargs):
@@ -373,10 +449,11 @@ def cascade_attention(module, query, key, value, attention_mask, **kwargs):
     kvh = k.shape[0]
     g = heads // kvh
     for s in plan.segs:  # this layer's new keys/values go into each row's slot
-        s.slot.kv[layer, 0, :, s.c0 : s.c0 + s.n] = k[:, s.t0 : s.t0 + s.n]
-        s.slot.kv[layer, 1, :, s.c0 : s.c0 + s.n] = v[:, s.t0 : s.t0 + s.n]
-    qg = q.view(kvh, g, T, d)
-    out = q.new_empty(kvh, g, T, d)
+        s.slot.keys[layer][:, s.c0 : s.c0 + s.n] = k[:, s.t0 : s.t0 + s.n]
+        s.slot.values[layer][:, s.c0 : s.c0 + s.n] = v[:, s.t0 : s.t0 + s.n]
+    # Token-major queries: a row's tokens are then a view [kv_heads, n * group, dim], no copy.
+    qt = q.view(kvh, g, T, d).transpose(1, 2).contiguous()
+    out = q.new_empty(kvh, T, g, d)
     for prefix, plen, a, b, segs in plan.groups:
         pre = None
         if prefix is not None and plen > 0:
@@ -385,8 +462,8 @@ def cascade_attention(module, query, key, value, attention_mask, **kwargs):
             if window:
                 qpos = plan.positions[a:b]
                 hide = (qpos[:, None] - torch.arange(plen, device=q.device)[None, :]) >= window
-            pre = _part(qg[:, :, a:b].reshape(kvh, g * n, d), prefix.kv[layer, 0, :, :plen],
-                        prefix.kv[layer, 1, :, :plen], scale, hide, g, softcap)
+            pre = _part(qt[:, a:b].reshape(kvh, n * g, d), prefix.keys[layer][:, :plen],
+                        prefix.values[layer][:, :plen], scale, hide, g, softcap)
         lses, outs = [], []
         for s in segs:
             L = s.c0 + s.n
@@ -397,22 +474,22 @@ def cascade_attention(module, query, key, value, attention_mask, **kwargs):
                 hide = cols[None, :] > rows[:, None]
                 if window:
                     hide |= (rows[:, None] - cols[None, :]) >= window
-            lse, o = _part(qg[:, :, s.t0 : s.t0 + s.n].reshape(kvh, g * s.n, d), s.slot.kv[layer, 0, :, :L],
-                           s.slot.kv[layer, 1, :, :L], scale, hide, g, softcap)
-            lses.append(lse.reshape(kvh, g, s.n, 1))
-            outs.append(o.reshape(kvh, g, s.n, d))
-        lse = torch.cat(lses, 2) if len(lses) > 1 else lses[0]
-        o = torch.cat(outs, 2) if len(outs) > 1 else outs[0]
+            lse, o = _part(qt[:, s.t0 : s.t0 + s.n].reshape(kvh, s.n * g, d), s.slot.keys[layer][:, :L],
+                           s.slot.values[layer][:, :L], scale, hide, g, softcap)
+            lses.append(lse.reshape(kvh, s.n, g, 1))
+            outs.append(o.reshape(kvh, s.n, g, d))
+        lse = torch.cat(lses, 1) if len(lses) > 1 else lses[0]
+        o = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
         if pre is not None:  # merge with the prefix part, exactly, for the whole group at once
-            lse1, o1 = pre[0].reshape(kvh, g, b - a, 1), pre[1].reshape(kvh, g, b - a, d)
+            lse1, o1 = pre[0].reshape(kvh, b - a, g, 1), pre[1].reshape(kvh, b - a, g, d)
             both = torch.logaddexp(lse1, lse)
             o = o1 * torch.exp(lse1 - both) + o * torch.exp(lse - both)
-        out[:, :, a:b] = o
-    return out.permute(2, 0, 1, 3).reshape(1, T, heads, d), None
+        out[:, a:b] = o
+    return out.transpose(0, 1).reshape(1, T, heads, d), None
 
 
 def _part(q, k, v, scale: float, hide, g: int, softcap):
-    """Softmax attention of ``q`` (``[kv_heads, group * n, dim]``, group-major) over ``k``/``v``
+    """Softmax attention of ``q`` (``[kv_heads, n * group, dim]``, token-major) over ``k``/``v``
     (``[kv_heads, L, dim]``); ``hide`` (``[n, L]``, True = masked) applies to every group.
 
     Returns ``(lse, out)``: each query's log-sum-exp of scores ``[kv_heads, group * n, 1]`` and its
@@ -424,7 +501,7 @@ def _part(q, k, v, scale: float, hide, g: int, softcap):
         mask = None
         if hide is not None:
             mask = torch.zeros(hide.shape, dtype=q.dtype, device=q.device).masked_fill_(hide, float("-inf"))
-            mask = mask.repeat(g, 1)
+            mask = mask.repeat_interleave(g, 0)
             if hide.all(-1).any():  # the kernel gives NaN for a fully hidden query: use the matmul path
                 return _part_matmul(q, k, v, scale, hide, g, softcap)
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
@@ -438,7 +515,7 @@ def _part_matmul(q, k, v, scale: float, hide, g: int, softcap):
     if softcap:
         s = torch.tanh(s / softcap) * softcap
     if hide is not None:
-        s.view(s.shape[0], g, -1, s.shape[-1]).masked_fill_(hide, float("-inf"))
+        s.view(s.shape[0], -1, g, s.shape[-1]).masked_fill_(hide[:, None, :], float("-inf"))
     m = s.amax(-1, keepdim=True).clamp_min_(_NEG)
     e = torch.exp(s.sub_(m))
     total = e.sum(-1, keepdim=True).clamp_min_(1e-30)
@@ -463,7 +540,7 @@ def _copy_context(src: Slot, dst: Slot, n: int) -> None:
     """Copy the KV of ``src``'s first ``n`` context tokens into the empty slot ``dst``."""
     a = min(n, src.plen)
     if a:
-        dst.kv[:, :, :, :a] = src.prefix.kv[:, :, :, :a]
+        dst.kv[:, :, :, :a] = src.prefix.kv[:, :, :, :a]  # (kv is viewed by keys/values: in place)
     if n > a:
         dst.kv[:, :, :, a:n] = src.kv[:, :, :, : n - a]
     dst.tokens = src.context()[:n]

@@ -31,6 +31,8 @@ class HFLLM:
     ``cuda``... ``batch_size``: rows decoded together. ``prefix_cache``: share the KV of a common
     prompt prefix between rows and keep finished rows' KV for prompts that extend them (off: every
     row encodes its whole prompt). ``prefill_chunk``: prompt tokens fed per decoding step.
+    ``draft_tokens``: greedy rows guess up to this many next tokens from their own context and
+    verify them in one step (prompt-lookup decoding; 0: off); outputs are unchanged.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class HFLLM:
         batch_size: int = 32,
         prefix_cache: bool = True,
         prefill_chunk: int = 512,
+        draft_tokens: int = 8,
     ):
         import torch
 
@@ -74,6 +77,7 @@ class HFLLM:
         self.engine = _engine.Engine(
             self.model, self._row_done, max_rows=self.batch_size, prefill_chunk=prefill_chunk,
             max_retained=None if prefix_cache else 0, min_prefix=16 if prefix_cache else 1 << 30,
+            draft_tokens=draft_tokens,
         )
         self._keys = itertools.count()
         self._results: dict[Hashable, tuple[Completion, list[int]]] = {}
