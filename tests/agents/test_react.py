@@ -40,7 +40,7 @@ def test_completion_react_episode(vendored_index):
     assert [s.action.name for s in t.steps] == ["search", "search", "finish"]
     assert t.answer == "The Exies" and t.status == "finished" and t.prompt_id == "hotpotqa_react@1/react"
     assert qs[0].prompt.endswith(f"Question: {EX.question}\nThought 1:")
-    assert qs[0].params.stop == ["\nObservation"]
+    assert qs[0].params.stop == ["\nObservation", "\nQuestion:"]  # the paper's stop, and an invented next exemplar
     # the second prompt carries the first step with the real observation, in the paper's layout
     assert "Thought 1: I need to search The Exies.\nAction 1: Search[The Exies]\nObservation 1: The Exies were" in qs[1].prompt
     assert qs[2].prompt.startswith(qs[1].prompt) and qs[1].prompt.startswith(qs[0].prompt.removesuffix("Thought 1:"))
