@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # The main job on the embedded defaults: few-shot ReAct with the embedded SmolLM2-135M-Instruct on
-# the first $(RUN_LIMIT) HotpotQA eval questions against the local Wikipedia (~11 minutes on 2 idle CPU
+# the first $(RUN_LIMIT) HotpotQA eval questions against the local Wikipedia (~3 minutes on 2 idle CPU
 # cores). Resumable: interrupt it and run it again; a finished run just prints its summary.
 run: setup
 	$(VENV)/bin/reactlab run --task hotpotqa --model smollm2 --method react --split eval --limit $(RUN_LIMIT) --out $(RUN_OUT)
