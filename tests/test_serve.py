@@ -188,3 +188,21 @@ def test_main_serve_builds_the_model_from_a_spec(tmp_path, monkeypatch, capsys):
     main_serve(f"scripted:{script}", host="127.0.0.1", port=0)
     assert seen[0]["model"] == f"scripted:{script}" and seen[0]["choices"][0]["text"] == "hello"
     assert "serving scripted:" in capsys.readouterr().err
+
+
+def test_a_real_hf_model_served_answers_as_it_does_in_process(served, tiny_model_dir):
+    """The HF backend (its batching engine) behind the server: concurrent clients get exactly the
+    completions the same model gives in process, chat and completion alike."""
+    pytest.importorskip("torch")
+    from reactlab.llm.hf import HFLLM
+
+    llm = HFLLM(tiny_model_dir, batch_size=8)
+    server = served(llm)
+    client = OpenAILLM("tiny", base_url=server.url + "/v1", concurrency=4, **FAST)
+    prompts = [f"Question: what is item {i}?\nThought 1:" for i in range(6)]
+    params = GenParams(max_new_tokens=12, stop=["\nObservation"])
+    want = [c.text for c in llm.generate(prompts, params)]
+    assert [c.text for c in client.generate(prompts, params)] == want
+    chat = [[{"role": "user", "content": p}] for p in prompts[:3]]
+    want_chat = [c.text for c in llm.generate(chat, params)]
+    assert [c.text for c in client.generate(chat, params)] == want_chat
