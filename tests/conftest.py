@@ -69,3 +69,15 @@ def make_tiny(smollm2_dir, tmp_path_factory):
 def tiny_model_dir(make_tiny) -> str:
     """A tiny random Llama on SmolLM2's tokenizer (see ``make_tiny``)."""
     return make_tiny("llama")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread while a module's tests run: a tiny model's matmuls are too small to split,
+    and on a busy machine two OpenMP threads spin-waiting on each other run a training step up to
+    30x slower than one."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -29,15 +29,7 @@ FAST = ("trl.max_steps=2", "trl.per_device_train_batch_size=2", "trl.gradient_ac
 STAGES = ("baseline", "oracle-train", "data", "adapter", "finetuned")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the tiny model's matmuls are too small to split, and on a busy machine two
-    OpenMP threads spin-waiting on each other are many times slower than one."""
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,9 @@ import json
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    """Train the tiny model on one thread: its matmuls are too small to split, and on a busy machine
-    two OpenMP threads spin-waiting on each other run a step 30x slower than one."""
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+@pytest.fixture(autouse=True)
+def _train_on_one_thread(one_thread):
+    """Every training test runs on one torch thread (``one_thread`` in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
