@@ -234,7 +234,7 @@ class Engine:
         budget = self.prefill_chunk
         decoding = [r for r in self.active if not r.pending]
         # Prompt-lookup drafts cost little while few rows decode (a step is then bound by reading
-        # the weights, not by the tokens fed), and nothing when they are wrong but compute.
+        # the weights, not by the tokens fed); a wrong guess costs its compute, never a token.
         k = min(self.draft_tokens, max(0, self.draft_budget - len(decoding)) // max(1, len(decoding)))
         for r in decoding:
             r.draft = self._draft(r, k) if k and r.params.temperature <= 0 else []
