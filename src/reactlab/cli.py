@@ -35,11 +35,11 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _index(corpus: list[Path] | None, extra_pages=()):
+def _index(corpus: list[Path] | None):
     from reactlab.wiki.index import get_index
 
     try:
-        return get_index(corpora=list(corpus) if corpus else None, extra_pages=extra_pages)
+        return get_index(corpora=list(corpus) if corpus else None)
     except (ValueError, FileNotFoundError) as e:  # a malformed corpus names its file and line
         _fail(str(e))
 

@@ -13,6 +13,7 @@ with no lost and no duplicated ids.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -129,7 +130,7 @@ def run(
 def _stream(llm: StreamingLLM, pending, batch_size: int, start, finish, live: list) -> None:
     """Continuous batching: each episode's next query is submitted the moment it exists."""
     waiting: dict[int, tuple[Example, Any]] = {}
-    keys = iter(range(1 << 62))
+    keys = itertools.count()
 
     def submit(ex: Example, gen: Any, q: Query) -> None:
         key = next(keys)

@@ -191,6 +191,7 @@ class Engine:
                  prefill_chunk: int = 512, max_retained: int | None = None, min_prefix: int = 16,
                  max_prefixes: int = 4, draft_tokens: int = 8, draft_budget: int = 32):
         register()
+        model.set_attn_implementation(ATTN)  # SDPA outside engine steps (cascade_attention)
         self.draft_tokens, self.draft_budget = max(0, draft_tokens), draft_budget
         self.drafted = self.accepted = 0  # draft tokens proposed / accepted (for benchmarks)
         self.model = model
@@ -217,10 +218,6 @@ class Engine:
         if not ids:
             raise ValueError("an empty prompt has nothing to condition on")
         self.waiting.append(Row(key=key, ids=list(ids), params=params, gen=gen))
-
-    def submit_many(self, items: Sequence[tuple[Hashable, Sequence[int], Any]], gen=None) -> None:
-        for key, ids, params in items:
-            self.submit(key, ids, params, gen)
 
     def busy(self) -> bool:
         return bool(self.waiting or self.active)

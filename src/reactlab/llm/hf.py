@@ -55,7 +55,6 @@ class HFLLM:
         if adapter:
             self.name += f"+{Path(adapter).name}"
         self.batch_size = max(1, int(batch_size))
-        self.prefix_cache = prefix_cache
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         )
@@ -67,8 +66,6 @@ class HFLLM:
         why = _engine.supported(self.model)
         if why:
             raise ValueError(f"{model}: {why} by reactlab's batching engine")
-        _engine.register()
-        self.model.set_attn_implementation(_engine.ATTN)
         if adapter:
             self.model = _with_adapter(self.model, adapter)
         self.model.to(self.device).eval()
@@ -106,7 +103,8 @@ class HFLLM:
             return [(Completion(text="", finish_reason="length"), []) for _ in prompts]
         gen = self._generator(params)
         keys = [("g", next(self._keys)) for _ in prompts]
-        self.engine.submit_many([(k, self.encode(p), params) for k, p in zip(keys, prompts, strict=True)], gen)
+        for k, p in zip(keys, prompts, strict=True):
+            self.engine.submit(k, self.encode(p), params, gen)
         while any(k not in self._results for k in keys):
             self._advance()
         return [self._results.pop(k) for k in keys]
@@ -166,7 +164,11 @@ class HFLLM:
         return gen
 
     def _row_done(self, ids: list[int], params: GenParams) -> bool:
-        return _row_done(self, ids, params)
+        if ids[-1] in self.eos_ids or len(ids) >= params.max_new_tokens:
+            return True
+        # Decoding the whole row each step is cheap next to a forward pass, and it finds a stop
+        # string that spans tokens or sits inside one.
+        return bool(params.stop) and _find_stop(self._detok(ids), params.stop) is not None
 
     def _finish(self, ids: list[int], params: GenParams) -> Completion:
         """Turn a row's generated ids into a Completion (EOS dropped, text cut at the stop)."""
@@ -181,14 +183,6 @@ class HFLLM:
     def _detok(self, ids: list[int]) -> str:
         # Special tokens stay: a stop string may be one (e.g. "<|im_end|>" of another template).
         return self.tokenizer.decode(ids, skip_special_tokens=False)
-
-
-def _row_done(llm: HFLLM, ids: list[int], params: GenParams) -> bool:
-    if ids[-1] in llm.eos_ids or len(ids) >= params.max_new_tokens:
-        return True
-    # Decoding the whole row each step is cheap next to a forward pass, and it finds a stop string
-    # that spans tokens or sits inside one.
-    return bool(params.stop) and _find_stop(llm._detok(ids), params.stop) is not None
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
