@@ -6,12 +6,26 @@ the JSONL files hold exactly those dicts. Nothing here imports torch or touches 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Hashable, Sequence
+from collections.abc import Callable, Generator, Hashable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, Union, runtime_checkable
+from pathlib import Path
+from typing import Any, Literal, Protocol, Union, runtime_checkable
 
-SCHEMA_VERSION = 1
-"""Version of the trajectory record; bump when a field changes meaning or is removed."""
+SCHEMA_VERSION = 2
+"""Version of the trajectory record; bump when a field changes meaning or is removed.
+2: ``agent`` names the agent and ``method`` the prompt variant (1 wrote the method into ``agent``);
+``children`` holds sub-trajectories."""
+
+Status = Literal["finished", "max_steps", "error", "unrun"]
+"""How an episode ended: a finish action, the forced finish after the step limit, a failed LLM call;
+``unrun`` marks a question with no episode (a prompt row's source)."""
+
+FinishReason = Literal["stop", "length", "error"]
+"""Why a completion ended: EOS or a stop string, ``max_new_tokens``, or the backend failed."""
+
+DEFAULT_ROLE = "default"
+"""The role of a query when an agent has one model (most do): the run's model answers it."""
 
 Message = dict[str, str]
 """A chat message at the edge: ``{"role": "user"|"assistant"|"system", "content": "..."}``."""
@@ -33,6 +47,17 @@ class Example:
     answer: str
     type: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+    """Other gold answers that count as correct (a task's scorer takes the best match)."""
+
+    @property
+    def answers(self) -> list[str]:
+        """Every gold answer: ``answer`` first, then the ``aliases``.
+
+        >>> Example(id="q", question="?", answer="NYC", aliases=["New York City"]).answers
+        ['NYC', 'New York City']
+        """
+        return [self.answer, *self.aliases]
 
 
 @dataclass
@@ -69,25 +94,41 @@ class Usage:
 
 @dataclass
 class Completion:
-    """One generated continuation. ``text`` excludes the stop string that ended it (``stop``)."""
+    """One generated continuation. ``text`` excludes the stop string that ended it (``stop``).
+
+    Token-level fields, filled by backends that have them (the local HF engine), None elsewhere:
+    ``prompt_ids`` (the prompt as fed), ``completion_ids`` (the generated tokens, EOS included;
+    tokens past a stop string are not cut), ``logprobs`` (one per completion token: its log
+    probability under the distribution it was drawn from, i.e. softmax of logits / temperature,
+    temperature 1 when greedy, before top-p truncation). RL trainers need all three.
+
+    ``samples``: with ``GenParams.n > 1``, the n completions of the one prompt (each with empty
+    ``samples``); this completion's own fields then repeat ``samples[0]``'s.
+    """
 
     text: str
     stop: str | None = None
-    finish_reason: str = "stop"  # "stop" | "length" | "error"
+    finish_reason: FinishReason = "stop"
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
     error: str | None = None
+    prompt_ids: list[int] | None = None
+    completion_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    samples: list[Completion] = field(default_factory=list)
 
 
 @dataclass
 class GenParams:
-    """Decoding parameters shared by every backend. ``temperature == 0`` means greedy."""
+    """Decoding parameters shared by every backend. ``temperature == 0`` means greedy. ``n``: samples
+    per prompt (CoT self-consistency, GRPO groups): the prompt's ``Completion.samples`` holds them."""
 
     max_new_tokens: int = 128
     temperature: float = 0.0
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    n: int = 1
 
 
 @dataclass
@@ -107,8 +148,11 @@ class Step:
 class Trajectory:
     """One episode, the unit written to ``trajectories.jsonl`` (one JSON object per line).
 
-    ``status``: ``finished`` (a finish action), ``max_steps`` (forced finish after the step limit),
-    ``error`` (the LLM backend failed; ``error`` says why).
+    ``agent``: the agent (``react``, ``oracle``, ...); ``method``: its prompt variant (``react``,
+    ``act``, ``cot``; empty where an agent has none). ``status``: ``finished`` (a finish action),
+    ``max_steps`` (forced finish after the step limit), ``error`` (the LLM backend failed; ``error``
+    says why). ``children``: the sub-episodes of a composed agent (a pipeline's agents, the samples
+    of self-consistency), each a whole trajectory.
     """
 
     id: str
@@ -120,7 +164,7 @@ class Trajectory:
     model: str
     steps: list[Step] = field(default_factory=list)
     answer: str = ""
-    status: str = "finished"
+    status: Status = "finished"
     scores: dict[str, float] = field(default_factory=dict)
     type: str = ""
     split: str = ""
@@ -128,6 +172,8 @@ class Trajectory:
     wall_s: float = 0.0
     error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    method: str = ""
+    children: list[Trajectory] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,12 +181,17 @@ class Trajectory:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Trajectory:
+        """A record of ``trajectories.jsonl`` (this schema or version 1) as a ``Trajectory``."""
         d = dict(d)
         d["steps"] = [
             Step(**{**s, "action": Action(**s["action"]), "usage": Usage(**s.get("usage", {}))})
             for s in d.get("steps", [])
         ]
         d["usage"] = Usage(**d.get("usage", {}))
+        d["children"] = [cls.from_dict(c) for c in d.get("children", [])]
+        if d.get("schema_version", 1) < 2 and d.get("agent") in ("react", "act", "cot"):
+            d["method"], d["agent"] = d["agent"], "react"
+        d["schema_version"] = SCHEMA_VERSION
         return cls(**d)
 
 
@@ -183,10 +234,12 @@ class Environment(Protocol):
 
 @dataclass
 class Query:
-    """What an episode asks of the LLM: one prompt and its decoding parameters."""
+    """What an episode asks of a model: one prompt, its decoding parameters, and the ``role`` whose
+    model answers it (a run maps roles to models; one model serves every role by default)."""
 
     prompt: Prompt
     params: GenParams
+    role: str = DEFAULT_ROLE
 
 
 EpisodeGen = Generator[Query, Completion, Trajectory]
@@ -196,16 +249,46 @@ yields. The runner drives many of these at once so each round is one batched LLM
 
 
 class Agent(Protocol):
+    """Runs one example in one environment as an episode generator. ``name`` is the agent,
+    ``method`` its prompt variant ("" if none), ``prompt_id`` the versioned prompt it uses."""
+
     name: str
+    method: str
     prompt_id: str
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen: ...
 
 
-class Task(Protocol):
-    name: str
+EnvFactory = Callable[[], Environment]
+"""Makes one fresh environment per episode."""
 
-    def examples(self, split: str, limit: int | None = None, seed: int = 0) -> list[Example]: ...
+
+class Task(Protocol):
+    """A benchmark that owns its world: which splits exist and which are for evaluation (the
+    contamination guard asks ``eval_splits``), its examples, its scorer (``score`` returns the
+    task's metrics; ``main_metric`` is the one a progress bar and a report lead with), the
+    environment an agent acts in, and the prompt an agent uses by default."""
+
+    name: str
+    splits: tuple[str, ...]
+    eval_splits: tuple[str, ...]
+    metrics: tuple[str, ...]
+    main_metric: str
+    default_prompt: str
+
+    def examples(
+        self, split: str, limit: int | None = None, seed: int | None = None, data: str | Path | None = None
+    ) -> list[Example]: ...
 
     def score(self, example: Example, answer: str) -> dict[str, float]: ...
+
+    def environments(
+        self, examples: Sequence[Example], *, data: str | Path | None = None,
+        corpus: Sequence[str | Path] | None = None, index: Any = None,
+    ) -> AbstractContextManager[EnvFactory]:
+        """A context holding what the environments share (an open wiki index, ...) for a run over
+        ``examples`` (read from the file ``data``, or from a split when None); it yields the factory
+        of one environment per episode. ``corpus``: page corpora to search instead of the default;
+        ``index``: an already open index to use."""
+        ...
 

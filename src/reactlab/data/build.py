@@ -22,9 +22,9 @@ from reactlab.data import formats
 from reactlab.data.preference import dpo_rows, kto_rows
 from reactlab.data.prompts import prompt_row
 from reactlab.data.select import (
-    EVAL_SPLITS,
     Selection,
     cap,
+    eval_splits,
     excluded_questions,
     mix,
     normalize_question,
@@ -45,7 +45,7 @@ def build_dataset(
     format: str = "messages",
     *,
     exclude: Sequence[str | Path] = (),
-    exclude_splits: Sequence[str] = EVAL_SPLITS,
+    exclude_splits: Sequence[str] | None = None,
     mix_weights: dict[str, float] | None = None,
     max_steps: int | None = None,
     min_f1: float | None = None,
@@ -59,8 +59,8 @@ def build_dataset(
     """Build one dataset directory from ``sources`` (specs as in ``reactlab.data.sources``) and
     return its stats (also written to ``stats.json``).
 
-    ``format``: one of ``FORMATS``. ``exclude_splits`` / ``exclude``: HotpotQA splits and files whose
-    questions never become rows. ``mix_weights``: ``{source name: weight}`` (``select.mix``).
+    ``format``: one of ``FORMATS``. ``exclude_splits`` / ``exclude``: task splits (``task:split``;
+    default: every task's evaluation splits) and files whose questions never become rows. ``mix_weights``: ``{source name: weight}`` (``select.mix``).
     ``max_steps`` / ``min_f1``: ``select.Selection``. ``max_rows``: keep a random subset of at most
     this many rows (drawn with ``seed`` after the mix, before the split; the rest count as dropped
     ``max_rows``). ``val_frac``: share of questions in val.
@@ -82,6 +82,7 @@ def build_dataset(
     out = Path(out)
     options = dict(options or {})
     loaded = [s for spec in sources for s in load_source(spec)]
+    exclude_splits = eval_splits() if exclude_splits is None else list(exclude_splits)
     excluded = excluded_questions(exclude_splits, exclude)
     sel = Selection(purpose=PURPOSE.get(format, "sft"), max_steps=max_steps, min_f1=min_f1)
     kept, dropped = select(loaded, sel, excluded)

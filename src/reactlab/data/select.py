@@ -3,7 +3,8 @@
 Filters, in the order they are checked (the first that fails is the reason counted):
 
 - ``eval_overlap``: the question (normalised as HotpotQA answers are) is in an evaluation split
-  (``eval`` and ``paper500`` by default) or in an ``--exclude`` file — checked for every format;
+  (by default every task's own: ``eval_splits()``) or in an ``--exclude`` file — checked for every
+  format;
 - ``error``: the LLM backend failed (``status == "error"``);
 - ``no_steps``: nothing to imitate (``hotpotqa:SPLIT`` prompt sources);
 - ``unfinished``: the episode did not end with ``finish[...]`` (SFT only);
@@ -30,7 +31,6 @@ from typing import TypeVar
 from reactlab.data.sources import Sample
 from reactlab.tasks.metrics import normalize_answer, qa_scores
 
-EVAL_SPLITS = ("eval", "paper500")
 T = TypeVar("T")
 
 
@@ -54,13 +54,40 @@ def normalize_question(q: str) -> str:
     return normalize_answer(q)
 
 
-def excluded_questions(splits: Sequence[str] = EVAL_SPLITS, files: Iterable[str | Path] = ()) -> set[str]:
-    """Normalised questions of HotpotQA ``splits`` and of ``files`` (any layout ``hotpotqa.load_file``
-    reads: official, HF, simplified; or trajectory / FireAct files)."""
-    from reactlab.tasks.hotpotqa import HotpotQA, load_file
+def eval_splits() -> list[str]:
+    """Every evaluation split of every known task, as ``task:split`` (each task says which of its
+    splits are for evaluation).
 
-    task = HotpotQA()
-    out = {normalize_question(e.question) for s in splits for e in task.examples(s)}
+    >>> eval_splits()
+    ['hotpotqa:eval', 'hotpotqa:paper500']
+    """
+    from reactlab.tasks import TASKS, make_task
+
+    return [f"{name}:{s}" for name in sorted(TASKS) for s in make_task(name).eval_splits]
+
+
+def _qualified(split: str) -> list[tuple[str, str]]:
+    """``task:split`` as is; a bare split name means that split of every known task that has it."""
+    from reactlab.tasks import TASKS, make_task
+
+    task, sep, name = split.partition(":")
+    if sep:
+        return [(task, name)]
+    found = [(t, split) for t in sorted(TASKS) if split in make_task(t).splits]
+    if not found:
+        raise ValueError(f"no known task has a split {split!r} (tasks: {', '.join(sorted(TASKS))})")
+    return found
+
+
+def excluded_questions(splits: Sequence[str] | None = None, files: Iterable[str | Path] = ()) -> set[str]:
+    """Normalised questions of the task ``splits`` (``task:split`` or a bare split name; default:
+    ``eval_splits()``) and of ``files`` (any layout ``hotpotqa.load_file`` reads: official, HF,
+    simplified; or trajectory / FireAct files)."""
+    from reactlab.tasks import make_task
+    from reactlab.tasks.hotpotqa import load_file
+
+    pairs = [p for s in (eval_splits() if splits is None else splits) for p in _qualified(s)]
+    out = {normalize_question(e.question) for task, split in pairs for e in make_task(task).examples(split)}
     for f in files:
         out |= _questions_of(Path(f), load_file)
     return out
@@ -138,14 +165,16 @@ def parse_mix(items: Iterable[str]) -> dict[str, float]:
     >>> parse_mix(["a=0.5", "fireact:hotpotqa=2"])
     {'a': 0.5, 'fireact:hotpotqa': 2.0}
     """
+    from reactlab.config import split_key_value
+
     out: dict[str, float] = {}
     for item in items:
-        name, sep, w = item.rpartition("=")
+        name, w = split_key_value(item, "--mix", last=True)
         try:
             weight = float(w)
         except ValueError:
             weight = -1.0
-        if not sep or not name or weight < 0:
+        if weight < 0:
             raise ValueError(f"--mix {item!r}: expected SOURCE=WEIGHT with a weight >= 0")
         out[name] = weight
     return out

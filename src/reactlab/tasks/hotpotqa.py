@@ -12,14 +12,16 @@ Any file in these layouts can be evaluated instead with ``data=PATH`` (``reactla
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from reactlab.io import DataError, read_records, require
 from reactlab.paths import data_dir
 from reactlab.tasks.metrics import qa_scores
-from reactlab.types import Example
+from reactlab.types import EnvFactory, Example
 
 SPLIT_FILES = {
     "eval": "hotpotqa/dev_distractor_eval.json.gz",
@@ -95,10 +97,15 @@ def load_file(path: str | Path, id_prefix: str | None = None) -> list[Example]:
 
 
 class HotpotQA:
-    """The HotpotQA task. ``examples(split)`` or ``examples(data=PATH)``; ``score`` is EM/F1."""
+    """The HotpotQA task: ``examples(split)`` or ``examples(data=PATH)``; official EM/F1; the agent
+    acts in ``WikiEnv`` over the local Wikipedia (a ``data`` file's own context pages join it)."""
 
     name = "hotpotqa"
     splits = tuple(SPLIT_FILES)
+    eval_splits = ("eval", "paper500")
+    metrics = ("em", "f1")
+    main_metric = "em"
+    default_prompt = "hotpotqa_react"
 
     def examples(
         self, split: str = "eval", limit: int | None = None, seed: int | None = None, data: str | Path | None = None
@@ -119,4 +126,25 @@ class HotpotQA:
         return exs[:limit] if limit is not None else exs
 
     def score(self, example: Example, answer: str) -> dict[str, float]:
-        return qa_scores(answer, example.answer)
+        return qa_scores(answer, example.answers)
+
+    @contextlib.contextmanager
+    def environments(
+        self, examples: Sequence[Example], *, data: str | Path | None = None,
+        corpus: Sequence[str | Path] | None = None, index: Any = None,
+    ) -> Iterator[EnvFactory]:
+        """``WikiEnv``s over one shared index: ``index`` if given, else the index of ``corpus`` (the
+        vendored pages by default). Examples read from a ``data`` file bring their context pages
+        into it (they are Wikipedia pages; on a title clash the corpus's text wins); the vendored
+        splits' pages are in the vendored corpus already."""
+        from reactlab.envs.wikienv import WikiEnv
+
+        if index is not None:
+            yield lambda: WikiEnv(index)
+            return
+        from reactlab.wiki.corpus import pages_from_contexts
+        from reactlab.wiki.index import get_index
+
+        extra = pages_from_contexts(examples) if data is not None else ()
+        with get_index(corpora=[Path(c) for c in corpus] if corpus else None, extra_pages=extra) as own:
+            yield lambda: WikiEnv(own)

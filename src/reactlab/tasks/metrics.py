@@ -9,7 +9,7 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -68,9 +68,15 @@ def f1(prediction: str, gold: str) -> float:
     return f1_precision_recall(prediction, gold)[0]
 
 
-def qa_scores(prediction: str, gold: str) -> dict[str, float]:
-    """``{"em", "f1"}`` of one answer."""
-    return {"em": exact_match(prediction, gold), "f1": f1(prediction, gold)}
+def qa_scores(prediction: str, gold: str | Sequence[str]) -> dict[str, float]:
+    """``{"em", "f1"}`` of one answer against a gold answer, or the best of several (aliases): each
+    metric takes its maximum over them, as SQuAD's evaluation does.
+
+    >>> qa_scores("NYC", ["New York City", "NYC"])
+    {'em': 1.0, 'f1': 1.0}
+    """
+    golds = [gold] if isinstance(gold, str) else list(gold)
+    return {"em": max(exact_match(prediction, g) for g in golds), "f1": max(f1(prediction, g) for g in golds)}
 
 
 def mean_stderr(values: Iterable[float]) -> tuple[float, float]:
