@@ -58,15 +58,16 @@ def test_every_stage_and_the_report(demo, tiny_model_dir):
         assert sorted(t["id"] for t in trajs) == sorted(wanted)  # the same first N eval questions in both arms
         assert {t["prompt_id"] for t in trajs} == {prompt_id}
         summary = json.loads((out / stage / "summary.json").read_text())
-        assert summary["n"] == N and summary["run"]["model"] == f"hf:{tiny_model_dir}"
+        model = f"hf:{tiny_model_dir}" + (f"+{out / 'adapter'}" if stage == "finetuned" else "")
+        assert summary["n"] == N and summary["run"]["model"] == model
     assert json.loads((out / "oracle-train/summary.json").read_text())["n"] == len(HotpotQA().examples("train"))
     stats = json.loads((out / "data/stats.json").read_text())
     assert sum(stats["rows"].values()) == ROWS == stats["options"]["max_rows"] and stats["format"] == "messages"
     assert stats["dropped"]["max_rows"] > 0 and set(stats["kept_by_source"]) == {"oracle-train", "fireact:hotpotqa"}
     for f in (*ADAPTER_FILES, "loss.png"):
         assert (out / "adapter" / f).is_file(), f
-    info = json.loads((out / "adapter/run.json").read_text())
-    assert info["result"]["steps"] == 2 and info["base_model"] == tiny_model_dir
+    info = json.loads((out / "adapter/training.json").read_text())
+    assert info["result"]["steps"] == 2 and info["base_model"] == f"hf:{tiny_model_dir}"
     assert info["recipe"]["lora"]["r"] == 16 and info["recipe"]["trl"]["save_steps"] == 1  # recipe, then -c
 
     report = (out / "report.md").read_text()
@@ -75,7 +76,8 @@ def test_every_stage_and_the_report(demo, tiny_model_dir):
     assert "few-shot ReAct" in base and "LoRA SFT, zero-shot chat" in tuned
     for row, stage in zip(result.rows, ("baseline", "finetuned"), strict=True):
         summary = json.loads((out / stage / "summary.json").read_text())
-        assert (row["arm"], row["n"], row["em"], row["wall_s"]) == (stage, N, summary["em"], summary["wall_s"])
+        assert (row.arm, row.summary.n, row.summary.main, row.summary.wall_s) == (
+            stage, N, summary["em"], summary["wall_s"])
     assert "ΔEM (fine-tuned − baseline)" in report and "[adapter/loss.png](adapter/loss.png)" in report
     assert f"{ROWS - stats['rows']['val']} train + {stats['rows']['val']} val rows" in report
 
@@ -89,7 +91,7 @@ def test_no_evaluation_question_becomes_a_row(demo):
     assert not questions & {normalize_question(e.question) for e in HotpotQA().examples("eval", limit=N)}
     stats = json.loads((out / "data/stats.json").read_text())
     assert stats["dropped"]["eval_overlap"] > 0  # the guard did drop questions: the pool holds paper500 ones
-    assert stats["options"]["exclude_splits"] == ["eval", "paper500"]
+    assert stats["options"]["exclude_splits"] == ["hotpotqa:eval", "hotpotqa:paper500"]
 
 
 def commands(report: str, prefix: str) -> list[list[str]]:
@@ -107,14 +109,14 @@ def test_printed_commands_reproduce_their_stages(demo, tmp_path, tiny_model_dir)
     (args,) = commands(result.report, "reactlab train sft")
     files, overrides = split_specs([a for flag, a in zip(args, args[1:], strict=False) if flag == "-c"])
     recipe = load_config(SFTRecipe, files, overrides).model_dump(mode="json")
-    assert recipe == json.loads((out / "adapter/run.json").read_text())["recipe"]
+    assert recipe == json.loads((out / "adapter/training.json").read_text())["recipe"]
     base, oracle, tuned = commands(result.report, "reactlab run ")
     model = f"hf:{tiny_model_dir}"
     assert base[2:] == ["--model", model, "--split", "eval", "--limit", str(N), "--max-steps", "2",
                         "--batch-size", "4", "--out", str(out / "baseline")]
-    assert oracle[2:] == ["--agent", "oracle", "--split", "train", "--out", str(out / "oracle-train")]
-    assert tuned[2:] == ["--model", model, "--adapter", str(out / "adapter"), "--style", "chat", "--prompt", "zeroshot",
-                         "--split", "eval", "--limit", str(N), "--max-steps", "2", "--batch-size", "4",
+    assert oracle[2:] == ["--split", "train", "--agent", "oracle", "--out", str(out / "oracle-train")]
+    assert tuned[2:] == ["--model", model, "--adapter", str(out / "adapter"), "--split", "eval", "--limit", str(N),
+                         "--style", "chat", "--prompt", "zeroshot", "--max-steps", "2", "--batch-size", "4",
                          "--out", str(out / "finetuned")]
 
 
@@ -122,7 +124,7 @@ def test_a_rerun_skips_every_stage(demo, options):
     out, first = demo
     watched = [out / s / f for s in ("baseline", "finetuned", "oracle-train") for f in ("trajectories.jsonl", "summary.json")]
     watched += [out / "data/train.jsonl", out / "data/stats.json", out / "adapter/adapter_model.safetensors",
-                out / "adapter/run.json"]
+                out / "adapter/training.json"]
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
     again = run_demo(out, **options)
     assert again.stages == dict.fromkeys(STAGES, "skipped")
@@ -152,7 +154,7 @@ def test_a_cut_training_resumes_from_its_checkpoint(demo, options, tmp_path):
     result = run_demo(out, **options)
     assert result.stages == {"baseline": "skipped", "oracle-train": "skipped", "data": "skipped",
                              "adapter": "resumed", "finetuned": "ran"}
-    info = json.loads((out / "adapter/run.json").read_text())
+    info = json.loads((out / "adapter/training.json").read_text())
     assert info["result"]["extra"]["resumed"] is True and info["result"]["steps"] == 2
     assert "resumed from a checkpoint" in result.report
 

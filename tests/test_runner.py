@@ -11,7 +11,8 @@ import time
 import pytest
 
 from reactlab.io import DataError
-from reactlab.runner import RunSpec, run, summarize
+from reactlab.report import Summary
+from reactlab.runner import RunSpec, run
 from reactlab.tasks.metrics import qa_scores
 from reactlab.types import Action, Completion, GenParams, Query, Step, Trajectory, Usage
 
@@ -52,6 +53,8 @@ class CountdownAgent:
 
 class ToyTask:
     name = "toy"
+    metrics = ("em", "f1")
+    main_metric = "em"
 
     def score(self, example, answer):
         return qa_scores(answer, example.answer)
@@ -68,10 +71,10 @@ SPEC = RunSpec(task="toy", split="s", agent="countdown", model="echo", prompt_id
 
 def test_batches_all_live_episodes(tmp_path):
     llm = EchoLLM()
-    s = run(examples(10), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=llm, batch_size=4, progress=False)
+    s = run(examples(10), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=llm, batch_size=4, progress=False)
     # 10 episodes needing 1-3 calls each; never more than 4 live; rounds refill as episodes finish
     assert max(llm.batches) == 4 and sum(llm.batches) == sum(1 + i % 3 for i in range(10))
-    assert s["n"] == 10 and s["em"] == 1.0 and s["avg_steps"] == pytest.approx(2.0 - 0.1)
+    assert s.n == 10 and s.metrics["em"] == 1.0 and s.avg_steps == pytest.approx(2.0 - 0.1)
     lines = (tmp_path / "trajectories.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["id"] for x in lines) == sorted(f"q{i}" for i in range(10))
     assert json.loads((tmp_path / "summary.json").read_text())["n"] == 10
@@ -97,15 +100,15 @@ class StreamEcho(EchoLLM):
 
 def test_a_streaming_llm_gets_each_query_as_soon_as_it_exists(tmp_path):
     llm = StreamEcho(per_poll=1)
-    s = run(examples(10), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=llm, batch_size=4, progress=False)
+    s = run(examples(10), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=llm, batch_size=4, progress=False)
     assert llm.batches == []  # never a round-based generate
     assert llm.most_in_flight == 4  # at most batch_size episodes live
-    assert s["n"] == 10 and s["em"] == 1.0 and s["avg_steps"] == pytest.approx(1.9)
+    assert s.n == 10 and s.metrics["em"] == 1.0 and s.avg_steps == pytest.approx(1.9)
     ids = [json.loads(x)["id"] for x in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
     assert sorted(ids) == sorted(f"q{i}" for i in range(10))
     # resume: the finished ids are skipped, the rest run
     llm2 = StreamEcho()
-    run(examples(12), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=llm2, progress=False)
+    run(examples(12), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=llm2, progress=False)
     assert len((tmp_path / "trajectories.jsonl").read_text().splitlines()) == 12
 
 
@@ -115,7 +118,7 @@ def test_a_streaming_llm_that_goes_idle_is_an_error(tmp_path):
             return []
 
     with pytest.raises(RuntimeError, match="went idle with 2 queries unanswered"):
-        run(examples(2), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=Idle(), progress=False)
+        run(examples(2), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=Idle(), progress=False)
 
 
 def test_continuous_and_round_batching_give_the_same_react_episodes(tiny_model_dir, vendored_index, tmp_path):
@@ -140,7 +143,7 @@ def test_continuous_and_round_batching_give_the_same_react_episodes(tiny_model_d
     trajs = {}
     for name, backend in (("stream", llm), ("rounds", RoundsOnly(llm))):
         llm.reset_cache()
-        run(exs, agent, HotpotQA(), lambda: WikiEnv(vendored_index), tmp_path / name, spec, llm=backend,
+        run(exs, agent, HotpotQA(), lambda: WikiEnv(vendored_index), tmp_path / name, spec, llms=backend,
             batch_size=3, progress=False)
         lines = (tmp_path / name / "trajectories.jsonl").read_text().splitlines()
         trajs[name] = {d["id"]: [(st["raw"], st["observation"]) for st in d["steps"]] for d in map(json.loads, lines)}
@@ -149,27 +152,27 @@ def test_continuous_and_round_batching_give_the_same_react_episodes(tiny_model_d
 
 
 def test_resume_skips_done_and_drops_torn_line(tmp_path):
-    run(examples(4), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=EchoLLM(), progress=False)
+    run(examples(4), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=EchoLLM(), progress=False)
     with open(tmp_path / "trajectories.jsonl", "a") as f:
         f.write('{"id": "q9", "trunc')  # a write killed half-way
     llm = EchoLLM()
-    s = run(examples(6), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=llm, progress=False)
+    s = run(examples(6), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=llm, progress=False)
     ids = [json.loads(x)["id"] for x in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
     assert sorted(ids) == [f"q{i}" for i in range(6)]  # none lost, none duplicated, torn line gone
     assert sum(llm.batches) == (1 + 4 % 3) + (1 + 5 % 3)  # only the two new episodes ran
-    assert s["n"] == 6
+    assert s.n == 6
 
 
 def test_refuses_to_mix_runs(tmp_path):
-    run(examples(1), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=EchoLLM(), progress=False)
+    run(examples(1), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=EchoLLM(), progress=False)
     other = RunSpec(task="toy", split="s", agent="countdown", model="other-model", prompt_id="countdown@1")
     with pytest.raises(DataError, match="model: 'echo' there vs 'other-model' now"):
-        run(examples(1), CountdownAgent(), ToyTask(), lambda: None, tmp_path, other, llm=EchoLLM(), progress=False)
+        run(examples(1), CountdownAgent(), ToyTask(), lambda: None, tmp_path, other, llms=EchoLLM(), progress=False)
 
 
 def test_no_llm_for_an_llm_agent_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="asks for an LLM"):
-        run(examples(1), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llm=None, progress=False)
+        run(examples(1), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=None, progress=False)
 
 
 def test_summary_fields():
@@ -179,11 +182,15 @@ def test_summary_fields():
         {"scores": {"em": 0.0, "f1": 0.5}, "type": "comparison", "status": "max_steps", "wall_s": 2.0,
          "usage": {"prompt_tokens": 1, "completion_tokens": 0}, "steps": [{"action": {"name": "finish"}}]},
     ]
-    s = summarize(trajs, wall_s=3.0)
-    assert s["n"] == 2 and s["em"] == 0.5 and s["f1"] == 0.75
-    assert s["by_type"] == {"bridge": {"em": 1.0, "f1": 1.0, "n": 1}, "comparison": {"em": 0.0, "f1": 0.5, "n": 1}}
-    assert s["avg_steps"] == 1.5 and s["invalid_action_rate"] == pytest.approx(1 / 3)
-    assert s["status"] == {"finished": 1, "max_steps": 1} and s["tokens_per_question"] == 8.0
+    s = Summary.of(trajs, wall_s=3.0)
+    assert s.n == 2 and s.metrics == {"em": 0.5, "f1": 0.75} and s.main == 0.5
+    assert s.by_type == {"bridge": {"em": 1.0, "f1": 1.0, "n": 1}, "comparison": {"em": 0.0, "f1": 0.5, "n": 1}}
+    assert s.avg_steps == 1.5 and s.invalid_action_rate == pytest.approx(1 / 3)
+    assert s.status == {"finished": 1, "max_steps": 1} and s.tokens_per_question == 8.0
+    # summary.json keeps its flat layout and reads back as the same record
+    d = s.to_dict()
+    assert (d["n"], d["em"], d["f1"], d["stderr"]["em"]) == (2, 0.5, 0.75, s.stderr["em"])
+    assert Summary.from_dict(d) == s
 
 
 KILL_SCRIPT = textwrap.dedent(
@@ -193,7 +200,7 @@ KILL_SCRIPT = textwrap.dedent(
     from test_runner import CountdownAgent, EchoLLM, SPEC, ToyTask, examples
     from reactlab.runner import run
     run(examples(40), CountdownAgent(), ToyTask(), lambda: None, sys.argv[1], SPEC,
-        llm=EchoLLM(delay=0.05), batch_size=2, progress=False)
+        llms=EchoLLM(delay=0.05), batch_size=2, progress=False)
     """
 )
 

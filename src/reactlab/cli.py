@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 
 from reactlab.data.cli import data_app
+from reactlab.errors import user_errors
 from reactlab.export.cli import export_cmd
 from reactlab.train.cli import train_app
-
-if TYPE_CHECKING:
-    from reactlab.wiki.index import WikiIndex
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ReAct agents: run, build data, train, export.")
 wiki_app = typer.Typer(no_args_is_help=True, help="The local Wikipedia (SQLite FTS5).")
@@ -30,18 +28,11 @@ CorpusOpt = Annotated[
 ]
 
 
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 def _index(corpus: list[Path] | None):
     from reactlab.wiki.index import get_index
 
-    try:
+    with user_errors():  # a malformed corpus names its file and line
         return get_index(corpora=list(corpus) if corpus else None)
-    except (ValueError, FileNotFoundError) as e:  # a malformed corpus names its file and line
-        _fail(str(e))
 
 
 @wiki_app.command("build")
@@ -64,102 +55,56 @@ def wiki_stats(corpus: CorpusOpt = None) -> None:
     typer.echo(json.dumps(_index(corpus).stats(), indent=2))
 
 
+ConfigOpt = Annotated[list[str] | None, typer.Option(
+    "--config", "-c", help="a YAML file of options, or KEY=VALUE overriding one (YAML values: limit=5, "
+                           "model.adapter=out/sft); repeatable, applied in order after the flags")]
+
+
 @app.command("run")
 def run_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="run directory (trajectories.jsonl, summary.json)")],
-    task: Annotated[str, typer.Option(help="benchmark")] = "hotpotqa",
-    agent: Annotated[str, typer.Option(help="react (an LLM agent) | oracle (gold trajectories, no LLM)")] = "react",
-    method: Annotated[str, typer.Option(help="react | act | cot (prompt variants of the react agent)")] = "react",
-    style: Annotated[str, typer.Option(help="completion (paper, few-shot) | chat (FireAct, zero-shot)")] = "completion",
-    prompt: Annotated[str, typer.Option(help="few-shot prompt (packaged name or YAML file) | zeroshot")] = "hotpotqa_react",
-    model: Annotated[str | None, typer.Option(help="smollm2 | hf:PATH_OR_ID | openai:MODEL | scripted:FILE")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
-    max_steps: Annotated[int, typer.Option(help="steps before the forced finish[]")] = 7,
-    split: Annotated[str, typer.Option(help="eval | train | paper500 | dev")] = "eval",
-    data: Annotated[Path | None, typer.Option(help="evaluate this file instead of a split (official/HF layout)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (trajectories.jsonl, summary.json)")] = None,
+    task: Annotated[str | None, typer.Option(help="benchmark: hotpotqa, or module:Class  [default: hotpotqa]")] = None,
+    agent: Annotated[str | None, typer.Option(
+        help="react (an LLM agent) | oracle (gold trajectories, no LLM)  [default: react]")] = None,
+    method: Annotated[str | None, typer.Option(
+        help="react | act | cot (prompt variants of the react agent)  [default: react]")] = None,
+    style: Annotated[str | None, typer.Option(
+        help="completion (paper, few-shot) | chat (FireAct, zero-shot)  [default: completion]")] = None,
+    prompt: Annotated[str | None, typer.Option(
+        help="few-shot prompt (packaged name or YAML file) | zeroshot  [default: the task's]")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="smollm2 | hf:PATH_OR_ID | DIR | FILE.gguf | openai:MODEL | scripted:FILE")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for a local model")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="steps before the forced finish[]  [default: 7]")] = None,
+    split: Annotated[str | None, typer.Option(help="the task's split (hotpotqa: eval | train | paper500 | dev)  "
+                                                   "[default: eval]")] = None,
+    data: Annotated[Path | None, typer.Option(help="evaluate this file instead of a split (the task's layout)")] = None,
     limit: Annotated[int | None, typer.Option(help="first N examples")] = None,
     seed: Annotated[int | None, typer.Option(help="shuffle with this seed before --limit")] = None,
-    batch_size: Annotated[int, typer.Option(help="episodes stepped together (one LLM batch per step)")] = 32,
-    workers: Annotated[int, typer.Option(help="concurrent requests (openai backend)")] = 8,
+    batch_size: Annotated[int | None, typer.Option(
+        help="episodes stepped together (one LLM batch per step)  [default: 32]")] = None,
+    workers: Annotated[int | None, typer.Option(help="concurrent requests (openai backend)  [default: 8]")] = None,
     corpus: CorpusOpt = None,
+    config: ConfigOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
-    """Run an agent over a task's examples; resumable (rerun with the same --out)."""
-    from reactlab.io import DataError
+    """Run an agent over a task's examples; resumable (rerun with the same --out).
 
-    try:
-        summary = run_agent(
-            out, task=task, agent=agent, method=method, style=style, prompt=prompt, model=model, adapter=adapter,
-            max_steps=max_steps, split=split, data=data, limit=limit, seed=seed, batch_size=batch_size,
-            workers=workers, corpus=corpus, progress=not quiet,
-        )
-    except (DataError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
-    typer.echo(format_summary(summary))
+    The options are a ``RunConfig`` (``reactlab.config``): flags, then ``-c`` files and KEY=VALUE."""
+    from reactlab.config import RunConfig, load_config, split_specs
+    from reactlab.runner import run_from_config
 
-
-def run_agent(
-    out: Path,
-    *,
-    task: str = "hotpotqa",
-    agent: str = "react",
-    method: str = "react",
-    style: str = "completion",
-    prompt: str = "hotpotqa_react",
-    model: str | None = None,
-    adapter: Path | None = None,
-    max_steps: int = 7,
-    split: str = "eval",
-    data: Path | None = None,
-    limit: int | None = None,
-    seed: int | None = None,
-    batch_size: int = 32,
-    workers: int = 8,
-    corpus: list[Path] | None = None,
-    index: WikiIndex | None = None,
-    progress: bool = True,
-) -> dict:
-    """Exactly what ``reactlab run`` does, as a call (the options are the command's): load the
-    examples, build the agent and its LLM, open the index, ``runner.run`` into ``out``; return the
-    summary. ``reactlab.demo`` runs its stages through it, so a demo stage *is* that command.
-
-    ``index``: an open ``WikiIndex`` to use instead of opening ``corpus``'s (``data``'s context pages
-    are then not added). Raises ``ValueError`` / ``DataError`` / ``FileNotFoundError`` with the
-    message the command prints.
-    """
-    from reactlab.agents import make_agent
-    from reactlab.envs.wikienv import WikiEnv
-    from reactlab.runner import RunSpec, run
-    from reactlab.tasks import make_task
-
-    t = make_task(task)
-    examples = t.examples(split, limit=limit, seed=seed, data=data)
-    if agent == "oracle":
-        a = make_agent("oracle")
-    else:
-        if model is None:
-            raise ValueError(f"--agent {agent} needs --model (smollm2, hf:PATH, openai:MODEL or scripted:FILE)")
-        a = make_agent(agent, method=method, style=style, prompt=prompt, max_steps=max_steps, model=model)
-    llm = None
-    if model is not None and agent != "oracle":
-        from reactlab.llm import make_llm
-
-        options: dict = {"adapter": str(adapter)} if adapter else {}
-        if model.startswith("openai:"):
-            options["concurrency"] = workers
-        llm = make_llm(model, **options)
-    if index is None:
-        # a data file's own context pages join the wiki (they are Wikipedia pages; existing text wins)
-        from reactlab.wiki.corpus import pages_from_contexts
-        from reactlab.wiki.index import get_index
-
-        extra = pages_from_contexts(examples) if data is not None else ()
-        index = get_index(corpora=list(corpus) if corpus else None, extra_pages=extra)
-    spec = RunSpec(
-        task=task, split=str(data) if data else split, agent=a.name,
-        model=model or getattr(a, "model", "none"), prompt_id=a.prompt_id,
-    )
-    return run(examples, a, t, lambda: WikiEnv(index), out, spec, llm=llm, batch_size=batch_size, progress=progress)
+    flags = {"out": out, "task": task, "agent": agent, "method": method, "style": style, "prompt": prompt,
+             "max_steps": max_steps, "split": split, "data": data, "limit": limit, "seed": seed,
+             "batch_size": batch_size, "workers": workers, "corpus": [str(c) for c in corpus] if corpus else None}
+    values: dict[str, Any] = {k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None}
+    if model is not None or adapter is not None:
+        values["model"] = {k: v for k, v in (("name", model), ("adapter", adapter and str(adapter))) if v}
+    files, overrides = split_specs(config or [])
+    with user_errors():
+        cfg = load_config(RunConfig, files, overrides, values=values)
+        summary = run_from_config(cfg, progress=not quiet)
+    typer.echo(summary.format())
 
 
 @app.command("demo")
@@ -170,7 +115,8 @@ def demo_cmd(
     config: Annotated[list[str] | None, typer.Option(
         "--config", "-c", help="KEY=VALUE overriding the recipe (dotted keys, YAML values: trl.max_steps=20, "
                                "lora.r=8); repeatable")] = None,
-    recipe: Annotated[Path | None, typer.Option(help="SFT recipe (default: configs/sft_smollm2_lora.yaml)")] = None,
+    recipe: Annotated[Path | None, typer.Option(
+        help="SFT recipe: a YAML file or a packaged recipe name (default: sft_smollm2_lora)")] = None,
     model: Annotated[str, typer.Option(help="smollm2 | hf:PATH_OR_ID (a model this machine fine-tunes)")] = "smollm2",
     batch_size: Annotated[int, typer.Option(help="episodes stepped together (one LLM batch per step)")] = 32,
     max_steps: Annotated[int, typer.Option(help="agent steps before the forced finish[]")] = 7,
@@ -180,16 +126,13 @@ def demo_cmd(
     """The FireAct loop in miniature: few-shot ReAct baseline, oracle + FireAct data, LoRA SFT, the
     adapter zero-shot on the same questions, report.md. Resumable: rerun the same command."""
     from reactlab.demo import DEFAULT_RECIPE, run_demo
-    from reactlab.io import DataError
 
-    try:
+    with user_errors():
         result = run_demo(
             out, model=model, n=n, train_rows=train_rows, overrides=config or [], recipe=recipe or DEFAULT_RECIPE,
             batch_size=batch_size, max_steps=max_steps, seed=seed, progress=not quiet,
             log=lambda line: typer.secho(line, err=True, bold=True),
         )
-    except (DataError, ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError
-        _fail(str(e))
     typer.echo(result.report)
 
 
@@ -206,18 +149,6 @@ def serve_cmd(
     from reactlab.serve import main_serve
 
     main_serve(model, host=host, port=port, model_name=model_name, **({"adapter": str(adapter)} if adapter else {}))
-
-
-def format_summary(s: dict) -> str:
-    """A small human table of a summary.json."""
-    lines = [
-        f"n={s['n']}  EM={s.get('em', float('nan')):.3f} ± {s['stderr'].get('em', 0):.3f}  "
-        f"F1={s.get('f1', float('nan')):.3f} ± {s['stderr'].get('f1', 0):.3f}  avg_steps={s['avg_steps']:.2f}  "
-        f"invalid={s['invalid_action_rate']:.3f}  wall={s['wall_s']:.1f}s",
-        "by type: " + ", ".join(f"{k}: EM {v.get('em', 0):.3f} (n={v['n']})" for k, v in s["by_type"].items()),
-        "status: " + ", ".join(f"{k}={v}" for k, v in s["status"].items()),
-    ]
-    return "\n".join(lines)
 
 
 def main() -> None:

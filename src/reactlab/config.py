@@ -34,8 +34,9 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    """The base model. ``name``: a named model (``smollm2``, ``gemma3-270m``: ``reactlab.models``),
-    a local HF directory, a ``.gguf`` file (dequantised), or a hub id. ``dtype``: ``auto`` = fp32 on
+    """The base model. ``name``: a local model spec (``reactlab.models.parse_model``): a named model
+    (``smollm2``, ``gemma3-270m``), ``hf:PATH_OR_ID``, a local HF directory, a ``.gguf`` file
+    (dequantised), or a hub id. ``dtype``: ``auto`` = fp32 on
     CPU, bf16 on CUDA. ``attn_implementation``: passed to ``from_pretrained`` (None: transformers'
     default, SDPA). A plain string in YAML (``model: smollm2``) means ``{name: smollm2}``."""
 
@@ -66,7 +67,7 @@ class LoraConfig(_Strict):
     ``target_modules`` (``all-linear`` = every linear layer except the output head, as in QLoRA)."""
 
     r: int = Field(default=16, ge=1)
-    alpha: float = 32
+    alpha: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
 
@@ -76,7 +77,7 @@ class SFTRecipe(_Strict):
     a 4-bit base: CUDA + bitsandbytes only), ``full`` (every weight; ``lora`` ignored).
     ``train_on``: ``assistant`` (thought + action turns and their end-of-turn token; the default) or
     ``all`` (observations too, FireAct's behaviour) — see ``reactlab.data.masking``. ``out``: the
-    adapter / model dir (also checkpoints, TensorBoard logs, ``run.json``, ``loss.png``). ``trl``:
+    adapter / model dir (also checkpoints, TensorBoard logs, ``training.json``, ``loss.png``). ``trl``:
     ``trl.SFTConfig`` arguments, passed through untouched."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -86,6 +87,57 @@ class SFTRecipe(_Strict):
     train_on: Literal["assistant", "all"] = "assistant"
     out: str
     trl: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelRef(_Strict):
+    """A model an agent runs on: ``name`` is a model spec (``reactlab.models.parse_model``:
+    ``smollm2``, ``hf:PATH_OR_ID``, a dir, a ``.gguf``, ``openai:MODEL``, ``scripted:FILE``);
+    ``adapter`` a PEFT LoRA dir for a local model. A plain string means ``{name: ...}``."""
+
+    name: str
+    adapter: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    def label(self) -> str:
+        """How the model is named in trajectories and ``training.json``: the spec, ``+adapter`` when set."""
+        return self.name + (f"+{self.adapter}" if self.adapter else "")
+
+
+class RunConfig(_Strict):
+    """``reactlab run`` (and every stage of ``reactlab demo``): an agent over a task's examples.
+
+    ``task``: a name in ``reactlab.tasks.TASKS`` or ``module:Class``. ``split`` / ``data``: the
+    task's split, or a file in the task's layout instead (then ``split`` is ignored). ``limit``:
+    the first N examples (after shuffling with ``seed`` when given). ``agent``: ``react`` or
+    ``oracle``; ``method``: the react agent's prompt variant (``react``, ``act``, ``cot``);
+    ``style``: ``completion`` (the paper's few-shot text) or ``chat`` (FireAct, zero-shot);
+    ``prompt``: a packaged prompt name, a YAML file or ``zeroshot`` (None: the task's default).
+    ``model``: the model of the ``default`` role; ``roles``: models of other roles, for agents
+    that ask several models (a pipeline). ``max_steps``: steps before the forced ``finish[]``.
+    ``batch_size``: episodes live at once (one model batch per step); ``workers``: concurrent
+    requests of an ``openai:`` model. ``corpus``: page corpora for the wiki (default: vendored).
+    """
+
+    out: str
+    task: str = "hotpotqa"
+    split: str = "eval"
+    data: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    agent: str = "react"
+    method: str = "react"
+    style: Literal["completion", "chat"] = "completion"
+    prompt: str | None = None
+    model: ModelRef | None = None
+    roles: dict[str, ModelRef] = Field(default_factory=dict)
+    max_steps: int = Field(default=7, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    workers: int = Field(default=8, ge=1)
+    corpus: list[str] = Field(default_factory=list)
 
 
 # --- YAML ----------------------------------------------------------------------------------------
@@ -125,8 +177,27 @@ def parse_value(text: str) -> Any:
     return yaml.load(text, Loader=_Loader) if text.strip() else ""
 
 
+def find_recipe(spec: str | Path) -> Path:
+    """A recipe file: ``spec`` itself when it exists, else the packaged recipe of that name
+    (``sft_smollm2_lora`` or ``sft_smollm2_lora.yaml``: ``reactlab.paths.recipes_dir``), else
+    ``spec`` unchanged (reading it then says it is missing).
+
+    >>> find_recipe("sft_smollm2_lora").name
+    'sft_smollm2_lora.yaml'
+    """
+    path = Path(spec)
+    if path.exists() or path.parent != Path("."):
+        return path
+    from reactlab.paths import recipes_dir
+
+    packaged = recipes_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    return packaged if packaged.is_file() else path
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A recipe file as a mapping (an empty file is ``{}``); a parse error names the file."""
+    """A recipe file (or packaged recipe name: ``find_recipe``) as a mapping (an empty file is
+    ``{}``); a parse error names the file."""
+    path = find_recipe(path)
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_Loader)
@@ -156,6 +227,33 @@ def _merge(dst: dict[str, Any], src: dict[str, Any], origin: str, where: dict[st
         where[key] = origin
 
 
+def split_key_value(item: str, flag: str, last: bool = False) -> tuple[str, str]:
+    """``KEY=VALUE`` -> ``(KEY, VALUE text)``, split at the first ``=`` (the last with ``last``);
+    a ``ValueError`` naming ``flag`` when there is no ``=`` or no key. Every ``KEY=VALUE`` option of
+    every command is read here.
+
+    >>> split_key_value("lora.r=16", "-c"), split_key_value("a=b=0.5", "--mix", last=True)
+    (('lora.r', '16'), ('a=b', '0.5'))
+    """
+    key, sep, value = item.rpartition("=") if last else item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+    return key.strip(), value
+
+
+def parse_options(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` items as a mapping, values read as YAML (``parse_value``).
+
+    >>> parse_options(["skip_invalid=true", "pairs_per_question=2", "continuation=turn"], "--option")
+    {'skip_invalid': True, 'pairs_per_question': 2, 'continuation': 'turn'}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, text = split_key_value(item, flag)
+        out[key] = parse_value(text)
+    return out
+
+
 def apply_override(data: dict[str, Any], spec: str) -> tuple[str, Any]:
     """Set ``a.b.c=value`` in the nested mapping ``data``; return ``(key, value)``.
 
@@ -163,9 +261,8 @@ def apply_override(data: dict[str, Any], spec: str) -> tuple[str, Any]:
     >>> apply_override(d, "lora.r=16"), d
     (('lora.r', 16), {'lora': {'r': 16}})
     """
-    key, sep, text = spec.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not p for p in key.split(".")):
+    key, text = split_key_value(spec, "-c")
+    if any(not p for p in key.split(".")):
         raise ConfigError(f"-c {spec!r}: an override is KEY=VALUE with a dotted key (e.g. lora.r=16)")
     *parents, leaf = key.split(".")
     node = data
@@ -187,7 +284,8 @@ def split_specs(specs: Sequence[str]) -> tuple[list[str], list[str]]:
     >>> split_specs(["configs/x.yaml", "lora.r=16"])
     (['configs/x.yaml'], ['lora.r=16'])
     """
-    files, overrides = [], []
+    files: list[str] = []
+    overrides: list[str] = []
     for s in specs:
         (overrides if "=" in s and not Path(s).is_file() else files).append(s)
     return files, overrides
@@ -196,8 +294,15 @@ def split_specs(specs: Sequence[str]) -> tuple[list[str], list[str]]:
 T = TypeVar("T", bound=BaseModel)
 
 
-def load_config(cls: type[T], files: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> T:
-    """Merge the YAML ``files`` in order, apply ``overrides`` (``dotted.key=value``), validate as ``cls``.
+def load_config(
+    cls: type[T],
+    files: Sequence[str | Path] = (),
+    overrides: Sequence[str] = (),
+    values: dict[str, Any] | None = None,
+    values_origin: str = "the command line",
+) -> T:
+    """Merge the YAML ``files`` in order, then ``values`` (typed, e.g. a command's flags), then apply
+    ``overrides`` (``dotted.key=value``), and validate as ``cls``.
 
     Raises ``ConfigError`` naming each bad key with the file (or override) that set it, or the
     missing key when a required one was never set.
@@ -206,6 +311,8 @@ def load_config(cls: type[T], files: Sequence[str | Path] = (), overrides: Seque
     where: dict[str, str] = {}
     for f in files:
         _merge(data, read_yaml(f), str(f), where)
+    if values:
+        _merge(data, values, values_origin, where)
     for spec in overrides:
         key, value = apply_override(data, spec)
         where[key] = f"-c {spec}"
@@ -223,7 +330,7 @@ def _explain(cls: type[BaseModel], err: ValidationError, where: dict[str, str], 
         # The deepest key we know the origin of (pydantic may add a type tag to the location).
         origin = next((where[".".join(loc[:n])] for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in where), None)
         if e["type"] == "extra_forbidden":
-            parent = cls
+            parent: Any = cls
             for p in loc[:-1]:
                 fld = getattr(parent, "model_fields", {}).get(p)
                 parent = fld.annotation if fld is not None else None

@@ -5,18 +5,19 @@ Each stage is one ``reactlab`` command (``commands`` lists them; the report prin
 process, and is skipped when its output is complete, so rerunning the same command resumes:
 
 1. ``OUT/baseline``: few-shot ReAct (the paper's completion layout and default prompt) with MODEL on
-   the first N HotpotQA eval questions — ``reactlab run``, through the very function it calls;
+   the first N HotpotQA eval questions — ``reactlab run``, through the very function it calls
+   (``runner.run_from_config``);
 2. ``OUT/oracle-train``: the oracle's gold trajectories on the HotpotQA train pool (no model);
 3. ``OUT/data``: SFT rows (TRL ``messages``) from ``oracle-train`` + FireAct's HotpotQA trajectories,
    evaluation questions dropped (``data.select``'s guard: the eval and paper500 splits), a seeded
    random ``train_rows`` of the rest (train + val) — ``reactlab data build --max-rows``;
-4. ``OUT/adapter``: LoRA SFT with the recipe (``configs/sft_smollm2_lora.yaml`` via the loader of
+4. ``OUT/adapter``: LoRA SFT with the recipe (the packaged ``sft_smollm2_lora.yaml`` via the loader of
    ``reactlab train sft``; ``out``, ``data.path`` and ``model.name`` set by the demo, ``-c`` overrides
    after them), resumed from its last checkpoint when a run was cut short;
 5. ``OUT/finetuned``: the adapter, zero-shot, in FireAct's chat layout, on the same N questions;
 
-then ``OUT/report.md``: one row per arm from each run's ``summary.json``, the EM delta, the data and
-training numbers, and the commands.
+then ``OUT/report.md``: one row per arm from each run's ``summary.json`` (``reactlab.report``), the
+EM delta, the data and training numbers, and the commands.
 
 A finished stage made from other inputs (another model, ``train_rows``, ``seed`` or recipe) is an
 error naming both, never silently reused; so is an adapter about to be trained while ``finetuned/``
@@ -34,13 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reactlab.config import SFTRecipe, load_config
+from reactlab.config import ModelRef, RunConfig, SFTRecipe, find_recipe, load_config, split_key_value
 from reactlab.io import DataError, write_text_atomic
+from reactlab.paths import recipes_dir
+from reactlab.report import Arm, Summary, arms_table, duration
+from reactlab.train.common import TRAINING_FILE
 
 if TYPE_CHECKING:
     from reactlab.wiki.index import WikiIndex
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "sft_smollm2_lora.yaml"
+DEFAULT_RECIPE = recipes_dir() / "sft_smollm2_lora.yaml"
 FIREACT = "fireact:hotpotqa"
 # The recipe is sized for the full ~1,230-row set (1 epoch, lr 2e-4, 10 warmup updates). On the
 # demo's 200 rows that is 24 updates, 10 of them warmup: measured, the adapter then never learns the
@@ -51,7 +55,7 @@ FIREACT = "fireact:hotpotqa"
 DEMO_OVERRIDES = ("trl.save_steps=10", "trl.num_train_epochs=2", "trl.learning_rate=1e-3", "trl.warmup_steps=3")
 # Recipe keys the demo sets itself (the stages are chained through them): `-c` may not move them.
 OWNED = ("out", "data", "data.path", "model", "model.name")
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "run.json")  # run.json is written last
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", TRAINING_FILE)  # the training record is written last
 
 
 @dataclass(frozen=True)
@@ -73,19 +77,21 @@ class Demo:
 
     @property
     def base_model(self) -> str:
-        """What the trainer loads: a named model as is, ``hf:PATH`` as ``PATH``."""
-        return self.model.removeprefix("hf:")
+        """What the trainer loads: the model spec (``reactlab.models.parse_model`` reads it there too)."""
+        return self.model
 
-    def run_options(self, stage: str) -> dict[str, Any]:
-        """The ``reactlab run`` options of a run stage (``cli.run_agent`` keywords)."""
-        evaluate = {"split": "eval", "limit": self.n, "max_steps": self.max_steps, "batch_size": self.batch_size}
-        if stage == "baseline":
-            return {"model": self.model, **evaluate}
+    def run_config(self, stage: str) -> RunConfig:
+        """The ``reactlab run`` options of a run stage."""
+        out = str(self.dir(stage))
         if stage == "oracle-train":
-            return {"agent": "oracle", "split": "train"}
+            return RunConfig(out=out, agent="oracle", split="train")
+        if stage == "baseline":
+            return RunConfig(out=out, model=ModelRef(name=self.model), split="eval", limit=self.n,
+                             max_steps=self.max_steps, batch_size=self.batch_size)
         if stage == "finetuned":
-            return {"model": self.model, "adapter": self.dir("adapter"), "style": "chat", "prompt": "zeroshot",
-                    **evaluate}
+            return RunConfig(out=out, model=ModelRef(name=self.model, adapter=str(self.dir("adapter"))), split="eval",
+                             limit=self.n, style="chat", prompt="zeroshot", max_steps=self.max_steps,
+                             batch_size=self.batch_size)
         raise KeyError(stage)
 
     def data_options(self) -> dict[str, Any]:
@@ -100,12 +106,12 @@ class Demo:
 
 @dataclass
 class DemoResult:
-    """What ``run_demo`` returns: the report table's ``rows`` (one dict per arm: baseline, fine-tuned),
+    """What ``run_demo`` returns: the report table's ``rows`` (one ``Arm`` each: baseline, fine-tuned),
     what each stage did (``stages``: ``ran`` | ``resumed`` | ``skipped``) and the report's markdown
     (also in ``out/report.md``)."""
 
     out: Path
-    rows: list[dict[str, Any]]
+    rows: list[Arm]
     stages: dict[str, str]
     report: str
 
@@ -135,7 +141,7 @@ def run_demo(
     called with one line per stage. Bad options raise ``ValueError`` (``ConfigError`` for the recipe),
     inconsistent outputs ``DataError``, before any stage runs.
     """
-    demo = Demo(Path(out), model, n, train_rows, tuple(overrides), Path(recipe), batch_size, max_steps, seed)
+    demo = Demo(Path(out), model, n, train_rows, tuple(overrides), find_recipe(recipe), batch_size, max_steps, seed)
     say = log or (lambda _line: None)
     cfg = check(demo)
     stages: dict[str, str] = {}
@@ -170,7 +176,7 @@ def check(demo: Demo) -> SFTRecipe:
     """Validate the options, load the recipe, and check every existing stage output against them;
     return the SFT recipe. ``ValueError`` / ``ConfigError`` for bad options, ``DataError`` for an
     output made from other inputs."""
-    from reactlab.models import NAMED
+    from reactlab.models import NAMED, parse_model
     from reactlab.tasks.hotpotqa import HotpotQA
 
     for name, value in (("--n", demo.n), ("--train-rows", demo.train_rows), ("--batch-size", demo.batch_size),
@@ -180,20 +186,20 @@ def check(demo: Demo) -> SFTRecipe:
     n_eval = len(HotpotQA().examples("eval"))
     if demo.n > n_eval:
         raise ValueError(f"--n {demo.n}: the HotpotQA eval split has {n_eval} questions")
-    if demo.model not in NAMED and not (demo.model.startswith("hf:") and len(demo.model) > 3):
+    if not parse_model(demo.model).local:
         raise ValueError(f"--model {demo.model!r}: the demo fine-tunes its model, so it must be a named model "
                          f"({', '.join(sorted(NAMED))}) or hf:PATH_OR_ID, not an API or scripted model")
     for spec in demo.overrides:
-        key = spec.partition("=")[0].strip()
         if "=" not in spec:
             raise ValueError(f"-c {spec!r}: the demo takes KEY=VALUE overrides of the recipe (--recipe FILE "
                              "for another recipe)")
+        key, _ = split_key_value(spec, "-c")
         if key in OWNED:
             raise ValueError(f"-c {spec!r}: the demo sets {key} itself (the adapter goes to OUT/adapter, the data "
                              "is OUT/data, the model is --model); use --out / --model")
     if not demo.recipe.is_file():
-        raise FileNotFoundError(f"{demo.recipe}: no such recipe (the default lives in the source checkout's "
-                                "configs/; pass --recipe FILE)")
+        raise FileNotFoundError(f"{demo.recipe}: no such recipe (pass --recipe FILE, or a packaged recipe name: "
+                                f"{', '.join(sorted(p.stem for p in recipes_dir().glob('*.yaml')))})")
     cfg = load_config(SFTRecipe, [demo.recipe], demo.recipe_overrides())
     if cfg.method not in ("lora", "qlora"):
         raise ValueError(f"{demo.recipe}: method {cfg.method!r}: the demo evaluates a LoRA adapter (method lora or "
@@ -209,11 +215,8 @@ def check(demo: Demo) -> SFTRecipe:
 
 def _check_outputs(demo: Demo, cfg: SFTRecipe) -> None:
     """``DataError`` when an existing stage output was made from other inputs (module docstring)."""
-    for stage in ("baseline", "oracle-train", "finetuned"):
-        spec_file = demo.dir(stage) / "run.json"
-        if spec_file.is_file():
-            old, want = json.loads(spec_file.read_text()), _expected_spec(demo, stage)
-            _same(demo.dir(stage), {k: old.get(k) for k in want}, want)
+    for stage in ("baseline", "oracle-train"):
+        _check_run_stage(demo, stage)
     stats_file = demo.dir("data") / "stats.json"
     if stats_file.is_file():
         from reactlab.data.sources import split_name
@@ -226,7 +229,7 @@ def _check_outputs(demo: Demo, cfg: SFTRecipe) -> None:
         _same(demo.dir("data"), old, want)
     adapter = demo.dir("adapter")
     if _adapter_done(adapter):
-        info = json.loads((adapter / "run.json").read_text())
+        info = json.loads((adapter / TRAINING_FILE).read_text())
         _same(adapter, _flat(info.get("recipe", {})), _flat(cfg.model_dump(mode="json")), ignore=("out", "data.path"))
         from reactlab.train.common import files_sha256
 
@@ -239,14 +242,23 @@ def _check_outputs(demo: Demo, cfg: SFTRecipe) -> None:
             (demo.dir("finetuned") / "trajectories.jsonl").stat().st_size:
         raise DataError(f"{demo.dir('finetuned')}: holds trajectories of an earlier adapter, and {adapter} is about "
                         f"to be trained anew; remove {demo.dir('finetuned')}")
+    _check_run_stage(demo, "finetuned")
 
 
-def _expected_spec(demo: Demo, stage: str) -> dict[str, str]:
+def _check_run_stage(demo: Demo, stage: str) -> None:
+    spec_file = demo.dir(stage) / "run.json"
+    if spec_file.is_file():
+        spec, expected = json.loads(spec_file.read_text()), _expected_spec(demo, stage)
+        _same(demo.dir(stage), {k: spec.get(k) for k in expected}, expected)
+
+
+def _expected_spec(demo: Demo, stage: str) -> dict[str, Any]:
     """The ``run.json`` fields a run stage must match (the runner's own resume check, made early)."""
-    opts = demo.run_options(stage)
-    if opts.get("agent") == "oracle":
-        return {"task": "hotpotqa", "split": opts["split"], "agent": "oracle", "model": "oracle"}
-    return {"task": "hotpotqa", "split": opts["split"], "agent": "react", "model": opts["model"]}
+    cfg = demo.run_config(stage)
+    if cfg.agent == "oracle":
+        return {"task": "hotpotqa", "split": cfg.split, "agent": "oracle", "model": "oracle"}
+    assert cfg.model is not None
+    return {"task": "hotpotqa", "split": cfg.split, "agent": "react", "model": cfg.model.label()}
 
 
 def _same(where: Path, old: dict[str, Any], want: dict[str, Any], ignore: Sequence[str] = ()) -> None:
@@ -282,18 +294,17 @@ def _adapter_done(adapter: Path) -> bool:
 def _run_stage(demo: Demo, stage: str, index: Any, progress: bool, say: Callable[[str], None], title: str) -> str:
     """A ``reactlab run`` stage: skipped when its summary covers all its examples, else run (resumed
     by example id when trajectories are there)."""
-    from reactlab.cli import run_agent
+    from reactlab.runner import run_from_config
 
     path = demo.dir(stage)
-    opts = demo.run_options(stage)
     summary_file = path / "summary.json"
-    if summary_file.is_file() and json.loads(summary_file.read_text()).get("n") == _n_examples(demo, stage):
+    if summary_file.is_file() and Summary.read(summary_file).n == _n_examples(demo, stage):
         say(f"{title} -> {path}: done, skipped")
         return "skipped"
     traj = path / "trajectories.jsonl"
     resumed = traj.is_file() and traj.stat().st_size > 0
     say(f"{title} -> {path}" + (" (resuming)" if resumed else ""))
-    run_agent(path, index=index, progress=progress, **opts)
+    run_from_config(demo.run_config(stage), index=index, progress=progress)
     gc.collect()  # the stage's model is garbage now; free it before the next one loads
     return "resumed" if resumed else "ran"
 
@@ -323,8 +334,8 @@ def _data_stage(demo: Demo, say: Callable[[str], None]) -> str:
 
 
 def _train_stage(cfg: SFTRecipe, say: Callable[[str], None]) -> str:
-    """``reactlab train sft``: skipped when the adapter and its ``run.json`` are there, resumed from the
-    last ``checkpoint-N`` when one is."""
+    """``reactlab train sft``: skipped when the adapter and its training record are there, resumed from
+    the last ``checkpoint-N`` when one is."""
     adapter = Path(cfg.out)
     title = f"[4/5] LoRA SFT of {cfg.model.name}"
     if _adapter_done(adapter):
@@ -346,37 +357,20 @@ def _train_stage(cfg: SFTRecipe, say: Callable[[str], None]) -> str:
 ARMS = (("baseline", "few-shot ReAct"), ("finetuned", "LoRA SFT, zero-shot chat"))
 
 
-def table_rows(demo: Demo) -> list[dict[str, Any]]:
+def table_rows(demo: Demo) -> list[Arm]:
     """One row per arm, read from its run's ``summary.json`` (never recomputed)."""
-    rows = []
-    for stage, method in ARMS:
-        s = json.loads((demo.dir(stage) / "summary.json").read_text())
-        rows.append({
-            "arm": stage, "run": str(demo.dir(stage)),
-            "model": demo.model + (" + LoRA adapter" if stage == "finetuned" else ""), "method": method,
-            "prompt_id": s.get("run", {}).get("prompt_id", ""), "n": s["n"],
-            "em": s.get("em", 0.0), "em_stderr": s.get("stderr", {}).get("em", 0.0), "f1": s.get("f1", 0.0),
-            "avg_steps": s["avg_steps"], "invalid_action_rate": s["invalid_action_rate"],
-            "tokens_per_question": s["tokens_per_question"], "wall_s": s["wall_s"],
-        })
-    return rows
+    return [Arm(stage, demo.dir(stage), demo.model + (" + LoRA adapter" if stage == "finetuned" else ""), method,
+                Summary.read(demo.dir(stage))) for stage, method in ARMS]
 
 
-def render_report(demo: Demo, rows: list[dict[str, Any]], cfg: SFTRecipe) -> str:
+def render_report(demo: Demo, rows: list[Arm], cfg: SFTRecipe) -> str:
     """``report.md``: the arms table, the EM delta, the data and training lines, the commands."""
-    lines = [f"# The FireAct loop in miniature: {demo.model}", "",
-             "| arm | model | method | n | EM ± stderr | F1 | avg steps | invalid-action rate | tokens/question "
-             "| wall time |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['arm']} | {r['model']} | {r['method']} | {r['n']} | {r['em']:.3f} ± {r['em_stderr']:.3f} "
-                     f"| {r['f1']:.3f} | {r['avg_steps']:.2f} | {r['invalid_action_rate']:.3f} "
-                     f"| {r['tokens_per_question']:,.0f} | {_duration(r['wall_s'])} |")
-    base, tuned = rows
-    lines += ["", f"**ΔEM (fine-tuned − baseline): {100 * (tuned['em'] - base['em']):+.1f} points** "
-                  f"({base['em']:.3f} → {tuned['em']:.3f} on the same {base['n']} questions).", ""]
+    lines = [f"# The FireAct loop in miniature: {demo.model}", "", *arms_table(rows)]
+    base, tuned = (r.summary for r in rows)
+    lines += ["", f"**ΔEM (fine-tuned − baseline): {100 * (tuned.main - base.main):+.1f} points** "
+                  f"({base.main:.3f} → {tuned.main:.3f} on the same {base.n} questions).", ""]
     stats = json.loads((demo.dir("data") / "stats.json").read_text())
-    rows_by = {}
+    rows_by: dict[str, int] = {}
     for part in stats["rows_by_source"].values():
         for k, v in part.items():
             rows_by[k] = rows_by.get(k, 0) + v
@@ -387,13 +381,13 @@ def render_report(demo: Demo, rows: list[dict[str, Any]], cfg: SFTRecipe) -> str
                  + (f"{tokens['total']:,} tokens (mean {tokens['mean']}, max {tokens['max']}); " if tokens else "")
                  + f"{dropped.get('eval_overlap', 0):,} trajectories dropped as evaluation questions, "
                  f"{dropped.get('max_rows', 0):,} left out by the row cap.")
-    info = json.loads((demo.dir("adapter") / "run.json").read_text())
+    info = json.loads((demo.dir("adapter") / TRAINING_FILE).read_text())
     res = info["result"]
     loss = f"{res['train_loss']:.3f}" if res.get("train_loss") is not None else "n/a"
     eval_loss = f", eval loss {res['eval_loss']:.3f}" if res.get("eval_loss") is not None else ""
     tps = f", {res['tokens_per_s']} tokens/s" if res.get("tokens_per_s") else ""
     lines.append(f"- **Training** (`adapter/`): LoRA r={cfg.lora.r} on {info['device']}, {res['steps']} updates "
-                 f"over {res['extra'].get('train_rows', '?')} rows, {_duration(res['wall_s'])} "
+                 f"over {res['extra'].get('train_rows', '?')} rows, {duration(res['wall_s'])} "
                  f"({res['train_tokens']:,} tokens{tps}); final train loss {loss}{eval_loss}; "
                  "loss curve: [adapter/loss.png](adapter/loss.png)"
                  + (" (resumed from a checkpoint: the time is the resumed part's)" if res["extra"].get("resumed") else "")
@@ -408,10 +402,13 @@ def commands(demo: Demo) -> list[str]:
     """The ``reactlab`` commands each stage is, in order, then the one demo command that chains them."""
 
     def run_cmd(stage: str) -> str:
+        cfg = demo.run_config(stage)
         args = ["reactlab", "run"]
-        for k, v in demo.run_options(stage).items():
+        if cfg.model is not None:
+            args += ["--model", cfg.model.name] + (["--adapter", cfg.model.adapter] if cfg.model.adapter else [])
+        for k, v in cfg.model_dump(exclude_unset=True, exclude={"out", "model"}).items():
             args += [f"--{k.replace('_', '-')}", str(v)]
-        return shlex.join([*args, "--out", str(demo.dir(stage))])
+        return shlex.join([*args, "--out", cfg.out])
 
     data = demo.data_options()
     build = ["reactlab", "data", "build", *(x for s in data["sources"] for x in ("--from", s)), "--format",
@@ -441,11 +438,3 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def _duration(seconds: float) -> str:
-    """
-    >>> _duration(42.0), _duration(330.0)
-    ('42 s', '5.5 min')
-    """
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

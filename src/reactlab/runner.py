@@ -1,45 +1,75 @@
-"""Run many episodes: all live episodes share the model, so every model call is batched.
+"""Run many episodes: all live episodes share the model(s), so every model call is batched.
+
+``run_from_config(RunConfig)`` is the library call behind ``reactlab run`` and every ``reactlab demo``
+stage: it asks the task for its examples and environments, builds the agent and its model(s), and
+calls ``run``.
 
 Each episode is a generator (``Agent.episode``) that yields the ``Query`` it needs completed and
-returns its ``Trajectory``. The runner keeps up to ``batch_size`` episodes live. With a
+returns its ``Trajectory``. ``run`` keeps up to ``batch_size`` episodes live. A query goes to the
+model of its ``role`` (one model serves every role unless the run maps roles to models). With one
 ``StreamingLLM`` (the local HF backend) each query is submitted as soon as it exists and an episode
-moves on the moment its completion is ready (continuous batching); with any other LLM the live
-episodes advance in rounds, one ``llm.generate`` per round (per distinct decoding parameters).
-It scores each finished trajectory,
-appends it to ``OUT/trajectories.jsonl`` (flush + fsync) and, at the end, writes ``OUT/summary.json``.
-A rerun with the same ``OUT`` skips the ids already written: a killed run resumes where it stopped,
-with no lost and no duplicated ids.
+moves on the moment its completion is ready (continuous batching); otherwise the live episodes
+advance in rounds, one ``generate`` per model and decoding parameters per round. The runner scores
+each finished trajectory with the task's scorer, appends it to ``OUT/trajectories.jsonl`` (flush +
+fsync) and, at the end, writes ``OUT/summary.json``. A rerun with the same ``OUT`` skips the ids
+already written: a killed run resumes where it stopped, with no lost and no duplicated ids.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactlab.io import DataError, append_jsonl, read_jsonl_tolerant, write_json_atomic
-from reactlab.tasks.metrics import aggregate
-from reactlab.types import LLM, Agent, Completion, Environment, Example, Query, StreamingLLM, Task, Trajectory
+from reactlab.report import Summary
+from reactlab.types import (
+    DEFAULT_ROLE,
+    LLM,
+    Agent,
+    Completion,
+    EnvFactory,
+    EpisodeGen,
+    Example,
+    Query,
+    StreamingLLM,
+    Task,
+    Trajectory,
+)
+
+if TYPE_CHECKING:
+    from reactlab.config import ModelRef, RunConfig
 
 TRAJ_FILE, SUMMARY_FILE, RUN_FILE = "trajectories.jsonl", "summary.json", "run.json"
 
 
+RUN_SCHEMA = "reactlab.run/1"
+
+
 @dataclass
 class RunSpec:
-    """What identifies a run; a resume must match it (mixing two models in one file is a bug)."""
+    """What identifies a run (``OUT/run.json``, schema ``reactlab.run/1``); a resume must match it
+    (mixing two models in one file is a bug). ``model``: the default role's model with its adapter
+    (``ModelRef.label``); ``roles``: the other roles' models."""
 
     task: str
     split: str
     agent: str
     model: str
     prompt_id: str
+    method: str = ""
+    roles: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    schema: str = RUN_SCHEMA
+
+
+IDENTITY = ("task", "split", "agent", "method", "model", "roles", "prompt_id")
 
 
 def _check_spec(out: Path, spec: RunSpec) -> None:
@@ -47,7 +77,8 @@ def _check_spec(out: Path, spec: RunSpec) -> None:
     if path.exists():
         old = json.loads(path.read_text())
         mine = asdict(spec)
-        diff = {k: (old.get(k), mine[k]) for k in ("task", "split", "agent", "model", "prompt_id") if old.get(k) != mine[k]}
+        empty = {"method": "", "roles": {}}
+        diff = {k: (old.get(k, empty.get(k)), mine[k]) for k in IDENTITY if old.get(k, empty.get(k)) != mine[k]}
         if diff:
             detail = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
             raise DataError(f"{out}: holds a different run ({detail}); use another --out or remove it")
@@ -55,45 +86,128 @@ def _check_spec(out: Path, spec: RunSpec) -> None:
         write_json_atomic(path, asdict(spec))
 
 
+def run_from_config(
+    cfg: RunConfig, *, index: Any = None, llms: Mapping[str, LLM] | None = None, progress: bool = True
+) -> Summary:
+    """Run ``cfg`` (see ``RunConfig``) into ``cfg.out``; return the summary (also in summary.json).
+
+    ``index``: an open wiki index for the task's environments (else the task opens its own).
+    ``llms``: models by role, already built (else built from ``cfg.model`` / ``cfg.roles``).
+    Raises ``ValueError`` / ``DataError`` / ``FileNotFoundError`` for bad options or inputs.
+    """
+    from reactlab.agents import make_agent
+    from reactlab.tasks import make_task
+
+    task = make_task(cfg.task)
+    examples = task.examples(cfg.split, limit=cfg.limit, seed=cfg.seed, data=cfg.data)
+    refs = _role_models(cfg)
+    agent = make_agent(
+        cfg.agent, task=task, method=cfg.method, style=cfg.style, prompt=cfg.prompt, max_steps=cfg.max_steps,
+        model=refs[DEFAULT_ROLE].label() if DEFAULT_ROLE in refs else "",
+    )
+    needs_model = getattr(agent, "needs_model", True)
+    if needs_model and DEFAULT_ROLE not in refs and llms is None:
+        raise ValueError(f"--agent {cfg.agent} needs --model ({_model_forms()})")
+    spec = RunSpec(
+        task=task.name, split=cfg.data or cfg.split, agent=agent.name, method=agent.method,
+        model=refs[DEFAULT_ROLE].label() if needs_model and DEFAULT_ROLE in refs else getattr(agent, "model", "none"),
+        prompt_id=agent.prompt_id,
+        roles={r: m.label() for r, m in refs.items() if r != DEFAULT_ROLE} if needs_model else {},
+    )
+    with contextlib.ExitStack() as stack:
+        if llms is None and needs_model:
+            llms = {role: stack.enter_context(_closing(_make_llm(ref, cfg))) for role, ref in refs.items()}
+        make_env = stack.enter_context(task.environments(examples, data=cfg.data, corpus=cfg.corpus or None,
+                                                         index=index))
+        return run(examples, agent, task, make_env, cfg.out, spec, llms=llms if needs_model else None,
+                   batch_size=cfg.batch_size, progress=progress)
+
+
+def _role_models(cfg: RunConfig) -> dict[str, ModelRef]:
+    refs = dict(cfg.roles)
+    if cfg.model is not None:
+        if DEFAULT_ROLE in refs:
+            raise ValueError(f"the {DEFAULT_ROLE!r} role's model is --model; roles.{DEFAULT_ROLE} sets it twice")
+        refs[DEFAULT_ROLE] = cfg.model
+    return refs
+
+
+def _model_forms() -> str:
+    from reactlab.models import NAMED, SPEC_FORMS
+
+    return SPEC_FORMS.format(named=", ".join(sorted(NAMED)))
+
+
+def _make_llm(ref: ModelRef, cfg: RunConfig) -> LLM:
+    from reactlab.llm import make_llm
+    from reactlab.models import parse_model
+
+    spec = parse_model(ref.name)
+    options: dict[str, Any] = {}
+    if ref.adapter:
+        if not spec.local:
+            raise ValueError(f"an adapter needs a local model, not {ref.name!r}")
+        options["adapter"] = ref.adapter
+    if spec.kind == "openai":
+        options["concurrency"] = cfg.workers
+    return make_llm(ref.name, **options)
+
+
+@contextlib.contextmanager
+def _closing(llm: LLM) -> Iterator[LLM]:
+    """Close a model that holds resources (an HTTP client) when the run ends."""
+    try:
+        yield llm
+    finally:
+        close = getattr(llm, "close", None)
+        if callable(close):
+            close()
+
+
 def run(
     examples: Sequence[Example],
     agent: Agent,
     task: Task,
-    make_env: Callable[[], Environment],
+    make_env: EnvFactory,
     out: str | Path,
     spec: RunSpec,
-    llm: LLM | None = None,
+    llms: LLM | Mapping[str, LLM] | None = None,
     batch_size: int = 32,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Run ``agent`` on ``examples`` into ``out``; return the summary (also written to summary.json)."""
+) -> Summary:
+    """Run ``agent`` on ``examples`` into ``out``; return the summary (also written to summary.json).
+
+    ``llms``: one model for every role, or models by role (``Query.role``); None for an agent that
+    never asks a model (the oracle)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_spec(out, spec)
+    route = _router(llms)
     traj_path = out / TRAJ_FILE
     done = {d["id"]: d for d in read_jsonl_tolerant(traj_path)}
     todo = [e for e in examples if e.id not in done]
     t0 = time.perf_counter()
     bar = _progress(len(examples), len(examples) - len(todo), progress)
     pending = iter(todo)
-    live: list[tuple[Example, Any, Query]] = []  # (example, generator, its pending query)
-    em_sum = sum(d.get("scores", {}).get("em", 0.0) for d in done.values())
+    live: list[tuple[Example, EpisodeGen, Query]] = []  # (example, episode, its pending query)
+    metric = task.main_metric
+    metric_sum = sum(d.get("scores", {}).get(metric, 0.0) for d in done.values())
     n_done = len(done)
 
     with open(traj_path, "a", encoding="utf-8") as f:
 
         def finish(example: Example, traj: Trajectory) -> None:
-            nonlocal em_sum, n_done
+            nonlocal metric_sum, n_done
             traj.split = traj.split or spec.split
             traj.task = traj.task or spec.task
             traj.scores = task.score(example, traj.answer)
             rec = traj.to_dict()
             append_jsonl(f, rec)
             done[traj.id] = rec
-            em_sum += traj.scores.get("em", 0.0)
+            metric_sum += traj.scores.get(metric, 0.0)
             n_done += 1
             bar.update(1)
-            bar.set_postfix(em=f"{em_sum / n_done:.3f}")
+            bar.set_postfix({metric: f"{metric_sum / n_done:.3f}"})
 
         def start(example: Example) -> None:
             gen = agent.episode(example, make_env())
@@ -102,17 +216,16 @@ def run(
             except StopIteration as stop:  # the episode needed no LLM call at all
                 finish(example, stop.value)
 
-        if llm is not None and isinstance(llm, StreamingLLM):
-            _stream(llm, pending, batch_size, start, finish, live)
+        streaming = route.streaming()
+        if streaming is not None:
+            _stream(streaming, pending, batch_size, start, finish, live)
         while True:
             while len(live) < batch_size and (ex := next(pending, None)) is not None:
                 start(ex)
             if not live:
                 break
-            if llm is None:
-                raise ValueError(f"agent {agent.name!r} asks for an LLM but none was given (--model)")
-            completions = _generate_grouped(llm, [q for _, _, q in live])
-            still: list[tuple[Example, Any, Query]] = []
+            completions = route.generate([q for _, _, q in live], agent.name)
+            still: list[tuple[Example, EpisodeGen, Query]] = []
             for (ex, gen, _), comp in zip(live, completions, strict=True):
                 try:
                     still.append((ex, gen, gen.send(comp)))
@@ -121,18 +234,74 @@ def run(
             live = still
     bar.close()
     wanted = [done[e.id] for e in examples if e.id in done]
-    summary = summarize(wanted, wall_s=time.perf_counter() - t0)
-    summary["run"] = asdict(spec)
-    write_json_atomic(out / SUMMARY_FILE, summary)
+    summary = Summary.of(wanted, metrics=task.metrics, main_metric=metric, wall_s=time.perf_counter() - t0,
+                         run=asdict(spec))
+    write_json_atomic(out / SUMMARY_FILE, summary.to_dict())
     return summary
 
 
-def _stream(llm: StreamingLLM, pending, batch_size: int, start, finish, live: list) -> None:
+class _Router:
+    """Sends each query to the model of its role (``llms``: by role; a lone model serves all)."""
+
+    def __init__(self, llms: Mapping[str, LLM]):
+        self.llms = dict(llms)
+
+    def model(self, role: str) -> LLM:
+        if role in self.llms:
+            return self.llms[role]
+        if len(self.llms) == 1:
+            return next(iter(self.llms.values()))
+        raise ValueError(f"a query asks for role {role!r}, but this run has models only for "
+                         f"{', '.join(sorted(self.llms)) or 'no role'}")
+
+    def streaming(self) -> StreamingLLM | None:
+        """The one model of the run when it streams (every role on it); else None: rounds."""
+        distinct = {id(m): m for m in self.llms.values()}
+        if len(distinct) == 1:
+            (m,) = distinct.values()
+            if isinstance(m, StreamingLLM):
+                return m
+        return None
+
+    def generate(self, queries: list[Query], agent: str) -> list[Completion]:
+        """One ``generate`` per model and distinct decoding parameters; results in query order."""
+        if not self.llms:
+            raise ValueError(f"agent {agent!r} asks for an LLM but none was given (--model)")
+        groups: dict[tuple[int, str], list[int]] = {}
+        for i, q in enumerate(queries):
+            groups.setdefault((id(self.model(q.role)), repr(q.params)), []).append(i)
+        results: list[Completion | None] = [None] * len(queries)
+        for idxs in groups.values():
+            llm = self.model(queries[idxs[0]].role)
+            comps = llm.generate([queries[i].prompt for i in idxs], queries[idxs[0]].params)
+            if len(comps) != len(idxs):
+                raise RuntimeError(f"LLM {llm.name!r} returned {len(comps)} completions for {len(idxs)} prompts")
+            for i, c in zip(idxs, comps, strict=True):
+                results[i] = c
+        return [c for c in results if c is not None]
+
+
+def _router(llms: LLM | Mapping[str, LLM] | None) -> _Router:
+    if llms is None:
+        return _Router({})
+    if isinstance(llms, Mapping):
+        return _Router(llms)
+    return _Router({DEFAULT_ROLE: llms})
+
+
+def _stream(
+    llm: StreamingLLM,
+    pending: Iterator[Example],
+    batch_size: int,
+    start: Callable[[Example], None],
+    finish: Callable[[Example, Trajectory], None],
+    live: list[tuple[Example, EpisodeGen, Query]],
+) -> None:
     """Continuous batching: each episode's next query is submitted the moment it exists."""
-    waiting: dict[int, tuple[Example, Any]] = {}
+    waiting: dict[int, tuple[Example, EpisodeGen]] = {}
     keys = itertools.count()
 
-    def submit(ex: Example, gen: Any, q: Query) -> None:
+    def submit(ex: Example, gen: EpisodeGen, q: Query) -> None:
         key = next(keys)
         waiting[key] = (ex, gen)
         llm.submit(key, q.prompt, q.params)
@@ -149,7 +318,7 @@ def _stream(llm: StreamingLLM, pending, batch_size: int, start, finish, live: li
         if not done:
             raise RuntimeError(f"LLM {llm.name!r} went idle with {len(waiting)} queries unanswered")
         for key, comp in done:
-            ex, gen = waiting.pop(key)
+            ex, gen = waiting.pop(key)  # type: ignore[call-overload]
             try:
                 submit(ex, gen, gen.send(comp))
             except StopIteration as stop:
@@ -157,49 +326,9 @@ def _stream(llm: StreamingLLM, pending, batch_size: int, start, finish, live: li
         refill()
 
 
-def _generate_grouped(llm: LLM, queries: list[Query]) -> list[Completion]:
-    """One ``generate`` per distinct decoding parameters (usually exactly one), results in order."""
-    groups: dict[str, list[int]] = {}
-    for i, q in enumerate(queries):
-        groups.setdefault(repr(q.params), []).append(i)
-    results: list[Completion | None] = [None] * len(queries)
-    for idxs in groups.values():
-        comps = llm.generate([queries[i].prompt for i in idxs], queries[idxs[0]].params)
-        if len(comps) != len(idxs):
-            raise RuntimeError(f"LLM {llm.name!r} returned {len(comps)} completions for {len(idxs)} prompts")
-        for i, c in zip(idxs, comps, strict=True):
-            results[i] = c
-    return results  # type: ignore[return-value]
-
-
-def summarize(trajs: Sequence[dict[str, Any]], wall_s: float = 0.0) -> dict[str, Any]:
-    """Aggregate scores (mean + stderr), by question type, step and status counts, token usage."""
-    scores = aggregate([t.get("scores", {}) for t in trajs])
-    by_type: dict[str, Any] = {}
-    for typ in sorted({t.get("type", "") for t in trajs}):
-        sub = [t.get("scores", {}) for t in trajs if t.get("type", "") == typ]
-        by_type[typ or "?"] = {k: v["mean"] for k, v in aggregate(sub).items()} | {"n": len(sub)}
-    n_steps = [len(t.get("steps", [])) for t in trajs]
-    actions = [s["action"]["name"] for t in trajs for s in t.get("steps", [])]
-    tokens = [t.get("usage", {}).get("prompt_tokens", 0) + t.get("usage", {}).get("completion_tokens", 0) for t in trajs]
-    n = len(trajs)
-    return {
-        "n": n,
-        **{k: v["mean"] for k, v in scores.items()},
-        "stderr": {k: v["stderr"] for k, v in scores.items()},
-        "by_type": by_type,
-        "avg_steps": sum(n_steps) / n if n else 0.0,
-        "invalid_action_rate": (actions.count("invalid") / len(actions)) if actions else 0.0,
-        "status": dict(Counter(t.get("status", "?") for t in trajs)),
-        "tokens_per_question": sum(tokens) / n if n else 0.0,
-        "episode_wall_s": sum(t.get("wall_s", 0.0) for t in trajs),
-        "wall_s": wall_s,
-    }
-
-
 class _NoBar:
     def update(self, n: int) -> None: ...
-    def set_postfix(self, **kw: Any) -> None: ...
+    def set_postfix(self, postfix: dict[str, str]) -> None: ...
     def close(self) -> None: ...
 
 

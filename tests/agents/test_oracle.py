@@ -44,7 +44,7 @@ def test_oracle_on_the_eval_split_through_the_vendored_index(vendored_index, tmp
     exs = task.examples("eval")
     spec = RunSpec("hotpotqa", "eval", "oracle", "oracle", "oracle@1")
     s = run(exs, OracleAgent(), task, lambda: WikiEnv(vendored_index), tmp_path, spec, progress=False)
-    assert s["n"] == 491 and s["em"] >= 0.97
+    assert s.n == 491 and s.main >= 0.97
     rows = [json.loads(x) for x in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
     for r in rows:
         if r["scores"]["em"] == 1.0:  # a hit is grounded: its answer came after real observations

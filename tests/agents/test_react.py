@@ -97,9 +97,9 @@ def test_runner_batches_react_episodes(vendored_index, tmp_path):
     llm.generate = lambda prompts, params: calls.append(len(prompts)) or orig(prompts, params)
     exs = HotpotQA().examples("eval", limit=10)
     spec = RunSpec("hotpotqa", "eval", "react", "scripted", "hotpotqa_react@1/react")
-    s = run(exs, ReActAgent(), HotpotQA(), lambda: WikiEnv(vendored_index), tmp_path, spec, llm=llm,
+    s = run(exs, ReActAgent(), HotpotQA(), lambda: WikiEnv(vendored_index), tmp_path, spec, llms=llm,
             batch_size=8, progress=False)
-    assert calls == [8, 2] and s["n"] == 10 and s["status"] == {"finished": 10}
+    assert calls == [8, 2] and s.n == 10 and s.status == {"finished": 10}
 
 
 def test_exemplar_observations_are_what_the_local_wiki_returns(vendored_index):

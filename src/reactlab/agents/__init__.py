@@ -14,7 +14,10 @@ AGENTS: dict[str, str] = {
 
 
 def make_agent(name: str, **options: Any) -> Agent:
+    """The agent called ``name``, built with ``options`` (``task``, ``method``, ``style``, ``prompt``,
+    ``max_steps``, ``model``: what ``RunConfig`` holds)."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(AGENTS))}")
     module, cls = AGENTS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    agent: Agent = getattr(importlib.import_module(module), cls)(**options)
+    return agent

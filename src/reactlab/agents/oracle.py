@@ -99,8 +99,13 @@ class OracleAgent:
     ``context`` (HotpotQA's distractor layouts) and an env exposing its ``index`` (``WikiEnv``)."""
 
     name = "oracle"
+    method = ""
     prompt_id = "oracle@1"
     model = "oracle"
+    needs_model = False
+
+    def __init__(self, task: object = None, **_options: object) -> None:
+        """Takes the react agent's options and ignores them: no model, no prompt, no step limit."""
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:
         t0 = time.perf_counter()

@@ -18,6 +18,19 @@ import yaml
 from reactlab.agents.parsing import parse_action
 
 METHODS = ("react", "act", "cot")
+ZERO_SHOT = "zeroshot"
+"""The prompt name for the paper's completion layout with no few-shot prefix (fine-tuned models)."""
+LAYOUT_VERSION = 1
+"""Version of the zero-shot layouts (``zeroshot``, ``chat``, ``fireact``): bump when one changes."""
+
+
+def layout_prompt_id(layout: str, method: str) -> str:
+    """The prompt id of a zero-shot layout, as stamped into trajectories and dataset rows.
+
+    >>> layout_prompt_id("chat", "react")
+    'chat@1/react'
+    """
+    return f"{layout}@{LAYOUT_VERSION}/{method}"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from reactlab.agents.parsing import (
     parse_action,
     split_thought_action,
 )
-from reactlab.agents.prompting import METHODS, load_prompt, render_prefix
+from reactlab.agents.prompting import METHODS, ZERO_SHOT, layout_prompt_id, load_prompt, render_prefix
 from reactlab.types import (
     Action,
     Completion,
@@ -36,11 +36,11 @@ from reactlab.types import (
     Message,
     Query,
     Step,
+    Task,
     Trajectory,
     Usage,
 )
 
-ZERO_SHOT = "zeroshot"  # the prompt name for the paper's layout with no few-shot prefix
 STOP_OBS = "\nObservation"  # the paper stops at "\nObservation {i}:"; un-numbered keeps one batch
 # A model that finishes often goes on to invent the next exemplar ("\n\nQuestion: ..."): nothing
 # after that line is ever parsed (the action is the first line after "Action i:"), so stopping there
@@ -49,15 +49,17 @@ STOP_NEXT = "\nQuestion:"
 
 
 class ReActAgent:
-    """``method``: react | act | cot; ``style``: completion | chat. See the module docstring."""
+    """``method``: react | act | cot; ``style``: completion | chat; ``prompt``: a packaged prompt
+    name, a YAML file or ``zeroshot`` (None: ``task``'s default prompt). See the module docstring."""
 
     name = "react"
 
     def __init__(
         self,
+        task: Task | None = None,
         method: str = "react",
         style: str = "completion",
-        prompt: str = "hotpotqa_react",
+        prompt: str | None = None,
         max_steps: int = 7,
         max_new_tokens: int = 128,
         system: str | None = None,
@@ -68,23 +70,24 @@ class ReActAgent:
         if style not in ("completion", "chat"):
             raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
-        self.name = method
         self.params = GenParams(max_new_tokens=max_new_tokens, stop=[STOP_OBS] if style == "chat" else [STOP_OBS, STOP_NEXT])
+        if prompt is None:
+            prompt = task.default_prompt if task is not None else "hotpotqa_react"
         if style == "completion" and prompt == ZERO_SHOT:  # fine-tuned models: no exemplars
-            self.prefix, self.prompt_id = "", f"{ZERO_SHOT}@1/{method}"
+            self.prefix, self.prompt_id = "", layout_prompt_id(ZERO_SHOT, method)
         elif style == "completion":
             spec = load_prompt(prompt)
             self.prefix = render_prefix(spec, method)
             self.prompt_id = spec.prompt_id(method)
         else:
             self.prefix = ""
-            self.prompt_id = f"chat@1/{method}"
+            self.prompt_id = layout_prompt_id("chat", method)
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:
         t0 = time.perf_counter()
         traj = Trajectory(
             id=example.id, task="", question=example.question, gold=example.answer, agent=self.name,
-            prompt_id=self.prompt_id, model=self.model, type=example.type,
+            method=self.method, prompt_id=self.prompt_id, model=self.model, type=example.type,
         )
         question = env.reset(example)
         loop = self._cot if self.method == "cot" else self._chat if self.style == "chat" else self._completion
