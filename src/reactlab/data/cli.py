@@ -12,12 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
+from reactlab.errors import user_errors
+
 data_app = typer.Typer(no_args_is_help=True, help="Training data from trajectories (SFT, DPO, KTO, GRPO prompts).")
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @data_app.command("build")
@@ -31,7 +28,8 @@ def build_cmd(
     exclude: Annotated[list[Path] | None, typer.Option(
         help="drop questions of this HotpotQA (any layout) or trajectory file; repeatable")] = None,
     exclude_split: Annotated[list[str] | None, typer.Option(
-        help="HotpotQA splits whose questions are dropped (default: eval, paper500); repeatable")] = None,
+        help="TASK:SPLIT (or SPLIT) whose questions are dropped (default: every task's evaluation splits, "
+             "e.g. hotpotqa:eval, hotpotqa:paper500); repeatable")] = None,
     mix: Annotated[list[str] | None, typer.Option(
         help="SOURCE=WEIGHT: keep round(WEIGHT * n) of a source's rows (>1 repeats); repeatable")] = None,
     max_steps: Annotated[int | None, typer.Option(help="drop trajectories with more steps")] = None,
@@ -47,36 +45,18 @@ def build_cmd(
                          "(openai), continuation=turn, pairs_per_question=N (dpo); repeatable")] = None,
 ) -> None:
     """Build a dataset from runs and FireAct data; prints its stats."""
+    from reactlab.config import parse_options
     from reactlab.data.build import build_dataset
-    from reactlab.data.select import EVAL_SPLITS, parse_mix
-    from reactlab.io import DataError
+    from reactlab.data.select import parse_mix
 
-    try:
+    with user_errors():
         stats = build_dataset(
-            sources, out, format, exclude=exclude or [], exclude_splits=exclude_split or EVAL_SPLITS,
+            sources, out, format, exclude=exclude or [], exclude_splits=exclude_split or None,
             mix_weights=parse_mix(mix or []), max_steps=max_steps, min_f1=min_f1, max_rows=max_rows, val_frac=val_frac,
-            seed=seed, system=system, tokenizer=tokenizer, options=parse_options(option or []),
+            seed=seed, system=system, tokenizer=tokenizer, options=parse_options(option or [], "--option"),
         )
-    except (DataError, ValueError, FileNotFoundError, KeyError) as e:
-        _fail(str(e))
     typer.echo(json.dumps({k: stats[k] for k in ("format", "rows", "rows_by_source", "dropped", "steps_hist")}
                           | ({"tokens": stats["tokens"]} if "tokens" in stats else {}), indent=2))
-
-
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """``["skip_invalid=true", "pairs_per_question=2"]`` -> ``{"skip_invalid": True, "pairs_per_question": 2}``.
-
-    >>> parse_options(["skip_invalid=true", "pairs_per_question=2", "continuation=turn"])
-    {'skip_invalid': True, 'pairs_per_question': 2, 'continuation': 'turn'}
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--option {item!r}: expected KEY=VALUE")
-        low = value.lower()
-        out[key] = True if low == "true" else False if low == "false" else int(value) if value.isdigit() else value
-    return out
 
 
 @data_app.command("show")
@@ -89,11 +69,11 @@ def show_cmd(
 ) -> None:
     """Print rows as the model will see them (chat layouts rendered with the chat template)."""
     from reactlab.data.formats import row_views
-    from reactlab.io import DataError, read_records
+    from reactlab.io import read_records
 
     file = path if path.is_file() else path / f"{split}.jsonl"
     stats_file = file.parent / "stats.json"
-    try:
+    with user_errors():
         records = []
         for _, rec in read_records(file):
             records.append(rec)
@@ -115,8 +95,6 @@ def show_cmd(
                 if label:
                     typer.secho(f"--- {label}", bold=True)
                 typer.echo(render(view, tok, add_generation_prompt=fmt == "prompts"))
-    except (DataError, ValueError, KeyError) as e:
-        _fail(str(e))
 
 
 def render(view: Any, tok: Any, add_generation_prompt: bool = False) -> str:

@@ -34,26 +34,29 @@ from __future__ import annotations
 from typing import Any
 
 from reactlab.agents.parsing import chat_assistant, chat_observation, completion_step, format_action
+from reactlab.agents.prompting import ZERO_SHOT, layout_prompt_id
 from reactlab.types import Message, Trajectory
 
 SFT_FORMATS = ("messages", "completion", "alpaca", "sharegpt", "openai")
-LAYOUT_IDS = {"messages": "chat", "openai": "chat", "sharegpt": "chat", "completion": "zeroshot", "alpaca": "fireact"}
-LAYOUT_VERSION = 1
+LAYOUT_IDS = {"messages": "chat", "openai": "chat", "sharegpt": "chat", "completion": ZERO_SHOT, "alpaca": "fireact"}
 
 
 def method_of(traj: Trajectory) -> str:
-    """The agent method a trajectory shows: the ``/method`` of its prompt id, else ``react``.
+    """The agent method a trajectory shows: its ``method``, else the ``/method`` of its prompt id
+    (trajectories from elsewhere), else ``react``.
 
     >>> method_of(Trajectory("1", "", "q", "", "react", "hotpotqa_react@1/act", ""))
     'act'
     """
+    if traj.method:
+        return traj.method
     tail = traj.prompt_id.rsplit("/", 1)
     return tail[1] if len(tail) == 2 and tail[1] else "react"
 
 
 def layout_id(fmt: str, traj: Trajectory) -> str:
     """The prompt id stamped into a row: ``chat@1/react``, ``zeroshot@1/react``, ``fireact@1/react``."""
-    return f"{LAYOUT_IDS.get(fmt, 'chat')}@{LAYOUT_VERSION}/{method_of(traj)}"
+    return layout_prompt_id(LAYOUT_IDS.get(fmt, "chat"), method_of(traj))
 
 
 def chat_messages(traj: Trajectory, system: str | None = None) -> list[Message]:

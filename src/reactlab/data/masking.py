@@ -25,6 +25,7 @@ Nothing here imports transformers; callers pass a loaded tokenizer (see ``load_t
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 IGNORE = -100
@@ -37,7 +38,7 @@ def has_generation_markers(template: str | None) -> bool:
     >>> has_generation_markers("{%- generation -%}{{ m }}{% endgeneration %}"), has_generation_markers("{{ m }}")
     (True, False)
     """
-    return bool(template) and _GEN.search(template) is not None
+    return template is not None and _GEN.search(template) is not None
 
 
 def _render(tokenizer: Any, messages: list[dict[str, Any]], template: str | None, gen_prompt: bool = False) -> str:
@@ -137,12 +138,13 @@ def mask_completion(tokenizer: Any, prompt: str, completion: str, train_on: str 
 
 
 def load_tokenizer(spec: str) -> Any:
-    """A tokenizer by name: a named model (``smollm2``: ``reactlab.models.resolve``), ``hf:PATH_OR_ID``,
-    or a local directory. Imports transformers only here."""
+    """The tokenizer of a local model spec (``reactlab.models.parse_model``: ``smollm2``,
+    ``hf:PATH_OR_ID``, a directory, a ``.gguf``). Imports transformers only here."""
     from transformers import AutoTokenizer
 
-    if spec.startswith("hf:"):
-        return AutoTokenizer.from_pretrained(spec[3:])
-    from reactlab.models import NAMED, resolve
+    from reactlab.models import parse_model
 
-    return AutoTokenizer.from_pretrained(resolve(spec) if spec in NAMED else spec)
+    path = parse_model(spec).path()
+    if path.endswith(".gguf"):
+        return AutoTokenizer.from_pretrained(Path(path).parent, gguf_file=Path(path).name)
+    return AutoTokenizer.from_pretrained(path)

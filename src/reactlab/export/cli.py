@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from reactlab.errors import user_errors
+
 
 def export_cmd(
     model: Annotated[
@@ -36,13 +38,10 @@ def export_cmd(
     from reactlab.export import export_model
 
     types = [t.strip() for g in (gguf or []) for t in g.split(",") if t.strip()]
-    try:
+    with user_errors():
         res = export_model(
             model, out, adapter=adapter, gguf=types, ollama=ollama, dtype=dtype, system=system, pre=pre
         )
-    except (ValueError, FileNotFoundError, KeyError, ModuleNotFoundError) as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
     for w in res.warnings:
         typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
     for path, (size, seconds) in res.files.items():

@@ -45,21 +45,16 @@ class MergeResult:
 
 
 def resolve_base(base: str) -> tuple[str, Path | None]:
-    """``(what to load, source GGUF or None)`` for a named model, a ``.gguf`` file or an HF dir."""
-    from reactlab import models
+    """``(what to load, source GGUF or None)`` for a model spec (``reactlab.models.parse_model``)
+    naming local weights: a named model, a ``.gguf`` file or an HF dir."""
+    from reactlab.models import NAMED, parse_model
 
-    if base in models.NAMED:
-        return models.resolve(base), models.gguf_path(base)
-    if base.endswith(".gguf"):
-        if not Path(base).is_file():
-            raise FileNotFoundError(f"GGUF file not found: {base}")
-        return base, Path(base)
-    if not (Path(base) / "config.json").is_file():
-        raise FileNotFoundError(
-            f"base {base!r} is neither a named model ({', '.join(sorted(models.NAMED))}), "
-            "a .gguf file nor an HF directory with config.json"
-        )
-    return base, None
+    spec = parse_model(base)
+    path = spec.path()
+    if spec.kind == "hf" and not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"base {base!r} is neither a named model ({', '.join(sorted(NAMED))}), "
+                                "a .gguf file nor an HF directory with config.json")
+    return path, spec.source_gguf()
 
 
 def load_base(base: str):

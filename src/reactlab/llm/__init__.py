@@ -1,11 +1,9 @@
 """LLM backends behind one batch interface (``reactlab.types.LLM``).
 
-A model spec names a backend and what it loads:
-
-- ``smollm2`` (or any name in ``reactlab.models.NAMED``): the embedded model, via ``hf``
-- ``hf:PATH_OR_ID_OR_GGUF``: a transformers model (local dir, hub id, or ``.gguf`` file)
-- ``openai:MODEL``: an OpenAI-compatible HTTP API (``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``)
-- ``scripted:FILE``: replays canned completions (JSON list or JSONL of strings)
+A model spec (``reactlab.models.parse_model``, the one grammar of every command) picks the backend:
+a named model (``smollm2``), ``hf:PATH_OR_ID``, an HF directory or a ``.gguf`` file -> ``hf`` (a
+transformers model); ``openai:MODEL`` -> an OpenAI-compatible HTTP API (``OPENAI_BASE_URL`` /
+``OPENAI_API_KEY``); ``scripted:FILE`` -> canned completions (JSON list or JSONL of strings).
 
 Backends are imported only when asked for, so ``import reactlab.llm`` stays cheap.
 """
@@ -32,15 +30,12 @@ def backend_class(name: str) -> type:
 
 
 def make_llm(spec: str, **options: Any) -> LLM:
-    """Build an LLM from a spec string (see the module docstring); ``options`` go to the backend."""
-    from reactlab.models import NAMED, resolve
+    """Build an LLM from a model spec (see the module docstring); ``options`` go to the backend."""
+    from reactlab.models import parse_model
 
-    if spec in NAMED:
-        return backend_class("hf")(resolve(spec), name=spec, **options)
-    backend, sep, target = spec.partition(":")
-    if not sep or not target:
-        raise ValueError(
-            f"model spec {spec!r} is not understood: use one of {sorted(NAMED)}, hf:PATH_OR_ID, "
-            "openai:MODEL or scripted:FILE"
-        )
-    return backend_class(backend)(target, **options)
+    model = parse_model(spec)
+    if model.kind == "named":
+        return backend_class("hf")(model.path(), name=spec, **options)
+    if model.local:
+        return backend_class("hf")(model.target, **options)
+    return backend_class(model.kind)(model.target, **options)

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from reactlab.errors import user_errors
+
 train_app = typer.Typer(no_args_is_help=True, help="Fine-tune models on built datasets (SFT; LoRA, QLoRA, full).")
 
 ConfigOpt = Annotated[list[str], typer.Option(
@@ -26,29 +28,18 @@ def _group() -> None:
     # A callback keeps `sft` a subcommand even while it is the only one (typer would collapse it).
 
 
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 @train_app.command("sft")
 def sft_cmd(
     config: ConfigOpt,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in `out`")] = False,
 ) -> None:
-    """Supervised fine-tuning: writes the adapter (or model), run.json, loss.png and TensorBoard logs to `out`."""
-    from reactlab.config import ConfigError, SFTRecipe, load_config, split_specs
-    from reactlab.io import DataError
+    """Supervised fine-tuning: writes the adapter (or model), training.json, loss.png and TensorBoard logs to `out`."""
+    from reactlab.config import SFTRecipe, load_config, split_specs
 
     files, overrides = split_specs(config)
-    try:
+    with user_errors():
         cfg = load_config(SFTRecipe, files, overrides)
-    except ConfigError as e:
-        _fail(str(e))
-    from reactlab.train.sft import train_sft
+        from reactlab.train.sft import train_sft
 
-    try:
         result = train_sft(cfg, resume=resume)
-    except (ValueError, FileNotFoundError, DataError) as e:  # ConfigError and DataError are ValueErrors
-        _fail(str(e))
     typer.echo(json.dumps(asdict(result), indent=2))

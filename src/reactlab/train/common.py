@@ -1,4 +1,4 @@
-"""What every trainer shares: the base model + tokenizer, the PEFT config, and ``run.json``.
+"""What every trainer shares: the base model + tokenizer, the PEFT config, and ``training.json``.
 
 - ``check_method`` runs before anything is loaded, so an impossible request (QLoRA without CUDA)
   fails in a second with a message naming the option, not after minutes of loading.
@@ -27,7 +27,7 @@ from reactlab.config import LoraConfig, ModelConfig
 
 @dataclass
 class RunResult:
-    """What a training run returns (and writes to ``run.json``). Losses are None when not measured
+    """What a training run returns (and writes to ``training.json``). Losses are None when not measured
     (no eval set: no ``eval_loss``). ``tokens_per_s``: real (non-pad) training tokens per second of
     ``trainer.train``; ``peak_mem_mb``: CUDA peak allocation on GPU, else the process' peak RSS."""
 
@@ -69,10 +69,11 @@ def check_method(method: str, model_name: str = "") -> None:
 
 
 def model_path(name: str) -> str:
-    """What ``from_pretrained`` should read: a named model's converted dir, else ``name`` as given."""
-    from reactlab.models import NAMED, resolve
+    """What ``from_pretrained`` should read for the model spec ``name`` (``reactlab.models``): a
+    named model's converted dir, else the path, ``.gguf`` file or hub id."""
+    from reactlab.models import parse_model
 
-    return resolve(name) if name in NAMED else name
+    return parse_model(name).path()
 
 
 def torch_dtype(cfg: ModelConfig, method: str = "lora"):
@@ -136,7 +137,12 @@ def peft_config(cfg: LoraConfig, method: str):
                           target_modules=cfg.target_modules, bias="none", task_type="CAUSAL_LM")
 
 
-# --- run.json ------------------------------------------------------------------------------------
+# --- training.json -------------------------------------------------------------------------------
+
+TRAINING_FILE = "training.json"
+"""A training run's record in its output dir (schema ``reactlab.training/1``); a run of an agent
+has ``run.json`` (``reactlab.runner.RunSpec``), a different record."""
+TRAINING_SCHEMA = "reactlab.training/1"
 
 
 def files_sha256(paths: Iterable[str | Path]) -> str:
@@ -185,10 +191,10 @@ def prompt_ids(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def write_run_json(out: str | Path, *, base_model: str, method: str, recipe: dict[str, Any],
+def write_training_record(out: str | Path, *, base_model: str, method: str, recipe: dict[str, Any],
                    data_files: Sequence[str | Path], prompt_id_counts: dict[str, int], result: RunResult,
                    trainer: str = "sft") -> dict[str, Any]:
-    """Write ``OUT/run.json``: the base model, the sha256 of the data files, the prompt ids seen in
+    """Write ``OUT/training.json``: the base model, the sha256 of the data files, the prompt ids seen in
     the data, the full recipe, the git commit, and the result (losses, tokens/s, peak memory, wall
     time). Returns the dict written."""
     import torch
@@ -197,6 +203,7 @@ def write_run_json(out: str | Path, *, base_model: str, method: str, recipe: dic
     from reactlab.io import write_json_atomic
 
     info = {
+        "schema": TRAINING_SCHEMA,
         "trainer": trainer,
         "base_model": base_model,
         "method": method,
@@ -209,7 +216,7 @@ def write_run_json(out: str | Path, *, base_model: str, method: str, recipe: dic
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "result": asdict(result),
     }
-    write_json_atomic(Path(out) / "run.json", info)
+    write_json_atomic(Path(out) / TRAINING_FILE, info)
     return info
 
 
@@ -225,6 +232,6 @@ def _versions(*names: str) -> dict[str, str]:
     return out
 
 
-def read_run_json(out: str | Path) -> dict[str, Any]:
-    """``OUT/run.json`` as a dict."""
-    return json.loads((Path(out) / "run.json").read_text())
+def read_training_record(out: str | Path) -> dict[str, Any]:
+    """``OUT/training.json`` as a dict."""
+    return json.loads((Path(out) / TRAINING_FILE).read_text())

@@ -15,7 +15,7 @@ Read top to bottom, a run is:
    ``trl.padding_free: true`` the batch is one flattened row whose ``position_ids`` restart per
    example (transformers builds the block-diagonal mask from them, so it is exact with SDPA too);
 5. ``trainer.train`` (``resume`` continues from the last checkpoint in ``out``), a final eval, then
-   the adapter (or full model) + tokenizer saved to ``out``, ``loss.png`` and ``run.json``.
+   the adapter (or full model) + tokenizer saved to ``out``, ``loss.png`` and ``training.json``.
 
 The recipe's ``trl:`` block goes to ``SFTConfig`` untouched; we only fill in what it leaves unset:
 ``output_dir`` (= ``out``), ``report_to`` (TensorBoard) and ``bf16`` (only on CUDA: TRL defaults it to
@@ -40,7 +40,7 @@ from reactlab.train.common import (
     peak_memory_mb,
     peft_config,
     prompt_ids,
-    write_run_json,
+    write_training_record,
 )
 
 
@@ -128,7 +128,7 @@ def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = Non
 
     ``resume``: continue from the last ``checkpoint-N`` in ``out`` (``ValueError`` when there is
     none). ``callbacks``: extra ``transformers.TrainerCallback`` objects (tests, notebooks).
-    Returns the ``RunResult`` also written to ``out/run.json``.
+    Returns the ``RunResult`` also written to ``out/training.json``.
     """
     check_method(cfg.method, cfg.model.name)
     t0 = time.perf_counter()
@@ -175,7 +175,7 @@ def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = Non
         extra={"mean_train_loss": output.training_loss, "train_runtime_s": runtime,
                "train_rows": len(train_ds), "val_rows": len(val_rows), "resumed": resume},
     )
-    write_run_json(out, base_model=cfg.model.name, method=cfg.method, recipe=cfg.model_dump(mode="json"),
+    write_training_record(out, base_model=cfg.model.name, method=cfg.method, recipe=cfg.model_dump(mode="json"),
                    data_files=[f for f in (train_file, val_file) if f is not None],
                    prompt_id_counts=prompt_ids(train_rows + val_rows), result=result)
     return result
