@@ -7,17 +7,17 @@ from pathlib import Path
 
 
 def data_dir() -> Path:
-    """The vendored offline data pack: ``$REACTLAB_DATA``, else ``data/`` of the source checkout."""
+    """The vendored offline data pack: ``$REACTLAB_DATA``, else the package's ``datapack/`` (shipped
+    in the wheel; a source checkout also has it as ``data/``)."""
     env = os.environ.get("REACTLAB_DATA")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parents[2] / "data"
-    if here.is_dir():
-        return here
-    raise FileNotFoundError(
-        "reactlab's data pack was not found: set REACTLAB_DATA to the repository's data/ folder "
-        "(reactlab is meant to be installed editable from its checkout: `make setup`)."
-    )
+    return Path(__file__).resolve().parent / "datapack"
+
+
+def recipes_dir() -> Path:
+    """The packaged training recipes (a source checkout also has them as ``configs/``)."""
+    return Path(__file__).resolve().parent / "recipes"
 
 
 def home() -> Path:
