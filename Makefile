@@ -45,6 +45,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) bench/wiki_search.py

@@ -25,7 +25,7 @@ def open_file(path: str | Path, binary: bool = False) -> IO[Any]:
     p = str(path)
     mode, encoding = ("rb", None) if binary else ("rt", "utf-8")
     if p.lower().endswith(".gz"):
-        return gzip.open(p, mode, encoding=encoding)
+        return gzip.open(p, mode, encoding=encoding)  # type: ignore[return-value]
     if p.lower().endswith(".bz2"):
         return bz2.open(p, mode, encoding=encoding)
     return open(p, mode, encoding=encoding)

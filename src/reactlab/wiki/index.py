@@ -174,7 +174,8 @@ def build_index(pages: Iterable[Page], db_path: str | Path, meta: dict[str, str]
             con.execute("PRAGMA synchronous=OFF")
             con.execute("PRAGMA page_size=4096")
             con.executescript(_SCHEMA)
-            rows, fts_rows = [], []
+            rows: list[tuple[Any, ...]] = []
+            fts_rows: list[tuple[Any, ...]] = []
             seen: set[str] = set()
             for page in pages:
                 if page.title in seen:
