@@ -61,3 +61,32 @@ def test_react_run_with_a_scripted_model_file(corpus, tmp_path):
 def test_react_without_a_model_is_a_clear_error(tmp_path):
     res = invoke("run", "--agent", "react", "--split", "eval", "--limit", "1", "--out", tmp_path / "o")
     assert res.exit_code == 2 and "needs --model" in res.output
+
+
+def test_run_options_from_a_yaml_file_flags_and_overrides(corpus, tmp_path):
+    """`reactlab run` reads a RunConfig: a YAML file, then the flags, then -c KEY=VALUE, in that order."""
+    data = tmp_path / "q.json"
+    data.write_text(json.dumps([{"_id": f"q{i}", "question": "Who is Scott Derrickson?", "answer": "director"}
+                                for i in range(3)]))
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"Scott": " Found.\nAction 1: Finish[director]"}))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"model: scripted:{script}\ndata: {data}\nlimit: 1\nmax_steps: 3\nout: {tmp_path / 'from-yaml'}\n")
+    res = invoke("run", "-c", cfg, "--corpus", corpus, "--limit", 2, "-c", f"out={tmp_path / 'run'}", "-q")
+    assert res.exit_code == 0, res.output
+    assert "n=2  EM=1.000" in res.output  # --limit beat the file; -c out= beat the file
+    assert not (tmp_path / "from-yaml").exists() and (tmp_path / "run/summary.json").is_file()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--limit", "0"], "limit: Input should be greater than or equal to 1"),
+    (["--batch-size", "-5"], "batch_size: Input should be greater than or equal to 1"),
+    (["--style", "fancy"], "style: Input should be 'completion' or 'chat'"),
+    (["-c", "limt=3"], "limt: unknown key"),
+    (["--model", "smollm"], "model spec 'smollm' is not understood"),
+    (["--task", "nope"], "unknown task 'nope'"),
+])
+def test_bad_run_options_are_one_line_errors(tmp_path, args, message):
+    res = invoke("run", "--out", tmp_path / "o", *args)
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "o").exists()
