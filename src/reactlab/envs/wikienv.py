@@ -1,4 +1,4 @@
-"""The ReAct paper's Wikipedia environment (ysymyth/ReAct ``wikienv.py``), over the offline index.
+"""The ReAct paper's Wikipedia environment (as its authors' code has it), over the offline index.
 
 Observations follow the paper word for word, because prompts, exemplars and fine-tuning data were
 all written against them:

@@ -5,7 +5,7 @@
 - the architecture metadata llama.cpp reads (context / embedding / feed-forward length, block
   count, head counts incl. KV heads, head size, rope base and scaling, RMS eps, vocab size);
 - every tensor under its GGUF name (``gguf.get_tensor_name_map``); the Llama Q/K projections are
-  permuted the way ``convert_hf_to_gguf.py`` does, because llama.cpp's rope for ``llama`` pairs
+  permuted the way llama.cpp's own HF converter does, because llama.cpp's rope for ``llama`` pairs
   dimensions (i, i+1) while HF's pairs (i, i + d/2); a tied ``lm_head`` is left out (llama.cpp
   then reuses ``token_embd``);
 - the BPE tokenizer (``tokenizer.ggml.model = "gpt2"``: tokens, token types, merges, the
@@ -236,7 +236,7 @@ def _add_hparams(w, cfg: dict[str, Any], gguf) -> None:
 
 
 def _add_tokenizer(w, hf_dir: Path, cfg: dict[str, Any], pre: str | None, gguf) -> None:
-    """The byte-level BPE vocabulary as ``convert_hf_to_gguf.py`` writes it (``gpt2`` model)."""
+    """The byte-level BPE vocabulary as llama.cpp's HF converter writes it (``gpt2`` model)."""
     from transformers import AutoTokenizer
 
     path = hf_dir / "tokenizer.json"

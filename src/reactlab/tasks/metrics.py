@@ -1,4 +1,4 @@
-"""Answer scoring exactly as HotpotQA's official evaluation script (``hotpot_evaluate_v1.py``),
+"""Answer scoring exactly as HotpotQA's official evaluation script,
 which is SQuAD's normalisation plus a yes/no/noanswer rule for F1, and aggregation with a
 standard error so that two runs can be compared honestly.
 """
