@@ -23,12 +23,12 @@ def test_faulty_api_run_records_every_episode(vendored_index, fault_server, tmp_
     exs = HotpotQA().examples("eval", limit=14)
     agent = ReActAgent(model="openai:m")
     spec = RunSpec("hotpotqa", "eval", agent.name, "openai:m", agent.prompt_id)
-    s = run(exs, agent, HotpotQA(), lambda: WikiEnv(vendored_index), tmp_path, spec, llm=llm,
+    s = run(exs, agent, HotpotQA(), lambda: WikiEnv(vendored_index), tmp_path, spec, llms=llm,
             batch_size=8, progress=False)
     text = (tmp_path / "trajectories.jsonl").read_text()
     rows = [json.loads(x) for x in text.splitlines()]
     assert sorted(r["id"] for r in rows) == sorted(e.id for e in exs)  # none lost, none twice
-    assert s["status"] == {"finished": 10, "error": 4}
+    assert s.status == {"finished": 10, "error": 4}
     for r in rows:
         if r["status"] == "error":
             assert "500" in r["error"] and r["steps"] == []

@@ -24,14 +24,13 @@ True, which on a CPU is slow).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from reactlab.config import SFTRecipe
 from reactlab.data.masking import mask_completion, mask_conversation
-from reactlab.io import DataError
+from reactlab.io import DataError, iter_jsonl
 from reactlab.train.common import (
     RunResult,
     check_method,
@@ -48,16 +47,14 @@ def load_rows(path: str | Path, limit: int | None = None) -> list[dict[str, Any]
     """The rows of a JSONL file (first ``limit``); a missing file is ``[]`` only if it is the
     optional val file — callers decide. Errors name the file and line."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not JSON: {e}") from None
-            if limit is not None and len(rows) >= limit:
-                break
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    for where, row in iter_jsonl(path):
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object (a row), got {type(row).__name__}")
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
     return rows
 
 
