@@ -28,7 +28,8 @@ from pathlib import Path
 from reactlab.agents.react import ReActAgent
 from reactlab.envs.wikienv import WikiEnv
 from reactlab.llm._engine import use_onednn_linear
-from reactlab.llm.hf import HFLLM, _eos_ids, _find_stop
+from reactlab.llm.hf import HFLLM, _eos_ids
+from reactlab.llm.stops import find_stop
 from reactlab.models import NAMED, resolve
 from reactlab.runner import RunSpec, run
 from reactlab.tasks.hotpotqa import HotpotQA
@@ -64,7 +65,7 @@ class PaperLLM:
             if new and new[-1] in self.eos_ids:
                 new = new[:-1]
             text = self.tokenizer.decode(new, skip_special_tokens=False)
-            hit = _find_stop(text, params.stop)
+            hit = find_stop(text, params.stop)
             c = Completion(text=text[: hit[0]] if hit else text, stop=hit[1] if hit else None,
                            finish_reason="stop" if hit or len(new) < params.max_new_tokens else "length")
             c.usage = Usage(prompt_tokens=ids.shape[1], completion_tokens=len(new))

@@ -3,7 +3,9 @@
 Each request takes the next *action*: from ``per_prompt[prompt]`` when the request's prompt (or last
 chat message) has a list there, else from the shared ``actions`` list, else ``default``. Actions:
 
-- ``"ok"`` — 200, text ``"A:" + prompt``; ``"ok:TEXT"`` — 200 with ``TEXT``
+- ``"ok"`` — 200, text ``"A:" + prompt``; ``"ok:TEXT"`` — 200 with ``TEXT``; with ``n`` in the
+  request, ``n`` choices (the i-th after the first ends with `` #i``); ``"one"`` — like ``ok`` but
+  always one choice (a server that ignores ``n``)
 - ``"429"`` — 429 without Retry-After; ``"429:VALUE"`` — with ``Retry-After: VALUE``
 - ``"400"``, ``"401"``, ``"404"``, ``"500"``, ``"503"`` — that status with an OpenAI error body
 - ``"hang:SECONDS"`` — sleep (interruptible by shutdown), then answer ``ok``
@@ -57,14 +59,14 @@ class _Handler(BaseHTTPRequestHandler):
             fs.in_flight += 1
             fs.max_in_flight = max(fs.max_in_flight, fs.in_flight)
         try:
-            self._act(action, prompt, chat)
+            self._act(action, prompt, chat, int(body.get("n", 1)))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout): that is the point of "hang"
         finally:
             with fs.lock:
                 fs.in_flight -= 1
 
-    def _act(self, action: str, prompt: str, chat: bool) -> None:
+    def _act(self, action: str, prompt: str, chat: bool, n: int = 1) -> None:
         fs = self.server.fault
         kind, _, arg = action.partition(":")
         echo = f" (auth was {self.headers.get('Authorization')})" if fs.echo_auth else ""
@@ -73,16 +75,20 @@ class _Handler(BaseHTTPRequestHandler):
             kind, arg = "ok", ""
         if fs.delay:
             time.sleep(fs.delay)
-        if kind == "ok":
+        if kind in ("ok", "one"):
             text = arg or f"A:{prompt}"
-            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
-            choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+            choices = []
+            for i in range(n if kind == "ok" else 1):
+                t = text if i == 0 else f"{text} #{i}"
+                choice: dict[str, Any] = {"index": i, "finish_reason": "stop"}
+                choice.update({"message": {"role": "assistant", "content": t}} if chat else {"text": t})
+                choices.append(choice)
             usage = {
                 "prompt_tokens": 7,
                 "completion_tokens": 3,
                 "prompt_tokens_details": {"cached_tokens": 2},
             }
-            self._write(200, json.dumps({"choices": [choice], "usage": usage}).encode())
+            self._write(200, json.dumps({"choices": choices, "usage": usage}).encode())
         elif kind == "429":
             self._write(429, _err("rate limited" + echo), {"Retry-After": arg} if arg else None)
         elif kind.isdigit():

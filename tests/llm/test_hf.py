@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from reactlab.llm.hf import HFLLM, _find_stop  # noqa: E402
+from reactlab.llm.hf import HFLLM  # noqa: E402
 from reactlab.types import LLM, GenParams  # noqa: E402
 
 PREFIX = (
@@ -114,12 +114,6 @@ def test_stop_strings(tiny):
     got = tiny.generate(prompts, GenParams(max_new_tokens=20, stop=[stop]))
     for g, f in zip(got, free, strict=True):
         assert g.text == (f.text[: f.text.find(stop)] if stop in f.text else f.text)
-
-
-def test_find_stop():
-    assert _find_stop("abc", ["x"]) is None
-    assert _find_stop("a\nObservation", ["\nObservation", "\n"]) == (1, "\nObservation")
-    assert _find_stop("ab", ["", "b"]) == (1, "b")
 
 
 def test_chat_prompts(tiny):

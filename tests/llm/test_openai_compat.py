@@ -169,3 +169,16 @@ def test_api_key_never_leaks(fault_server, caplog, capsys):
     for text in seen:
         assert KEY not in text and "SECRET123" not in text
     assert "***" in repr(llm) and caplog.records  # the retries were logged, scrubbed
+
+
+def test_n_samples_come_back_as_samples(fault_server):
+    server = fault_server(["ok:x\nObservation 1: y", "one"])
+    llm = _llm(server, max_retries=0)
+    [c] = llm.generate(["p"], GenParams(n=3, temperature=0.8, stop=["\nObservation"]))
+    assert server.requests[0]["body"]["n"] == 3
+    assert [s.text for s in c.samples] == ["x", "x", "x"]  # each choice is cut at the stop client-side
+    assert [s.stop for s in c.samples] == ["\nObservation"] * 3 and c.text == "x"
+    assert c.usage == c.samples[0].usage and c.samples[1].usage == Usage()  # the request counted once
+    assert all(not s.samples for s in c.samples)
+    [bad] = llm.generate(["p"], GenParams(n=2))  # a server that ignores n
+    assert bad.finish_reason == "error" and "asked for n=2 samples, the server returned 1" in bad.error

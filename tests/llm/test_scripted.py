@@ -7,7 +7,7 @@ import json
 import pytest
 
 from reactlab.llm import make_llm
-from reactlab.llm.scripted import ScriptedLLM, ScriptExhausted, cut_at_stop, finish
+from reactlab.llm.scripted import ScriptedLLM, ScriptExhausted, finish
 from reactlab.types import LLM, GenParams
 
 
@@ -24,13 +24,6 @@ def test_stop_cuts_at_the_earliest_stop():
     outs = llm.generate(["q", "q"], GenParams(stop=["\nObservation", "\nAction"]))
     assert (outs[0].text, outs[0].stop, outs[0].finish_reason) == ("Thought 1: x", "\nAction", "stop")
     assert (outs[1].text, outs[1].stop, outs[1].finish_reason) == ("no stops here", None, "stop")
-
-
-def test_cut_at_stop_edge_cases():
-    assert cut_at_stop("abc", []) == ("abc", None)
-    assert cut_at_stop("abc", ["", "c"]) == ("ab", "c")
-    assert cut_at_stop("a\n\nb", ["\n", "\n\n"]) == ("a", "\n\n")  # same position: the longer wins
-    assert cut_at_stop("xstop", ["stop"]) == ("x", "stop")
 
 
 def test_max_new_tokens_truncates_with_length():
@@ -91,3 +84,13 @@ def test_bad_sources_fail_clearly(tmp_path):
         ScriptedLLM(tmp_path / "bad.jsonl")
     with pytest.raises(TypeError):
         ScriptedLLM(["ok", None])
+
+
+def test_n_samples_take_n_entries_per_prompt():
+    llm = ScriptedLLM(["a\nObservation", "b", "c", "d"])
+    out = llm.generate(["p1", "p2"], GenParams(n=2, stop=["\nObservation"]))
+    assert [c.text for c in out] == ["a", "c"]
+    assert [[s.text for s in c.samples] for c in out] == [["a", "b"], ["c", "d"]]
+    assert all(not s.samples for c in out for s in c.samples) and llm.remaining == 0
+    with pytest.raises(ScriptExhausted):
+        llm.generate(["p3"], GenParams(n=2))

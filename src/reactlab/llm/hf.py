@@ -19,6 +19,7 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
+from reactlab.llm.stops import find_stop
 from reactlab.types import Completion, GenParams, Prompt, Usage
 
 
@@ -168,14 +169,14 @@ class HFLLM:
             return True
         # Decoding the whole row each step is cheap next to a forward pass, and it finds a stop
         # string that spans tokens or sits inside one.
-        return bool(params.stop) and _find_stop(self._detok(ids), params.stop) is not None
+        return bool(params.stop) and find_stop(self._detok(ids), params.stop) is not None
 
     def _finish(self, ids: list[int], params: GenParams) -> Completion:
         """Turn a row's generated ids into a Completion (EOS dropped, text cut at the stop)."""
         if ids and ids[-1] in self.eos_ids:
             return Completion(text=self._detok(ids[:-1]), finish_reason="stop")
         text = self._detok(ids)
-        hit = _find_stop(text, params.stop)
+        hit = find_stop(text, params.stop)
         if hit is not None:
             return Completion(text=text[: hit[0]], stop=hit[1], finish_reason="stop")
         return Completion(text=text, finish_reason="length")
@@ -183,22 +184,6 @@ class HFLLM:
     def _detok(self, ids: list[int]) -> str:
         # Special tokens stay: a stop string may be one (e.g. "<|im_end|>" of another template).
         return self.tokenizer.decode(ids, skip_special_tokens=False)
-
-
-def _find_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
-    """``(index, stop)`` of the earliest stop string in ``text`` (the longest one at a tie).
-
-    >>> _find_stop("a\\nObservation 1", ["\\nObs", "\\n"])
-    (1, '\\nObs')
-    """
-    best = None
-    for s in stops:
-        if not s:
-            continue
-        i = text.find(s)
-        if i >= 0 and (best is None or i < best[0] or (i == best[0] and len(s) > len(best[1]))):
-            best = (i, s)
-    return best
 
 
 def _load(model: str, dtype) -> tuple[Any, Any]:

@@ -24,12 +24,13 @@ import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
-from reactlab.llm.scripted import cut_at_stop
-from reactlab.types import Completion, GenParams, Prompt, Usage
+from reactlab.llm.stops import cut_at_stop
+from reactlab.types import Completion, FinishReason, GenParams, Prompt, Usage
 
 log = logging.getLogger("reactlab.llm.openai")
 
@@ -231,6 +232,8 @@ class OpenAILLM:
             body["stop"] = list(params.stop[:MAX_API_STOPS])
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.n > 1:
+            body["n"] = params.n
         body.update(self.extra_body)
         return ("/chat/completions" if chat else "/completions"), body
 
@@ -249,24 +252,39 @@ class OpenAILLM:
             raise _RowError(f"HTTP {status}: {_server_message(resp)}", retry=retry, wait_s=wait)
         try:
             data = resp.json()
-            choice = data["choices"][0]
-            if "messages" in body:
-                text = (choice.get("message") or {}).get("content") or ""
-            else:
-                text = choice["text"]
-            if not isinstance(text, str):
-                raise TypeError(f"text is {type(text).__name__}")
+            choices = data["choices"]
+            texts = [self._choice_text(c, "messages" in body) for c in choices]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             # A 200 that is not a completion is usually a proxy or an overloaded server: retry.
             raise _RowError(
                 f"malformed response ({type(e).__name__}: {e}): {resp.text[:200]}", retry=True
             ) from None
+        n = max(1, params.n)
+        if len(texts) < n:
+            raise _RowError(f"asked for n={n} samples, the server returned {len(texts)} choice(s) "
+                            "(it may not support n > 1)", retry=False)
+        comps = [self._completion(t, c, params) for t, c in zip(texts[:n], choices[:n], strict=True)]
+        comps[0].usage = _usage(data)  # the request's tokens, counted once
+        if n == 1:
+            return comps[0]
+        return replace(comps[0], samples=comps)
+
+    @staticmethod
+    def _choice_text(choice: dict[str, Any], chat: bool) -> str:
+        text = (choice.get("message") or {}).get("content") or "" if chat else choice["text"]
+        if not isinstance(text, str):
+            raise TypeError(f"text is {type(text).__name__}")
+        return text
+
+    @staticmethod
+    def _completion(text: str, choice: dict[str, Any], params: GenParams) -> Completion:
+        """One choice as a ``Completion``, cut at our stop strings client-side."""
         text, stop = cut_at_stop(text, params.stop)
-        reason = "stop" if stop else ("length" if choice.get("finish_reason") == "length" else "stop")
+        reason: FinishReason = "stop" if stop else ("length" if choice.get("finish_reason") == "length" else "stop")
         server_stop = choice.get("stop_reason")
         if stop is None and reason == "stop" and isinstance(server_stop, str) and server_stop in params.stop:
             stop = server_stop
-        return Completion(text=text, stop=stop, finish_reason=reason, usage=_usage(data))
+        return Completion(text=text, stop=stop, finish_reason=reason)
 
     def _row(self, i: int, prompt: Prompt, params: GenParams) -> Completion:
         """One prompt with retries; never raises."""

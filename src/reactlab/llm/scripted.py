@@ -5,8 +5,8 @@ prompt, in order; ``params.stop`` cuts the text at the earliest stop string (``C
 records which); ``params.max_new_tokens`` truncates with ``finish_reason="length"``; usage is
 counted in whitespace tokens. It is deterministic and thread-safe.
 
-The stop-string helpers here (``cut_at_stop``, ``count_tokens``) are shared with the HTTP backend,
-which must cut client-side too (APIs accept only 4 stop strings, some servers ignore them).
+Stop strings are cut by ``reactlab.llm.stops``, as every backend cuts them. No production module
+imports this one: it is the test double.
 """
 
 from __future__ import annotations
@@ -15,40 +15,19 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import Union
 
-from reactlab.types import Completion, GenParams, Prompt, Usage
+from reactlab.llm.stops import cut_at_stop
+from reactlab.types import Completion, FinishReason, GenParams, Prompt, Usage
 
 ScriptSource = Union[Sequence[str], Mapping[str, str], Callable[[Prompt], str], str, PathLike]
 
 
 class ScriptExhausted(RuntimeError):
     """The script has fewer completions left than the batch asked for."""
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
-    """Cut ``text`` at the earliest occurrence of any stop string; return ``(text, stop_or_None)``.
-
-    On a tie (two stops matching at the same position) the longer one wins, as a tokenizer-level
-    stop check would see the longer match complete at the same offset. Empty stops are ignored.
-
-    >>> cut_at_stop("Thought: go\\nObservation 1: x", ["\\nObservation"])
-    ('Thought: go', '\\nObservation')
-    >>> cut_at_stop("no stop here", ["\\n"])
-    ('no stop here', None)
-    """
-    best: tuple[int, int, str] | None = None
-    for s in stops:
-        if not s:
-            continue
-        i = text.find(s)
-        if i >= 0 and (best is None or (i, -len(s)) < (best[0], best[1])):
-            best = (i, -len(s), s)
-    if best is None:
-        return text, None
-    return text[: best[0]], best[2]
 
 
 def count_tokens(text: str) -> int:
@@ -82,7 +61,7 @@ def finish(text: str, prompt: Prompt, params: GenParams, latency_s: float = 0.0)
     ('a b', None, 'length')
     """
     text, stop = cut_at_stop(text, params.stop)
-    reason = "stop"
+    reason: FinishReason = "stop"
     words = list(re.finditer(r"\S+", text))
     if len(words) > params.max_new_tokens:
         text = text[: words[params.max_new_tokens - 1].end()] if params.max_new_tokens > 0 else ""
@@ -95,25 +74,18 @@ def load_script(path: str | PathLike) -> list[str] | dict[str, str]:
     """Read a script file: ``*.jsonl`` holds one string (or ``{"text": ...}`` object) per line; any
     other name holds a JSON list of strings or a JSON object ``{substring: completion}``."""
     p = Path(path)
-    raw = p.read_text(encoding="utf-8")
     items: list | dict
     if p.suffix != ".jsonl":
         try:
-            items = json.loads(raw)
+            items = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ValueError(f"{p}: not JSON ({e}); name JSONL files *.jsonl") from None
         if not isinstance(items, (list, dict)):
             raise ValueError(f"{p}: a script is a JSON list or object, not {type(items).__name__}")
     else:
-        items = []
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{p}:{n}: not JSON ({e.msg})") from None
-            items.append(row["text"] if isinstance(row, dict) and "text" in row else row)
+        from reactlab.io import iter_jsonl
+
+        items = [row["text"] if isinstance(row, dict) and "text" in row else row for _, row in iter_jsonl(p)]
     if isinstance(items, dict):
         bad = [k for k, v in items.items() if not isinstance(v, str)]
     else:
@@ -180,7 +152,12 @@ class ScriptedLLM:
         )
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Completion]:
-        """One completion per prompt, in order (see the class docstring for where text comes from)."""
+        """One completion per prompt, in order (see the class docstring for where text comes from).
+        With ``params.n > 1`` each prompt takes ``n`` script entries, its ``Completion.samples``."""
+        n = max(1, params.n)
+        if n > 1:
+            flat = self.generate([p for p in prompts for _ in range(n)], replace(params, n=1))
+            return [replace(flat[i], samples=flat[i : i + n]) for i in range(0, len(flat), n)]
         prompts = list(prompts)
         with self._lock:
             if self._fn is not None:
