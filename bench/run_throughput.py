@@ -27,7 +27,7 @@ from pathlib import Path
 
 from reactlab.agents.react import ReActAgent
 from reactlab.envs.wikienv import WikiEnv
-from reactlab.llm._engine import use_onednn_linear
+from reactlab.llm.cpu_kernels import use_onednn_linear
 from reactlab.llm.hf import HFLLM, _eos_ids
 from reactlab.llm.stops import find_stop
 from reactlab.models import NAMED, resolve

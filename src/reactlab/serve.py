@@ -115,11 +115,11 @@ class MicroBatcher:
         # Anything still queued after close() would wait forever: fail it.
         while True:
             try:
-                item = self._queue.get_nowait()
+                left = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
-                item.future.set_exception(RuntimeError("server is shutting down"))
+            if left is not None:
+                left.future.set_exception(RuntimeError("server is shutting down"))
 
     def _run(self, items: list[_Item]) -> None:
         try:
@@ -190,7 +190,7 @@ def parse_messages(body: dict[str, Any]) -> list[dict[str, str]]:
             parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
             if len(parts) != len(content) or not all(isinstance(t, str) for t in parts):
                 raise BadRequest(f"messages[{i}].content: only text parts are supported")
-            content = "".join(parts)
+            content = "".join(str(t) for t in parts)
         if not isinstance(content, str):
             raise BadRequest(f"messages[{i}].content must be a string")
         out.append({"role": m["role"], "content": content})
@@ -330,7 +330,8 @@ class OpenAIServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        address, port = self.server_address[:2]
+        host = address.decode() if isinstance(address, bytes) else str(address)
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         return f"http://{host}:{port}"
 
@@ -382,7 +383,7 @@ def serve(
     ``server.shutdown()``.
     """
     server = OpenAIServer(
-        llm, host, port, model_name or getattr(llm, "name", "reactlab"), batch_window_s, max_batch
+        llm, host, port, model_name or str(getattr(llm, "name", "reactlab")), batch_window_s, max_batch
     )
     return server.start()
 

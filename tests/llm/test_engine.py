@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from reactlab.llm import _engine  # noqa: E402
+from reactlab.llm import cpu_kernels, engine  # noqa: E402
+from reactlab.llm.engine import attention, drafts, scheduler  # noqa: E402
 from reactlab.llm.hf import HFLLM  # noqa: E402
 from reactlab.types import GenParams, StreamingLLM  # noqa: E402
 
@@ -152,7 +153,7 @@ def test_attention_parts_and_their_merge_are_exact(softcap, masked):
     hide = None if masked == "none" else cols[None] > rows[:, None]
     if masked == "window":
         hide = hide | ((rows[:, None] - cols[None]) >= 3)
-    lse, o = _engine._part(q, k, v, 0.3, hide, g, softcap)
+    lse, o = attention._part(q, k, v, 0.3, hide, g, softcap)
     if softcap:  # reference with soft-capped scores
         s = torch.tanh((q @ k.transpose(1, 2)) * 0.3 / softcap) * softcap
         if hide is not None:
@@ -165,8 +166,8 @@ def test_attention_parts_and_their_merge_are_exact(softcap, masked):
     if not softcap:
         h1 = None if hide is None else hide[:, :5]
         h2 = None if hide is None else hide[:, 5:]
-        l1, o1 = _engine._part(q, k[:, :5], v[:, :5], 0.3, h1, g, None)
-        l2, o2 = _engine._part(q, k[:, 5:], v[:, 5:], 0.3, h2, g, None)
+        l1, o1 = attention._part(q, k[:, :5], v[:, :5], 0.3, h1, g, None)
+        l2, o2 = attention._part(q, k[:, 5:], v[:, 5:], 0.3, h2, g, None)
         both = torch.logaddexp(l1, l2)
         merged = o1 * torch.exp(l1 - both) + o2 * torch.exp(l2 - both)
         assert torch.allclose(merged, want, atol=1e-5)
@@ -174,7 +175,7 @@ def test_attention_parts_and_their_merge_are_exact(softcap, masked):
 
 def test_a_fully_hidden_part_weighs_nothing():
     q, k, v = torch.randn(1, 2, 4), torch.randn(1, 3, 4), torch.randn(1, 3, 4)
-    lse, o = _engine._part(q, k, v, 1.0, torch.ones(2, 3, dtype=torch.bool), 1, None)
+    lse, o = attention._part(q, k, v, 1.0, torch.ones(2, 3, dtype=torch.bool), 1, None)
     assert torch.all(o == 0) and torch.all(lse < -1e29)
 
 
@@ -193,7 +194,7 @@ def test_supported():
     class M:
         config = Cfg()
 
-    assert "encoder-decoder" in _engine.supported(M())
+    assert "encoder-decoder" in engine.supported(M())
 
 
 def test_sliding_window_layers(smollm2_dir, tmp_path):
@@ -222,7 +223,7 @@ def test_onednn_linear_swap_keeps_the_logits(tiny_model_dir):
 
     stock = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     fast = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    n = _engine.use_onednn_linear(fast)
+    n = cpu_kernels.use_onednn_linear(fast)
     if not torch.backends.mkldnn.is_available():
         assert n == 0
         return
@@ -243,11 +244,13 @@ def test_drafts_are_verified_and_rolled_back(tiny_model_dir, monkeypatch):
     params = GenParams(max_new_tokens=20)
     want = {tuple(llm.encode(p)): reference(llm, p, 20) for p in prompts}
 
-    def draft(self, r, k):
-        true = want[tuple(r.ids)][len(r.out):][:k]
+    def draft(ctx, k):
+        ctx = ctx.tolist()
+        (ids,) = [ids for ids in want if ctx[: len(ids)] == list(ids)]
+        true = want[ids][len(ctx) - len(ids):][:k]
         return true[:2] + [(t + 1) % 1000 for t in true[2:3]] + true[3:]  # third token wrong
 
-    monkeypatch.setattr(_engine.Engine, "_draft", draft)
+    monkeypatch.setattr(scheduler, "propose", draft)
     got = llm.generate_with_ids(prompts, params)
     assert [ids for _, ids in got] == [want[tuple(llm.encode(p))] for p in prompts]
     assert llm.engine.drafted > 0 and 0 < llm.engine.accepted < llm.engine.drafted
@@ -275,14 +278,8 @@ def test_a_stop_inside_an_accepted_draft_ends_the_row_there(tiny_model_dir):
 def test_draft_lookup():
     from array import array
 
-    class R:
-        ctx = array("H", [5, 6, 7, 8, 9, 1, 5, 6, 7])
-
-    eng = _engine.Engine.__new__(_engine.Engine)
-    assert eng._draft(R(), 3) == [8, 9, 1]  # after the earlier "5 6 7"
-    R.ctx = array("H", [1, 2, 3])
-    assert eng._draft(R(), 3) == []
+    assert drafts.propose(array("H", [5, 6, 7, 8, 9, 1, 5, 6, 7]), 3) == [8, 9, 1]  # after the earlier "5 6 7"
+    assert drafts.propose(array("H", [1, 2, 3]), 3) == []
     # [513, 1027] is bytes 01 02 03 04; so are the middle bytes of 256, 770, 4: that unaligned
     # (false) match is the more recent one and must be skipped for the real one at the start.
-    R.ctx = array("H", [513, 1027, 8, 256, 770, 4, 55, 513, 1027])
-    assert eng._draft(R(), 2) == [8, 256]
+    assert drafts.propose(array("H", [513, 1027, 8, 256, 770, 4, 55, 513, 1027]), 2) == [8, 256]

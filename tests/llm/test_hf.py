@@ -205,7 +205,7 @@ def test_smollm2_short_completion_and_batch(smollm2_dir):
 
 
 def test_common_prefix_len():
-    from reactlab.llm._engine import common_prefix_len
+    from reactlab.llm.engine import common_prefix_len
 
     assert common_prefix_len([[1, 2], [1, 3]]) == 1 and common_prefix_len([]) == 0
     assert common_prefix_len([[1, 2, 3], [1, 2, 3]]) == 3
@@ -228,3 +228,62 @@ def test_missing_adapter_fails_clearly(tiny_model_dir, tmp_path):
         HFLLM(tiny_model_dir, adapter=str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="not a PEFT adapter"):
         HFLLM(tiny_model_dir, adapter=str(tmp_path))
+
+
+def _teacher_forced_logprobs(llm: HFLLM, prompt_ids: list[int], out: list[int], temperature: float = 1.0):
+    """log p(out[j] | prompt + out[:j]) from one plain forward pass of the model."""
+    import torch
+
+    ids = torch.tensor([prompt_ids + out])
+    with torch.inference_mode():
+        logits = llm.model(ids).logits[0, len(prompt_ids) - 1 : -1].float() / temperature
+    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(out)[:, None])[:, 0].tolist()
+
+
+@pytest.mark.parametrize("draft_tokens", [8, 0])
+def test_completions_carry_token_ids_and_logprobs(tiny_model_dir, draft_tokens, monkeypatch):
+    """What an RL trainer reads from a rollout: the prompt as fed, the tokens as generated, and each
+    token's log-probability, equal to a plain forward pass's (drafts on or off; the drafts here are
+    the true continuation with every third token wrong, so some are kept and some rolled back)."""
+    from reactlab.llm.engine import scheduler
+
+    llm = HFLLM(tiny_model_dir, batch_size=4, draft_tokens=draft_tokens)
+    prompts = [PREFIX + s for s in SUFFIXES[:3]]
+    truth = {tuple(llm.encode(p)): reference_ids(llm, p, 16) for p in prompts}
+
+    def propose(ctx, k):
+        ctx = ctx.tolist()
+        (ids,) = [ids for ids in truth if ctx[: len(ids)] == list(ids)]
+        true = truth[ids][len(ctx) - len(ids):][:k]
+        return [t if i % 3 < 2 else (t + 1) % 1000 for i, t in enumerate(true)]
+
+    monkeypatch.setattr(scheduler, "propose", propose)
+    comps = llm.generate(prompts, GenParams(max_new_tokens=16))
+    for p, c in zip(prompts, comps, strict=True):
+        assert c.prompt_ids == llm.encode(p)
+        assert c.completion_ids == reference_ids(llm, p, 16)
+        assert len(c.logprobs) == len(c.completion_ids) and c.usage.completion_tokens == len(c.logprobs)
+        want = _teacher_forced_logprobs(llm, c.prompt_ids, c.completion_ids)
+        assert max(abs(a - b) for a, b in zip(c.logprobs, want, strict=True)) < 1e-4
+    if draft_tokens:
+        assert llm.engine.accepted > 0  # the logprobs of accepted draft tokens were checked too
+
+
+def test_n_samples_are_seeded_and_carry_their_logprobs(tiny):
+    params = GenParams(max_new_tokens=8, temperature=0.9, seed=7, n=4)
+    (c,) = tiny.generate([PREFIX + SUFFIXES[1]], params)
+    assert len(c.samples) == 4 and all(not s.samples for s in c.samples)
+    assert (c.text, c.completion_ids) == (c.samples[0].text, c.samples[0].completion_ids)
+    assert len({tuple(s.completion_ids) for s in c.samples}) > 1  # seeds 7, 8, 9, 10: different draws
+    (again,) = tiny.generate([PREFIX + SUFFIXES[1]], params)
+    assert [s.completion_ids for s in again.samples] == [s.completion_ids for s in c.samples]
+    s = c.samples[2]
+    want = _teacher_forced_logprobs(tiny, s.prompt_ids, s.completion_ids, temperature=0.9)
+    assert max(abs(a - b) for a, b in zip(s.logprobs, want, strict=True)) < 1e-4
+    # streamed: the key comes back once, when all n samples are done
+    tiny.submit("k", PREFIX + SUFFIXES[1], params)
+    got = []
+    while len(got) < 1:
+        got += tiny.poll()
+    assert [k for k, _ in got] == ["k"] and [x.completion_ids for x in got[0][1].samples] == \
+        [x.completion_ids for x in c.samples]

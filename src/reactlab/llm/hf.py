@@ -1,6 +1,8 @@
 """The transformers backend: a local HF dir, a hub id or a ``.gguf`` file, optionally with a LoRA
-adapter, generating for many prompts at once through ``_engine`` (continuous batching, the shared
-few-shot prefix encoded once and attended in place, an episode's earlier KV reused by its next call).
+adapter, generating for many prompts at once through ``reactlab.llm.engine`` (continuous batching,
+the shared few-shot prefix encoded once and attended in place, an episode's earlier KV reused by
+its next call). Completions carry their token ids and log-probabilities; ``GenParams.n`` samples
+several completions of one prompt (``Completion.samples``).
 
 Two ways in: ``generate(prompts, params)`` (the ``LLM`` protocol: a batch in, completions out, in
 order), and ``submit`` / ``poll`` (``reactlab.types.StreamingLLM``): the runner submits each
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,8 @@ class HFLLM:
     ):
         import torch
 
-        from reactlab.llm import _engine
+        from reactlab.llm import engine
+        from reactlab.llm.cpu_kernels import use_onednn_linear
 
         self.name = name or (Path(model).name if Path(model).exists() else model)
         if adapter:
@@ -64,21 +68,22 @@ class HFLLM:
         else:
             self.dtype = getattr(torch, dtype)
         self.model, self.tokenizer = _load(model, self.dtype)
-        why = _engine.supported(self.model)
+        why = engine.supported(self.model)
         if why:
             raise ValueError(f"{model}: {why} by reactlab's batching engine")
         if adapter:
             self.model = _with_adapter(self.model, adapter)
         self.model.to(self.device).eval()
-        _engine.use_onednn_linear(self.model)  # CPU fp32 only (see there)
+        use_onednn_linear(self.model)  # CPU fp32 only (see there)
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
-        self.engine = _engine.Engine(
+        self.engine = engine.Engine(
             self.model, self._row_done, max_rows=self.batch_size, prefill_chunk=prefill_chunk,
             max_retained=None if prefix_cache else 0, min_prefix=16 if prefix_cache else 1 << 30,
             draft_tokens=draft_tokens,
         )
         self._keys = itertools.count()
-        self._results: dict[Hashable, tuple[Completion, list[int]]] = {}
+        self._results: dict[Hashable, Completion] = {}
+        self._groups: dict[Hashable, list[Completion | None]] = {}  # n > 1: a prompt's samples so far
 
     # --- the LLM protocol ---------------------------------------------------------------------
 
@@ -88,42 +93,49 @@ class HFLLM:
         A ``str`` prompt is tokenized as is (BOS only if the tokenizer adds one by itself); a list
         of chat messages goes through the chat template with a generation prompt, or continues the
         last message when it is the assistant's. Greedy when ``params.temperature == 0``, else
-        sampling (seeded by ``params.seed``). A row ends at EOS, at the first of ``params.stop``
-        found in its decoded text (``text`` is cut before it, ``stop`` names it), or after
-        ``params.max_new_tokens`` (``finish_reason == "length"``). ``latency_s`` is the row's wall
-        time from admission to its last token; ``usage.cached_tokens`` counts prompt tokens whose
-        KV was reused (a shared prefix, or an earlier call's prompt that this one extends).
+        sampling (seeded by ``params.seed``; the i-th of ``n`` samples by ``seed + i``). A row ends
+        at EOS, at the first of ``params.stop`` found in its decoded text (``text`` is cut before
+        it, ``stop`` names it), or after ``params.max_new_tokens`` (``finish_reason ==
+        "length"``). ``latency_s`` is the row's wall time from admission to its last token;
+        ``usage.cached_tokens`` counts prompt tokens whose KV was reused (a shared prefix, or an
+        earlier call's prompt that this one extends). ``prompt_ids``, ``completion_ids`` (as
+        generated, EOS included) and ``logprobs`` are filled; with ``n > 1``, ``samples``.
         """
-        return [c for c, _ in self.generate_with_ids(prompts, params)]
+        keys = [("g", next(self._keys)) for _ in prompts]
+        for k, p in zip(keys, prompts, strict=True):
+            self.submit(k, p, params)
+        while any(k not in self._results for k in keys):
+            self._advance()
+        return [self._results.pop(k) for k in keys]
 
     def generate_with_ids(
         self, prompts: Sequence[Prompt], params: GenParams
     ) -> list[tuple[Completion, list[int]]]:
-        """``generate``, plus each row's new token ids as decoded (EOS included; for tests, benchmarks)."""
-        if params.max_new_tokens <= 0:
-            return [(Completion(text="", finish_reason="length"), []) for _ in prompts]
-        gen = self._generator(params)
-        keys = [("g", next(self._keys)) for _ in prompts]
-        for k, p in zip(keys, prompts, strict=True):
-            self.engine.submit(k, self.encode(p), params, gen)
-        while any(k not in self._results for k in keys):
-            self._advance()
-        return [self._results.pop(k) for k in keys]
+        """``generate``, paired with each row's new token ids as decoded (EOS included)."""
+        return [(c, list(c.completion_ids or [])) for c in self.generate(prompts, params)]
 
     # --- the StreamingLLM protocol --------------------------------------------------------------
 
     def submit(self, key: Hashable, prompt: Prompt, params: GenParams) -> None:
         """Queue one prompt; its completion comes back from a later ``poll`` under ``key``."""
+        ids = self.encode(prompt)
         if params.max_new_tokens <= 0:
-            self._results[key] = (Completion(text="", finish_reason="length"), [])
+            empty = Completion(text="", finish_reason="length", prompt_ids=ids, completion_ids=[], logprobs=[])
+            self._results[key] = replace(empty, samples=[replace(empty) for _ in range(params.n)]) \
+                if params.n > 1 else empty
             return
-        self.engine.submit(key, self.encode(prompt), params, self._generator(params))
+        if params.n <= 1:
+            self.engine.submit(key, ids, params, self._generator(params))
+            return
+        self._groups[key] = [None] * params.n
+        for i in range(params.n):
+            self.engine.submit(_Sample(key, i), ids, params, self._generator(params, i))
 
     def poll(self) -> list[tuple[Hashable, Completion]]:
         """Decode until at least one submitted prompt is complete; those completions (may be [])."""
         while not self._results and self.engine.busy():
             self._advance()
-        done = [(k, c) for k, (c, _) in self._results.items()]
+        done = list(self._results.items())
         self._results.clear()
         return done
 
@@ -150,16 +162,27 @@ class HFLLM:
             c = self._finish(row.out, row.params)
             c.usage = Usage(prompt_tokens=len(row.ids), completion_tokens=len(row.out), cached_tokens=row.cached)
             c.latency_s = wall
-            self._results[row.key] = (c, list(row.out))
+            c.prompt_ids, c.completion_ids, c.logprobs = list(row.ids), list(row.out), list(row.logprobs)
+            if not isinstance(row.key, _Sample):
+                self._results[row.key] = c
+                continue
+            group = self._groups[row.key.key]
+            group[row.key.i] = c
+            if all(x is not None for x in group):
+                samples = [x for x in group if x is not None]
+                del self._groups[row.key.key]
+                self._results[row.key.key] = replace(samples[0], samples=samples)
 
-    def _generator(self, params: GenParams):
+    def _generator(self, params: GenParams, i: int = 0):
+        """A sampling generator (None when greedy); the ``i``-th sample of a seeded prompt uses
+        ``seed + i``."""
         if params.temperature <= 0:
             return None
         import torch
 
         gen = torch.Generator(device=self.device)
         if params.seed is not None:
-            gen.manual_seed(params.seed)
+            gen.manual_seed(params.seed + i)
         else:
             gen.seed()
         return gen
@@ -184,6 +207,14 @@ class HFLLM:
     def _detok(self, ids: list[int]) -> str:
         # Special tokens stay: a stop string may be one (e.g. "<|im_end|>" of another template).
         return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """The engine key of the ``i``-th of several samples of the prompt submitted under ``key``."""
+
+    key: Hashable
+    i: int
 
 
 def _load(model: str, dtype) -> tuple[Any, Any]:
