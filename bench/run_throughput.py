@@ -76,9 +76,9 @@ class PaperLLM:
 def arm(name: str, llm, batch_size: int, examples, index, out: Path) -> tuple[float, dict]:
     shutil.rmtree(out / name, ignore_errors=True)
     agent = ReActAgent(model=llm.name)
-    spec = RunSpec("hotpotqa", "eval", agent.name, llm.name, agent.prompt_id, {"arm": name})
+    spec = RunSpec("hotpotqa", "eval", agent.name, llm.name, agent.prompt_id, extra={"arm": name})
     t0 = time.perf_counter()
-    summary = run(examples, agent, HotpotQA(), lambda: WikiEnv(index), out / name, spec, llm=llm,
+    summary = run(examples, agent, HotpotQA(), lambda: WikiEnv(index), out / name, spec, llms=llm,
                   batch_size=batch_size, progress=True)
     wall = time.perf_counter() - t0
     answers = {}
@@ -112,9 +112,9 @@ def main() -> None:
     qpm_paper, qpm_ours = n / t_paper * 60, n / t_ours * 60
     print()
     print(f"questions: {n}  model: {args.model}")
-    print(f"paper-style (batch 1, no KV reuse): {t_paper:8.1f} s  {qpm_paper:6.2f} q/min  EM {paper['summary']['em']:.3f}")
-    print(f"continuous batching + KV reuse:     {t_ours:8.1f} s  {qpm_ours:6.2f} q/min  EM {ours['summary']['em']:.3f}")
-    print(f"  the same without drafts:          {t_plain:8.1f} s  {n / t_plain * 60:6.2f} q/min  EM {plain['summary']['em']:.3f}")
+    print(f"paper-style (batch 1, no KV reuse): {t_paper:8.1f} s  {qpm_paper:6.2f} q/min  EM {paper['summary'].main:.3f}")
+    print(f"continuous batching + KV reuse:     {t_ours:8.1f} s  {qpm_ours:6.2f} q/min  EM {ours['summary'].main:.3f}")
+    print(f"  the same without drafts:          {t_plain:8.1f} s  {n / t_plain * 60:6.2f} q/min  EM {plain['summary'].main:.3f}")
     print(f"speed-up (q/min ratio): {qpm_ours / qpm_paper:.1f}x   (target >= 10x; without drafts {t_paper / t_plain:.1f}x)")
     print(f"identical final answers: {same}/{n} = {same / n:.1%}   (target >= 95%)")
     same_plain = sum(paper["answers"][e.id] == plain["answers"][e.id] for e in examples)
