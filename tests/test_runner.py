@@ -43,6 +43,10 @@ class CountdownAgent:
         text = ""
         for i in range(int(example.type)):
             c = yield Query(f"{example.question} {example.answer}", GenParams(stop=["\n"]))
+            if c.finish_reason == "error":
+                return Trajectory(id=example.id, task="toy", question=example.question, gold=example.answer,
+                                  agent=self.name, prompt_id=self.prompt_id, model="echo", status="error",
+                                  error=c.error, type=example.type)
             text = c.text
             steps.append(Step(i + 1, "t", Action("think", text), "ok"))
         return Trajectory(
@@ -222,3 +226,75 @@ def test_resume_after_a_killed_process(tmp_path):
     subprocess.run([sys.executable, str(script), str(out)], check=True, timeout=120)
     ids = [json.loads(x)["id"] for x in traj.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 40
+
+
+class FlakyLLM(EchoLLM):
+    """Fails every call (as a wrong API key would) until ``fixed``."""
+
+    fixed = False
+
+    def generate(self, prompts, params):
+        if not self.fixed:
+            return [Completion(text="", finish_reason="error", error="HTTP 401: bad key") for _ in prompts]
+        return super().generate(prompts, params)
+
+
+def test_failed_episodes_are_run_again_on_resume(tmp_path):
+    llm = FlakyLLM()
+    s = run(examples(5), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=llm, progress=False)
+    assert s.status == {"error": 5} and s.all_failed and s.first_error == "HTTP 401: bad key"
+    llm.fixed = True
+    s = run(examples(5), CountdownAgent(), ToyTask(), lambda: None, tmp_path, SPEC, llms=llm, progress=False)
+    assert s.status == {"finished": 5} and not s.all_failed and s.metrics["em"] == 1.0
+    ids = [json.loads(x)["id"] for x in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
+    assert sorted(ids) == [f"q{i}" for i in range(5)]  # the failed records were replaced, not duplicated
+
+
+def test_what_changes_an_episode_is_part_of_the_run_identity(tmp_path):
+    """A resume that would mix adapters (by path or by content) or step limits is refused before
+    any model loads, naming what differs."""
+    from reactlab.config import ModelRef, RunConfig
+    from reactlab.runner import run_from_config
+    from reactlab.tasks import TASKS
+
+    TASKS["toy-runner"] = lambda: type("T", (ToyTask,), {
+        "splits": ("s",), "eval_splits": (), "default_prompt": "zeroshot",
+        "examples": lambda self, split, limit=None, seed=None, data=None: examples(2),
+        "environments": lambda self, exs, **kw: __import__("contextlib").nullcontext(lambda: NoEnv()),
+    })()
+    try:
+        for name, weights in (("a", b"one"), ("b", b"two")):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "adapter_model.safetensors").write_bytes(weights)
+        out = tmp_path / "run"
+
+        def go(adapter="a", max_steps=3):
+            cfg = RunConfig(out=str(out), task="toy-runner", split="s", max_steps=max_steps,
+                            model=ModelRef(name="smollm2", adapter=str(tmp_path / adapter)))
+            return run_from_config(cfg, llms={"default": FinishLLM()}, progress=False)
+
+        assert go().n == 2
+        with pytest.raises(DataError, match=r"model: 'smollm2\+.*/a' there vs 'smollm2\+.*/b' now"):
+            go(adapter="b")
+        with pytest.raises(DataError, match=r"settings.max_steps: 3 there vs 5 now"):
+            go(max_steps=5)
+        (tmp_path / "a" / "adapter_model.safetensors").write_bytes(b"retrained")
+        with pytest.raises(DataError, match=r"settings.adapter_sha256.default: '[0-9a-f]+' there vs"):
+            go()
+    finally:
+        del TASKS["toy-runner"]
+
+
+class NoEnv:
+    def reset(self, example):
+        return example.question
+
+    def step(self, action):
+        return "Episode finished.", action.name == "finish"
+
+
+class FinishLLM:
+    name = "finish"
+
+    def generate(self, prompts, params):
+        return [Completion(text=" Done.\nAction 1: Finish[x]") for _ in prompts]

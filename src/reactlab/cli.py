@@ -105,6 +105,10 @@ def run_cmd(
         cfg = load_config(RunConfig, files, overrides, values=values)
         summary = run_from_config(cfg, progress=not quiet)
     typer.echo(summary.format())
+    if summary.all_failed:
+        typer.secho(f"error: every episode failed; the first: {summary.first_error}. Fix the cause and rerun the "
+                    "same command: failed episodes are run again.", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
 
 
 @app.command("demo")

@@ -231,7 +231,7 @@ def _check_outputs(demo: Demo, cfg: SFTRecipe) -> None:
     if _adapter_done(adapter):
         info = json.loads((adapter / TRAINING_FILE).read_text())
         _same(adapter, _flat(info.get("recipe", {})), _flat(cfg.model_dump(mode="json")), ignore=("out", "data.path"))
-        from reactlab.train.common import files_sha256
+        from reactlab.io import files_sha256
 
         data = [demo.dir("data") / f for f in (cfg.data.train_file, cfg.data.val_file) if f]
         # no data/ yet: it is rebuilt from the same options, byte for byte (seeded), before it is used

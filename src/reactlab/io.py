@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -164,3 +165,16 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """One JSON object per line, written atomically (``write_text_atomic``)."""
     write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def files_sha256(paths: Iterable[str | Path]) -> str:
+    """One sha256 over the given files' names and bytes (missing files are skipped), in order."""
+    h = hashlib.sha256()
+    for p in paths:
+        p = Path(p)
+        if p.is_file():
+            h.update(p.name.encode() + b"\0")
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()

@@ -21,7 +21,7 @@ from typing import Any
 from reactlab.tasks.metrics import aggregate
 
 _FIXED = ("n", "stderr", "by_type", "avg_steps", "invalid_action_rate", "status", "tokens_per_question",
-          "episode_wall_s", "wall_s", "run", "main_metric", "metrics")
+          "episode_wall_s", "wall_s", "run", "main_metric", "metrics", "first_error")
 
 
 @dataclass
@@ -30,7 +30,8 @@ class Summary:
     ``main_metric``: the task's headline metric; ``by_type``: per question type, each metric's mean
     and ``n``; ``status``: episodes per status; ``tokens_per_question``: prompt + completion tokens;
     ``episode_wall_s``: the episodes' own wall times added up; ``wall_s``: this invocation's wall
-    time (a resumed run counts its last invocation only); ``run``: the run's identity (``run.json``)."""
+    time (a resumed run counts its last invocation only); ``run``: the run's identity (``run.json``);
+    ``first_error``: the error of the first episode that failed, if any."""
 
     n: int
     metrics: dict[str, float]
@@ -44,6 +45,12 @@ class Summary:
     episode_wall_s: float = 0.0
     wall_s: float = 0.0
     run: dict[str, Any] = field(default_factory=dict)
+    first_error: str | None = None
+
+    @property
+    def all_failed(self) -> bool:
+        """Every episode ended in ``error`` (e.g. every model call was refused)."""
+        return self.n > 0 and self.status.get("error", 0) == self.n
 
     @classmethod
     def of(
@@ -79,6 +86,7 @@ class Summary:
             episode_wall_s=sum(t.get("wall_s", 0.0) for t in trajs),
             wall_s=wall_s,
             run=dict(run or {}),
+            first_error=next((t.get("error") for t in trajs if t.get("status") == "error"), None),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +96,7 @@ class Summary:
             "by_type": self.by_type, "avg_steps": self.avg_steps, "invalid_action_rate": self.invalid_action_rate,
             "status": self.status, "tokens_per_question": self.tokens_per_question,
             "episode_wall_s": self.episode_wall_s, "wall_s": self.wall_s, "run": self.run,
+            "first_error": self.first_error,
         }
 
     @classmethod
@@ -107,6 +116,7 @@ class Summary:
             episode_wall_s=float(d.get("episode_wall_s", 0.0)),
             wall_s=float(d.get("wall_s", 0.0)),
             run=dict(d.get("run", {})),
+            first_error=d.get("first_error"),
         )
 
     @classmethod

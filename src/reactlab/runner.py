@@ -12,7 +12,11 @@ moves on the moment its completion is ready (continuous batching); otherwise the
 advance in rounds, one ``generate`` per model and decoding parameters per round. The runner scores
 each finished trajectory with the task's scorer, appends it to ``OUT/trajectories.jsonl`` (flush +
 fsync) and, at the end, writes ``OUT/summary.json``. A rerun with the same ``OUT`` skips the ids
-already written: a killed run resumes where it stopped, with no lost and no duplicated ids.
+already written: a killed run resumes where it stopped, with no lost and no duplicated ids. Episodes
+that ended in ``error`` (the model call failed after its retries: a wrong key, a server down) are
+not results: a rerun removes them and runs them again. A rerun must be the same run: everything
+that changes what an episode is (task, split or data file and its hash, agent, method, prompt,
+model and adapter with its hash, step limit, decoding parameters) is in ``run.json`` and compared.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reactlab.io import DataError, append_jsonl, read_jsonl_tolerant, write_json_atomic
+from reactlab.io import DataError, append_jsonl, read_jsonl_tolerant, write_json_atomic, write_jsonl_atomic
 from reactlab.report import Summary
 from reactlab.types import (
     DEFAULT_ROLE,
@@ -56,7 +60,9 @@ RUN_SCHEMA = "reactlab.run/1"
 class RunSpec:
     """What identifies a run (``OUT/run.json``, schema ``reactlab.run/1``); a resume must match it
     (mixing two models in one file is a bug). ``model``: the default role's model with its adapter
-    (``ModelRef.label``); ``roles``: the other roles' models."""
+    (``ModelRef.label``); ``roles``: the other roles' models; ``settings``: the rest of what makes
+    an episode what it is (step limit, decoding parameters, content hashes of the data file and of
+    the adapters' weights)."""
 
     task: str
     split: str
@@ -65,24 +71,30 @@ class RunSpec:
     prompt_id: str
     method: str = ""
     roles: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     schema: str = RUN_SCHEMA
 
 
-IDENTITY = ("task", "split", "agent", "method", "model", "roles", "prompt_id")
+IDENTITY = ("task", "split", "agent", "method", "model", "roles", "prompt_id", "settings")
 
 
-def _check_spec(out: Path, spec: RunSpec) -> None:
+def _check_spec(out: Path, spec: RunSpec, write: bool = True) -> None:
+    """Refuse ``out`` when its ``run.json`` is another run's; write ``spec`` there when it has none
+    (and ``write``)."""
     path = out / RUN_FILE
     if path.exists():
         old = json.loads(path.read_text())
         mine = asdict(spec)
-        empty = {"method": "", "roles": {}}
+        empty = {"method": "", "roles": {}, "settings": {}}
         diff = {k: (old.get(k, empty.get(k)), mine[k]) for k in IDENTITY if old.get(k, empty.get(k)) != mine[k]}
+        if "settings" in diff:  # name the settings that differ, not the whole mapping
+            a, b = diff.pop("settings")
+            diff |= {f"settings.{k}": (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
         if diff:
             detail = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
             raise DataError(f"{out}: holds a different run ({detail}); use another --out or remove it")
-    else:
+    elif write:
         write_json_atomic(path, asdict(spec))
 
 
@@ -113,7 +125,9 @@ def run_from_config(
         model=refs[DEFAULT_ROLE].label() if needs_model and DEFAULT_ROLE in refs else getattr(agent, "model", "none"),
         prompt_id=agent.prompt_id,
         roles={r: m.label() for r, m in refs.items() if r != DEFAULT_ROLE} if needs_model else {},
+        settings=_settings(cfg, agent, refs if needs_model else {}),
     )
+    _check_spec(Path(cfg.out), spec, write=False)  # a mismatch is refused before any model loads
     with contextlib.ExitStack() as stack:
         if llms is None and needs_model:
             llms = {role: stack.enter_context(_closing(_make_llm(ref, cfg))) for role, ref in refs.items()}
@@ -121,6 +135,23 @@ def run_from_config(
                                                          index=index))
         return run(examples, agent, task, make_env, cfg.out, spec, llms=llms if needs_model else None,
                    batch_size=cfg.batch_size, progress=progress)
+
+
+def _settings(cfg: RunConfig, agent: Agent, refs: Mapping[str, ModelRef]) -> dict[str, Any]:
+    """The part of a run's identity beyond names: what else changes the episodes."""
+    from reactlab.io import files_sha256
+
+    out: dict[str, Any] = {"max_steps": cfg.max_steps}
+    params = getattr(agent, "params", None)
+    if params is not None:
+        out["decoding"] = asdict(params)
+    if cfg.data:
+        out["data_sha256"] = files_sha256([cfg.data])
+    for role, ref in sorted(refs.items()):
+        if ref.adapter:
+            weights = sorted(Path(ref.adapter).glob("adapter_model*")) + [Path(ref.adapter) / "adapter_config.json"]
+            out[f"adapter_sha256.{role}"] = files_sha256(weights)
+    return out
 
 
 def _role_models(cfg: RunConfig) -> dict[str, ModelRef]:
@@ -184,7 +215,11 @@ def run(
     _check_spec(out, spec)
     route = _router(llms)
     traj_path = out / TRAJ_FILE
-    done = {d["id"]: d for d in read_jsonl_tolerant(traj_path)}
+    records = read_jsonl_tolerant(traj_path)
+    if any(d.get("status") == "error" for d in records):  # failed calls are not results: run them again
+        records = [d for d in records if d.get("status") != "error"]
+        write_jsonl_atomic(traj_path, records)
+    done = {d["id"]: d for d in records}
     todo = [e for e in examples if e.id not in done]
     t0 = time.perf_counter()
     bar = _progress(len(examples), len(examples) - len(todo), progress)

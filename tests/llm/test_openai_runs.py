@@ -36,3 +36,25 @@ def test_faulty_api_run_records_every_episode(vendored_index, fault_server, tmp_
             assert r["answer"] == "yes"
     assert KEY not in text and KEY not in (tmp_path / "summary.json").read_text()
     assert KEY not in caplog.text
+
+
+def test_a_run_refused_by_the_api_fails_then_completes_once_fixed(fault_server, tmp_path, monkeypatch):
+    """Every call refused (HTTP 401): the command exits 1 naming the error; after the key is fixed,
+    the same command runs every episode again and finishes them all, each id once."""
+    from typer.testing import CliRunner
+
+    from reactlab.cli import app
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server = fault_server(default="401")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    out = tmp_path / "api"
+    args = ["run", "--model", "openai:m", "--limit", "3", "--max-steps", "2", "--out", str(out), "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1, res.output
+    assert "error: every episode failed; the first: HTTP 401" in res.output and KEY not in res.output
+    server.default = f"ok:{ANSWER}"
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert sorted(r["status"] for r in rows) == ["finished"] * 3 and len({r["id"] for r in rows}) == 3

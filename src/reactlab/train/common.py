@@ -12,17 +12,17 @@ torch, transformers and peft are imported inside the functions (nothing happens 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import resource
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reactlab.config import LoraConfig, ModelConfig
+from reactlab.io import files_sha256
 
 
 @dataclass
@@ -143,19 +143,6 @@ TRAINING_FILE = "training.json"
 """A training run's record in its output dir (schema ``reactlab.training/1``); a run of an agent
 has ``run.json`` (``reactlab.runner.RunSpec``), a different record."""
 TRAINING_SCHEMA = "reactlab.training/1"
-
-
-def files_sha256(paths: Iterable[str | Path]) -> str:
-    """One sha256 over the given files' names and bytes (missing files are skipped), in order."""
-    h = hashlib.sha256()
-    for p in paths:
-        p = Path(p)
-        if p.is_file():
-            h.update(p.name.encode() + b"\0")
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
 
 
 def git_commit() -> str | None:
