@@ -90,3 +90,51 @@ def test_bad_run_options_are_one_line_errors(tmp_path, args, message):
     res = invoke("run", "--out", tmp_path / "o", *args)
     assert res.exit_code == 2 and message in res.output, res.output
     assert "Traceback" not in res.output and not (tmp_path / "o").exists()
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    """Files a user might hand the commands by mistake."""
+    (tmp_path / "bad.json.gz").write_bytes(b"not gzip at all")
+    (tmp_path / "empty.json").write_text("[]")
+    (tmp_path / "binary.json").write_bytes(bytes(range(200, 256)) * 4)
+    (tmp_path / "recipe.yaml").write_bytes(bytes(range(200, 256)))
+    (tmp_path / "short.json").write_text('["only one"]')
+    (tmp_path / "q2.json").write_text(json.dumps([{"question": "a?", "answer": "x"}, {"question": "b?", "answer": "y"}]))
+    junk = tmp_path / "junk-adapter"
+    junk.mkdir()
+    (junk / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
+    (junk / "adapter_model.safetensors").write_bytes(b"\xff" * 64)
+    cfg = tmp_path / "bad-config-adapter"
+    cfg.mkdir()
+    (cfg / "adapter_config.json").write_text("not json{")
+    return tmp_path
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--agent", "oracle", "--data", "{d}/bad.json.gz"], "bad.json.gz: cannot read (Not a gzipped file"),
+    (["run", "--agent", "oracle", "--data", "{d}/empty.json"], "empty.json: no examples to run"),
+    (["run", "--agent", "oracle", "--data", "{d}/binary.json"], "binary.json: not UTF-8 text"),
+    (["run", "--model", "hf:/nonexistent/model", "--limit", "1"], "model directory not found: /nonexistent/model"),
+    (["run", "--model", "hf:{tiny}", "--adapter", "{d}/junk-adapter", "--limit", "1"],
+     "junk-adapter/adapter_model.safetensors: not a safetensors file"),
+    (["run", "--model", "hf:{tiny}", "--adapter", "{d}/bad-config-adapter", "--limit", "1"],
+     "bad-config-adapter/adapter_config.json: not a JSON adapter config"),
+    (["run", "--model", "scripted:{d}/short.json", "--data", "{d}/q2.json"], "ScriptedLLM 'scripted' ran out"),
+    (["train", "sft", "-c", "{d}/recipe.yaml"], "recipe.yaml: not a YAML text file"),
+    (["data", "build", "--from", "{d}/binary.json", "--out", "{d}/ds"], "binary.json: not UTF-8 text"),
+    (["export", "--model", "/nonexistent", "--out", "{d}/ex"], "base '/nonexistent' is neither a named model"),
+])
+def test_bad_inputs_are_one_line_errors(bad_inputs, tiny_model_dir, args, message):
+    args = [a.format(d=bad_inputs, tiny=tiny_model_dir) for a in args]
+    if args[0] == "run":
+        args += ["--out", str(bad_inputs / "out"), "-q"]
+    res = invoke(*args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output, res.output
+    assert len([x for x in res.output.splitlines() if x.startswith("error:")]) == 1
+
+
+def test_wiki_search_shows_control_characters_escaped(corpus):
+    res = invoke("wiki", "search", "\x1b[31mred\x1b[0m", "--corpus", corpus)
+    assert res.exit_code == 0 and "\x1b" not in res.output and "\\x1b[31mred" in res.output

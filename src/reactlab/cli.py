@@ -46,7 +46,17 @@ def wiki_search(query: str, corpus: CorpusOpt = None) -> None:
     """Print exactly the observation the agent sees for ``search[QUERY]``."""
     from reactlab.envs.wikienv import search_observation
 
-    typer.echo(search_observation(_index(corpus), query))
+    typer.echo(printable(search_observation(_index(corpus), query)))
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control characters (terminal escape sequences among them) shown escaped, so
+    what a query or a page holds cannot drive the terminal.
+
+    >>> printable("a\x1b[31mb")
+    'a\\x1b[31mb'
+    """
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode() for ch in text)
 
 
 @wiki_app.command("stats")

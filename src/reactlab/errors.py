@@ -2,9 +2,10 @@
 traceback. Every ``reactlab`` subcommand wraps its library call in ``user_errors()``.
 
 A user's mistake is what the library raises for bad input: ``ValueError`` (``DataError`` and
-``ConfigError`` are ValueErrors, with file/line/field in the message), ``FileNotFoundError``,
-``KeyError`` (an unknown name) and ``ModuleNotFoundError`` (an optional package not installed, with
-the pip command). Anything else is a bug and keeps its traceback.
+``ConfigError`` are ValueErrors, with file/line/field in the message), ``KeyError`` (an unknown
+name), ``ModuleNotFoundError`` (an optional package not installed, with the pip command) and
+``OSError`` (a missing file, a place that cannot be written, a full disk: ``io.OutputError`` names
+the file). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import NoReturn
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError, ModuleNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, ModuleNotFoundError)
 
 
 def message(err: BaseException) -> str:

@@ -5,6 +5,7 @@ name the file, the line (or record) and the field; appends that survive a kill; 
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import io
@@ -14,6 +15,11 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+class OutputError(OSError):
+    """An output could not be written (read-only place, full disk); the message names the file.
+    What was already written stays whole: a torn last line is cut off first."""
 
 
 class DataError(ValueError):
@@ -40,9 +46,23 @@ def is_jsonl(path: str | Path) -> bool:
     name = str(path).removesuffix(".gz").removesuffix(".bz2")
     if name.endswith(".jsonl"):
         return True
-    with open_file(path) as f:
+    with reading(path), open_file(path) as f:
         head = f.read(4096).lstrip()
     return not head.startswith("[")
+
+
+@contextlib.contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn what a file that is not what its name says raises (not gzip, not UTF-8, truncated) into
+    a ``DataError`` naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is it a binary file?") from None
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError) as e:  # a corrupt or truncated .gz / .bz2, or one that is not compressed
+        raise DataError(f"{path}: cannot read ({e})") from None
 
 
 def iter_jsonl(path: str | Path, error: type[DataError] = DataError) -> Iterator[tuple[str, Any]]:
@@ -82,7 +102,7 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
             yield where, rec
         return
-    with open_file(path) as f:
+    with reading(path), open_file(path) as f:
         try:
             data = json.load(f)
         except json.JSONDecodeError as e:
@@ -111,10 +131,18 @@ def require(rec: dict[str, Any], field: str, types: type | tuple[type, ...], whe
 
 def append_jsonl(f: IO[str], record: dict[str, Any]) -> None:
     """Append one record as a line and make it durable (flush + fsync): a kill loses at most the
-    line being written, which the reader then drops (see ``read_jsonl_tolerant``)."""
-    f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
+    line being written, which the reader then drops (see ``read_jsonl_tolerant``). A failed write
+    (full disk) cuts the partial line off again and raises ``OutputError`` naming the file."""
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    size = os.fstat(f.fileno()).st_size
+    try:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(f.fileno(), size)
+        raise OutputError(e.errno, f"cannot write {f.name}: {e.strerror or e}") from None
 
 
 def read_jsonl_tolerant(path: Path) -> list[dict[str, Any]]:
@@ -142,8 +170,11 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write a file via a temp file in the same directory and ``os.replace``: readers see the old
     or the new file, never half of one. The result is 0644 like any other output (mkstemp's 0600
     would make a dataset unreadable to a colleague)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -151,9 +182,11 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise OutputError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 

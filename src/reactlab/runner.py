@@ -112,6 +112,8 @@ def run_from_config(
 
     task = make_task(cfg.task)
     examples = task.examples(cfg.split, limit=cfg.limit, seed=cfg.seed, data=cfg.data)
+    if not examples:
+        raise DataError(f"{cfg.data or f'{task.name} split {cfg.split!r}'}: no examples to run")
     refs = _role_models(cfg)
     agent = make_agent(
         cfg.agent, task=task, method=cfg.method, style=cfg.style, prompt=cfg.prompt, max_steps=cfg.max_steps,

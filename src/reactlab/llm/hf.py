@@ -67,6 +67,8 @@ class HFLLM:
             self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         else:
             self.dtype = getattr(torch, dtype)
+        if adapter:
+            check_adapter_files(adapter)  # before the (slow) base model load
         self.model, self.tokenizer = _load(model, self.dtype)
         why = engine.supported(self.model)
         if why:
@@ -218,26 +220,58 @@ class _Sample:
 
 
 def _load(model: str, dtype) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a HF dir / hub id, or a ``.gguf`` file."""
+    """``(model, tokenizer)`` from a HF dir / hub id, or a ``.gguf`` file. A path that is not there
+    (absolute or ``./``-relative, which no hub id is) or a model that cannot be loaded is a
+    ``FileNotFoundError`` / ``ValueError`` naming it."""
     if model.endswith(".gguf"):
         from reactlab.models import load_gguf
 
         if not Path(model).is_file():
             raise FileNotFoundError(f"GGUF file not found: {model}")
         return load_gguf(model, dtype)
+    if (Path(model).is_absolute() or model.startswith(".")) and not Path(model).is_dir():
+        raise FileNotFoundError(f"model directory not found: {model}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoModelForCausalLM.from_pretrained(model, dtype=dtype), AutoTokenizer.from_pretrained(model)
+    try:
+        return AutoModelForCausalLM.from_pretrained(model, dtype=dtype), AutoTokenizer.from_pretrained(model)
+    except OSError as e:  # not a model dir, or a hub id with no hub to ask
+        raise FileNotFoundError(f"model {model!r} cannot be loaded: {str(e).splitlines()[0]}") from None
+
+
+def check_adapter_files(adapter: str) -> None:
+    """Fail fast (before the base model loads) on an adapter dir that cannot be one: no
+    ``adapter_config.json``, a config that is not JSON, weights whose header does not parse."""
+    import json
+
+    path = Path(adapter)
+    if not path.exists():
+        if path.is_absolute() or adapter.startswith("."):
+            raise FileNotFoundError(f"adapter directory not found: {adapter}")
+        return  # a hub id: PEFT resolves it
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{config}: not a JSON adapter config ({e})") from None
+    weights = path / "adapter_model.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), framework="pt") as f:
+                f.keys()
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a bad header
+            raise ValueError(f"{weights}: not a safetensors file ({e})") from None
 
 
 def _with_adapter(model, adapter: str):
     """``model`` with a PEFT LoRA adapter merged in; a mismatched adapter fails with a clear message."""
     from peft import PeftModel
 
-    if Path(adapter).exists() and not (Path(adapter) / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
-    if not Path(adapter).exists() and Path(adapter).is_absolute():
-        raise FileNotFoundError(f"adapter directory not found: {adapter}")
+    check_adapter_files(adapter)
     try:
         # Merged into the weights: inference then costs what the base model costs (an unmerged LoRA
         # adds two small matmuls to every projection of every step).

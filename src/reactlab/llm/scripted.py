@@ -26,8 +26,9 @@ from reactlab.types import Completion, FinishReason, GenParams, Prompt, Usage
 ScriptSource = Union[Sequence[str], Mapping[str, str], Callable[[Prompt], str], str, PathLike]
 
 
-class ScriptExhausted(RuntimeError):
-    """The script has fewer completions left than the batch asked for."""
+class ScriptExhausted(ValueError):
+    """The script has fewer completions left than the batch asked for (the script is the user's
+    input: a ``ValueError``, reported as one line by the commands)."""
 
 
 def count_tokens(text: str) -> int:
