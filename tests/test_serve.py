@@ -206,3 +206,96 @@ def test_a_real_hf_model_served_answers_as_it_does_in_process(served, tiny_model
     chat = [[{"role": "user", "content": p}] for p in prompts[:3]]
     want_chat = [c.text for c in llm.generate(chat, params)]
     assert [c.text for c in client.generate(chat, params)] == want_chat
+
+
+class PickyLLM(RecordingLLM):
+    """Fails a whole batch when any prompt in it contains ``boom`` (as a model may on odd input)."""
+
+    def generate(self, prompts, params):
+        if any("boom" in (p if isinstance(p, str) else p[-1]["content"]) for p in prompts):
+            raise RuntimeError("boom in the batch")
+        return super().generate(prompts, params)
+
+
+def test_one_bad_request_never_hurts_another(served):
+    """50 concurrent requests, 10 of them invalid in varied ways (and one that makes the model
+    fail): every valid one gets 200 and the completion it gets alone; the others get their own
+    4xx/5xx."""
+    llm = PickyLLM(delay=0.02)
+    server = served(llm)
+    url = server.url + "/v1/completions"
+    bad = [
+        {"prompt": ""}, {"prompt": "\ud800 lone surrogate"}, {"prompt": "x", "seed": 2**70},
+        {"prompt": "x", "max_tokens": 10**9}, {"prompt": "x", "n": 99}, {"prompt": ["ok", ""]},
+        {"prompt": "x", "temperature": -1}, {"prompt": 7}, {"messages": "no"}, {"prompt": "x", "top_p": 0},
+    ]
+    requests = [("good", {"prompt": f"q{i}"}) for i in range(39)] + [("boom", {"prompt": "boom"})]
+    requests += [("bad", b) for b in bad]
+    results: dict[int, httpx.Response] = {}
+
+    def send(i, body):
+        import json as _json
+
+        content = _json.dumps(body, ensure_ascii=True).encode()  # a lone surrogate travels escaped
+        results[i] = httpx.post(url, content=content, headers={"Content-Type": "application/json"}, timeout=30)
+
+    threads = [threading.Thread(target=send, args=(i, b)) for i, (_, b) in enumerate(requests)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (kind, body) in enumerate(requests):
+        r = results[i]
+        if kind == "good":
+            assert r.status_code == 200 and r.json()["choices"][0]["text"] == f"ans:{body['prompt']}", r.text
+        elif kind == "boom":
+            assert r.status_code == 500 and "boom in the batch" in r.json()["error"]["message"]
+        else:
+            assert r.status_code == 400 and r.json()["error"]["message"], (body, r.text)
+    alone = httpx.post(url, json={"prompt": "q3"}).json()["choices"][0]["text"]
+    assert alone == "ans:q3"
+
+
+def test_every_status_is_json(served):
+    server = served(RecordingLLM(delay=0))
+    for method in ("PUT", "DELETE", "PATCH"):
+        r = httpx.request(method, server.url + "/v1/completions", json={"prompt": "x"})
+        assert r.status_code == 405 and "not allowed" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/v1/completions", content=b'{"prompt": "\xff\xfe"}',
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "not UTF-8" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/v1/completions", json={"prompt": "x", "max_tokens": 10**9})
+    assert r.status_code == 400 and "at most 4096 tokens" in r.json()["error"]["message"]
+
+
+def test_a_body_that_never_arrives_is_let_go(served, monkeypatch):
+    import socket
+
+    from reactlab import serve as serve_mod
+
+    monkeypatch.setattr(serve_mod._Handler, "timeout", 0.5)
+    server = served(RecordingLLM(delay=0))
+    host, port = server.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\"")
+        t0 = time.perf_counter()
+        reply = s.recv(4096)
+    assert b"408" in reply.split(b"\r\n")[0] and time.perf_counter() - t0 < 3
+    assert httpx.get(server.url + "/v1/models").status_code == 200  # the server is fine
+
+
+def test_sigterm_stops_the_server_cleanly(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.json"
+    script.write_text('["hello"]')
+    proc = subprocess.Popen([sys.executable, "-m", "reactlab.cli", "serve", f"scripted:{script}", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    assert "serving scripted:" in line, line
+    url = line.split(" at ")[1].split()[0]
+    assert httpx.post(url + "/completions", json={"prompt": "hi"}).json()["choices"][0]["text"] == "hello"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0

@@ -10,8 +10,14 @@
 
 Fields left out take ``GenParams``' defaults (greedy, 128 new tokens), not OpenAI's. Choices carry
 vLLM's ``stop_reason`` (the stop string that ended the text) so a client can recover
-``Completion.stop``. Bad requests get 400 with an OpenAI-shaped ``{"error": {...}}`` body; a
-failure of the model gets 500 (which OpenAI clients retry).
+``Completion.stop``. Every answer is JSON: a bad request gets 400 with an OpenAI-shaped
+``{"error": {...}}`` body (an empty prompt, text that is not valid Unicode, a body that is not
+UTF-8 JSON, numbers out of range, ``max_tokens`` over the server's cap), an unknown route 404, a
+wrong method 405, no length 411, a body too large 413, a body that never arrives 408; a failure
+of the model gets 500 (which OpenAI clients retry) and reaches only the request that caused it.
+
+One request never hurts another: requests are validated before they join a batch, and when a
+batched model call fails, each of its requests is retried alone, so only the culprit gets the 500.
 
 Why micro-batching: HTTP clients send one prompt per request, but a local model is fast only when
 it sees a batch. Requests are queued; one worker thread waits ``batch_window_s`` after the first
@@ -40,6 +46,12 @@ log = logging.getLogger("reactlab.serve")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_N = 16
+MAX_TOKENS_CAP = 4096
+"""Default cap on ``max_tokens`` (``serve(max_tokens_cap=...)``): a request for a billion tokens
+would hold the model for hours."""
+BODY_TIMEOUT_S = 10.0
+"""How long a client may take to send its request (a Content-Length longer than the body sent)."""
+SEED_MAX = 2**63 - 1
 
 
 class BadRequest(ValueError):
@@ -123,17 +135,25 @@ class MicroBatcher:
 
     def _run(self, items: list[_Item]) -> None:
         try:
-            outs = self.llm.generate([it.prompt for it in items], items[0].params)
-            if len(outs) != len(items):
-                raise RuntimeError(f"LLM returned {len(outs)} completions for {len(items)} prompts")
-        except Exception as e:  # the submitters must hear about it, or they block forever
-            log.exception("generate failed for a batch of %d", len(items))
-            for it in items:
-                it.future.set_exception(e)
+            outs = self._generate(items)
+        except Exception:  # one bad row must not fail the others: retry each alone
+            if len(items) > 1:
+                log.warning("generate failed for a batch of %d; retrying each request alone", len(items))
+                for it in items:
+                    self._run([it])
+                return
+            log.exception("generate failed for a request")
+            items[0].future.set_exception(sys.exc_info()[1] or RuntimeError("generate failed"))
             return
         log.debug("served a batch of %d", len(items))
         for it, out in zip(items, outs, strict=True):
             it.future.set_result(out)
+
+    def _generate(self, items: list[_Item]) -> list[Completion]:
+        outs = self.llm.generate([it.prompt for it in items], items[0].params)
+        if len(outs) != len(items):
+            raise RuntimeError(f"LLM returned {len(outs)} completions for {len(items)} prompts")
+        return outs
 
 
 # --- request parsing ----------------------------------------------------------------------------
@@ -151,7 +171,7 @@ def _get(body: dict[str, Any], key: str, types: type | tuple[type, ...], default
     return value
 
 
-def parse_params(body: dict[str, Any]) -> tuple[GenParams, int]:
+def parse_params(body: dict[str, Any], max_tokens_cap: int = MAX_TOKENS_CAP) -> tuple[GenParams, int]:
     """``GenParams`` and ``n`` from an OpenAI request body; raises ``BadRequest``."""
     d = GenParams()
     max_tokens = _get(body, "max_tokens", int, None)
@@ -159,6 +179,8 @@ def parse_params(body: dict[str, Any]) -> tuple[GenParams, int]:
         max_tokens = _get(body, "max_completion_tokens", int, d.max_new_tokens)
     if max_tokens < 1:
         raise BadRequest("'max_tokens' must be >= 1")
+    if max_tokens > max_tokens_cap:
+        raise BadRequest(f"'max_tokens' is {max_tokens}; this server generates at most {max_tokens_cap} tokens")
     temperature = float(_get(body, "temperature", (int, float), d.temperature))
     top_p = float(_get(body, "top_p", (int, float), d.top_p))
     if not 0 <= temperature <= 2 or not 0 < top_p <= 1:
@@ -168,6 +190,8 @@ def parse_params(body: dict[str, Any]) -> tuple[GenParams, int]:
     if not all(isinstance(s, str) for s in stop):
         raise BadRequest("'stop' must be a string or a list of strings")
     seed = _get(body, "seed", int, None)
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise BadRequest(f"'seed' must be in [0, {SEED_MAX}]")
     n = _get(body, "n", int, 1)
     if not 1 <= n <= MAX_N:
         raise BadRequest(f"'n' must be between 1 and {MAX_N}")
@@ -193,8 +217,19 @@ def parse_messages(body: dict[str, Any]) -> list[dict[str, str]]:
             content = "".join(str(t) for t in parts)
         if not isinstance(content, str):
             raise BadRequest(f"messages[{i}].content must be a string")
+        _check_text(content, f"messages[{i}].content")
         out.append({"role": m["role"], "content": content})
+    if not any(m["content"] for m in out):
+        raise BadRequest("'messages' hold no text")
     return out
+
+
+def _check_text(text: str, where: str) -> None:
+    """A prompt must be valid Unicode (a lone surrogate cannot be tokenized)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadRequest(f"{where}: not valid Unicode at character {e.start} ({e.reason})") from None
 
 
 def parse_prompts(body: dict[str, Any]) -> list[str]:
@@ -204,6 +239,10 @@ def parse_prompts(body: dict[str, Any]) -> list[str]:
         raise BadRequest(
             "'prompt' must be a string or a non-empty list of strings (token ids are not supported)"
         )
+    for i, p in enumerate(prompts):
+        if not p:
+            raise BadRequest(f"'prompt'{f'[{i}]' if len(prompts) > 1 else ''} is empty: there is nothing to continue")
+        _check_text(p, f"'prompt'[{i}]")
     return prompts
 
 
@@ -225,6 +264,7 @@ def _usage_json(outs: list[Completion]) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     server: OpenAIServer
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
+    timeout = BODY_TIMEOUT_S  # socket timeout: a client that stops sending is let go
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         log.debug("%s " + format, self.address_string(), *args)
@@ -239,6 +279,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
         self._send(status, {"error": {"message": message, "type": kind, "param": None, "code": None}})
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own errors (a malformed request line, an unknown method) as JSON too."""
+        self.close_connection = True
+        try:
+            self._error(code, message or explain or f"HTTP {code}")
+        except OSError:
+            pass
+
+    def _method_not_allowed(self) -> None:
+        self.close_connection = True
+        self._error(405, f"{self.command} is not allowed here: use GET /v1/models or POST /v1/completions, "
+                         "/v1/chat/completions")
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _method_not_allowed
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
@@ -269,16 +324,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the unread body would be parsed as the next request
             self._error(413, f"request body over {MAX_BODY_BYTES} bytes")
             return
-        raw = self.rfile.read(int(length))
         try:
-            body = json.loads(raw)
+            raw = self.rfile.read(int(length))
+        except TimeoutError:
+            self.close_connection = True
+            self._error(408, f"the request body did not arrive within {BODY_TIMEOUT_S:g} s")
+            return
+        if len(raw) < int(length):
+            self.close_connection = True
+            return  # the client hung up mid-body: nobody to answer
+        try:
+            body = json.loads(raw.decode("utf-8"))
             if not isinstance(body, dict):
                 raise BadRequest("the request body must be a JSON object")
-            params, n = parse_params(body)
+            params, n = parse_params(body, self.server.max_tokens_cap)
             chat = path == "/v1/chat/completions"
             prompts: list[Prompt] = [parse_messages(body)] if chat else list(parse_prompts(body))
         except json.JSONDecodeError as e:
             self._error(400, f"the request body is not valid JSON: {e}")
+            return
+        except UnicodeDecodeError as e:
+            self._error(400, f"the request body is not UTF-8 ({e.reason} at byte {e.start})")
             return
         except BadRequest as e:
             self._error(400, str(e))
@@ -319,11 +385,13 @@ class OpenAIServer(ThreadingHTTPServer):
     daemon_threads = True  # a client holding a keep-alive connection must not block shutdown
 
     def __init__(
-        self, llm: LLM, host: str, port: int, model_name: str, batch_window_s: float, max_batch: int
+        self, llm: LLM, host: str, port: int, model_name: str, batch_window_s: float, max_batch: int,
+        max_tokens_cap: int = MAX_TOKENS_CAP,
     ):
         super().__init__((host, port), _Handler)
         self.llm = llm
         self.model_name = model_name
+        self.max_tokens_cap = max_tokens_cap
         self.created = int(time.time())
         self.batcher = MicroBatcher(llm, batch_window_s, max_batch)
         self._thread: threading.Thread | None = None
@@ -375,15 +443,17 @@ def serve(
     model_name: str | None = None,
     batch_window_s: float = 0.015,
     max_batch: int = 32,
+    max_tokens_cap: int = MAX_TOKENS_CAP,
 ) -> OpenAIServer:
     """Serve ``llm`` over the OpenAI API in a background thread; ``port=0`` picks a free port.
 
     ``model_name`` (default ``llm.name``) is what ``/v1/models`` lists and responses echo; the
-    ``model`` field of requests is ignored. Use as ``with serve(llm) as server: ...`` or call
-    ``server.shutdown()``.
+    ``model`` field of requests is ignored. ``max_tokens_cap``: the most tokens one request may ask
+    for (more is a 400). Use as ``with serve(llm) as server: ...`` or call ``server.shutdown()``.
     """
     server = OpenAIServer(
-        llm, host, port, model_name or str(getattr(llm, "name", "reactlab")), batch_window_s, max_batch
+        llm, host, port, model_name or str(getattr(llm, "name", "reactlab")), batch_window_s, max_batch,
+        max_tokens_cap,
     )
     return server.start()
 
@@ -395,13 +465,25 @@ def main_serve(
     model_name: str | None = None,
     **llm_options: Any,
 ) -> None:
-    """Build ``make_llm(model_spec, **llm_options)`` and serve it until Ctrl-C (for the CLI).
+    """Build ``make_llm(model_spec, **llm_options)`` and serve it until Ctrl-C or SIGTERM, then shut
+    down cleanly (in-flight batches finish, the socket closes) and return (for the CLI: exit 0).
 
     Prints one line with the URL to stderr; ``model_name`` defaults to ``model_spec``.
     """
+    import signal
+
     from reactlab.llm import make_llm
 
     llm = make_llm(model_spec, **llm_options)
     server = serve(llm, host=host, port=port, model_name=model_name or model_spec)
     print(f"reactlab: serving {model_spec} at {server.url}/v1 (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    server.wait()
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # the same orderly path as Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        server.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.shutdown()
