@@ -138,3 +138,22 @@ def test_bad_inputs_are_one_line_errors(bad_inputs, tiny_model_dir, args, messag
 def test_wiki_search_shows_control_characters_escaped(corpus):
     res = invoke("wiki", "search", "\x1b[31mred\x1b[0m", "--corpus", corpus)
     assert res.exit_code == 0 and "\x1b" not in res.output and "\\x1b[31mred" in res.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["data", "build", "--from", "fireact:hotpotqa", "--out", "{d}/ds", "--max-steps", "-1", "--tokenizer", "none"],
+     "max_steps must be >= 1"),
+    (["data", "build", "--from", "fireact:hotpotqa", "--out", "{d}/ds", "--min-f1", "2", "--tokenizer", "none"],
+     "min_f1 must be in [0, 1]"),
+    (["data", "build", "--from", "fireact:hotpotqa", "--out", "{d}/ds", "--val-frac", "2", "--tokenizer", "none"],
+     "val_frac must be in [0, 1)"),
+    (["data", "show", "{d}/ds", "--n", "0"], "Invalid value for '--n'"),
+    (["serve", "scripted:x.json", "--port", "-5"], "Invalid value for '--port'"),
+    (["demo", "--train-rows", "-3", "--out", "{d}/demo"], "--train-rows must be >= 1"),
+    (["export", "--model", "smollm2", "--gguf", "bogus", "--out", "{d}/ex"], "unknown GGUF type(s) ['bogus']"),
+    (["train", "sft", "-c", "out={d}/o", "-c", "lora.r=0"], "lora.r: Input should be greater than or equal to 1"),
+])
+def test_bad_arguments_of_every_command_exit_2(tmp_path, args, message):
+    res = invoke(*[a.format(d=tmp_path) for a in args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "demo").exists()

@@ -154,7 +154,7 @@ def demo_cmd(
 def serve_cmd(
     model: Annotated[str, typer.Argument(help="smollm2 | hf:PATH_OR_ID | openai:MODEL | scripted:FILE")],
     host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free port)")] = 8000,
     model_name: Annotated[str | None, typer.Option(help="the model id the API reports")] = None,
     adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
 ) -> None:

@@ -74,6 +74,10 @@ def build_dataset(
         raise ValueError("no sources (--from)")
     if max_rows is not None and max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if min_f1 is not None and not 0.0 <= min_f1 <= 1.0:
+        raise ValueError(f"min_f1 must be in [0, 1], got {min_f1}")
     if not 0.0 <= val_frac < 1.0:
         raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
     names = [split_name(s)[0] for s in sources]

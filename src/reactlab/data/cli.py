@@ -62,7 +62,7 @@ def build_cmd(
 @data_app.command("show")
 def show_cmd(
     path: Annotated[Path, typer.Argument(help="a dataset directory (or one of its .jsonl files)")],
-    n: Annotated[int, typer.Option("--n", help="rows to show")] = 3,
+    n: Annotated[int, typer.Option("--n", min=1, help="rows to show")] = 3,
     split: Annotated[str, typer.Option(help="train | val")] = "train",
     tokenizer: Annotated[str, typer.Option(help="chat template to render with: smollm2 | hf:PATH | DIR | none")] = "smollm2",
     raw: Annotated[bool, typer.Option("--raw", help="print the JSON rows instead")] = False,
