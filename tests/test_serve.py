@@ -208,6 +208,44 @@ def test_a_real_hf_model_served_answers_as_it_does_in_process(served, tiny_model
     assert [c.text for c in client.generate(chat, params)] == want_chat
 
 
+def test_a_short_request_is_not_held_behind_a_long_one_and_a_gone_client_is_cancelled(served, tiny_model_dir):
+    """With the HF engine the server batches continuously: a short request sent while a long one
+    decodes joins at the next step and comes back first; a client that disconnects has its
+    generation cancelled (the engine goes idle long before the long request would have ended)."""
+    pytest.importorskip("torch")
+    from reactlab.llm.hf import HFLLM
+
+    llm = HFLLM(tiny_model_dir, batch_size=8, draft_tokens=0)
+    server = served(llm, max_tokens_cap=4000)
+    url = server.url + "/v1/completions"
+    long_body = {"prompt": "Question: tell me everything.\nThought 1:", "max_tokens": 1500}
+    ends: dict[str, float] = {}
+
+    def send(name, body, timeout=120.0):
+        try:
+            httpx.post(url, json=body, timeout=timeout)
+        except httpx.TimeoutException:
+            pass
+        ends[name] = time.perf_counter()
+
+    long = threading.Thread(target=send, args=("long", long_body))
+    long.start()
+    while not llm.engine.active:  # the long request is decoding
+        time.sleep(0.01)
+    send("short", {"prompt": "Question: who?\nThought 1:", "max_tokens": 4})
+    assert "long" not in ends and llm.engine.busy()  # the short one came back while the long one decodes
+    long.join()
+    assert ends["short"] < ends["long"]
+    steps = llm.engine.steps
+    gone = threading.Thread(target=send, args=("gone", long_body, 0.3))  # the client gives up after 0.3 s
+    gone.start()
+    gone.join()
+    deadline = time.monotonic() + 10
+    while llm.engine.busy() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not llm.engine.busy() and llm.engine.steps - steps < 1500  # cancelled, not run to the end
+
+
 class PickyLLM(RecordingLLM):
     """Fails a whole batch when any prompt in it contains ``boom`` (as a model may on odd input)."""
 

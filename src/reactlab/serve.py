@@ -28,19 +28,24 @@ thread-safe; prompts that arrive while the model is busy form the next batch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
+import select
+import socket
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from reactlab.types import LLM, Completion, GenParams, Prompt
+from reactlab.types import LLM, Completion, GenParams, Prompt, StreamingLLM
 
 log = logging.getLogger("reactlab.serve")
 
@@ -63,6 +68,11 @@ class _Item:
     prompt: Prompt
     params: GenParams
     future: Future = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class ClientGone(Exception):
+    """The client of a request disconnected before its completion was ready."""
 
 
 def _params_key(p: GenParams) -> tuple:
@@ -70,10 +80,15 @@ def _params_key(p: GenParams) -> tuple:
 
 
 class MicroBatcher:
-    """Collects single prompts from many threads into batched ``llm.generate`` calls.
+    """Feeds prompts from many request threads to the model from one worker thread.
 
-    ``submit(prompts, params)`` blocks until all its completions are back and returns them in
-    order; an exception from ``llm.generate`` is raised in every submitter of that batch.
+    ``submit(prompts, params, alive)`` blocks until all its completions are back and returns them
+    in order. With a streaming model (the local HF engine) each prompt joins the running batch at the
+    next decoding step (continuous batching: a short request is not held behind a long one), and a
+    prompt whose client went away (``alive()`` false) is cancelled there. With any other model,
+    prompts queued within ``batch_window_s`` (up to ``max_batch``) form one ``generate`` call per
+    decoding parameters. A failed model call reaches only the request that caused it: a failed
+    batch is retried request by request.
     """
 
     def __init__(self, llm: LLM, batch_window_s: float = 0.015, max_batch: int = 32):
@@ -82,16 +97,30 @@ class MicroBatcher:
         self.max_batch = max_batch
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="reactlab-batcher", daemon=True)
+        stream = isinstance(llm, StreamingLLM) and hasattr(llm, "cancel")
+        self._thread = threading.Thread(target=self._stream_loop if stream else self._loop, name="reactlab-batcher",
+                                        daemon=True)
         self._thread.start()
 
-    def submit(self, prompts: list[Prompt], params: GenParams) -> list[Completion]:
+    def submit(self, prompts: list[Prompt], params: GenParams, alive: Callable[[], bool] | None = None
+               ) -> list[Completion]:
         if self._closed:
             raise RuntimeError("server is shutting down")
         items = [_Item(p, params) for p in prompts]
         for item in items:
             self._queue.put(item)
-        return [item.future.result() for item in items]
+        out = []
+        for item in items:
+            while True:
+                try:
+                    out.append(item.future.result(timeout=0.2))
+                    break
+                except FutureTimeout:
+                    if alive is not None and not alive():
+                        for it in items:
+                            it.cancelled.set()
+                        raise ClientGone() from None
+        return out
 
     def close(self) -> None:
         self._closed = True
@@ -121,10 +150,62 @@ class MicroBatcher:
             batch, stop = self._collect()
             groups: dict[tuple, list[_Item]] = {}
             for item in batch:
-                groups.setdefault(_params_key(item.params), []).append(item)
+                if not item.cancelled.is_set():
+                    groups.setdefault(_params_key(item.params), []).append(item)
             for items in groups.values():
                 self._run(items)
-        # Anything still queued after close() would wait forever: fail it.
+        self._fail_queued()
+
+    def _stream_loop(self) -> None:
+        llm: Any = self.llm
+        pending: dict[int, _Item] = {}
+        keys = itertools.count()
+        stop = False
+        while not stop or pending:
+            while True:  # take every queued prompt; wait for one only when there is nothing to do
+                try:
+                    item = self._queue.get(block=not pending and not stop)
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    continue
+                if stop:
+                    item.future.set_exception(RuntimeError("server is shutting down"))
+                    continue
+                key = next(keys)
+                try:
+                    llm.submit(key, item.prompt, item.params)
+                except Exception as e:  # a prompt the model refuses: its request alone fails
+                    item.future.set_exception(e)
+                    continue
+                pending[key] = item
+            for key, item in list(pending.items()):
+                if item.cancelled.is_set() or stop:  # the client left, or the server is stopping
+                    llm.cancel(key)
+                    del pending[key]
+                    if not item.future.done():
+                        item.future.set_exception(ClientGone() if item.cancelled.is_set() else
+                                                  RuntimeError("server is shutting down"))
+            if not pending:
+                continue
+            try:
+                done = llm.poll_once() if hasattr(llm, "poll_once") else llm.poll()
+            except Exception as e:  # the engine's state is unknown now: fail what it held
+                log.exception("the model failed with %d requests in flight", len(pending))
+                for key, item in pending.items():
+                    llm.cancel(key)
+                    item.future.set_exception(e)
+                pending.clear()
+                continue
+            for key, comp in done:
+                item = pending.pop(key, None)
+                if item is not None:
+                    item.future.set_result(comp)
+        self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Anything still queued after close() would wait forever: fail it."""
         while True:
             try:
                 left = self._queue.get_nowait()
@@ -288,6 +369,14 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _client_alive(self) -> bool:
+        """False once the client has closed its end (a readable socket with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return not readable or self.connection.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
+
     def _method_not_allowed(self) -> None:
         self.close_connection = True
         self._error(405, f"{self.command} is not allowed here: use GET /v1/models or POST /v1/completions, "
@@ -350,7 +439,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, str(e))
             return
         try:
-            outs = self.server.batcher.submit([p for p in prompts for _ in range(n)], params)
+            outs = self.server.batcher.submit([p for p in prompts for _ in range(n)], params, self._client_alive)
+        except ClientGone:
+            self.close_connection = True
+            log.info("client of %s left; its generation was cancelled", self.path)
+            return
         except Exception as e:
             self._error(500, f"the model failed: {type(e).__name__}: {e}", "server_error")
             return
@@ -466,7 +559,8 @@ def main_serve(
     **llm_options: Any,
 ) -> None:
     """Build ``make_llm(model_spec, **llm_options)`` and serve it until Ctrl-C or SIGTERM, then shut
-    down cleanly (in-flight batches finish, the socket closes) and return (for the CLI: exit 0).
+    down cleanly and return (for the CLI: exit 0): requests in flight on a streaming model are
+    cancelled and answered with an error, a batch in progress on another model finishes first.
 
     Prints one line with the URL to stderr; ``model_name`` defaults to ``model_spec``.
     """

@@ -133,9 +133,25 @@ class HFLLM:
         for i in range(params.n):
             self.engine.submit(_Sample(key, i), ids, params, self._generator(params, i))
 
+    def cancel(self, key: Hashable) -> None:
+        """Stop working on the prompt submitted under ``key`` (its client went away); nothing comes
+        back for it."""
+        group = self._groups.pop(key, None)
+        for i in range(len(group) if group is not None else 0):
+            self.engine.cancel(_Sample(key, i))
+        self.engine.cancel(key)
+        self._results.pop(key, None)
+
     def poll(self) -> list[tuple[Hashable, Completion]]:
         """Decode until at least one submitted prompt is complete; those completions (may be [])."""
         while not self._results and self.engine.busy():
+            self._advance()
+        return self.poll_once()
+
+    def poll_once(self) -> list[tuple[Hashable, Completion]]:
+        """At most one decoding step; the completions ready after it (often []). A server calls this
+        so that a request arriving mid-generation joins at the next step."""
+        if not self._results and self.engine.busy():
             self._advance()
         done = list(self._results.items())
         self._results.clear()

@@ -188,6 +188,19 @@ class Engine:
         self.steps += 1
         return finished
 
+    def cancel(self, key: Hashable) -> bool:
+        """Drop the row submitted under ``key`` (waiting or decoding; its KV is not retained), between
+        steps. False when there is no such row (finished already, or never submitted)."""
+        for r in self.waiting:
+            if r.key == key:
+                self.waiting.remove(r)
+                return True
+        for r in self.active:
+            if r.key == key:
+                self.active.remove(r)
+                return True
+        return False
+
     def reset(self) -> None:
         """Forget every retained slot and prefix (frees their memory)."""
         self.retained.clear()
