@@ -157,3 +157,16 @@ def test_bad_arguments_of_every_command_exit_2(tmp_path, args, message):
     res = invoke(*[a.format(d=tmp_path) for a in args])
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
     assert not (tmp_path / "ds").exists() and not (tmp_path / "demo").exists()
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path, monkeypatch):
+    from reactlab.errors import DEBUG_ENV
+    from reactlab.io import DataError
+
+    monkeypatch.setenv(DEBUG_ENV, "0")  # restored after the test, whatever --debug sets
+    (tmp_path / "empty.json").write_text("[]")
+    args = ["run", "--agent", "oracle", "--data", tmp_path / "empty.json", "--out", tmp_path / "o"]
+    res = invoke(*args)
+    assert res.exit_code == 2 and res.exception is not None and "no examples to run" in res.output
+    res = invoke("--debug", *args)
+    assert isinstance(res.exception, DataError) and "no examples to run" in str(res.exception)

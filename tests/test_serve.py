@@ -337,3 +337,9 @@ def test_sigterm_stops_the_server_cleanly(tmp_path):
     assert httpx.post(url + "/completions", json={"prompt": "hi"}).json()["choices"][0]["text"] == "hello"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
+
+
+def test_a_request_past_its_time_limit_is_cancelled_with_504(served):
+    server = served(RecordingLLM(delay=1.5), request_timeout_s=0.3)
+    r = httpx.post(server.url + "/v1/completions", json={"prompt": "slow"}, timeout=10)
+    assert r.status_code == 504 and "longer than 0.3 s" in r.json()["error"]["message"]

@@ -22,6 +22,19 @@ app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.command("export")(export_cmd)
 
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="show the traceback of every error, a user's mistake too")] = False,
+) -> None:
+    """ReAct agents: run, build data, train, export."""
+    if debug:
+        import os
+
+        from reactlab.errors import DEBUG_ENV
+
+        os.environ[DEBUG_ENV] = "1"
+
+
 CorpusOpt = Annotated[
     list[Path] | None,
     typer.Option("--corpus", help="page corpus (JSONL[.gz|.bz2]: this pack, HotpotQA abstracts, BEIR); repeatable"),
@@ -157,12 +170,17 @@ def serve_cmd(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free port)")] = 8000,
     model_name: Annotated[str | None, typer.Option(help="the model id the API reports")] = None,
     adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="the most tokens one request may ask for")] = 4096,
+    request_timeout: Annotated[float, typer.Option(min=1, help="seconds before a request is cancelled (504)")] = 600,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions),
     merging concurrent requests into batches."""
     from reactlab.serve import main_serve
 
-    main_serve(model, host=host, port=port, model_name=model_name, **({"adapter": str(adapter)} if adapter else {}))
+    with user_errors():
+        main_serve(model, host=host, port=port, model_name=model_name,
+                   server_options={"max_tokens_cap": max_tokens, "request_timeout_s": request_timeout},
+                   **({"adapter": str(adapter)} if adapter else {}))
 
 
 def main() -> None:

@@ -5,12 +5,14 @@ A user's mistake is what the library raises for bad input: ``ValueError`` (``Dat
 ``ConfigError`` are ValueErrors, with file/line/field in the message), ``KeyError`` (an unknown
 name), ``ModuleNotFoundError`` (an optional package not installed, with the pip command) and
 ``OSError`` (a missing file, a place that cannot be written, a full disk: ``io.OutputError`` names
-the file). Anything else is a bug and keeps its traceback.
+the file). Anything else is a bug and keeps its traceback. ``reactlab --debug ...`` (or
+``REACTLAB_DEBUG=1``) shows the traceback of a user's mistake too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -36,10 +38,15 @@ def fail(msg: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+DEBUG_ENV = "REACTLAB_DEBUG"
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a user's mistake raised inside the block into ``fail`` (see the module doc)."""
     try:
         yield
     except USER_ERRORS as e:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
         fail(message(e))

@@ -57,6 +57,8 @@ would hold the model for hours."""
 BODY_TIMEOUT_S = 10.0
 """How long a client may take to send its request (a Content-Length longer than the body sent)."""
 SEED_MAX = 2**63 - 1
+REQUEST_TIMEOUT_S = 600.0
+"""Default per-request time limit of ``serve``: past it the request is cancelled (504)."""
 
 
 class BadRequest(ValueError):
@@ -73,6 +75,10 @@ class _Item:
 
 class ClientGone(Exception):
     """The client of a request disconnected before its completion was ready."""
+
+
+class RequestTimeout(Exception):
+    """A request ran past the server's per-request time limit (it was cancelled)."""
 
 
 def _params_key(p: GenParams) -> tuple:
@@ -102,13 +108,16 @@ class MicroBatcher:
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, prompts: list[Prompt], params: GenParams, alive: Callable[[], bool] | None = None
-               ) -> list[Completion]:
+    def submit(self, prompts: list[Prompt], params: GenParams, alive: Callable[[], bool] | None = None,
+               timeout_s: float | None = None) -> list[Completion]:
+        """The completions of ``prompts``, in order. Raises ``ClientGone`` once ``alive()`` is false
+        and ``RequestTimeout`` after ``timeout_s``; the request's prompts are cancelled then."""
         if self._closed:
             raise RuntimeError("server is shutting down")
         items = [_Item(p, params) for p in prompts]
         for item in items:
             self._queue.put(item)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         out = []
         for item in items:
             while True:
@@ -116,10 +125,12 @@ class MicroBatcher:
                     out.append(item.future.result(timeout=0.2))
                     break
                 except FutureTimeout:
-                    if alive is not None and not alive():
+                    gone = alive is not None and not alive()
+                    late = deadline is not None and time.monotonic() > deadline
+                    if gone or late:
                         for it in items:
                             it.cancelled.set()
-                        raise ClientGone() from None
+                        raise (ClientGone() if gone else RequestTimeout()) from None
         return out
 
     def close(self) -> None:
@@ -439,7 +450,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, str(e))
             return
         try:
-            outs = self.server.batcher.submit([p for p in prompts for _ in range(n)], params, self._client_alive)
+            outs = self.server.batcher.submit([p for p in prompts for _ in range(n)], params, self._client_alive,
+                                              self.server.request_timeout_s)
+        except RequestTimeout:
+            self._error(504, f"the request took longer than {self.server.request_timeout_s:g} s and was cancelled",
+                        "server_error")
+            return
         except ClientGone:
             self.close_connection = True
             log.info("client of %s left; its generation was cancelled", self.path)
@@ -479,12 +495,13 @@ class OpenAIServer(ThreadingHTTPServer):
 
     def __init__(
         self, llm: LLM, host: str, port: int, model_name: str, batch_window_s: float, max_batch: int,
-        max_tokens_cap: int = MAX_TOKENS_CAP,
+        max_tokens_cap: int = MAX_TOKENS_CAP, request_timeout_s: float | None = REQUEST_TIMEOUT_S,
     ):
         super().__init__((host, port), _Handler)
         self.llm = llm
         self.model_name = model_name
         self.max_tokens_cap = max_tokens_cap
+        self.request_timeout_s = request_timeout_s
         self.created = int(time.time())
         self.batcher = MicroBatcher(llm, batch_window_s, max_batch)
         self._thread: threading.Thread | None = None
@@ -537,16 +554,18 @@ def serve(
     batch_window_s: float = 0.015,
     max_batch: int = 32,
     max_tokens_cap: int = MAX_TOKENS_CAP,
+    request_timeout_s: float | None = REQUEST_TIMEOUT_S,
 ) -> OpenAIServer:
     """Serve ``llm`` over the OpenAI API in a background thread; ``port=0`` picks a free port.
 
     ``model_name`` (default ``llm.name``) is what ``/v1/models`` lists and responses echo; the
     ``model`` field of requests is ignored. ``max_tokens_cap``: the most tokens one request may ask
-    for (more is a 400). Use as ``with serve(llm) as server: ...`` or call ``server.shutdown()``.
+    for (more is a 400); ``request_timeout_s``: a request still unanswered then is cancelled and gets
+    504 (None: no limit). Use as ``with serve(llm) as server: ...`` or call ``server.shutdown()``.
     """
     server = OpenAIServer(
         llm, host, port, model_name or str(getattr(llm, "name", "reactlab")), batch_window_s, max_batch,
-        max_tokens_cap,
+        max_tokens_cap, request_timeout_s,
     )
     return server.start()
 
@@ -556,6 +575,7 @@ def main_serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     model_name: str | None = None,
+    server_options: dict[str, Any] | None = None,
     **llm_options: Any,
 ) -> None:
     """Build ``make_llm(model_spec, **llm_options)`` and serve it until Ctrl-C or SIGTERM, then shut
@@ -569,7 +589,7 @@ def main_serve(
     from reactlab.llm import make_llm
 
     llm = make_llm(model_spec, **llm_options)
-    server = serve(llm, host=host, port=port, model_name=model_name or model_spec)
+    server = serve(llm, host=host, port=port, model_name=model_name or model_spec, **(server_options or {}))
     print(f"reactlab: serving {model_spec} at {server.url}/v1 (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
     def _terminate(signum: int, frame: Any) -> None:
