@@ -298,3 +298,17 @@ class FinishLLM:
 
     def generate(self, prompts, params):
         return [Completion(text=" Done.\nAction 1: Finish[x]") for _ in prompts]
+
+
+def test_a_run_dir_from_before_the_run_schema_still_resumes(tmp_path):
+    """A finished run whose run.json predates the schema (the method in ``agent``, no settings)
+    resumes when its names match, and is refused when they do not."""
+    legacy = {"task": "toy", "split": "s", "agent": "act", "model": "echo", "prompt_id": "countdown@1", "extra": {}}
+    (tmp_path / "run.json").write_text(json.dumps(legacy))
+    spec = RunSpec(task="toy", split="s", agent="react", method="act", model="echo", prompt_id="countdown@1",
+                   settings={"max_steps": 7})
+    s = run(examples(2), CountdownAgent(), ToyTask(), lambda: None, tmp_path, spec, llms=EchoLLM(), progress=False)
+    assert s.n == 2 and json.loads((tmp_path / "run.json").read_text()) == legacy  # kept as it was
+    other = RunSpec(task="toy", split="s", agent="react", method="cot", model="echo", prompt_id="countdown@1")
+    with pytest.raises(DataError, match="method: 'act' there vs 'cot' now"):
+        run(examples(2), CountdownAgent(), ToyTask(), lambda: None, tmp_path, other, llms=EchoLLM(), progress=False)

@@ -84,10 +84,9 @@ def _check_spec(out: Path, spec: RunSpec, write: bool = True) -> None:
     (and ``write``)."""
     path = out / RUN_FILE
     if path.exists():
-        old = json.loads(path.read_text())
+        old = _upgrade(json.loads(path.read_text()))
         mine = asdict(spec)
-        empty = {"method": "", "roles": {}, "settings": {}}
-        diff = {k: (old.get(k, empty.get(k)), mine[k]) for k in IDENTITY if old.get(k, empty.get(k)) != mine[k]}
+        diff: dict[str, tuple[Any, Any]] = {k: (old[k], mine[k]) for k in IDENTITY if k in old and old[k] != mine[k]}
         if "settings" in diff:  # name the settings that differ, not the whole mapping
             a, b = diff.pop("settings")
             diff |= {f"settings.{k}": (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
@@ -96,6 +95,18 @@ def _check_spec(out: Path, spec: RunSpec, write: bool = True) -> None:
             raise DataError(f"{out}: holds a different run ({detail}); use another --out or remove it")
     elif write:
         write_json_atomic(path, asdict(spec))
+
+
+def _upgrade(old: dict[str, Any]) -> dict[str, Any]:
+    """A ``run.json`` written before the ``reactlab.run/1`` schema: its ``agent`` held the method
+    (``react``, ``act``, ``cot``), and it recorded neither roles nor settings, which are then not
+    compared (they cannot be: a run from then resumes as long as its names match)."""
+    if "schema" in old:
+        return old
+    old = dict(old)
+    if old.get("agent") in ("react", "act", "cot"):
+        old["method"], old["agent"] = old["agent"], "react"
+    return old
 
 
 def run_from_config(
