@@ -1,0 +1,204 @@
+"""Feeding one model from many request threads: ``MicroBatcher`` (continuous batching with a
+streaming model, rounds of ``generate`` otherwise), cancellation of requests whose client left or
+whose time ran out, and failures kept to the request that caused them."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactlab.types import LLM, Completion, GenParams, Prompt, StreamingLLM
+
+log = logging.getLogger("reactlab.serve")
+
+
+@dataclass
+class _Item:
+    prompt: Prompt
+    params: GenParams
+    future: Future = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class ClientGone(Exception):
+    """The client of a request disconnected before its completion was ready."""
+
+
+class RequestTimeout(Exception):
+    """A request ran past the server's per-request time limit (it was cancelled)."""
+
+
+def _params_key(p: GenParams) -> tuple:
+    return (p.max_new_tokens, p.temperature, p.top_p, tuple(p.stop), p.seed)
+
+
+class MicroBatcher:
+    """Feeds prompts from many request threads to the model from one worker thread.
+
+    ``submit(prompts, params, alive)`` blocks until all its completions are back and returns them
+    in order. With a streaming model (the local HF engine) each prompt joins the running batch at the
+    next decoding step (continuous batching: a short request is not held behind a long one), and a
+    prompt whose client went away (``alive()`` false) is cancelled there. With any other model,
+    prompts queued within ``batch_window_s`` (up to ``max_batch``) form one ``generate`` call per
+    decoding parameters. A failed model call reaches only the request that caused it: a failed
+    batch is retried request by request.
+    """
+
+    def __init__(self, llm: LLM, batch_window_s: float = 0.015, max_batch: int = 32):
+        self.llm = llm
+        self.batch_window_s = batch_window_s
+        self.max_batch = max_batch
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        self._closed = False
+        stream = isinstance(llm, StreamingLLM) and hasattr(llm, "cancel")
+        self._thread = threading.Thread(target=self._stream_loop if stream else self._loop, name="reactlab-batcher",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, prompts: list[Prompt], params: GenParams, alive: Callable[[], bool] | None = None,
+               timeout_s: float | None = None) -> list[Completion]:
+        """The completions of ``prompts``, in order. Raises ``ClientGone`` once ``alive()`` is false
+        and ``RequestTimeout`` after ``timeout_s``; the request's prompts are cancelled then."""
+        if self._closed:
+            raise RuntimeError("server is shutting down")
+        items = [_Item(p, params) for p in prompts]
+        for item in items:
+            self._queue.put(item)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        out = []
+        for item in items:
+            while True:
+                try:
+                    out.append(item.future.result(timeout=0.2))
+                    break
+                except FutureTimeout:
+                    gone = alive is not None and not alive()
+                    late = deadline is not None and time.monotonic() > deadline
+                    if gone or late:
+                        for it in items:
+                            it.cancelled.set()
+                        raise (ClientGone() if gone else RequestTimeout()) from None
+        return out
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _collect(self) -> tuple[list[_Item], bool]:
+        """Wait for one item, then gather more for ``batch_window_s``; ``True`` means stop."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + self.batch_window_s
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            batch, stop = self._collect()
+            groups: dict[tuple, list[_Item]] = {}
+            for item in batch:
+                if not item.cancelled.is_set():
+                    groups.setdefault(_params_key(item.params), []).append(item)
+            for items in groups.values():
+                self._run(items)
+        self._fail_queued()
+
+    def _stream_loop(self) -> None:
+        llm: Any = self.llm
+        pending: dict[int, _Item] = {}
+        keys = itertools.count()
+        stop = False
+        while not stop or pending:
+            while True:  # take every queued prompt; wait for one only when there is nothing to do
+                try:
+                    item = self._queue.get(block=not pending and not stop)
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    continue
+                if stop:
+                    item.future.set_exception(RuntimeError("server is shutting down"))
+                    continue
+                key = next(keys)
+                try:
+                    llm.submit(key, item.prompt, item.params)
+                except Exception as e:  # a prompt the model refuses: its request alone fails
+                    item.future.set_exception(e)
+                    continue
+                pending[key] = item
+            for key, item in list(pending.items()):
+                if item.cancelled.is_set() or stop:  # the client left, or the server is stopping
+                    llm.cancel(key)
+                    del pending[key]
+                    if not item.future.done():
+                        item.future.set_exception(ClientGone() if item.cancelled.is_set() else
+                                                  RuntimeError("server is shutting down"))
+            if not pending:
+                continue
+            try:
+                done = llm.poll_once() if hasattr(llm, "poll_once") else llm.poll()
+            except Exception as e:  # the engine's state is unknown now: fail what it held
+                log.exception("the model failed with %d requests in flight", len(pending))
+                for key, item in pending.items():
+                    llm.cancel(key)
+                    item.future.set_exception(e)
+                pending.clear()
+                continue
+            for key, comp in done:
+                item = pending.pop(key, None)
+                if item is not None:
+                    item.future.set_result(comp)
+        self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Anything still queued after close() would wait forever: fail it."""
+        while True:
+            try:
+                left = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if left is not None:
+                left.future.set_exception(RuntimeError("server is shutting down"))
+
+    def _run(self, items: list[_Item]) -> None:
+        try:
+            outs = self._generate(items)
+        except Exception:  # one bad row must not fail the others: retry each alone
+            if len(items) > 1:
+                log.warning("generate failed for a batch of %d; retrying each request alone", len(items))
+                for it in items:
+                    self._run([it])
+                return
+            log.exception("generate failed for a request")
+            items[0].future.set_exception(sys.exc_info()[1] or RuntimeError("generate failed"))
+            return
+        log.debug("served a batch of %d", len(items))
+        for it, out in zip(items, outs, strict=True):
+            it.future.set_result(out)
+
+    def _generate(self, items: list[_Item]) -> list[Completion]:
+        outs = self.llm.generate([it.prompt for it in items], items[0].params)
+        if len(outs) != len(items):
+            raise RuntimeError(f"LLM returned {len(outs)} completions for {len(items)} prompts")
+        return outs
