@@ -42,7 +42,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from reactlab.serve.batcher import ClientGone, MicroBatcher, RequestTimeout
+from reactlab.serve.batcher import ClientGone, MicroBatcher, RequestTimeout, ShuttingDown
 from reactlab.serve.protocol import (
     BODY_TIMEOUT_S,
     MAX_BODY_BYTES,
@@ -164,6 +164,9 @@ class _Handler(BaseHTTPRequestHandler):
         except RequestTimeout:
             self._error(504, f"the request took longer than {self.server.request_timeout_s:g} s and was cancelled",
                         "server_error")
+            return
+        except ShuttingDown as e:
+            self._error(503, str(e), "server_error")
             return
         except ClientGone:
             self.close_connection = True
@@ -289,7 +292,7 @@ def main_serve(
 ) -> None:
     """Build ``make_llm(model_spec, **llm_options)`` and serve it until Ctrl-C or SIGTERM, then shut
     down cleanly and return (for the CLI: exit 0): requests in flight on a streaming model are
-    cancelled and answered with an error, a batch in progress on another model finishes first.
+    cancelled and answered 503, a batch in progress on another model finishes first.
 
     Prints one line with the URL to stderr; ``model_name`` defaults to ``model_spec``.
     """

@@ -33,6 +33,10 @@ class ClientGone(Exception):
     """The client of a request disconnected before its completion was ready."""
 
 
+class ShuttingDown(RuntimeError):
+    """The server stopped before the request's completion was ready (HTTP 503: try again later)."""
+
+
 class RequestTimeout(Exception):
     """A request ran past the server's per-request time limit (it was cancelled)."""
 
@@ -69,7 +73,7 @@ class MicroBatcher:
         """The completions of ``prompts``, in order. Raises ``ClientGone`` once ``alive()`` is false
         and ``RequestTimeout`` after ``timeout_s``; the request's prompts are cancelled then."""
         if self._closed:
-            raise RuntimeError("server is shutting down")
+            raise ShuttingDown("server is shutting down")
         items = [_Item(p, params) for p in prompts]
         for item in items:
             self._queue.put(item)
@@ -138,7 +142,7 @@ class MicroBatcher:
                     stop = True
                     continue
                 if stop:
-                    item.future.set_exception(RuntimeError("server is shutting down"))
+                    item.future.set_exception(ShuttingDown("server is shutting down"))
                     continue
                 key = next(keys)
                 try:
@@ -153,7 +157,7 @@ class MicroBatcher:
                     del pending[key]
                     if not item.future.done():
                         item.future.set_exception(ClientGone() if item.cancelled.is_set() else
-                                                  RuntimeError("server is shutting down"))
+                                                  ShuttingDown("server is shutting down"))
             if not pending:
                 continue
             try:
@@ -179,7 +183,7 @@ class MicroBatcher:
             except queue.Empty:
                 break
             if left is not None:
-                left.future.set_exception(RuntimeError("server is shutting down"))
+                left.future.set_exception(ShuttingDown("server is shutting down"))
 
     def _run(self, items: list[_Item]) -> None:
         try:
