@@ -56,7 +56,8 @@ def served():
 
 
 def test_completion_round_trip_with_stop_and_usage(served):
-    server = served(ScriptedLLM(["Thought 1: go\nAction 1: Finish[Paris]\nObservation 1: done", "x y"]))
+    server = served(ScriptedLLM(["Thought 1: go\nAction 1: Finish[Paris]\nObservation 1: done", "x y"]),
+                    aliases=("anything",))
     client = OpenAILLM("anything", base_url=server.url + "/v1", **FAST)
     outs = client.generate(["Question: capital?\n", "q2"], GenParams(stop=["\nObservation"]))
     # Two concurrent clients: which script line each gets depends on arrival order.
@@ -97,7 +98,7 @@ def test_raw_response_shapes(served):
 def test_concurrent_requests_are_micro_batched(served):
     llm = RecordingLLM(delay=0.05)
     server = served(llm)
-    client = OpenAILLM("m", base_url=server.url + "/v1", concurrency=8, **FAST)
+    client = OpenAILLM(server.model_name, base_url=server.url + "/v1", concurrency=8, **FAST)
     prompts = [f"question {i}" for i in range(8)]
     outs = client.generate(prompts, GenParams(stop=["\n"]))
     assert [c.text for c in outs] == [f"ans:{p}" for p in prompts]
@@ -139,7 +140,7 @@ def test_different_params_are_never_merged(served):
         ("/v1/completions", b'{"prompt": "x", "max_tokens": 0}', "max_tokens"),
         ("/v1/completions", b'{"prompt": "x", "max_tokens": "9"}', "wrong type"),
         ("/v1/completions", b'{"prompt": "x", "stop": [1]}', "'stop'"),
-        ("/v1/completions", b'{"prompt": "x", "stream": true}', "streaming"),
+        ("/v1/completions", b'{"prompt": "x", "stream": 1}', "'stream' has the wrong type"),
         ("/v1/completions", b'{"prompt": "x", "temperature": 9}', "temperature"),
         ("/v1/chat/completions", b'{"messages": []}', "'messages'"),
         ("/v1/chat/completions", b'{"messages": [{"content": "x"}]}', "'role'"),
@@ -162,7 +163,7 @@ def test_unknown_routes_and_model_failures(served):
     r = httpx.post(server.url + "/v1/completions", json={"prompt": "x"})
     assert r.status_code == 500 and "GPU caught fire" in r.json()["error"]["message"]
     # The client sees a retried 5xx and finally an error row, not an exception.
-    [c] = OpenAILLM("m", base_url=server.url + "/v1", **FAST).generate(["x"], GenParams())
+    [c] = OpenAILLM(server.model_name, base_url=server.url + "/v1", **FAST).generate(["x"], GenParams())
     assert c.finish_reason == "error" and "GPU caught fire" in c.error
 
 
@@ -197,7 +198,7 @@ def test_a_real_hf_model_served_answers_as_it_does_in_process(served, tiny_model
     from reactlab.llm.hf import HFLLM
 
     llm = HFLLM(tiny_model_dir, batch_size=8)
-    server = served(llm)
+    server = served(llm, model_name="tiny")
     client = OpenAILLM("tiny", base_url=server.url + "/v1", concurrency=4, **FAST)
     prompts = [f"Question: what is item {i}?\nThought 1:" for i in range(6)]
     params = GenParams(max_new_tokens=12, stop=["\nObservation"])
@@ -343,3 +344,55 @@ def test_a_request_past_its_time_limit_is_cancelled_with_504(served):
     server = served(RecordingLLM(delay=1.5), request_timeout_s=0.3)
     r = httpx.post(server.url + "/v1/completions", json={"prompt": "slow"}, timeout=10)
     assert r.status_code == 504 and "longer than 0.3 s" in r.json()["error"]["message"]
+
+
+def test_the_openai_client_streams_token_by_token(served, tiny_model_dir):
+    """The official client, streaming from the HF engine: many chunks, and their concatenation is
+    exactly the non-streamed greedy answer (chat and completions; a stop string inside the text
+    is never sent, usage comes last when asked)."""
+    pytest.importorskip("torch")
+    openai = pytest.importorskip("openai")
+    from reactlab.llm.hf import HFLLM
+
+    server = served(HFLLM(tiny_model_dir, batch_size=4), model_name="tiny")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "Question: what is the capital of France?"}]
+    want = client.chat.completions.create(model="tiny", messages=messages, max_tokens=24).choices[0].message.content
+    chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=24, stream=True,
+                                                 stream_options={"include_usage": True}))
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    assert "".join(pieces) == want and len([p for p in pieces if p]) > 3
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+
+    prompt = "Question: who?\nThought 1:"
+    full = client.completions.create(model="tiny", prompt=prompt, max_tokens=30).choices[0].text
+    stop = full[len(full) // 2 : len(full) // 2 + 3]  # a stop string in the middle of the answer
+    assert stop.strip()
+    want = client.completions.create(model="tiny", prompt=prompt, max_tokens=30, stop=[stop]).choices[0].text
+    got = "".join(c.choices[0].text for c in client.completions.create(
+        model="tiny", prompt=prompt, max_tokens=30, stop=[stop], stream=True))
+    assert got == want == full[: full.index(stop)]
+
+
+def test_models_by_id_and_unknown_models(served):
+    server = served(RecordingLLM(delay=0), model_name="tiny", aliases=("gpt-4o-mini",))
+    assert httpx.get(server.url + "/v1/models/tiny").json()["id"] == "tiny"
+    assert [m["id"] for m in httpx.get(server.url + "/v1/models").json()["data"]] == ["tiny", "gpt-4o-mini"]
+    r = httpx.get(server.url + "/v1/models/other")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "model_not_found"
+    r = httpx.post(server.url + "/v1/completions", json={"model": "other", "prompt": "x"})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "model_not_found"
+    assert httpx.post(server.url + "/v1/completions", json={"model": "gpt-4o-mini", "prompt": "x"}).status_code == 200
+    assert httpx.post(server.url + "/v1/completions", json={"prompt": "x"}).status_code == 200  # no model: served
+
+
+def test_a_non_streaming_model_streams_in_one_piece(served):
+    server = served(RecordingLLM(delay=0), model_name="tiny")
+    with httpx.stream("POST", server.url + "/v1/completions", json={"prompt": "hey", "stream": True}) as r:
+        lines = [x for x in r.iter_lines() if x]
+    assert r.headers["content-type"] == "text/event-stream" and lines[-1] == "data: [DONE]"
+    import json as _json
+
+    texts = [_json.loads(x[6:])["choices"][0]["text"] for x in lines[:-1]]
+    assert "".join(texts) == "ans:hey"

@@ -172,6 +172,8 @@ def serve_cmd(
     adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="the most tokens one request may ask for")] = 4096,
     request_timeout: Annotated[float, typer.Option(min=1, help="seconds before a request is cancelled (504)")] = 600,
+    alias: Annotated[list[str] | None, typer.Option(
+        help="another model name requests may use (others get 404 model_not_found); repeatable")] = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions),
     merging concurrent requests into batches."""
@@ -179,7 +181,8 @@ def serve_cmd(
 
     with user_errors():
         main_serve(model, host=host, port=port, model_name=model_name,
-                   server_options={"max_tokens_cap": max_tokens, "request_timeout_s": request_timeout},
+                   server_options={"max_tokens_cap": max_tokens, "request_timeout_s": request_timeout,
+                                   "aliases": tuple(alias or ())},
                    **({"adapter": str(adapter)} if adapter else {}))
 
 

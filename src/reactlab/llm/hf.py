@@ -133,6 +133,15 @@ class HFLLM:
         for i in range(params.n):
             self.engine.submit(_Sample(key, i), ids, params, self._generator(params, i))
 
+    def partial_text(self, key: Hashable) -> str | None:
+        """The text generated so far for the prompt submitted under ``key`` while it decodes (EOS
+        left out, not yet cut at a stop string); None when it is not decoding."""
+        for row in self.engine.active:
+            if row.key == key:
+                out = row.out[:-1] if row.out and row.out[-1] in self.eos_ids else row.out
+                return self._detok(out)
+        return None
+
     def cancel(self, key: Hashable) -> None:
         """Stop working on the prompt submitted under ``key`` (its client went away); nothing comes
         back for it."""

@@ -7,9 +7,11 @@ validating a request body), ``batcher.py`` (feeding the model from many request 
 (``.url``, ``.shutdown()``). It answers:
 
 - ``POST /v1/completions``: ``prompt`` (a string or a list of strings), ``max_tokens``,
-  ``temperature``, ``top_p``, ``stop`` (string or list), ``seed``, ``n``;
+  ``temperature``, ``top_p``, ``stop`` (string or list), ``seed``, ``n``, ``stream`` (server-sent
+  events, token by token with a streaming model; ``stream_options.include_usage``), ``model``
+  (``model_name`` or an alias; another name gets 404 ``model_not_found``);
 - ``POST /v1/chat/completions``: the same with ``messages`` (``max_completion_tokens`` also read);
-- ``GET /v1/models``: the one model, named ``model_name``.
+- ``GET /v1/models``, ``GET /v1/models/{id}``: the model, named ``model_name``, and its aliases.
 
 Fields left out take ``GenParams``' defaults (greedy, 128 new tokens), not OpenAI's. Choices carry
 vLLM's ``stop_reason`` (the stop string that ended the text) so a client can recover
@@ -33,11 +35,13 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import select
 import socket
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -53,8 +57,9 @@ from reactlab.serve.protocol import (
     parse_messages,
     parse_params,
     parse_prompts,
+    stream_prefix,
 )
-from reactlab.types import LLM, Completion, Prompt
+from reactlab.types import LLM, Completion, GenParams, Prompt
 
 log = logging.getLogger("reactlab.serve")
 
@@ -104,15 +109,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _method_not_allowed
 
+    def _model(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": self.server.created, "owned_by": "reactlab"}
+
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == "/v1/models":
-            model = {
-                "id": self.server.model_name,
-                "object": "model",
-                "created": self.server.created,
-                "owned_by": "reactlab",
-            }
-            self._send(200, {"object": "list", "data": [model]})
+        path = self.path.rstrip("/")
+        if path == "/v1/models":
+            self._send(200, {"object": "list", "data": [self._model(m) for m in self.server.model_names]})
+        elif path.startswith("/v1/models/"):
+            name = urllib.parse.unquote(path[len("/v1/models/"):])
+            if name in self.server.model_names:
+                self._send(200, self._model(name))
+            else:
+                self._error(404, f"the model {name!r} does not exist here; this server serves "
+                                 f"{', '.join(self.server.model_names)}", "model_not_found")
         elif self.path.rstrip("/") in ("", "/health"):
             self._send(200, {"status": "ok", "model": self.server.model_name})
         else:
@@ -149,6 +159,12 @@ class _Handler(BaseHTTPRequestHandler):
             params, n = parse_params(body, self.server.max_tokens_cap)
             chat = path == "/v1/chat/completions"
             prompts: list[Prompt] = [parse_messages(body)] if chat else list(parse_prompts(body))
+            model = body.get("model")
+            if model is not None and model not in self.server.model_names:
+                self._error(404, f"the model {model!r} does not exist here; this server serves "
+                                 f"{', '.join(self.server.model_names)} (reactlab serve --alias NAME adds a name)",
+                            "model_not_found")
+                return
         except json.JSONDecodeError as e:
             self._error(400, f"the request body is not valid JSON: {e}")
             return
@@ -157,6 +173,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except BadRequest as e:
             self._error(400, str(e))
+            return
+        if body.get("stream"):
+            include_usage = bool(body.get("stream_options", {}).get("include_usage", False))
+            self._stream(chat, [p for p in prompts for _ in range(n)], params, include_usage)
             return
         try:
             outs = self.server.batcher.submit([p for p in prompts for _ in range(n)], params, self._client_alive,
@@ -181,6 +201,78 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, self._response(chat, outs))
 
+    def _stream(self, chat: bool, prompts: list[Prompt], params: GenParams, include_usage: bool) -> None:
+        """Server-sent events: one chunk per new piece of text per choice as the model writes it (a
+        streaming model; otherwise the whole text in one chunk), then each choice's finish reason,
+        the usage when asked (``stream_options.include_usage``), and ``[DONE]``. The pieces of a
+        choice add up to exactly the text the same request gets without streaming."""
+        events: queue.Queue[tuple[int, str]] = queue.Queue()
+        try:
+            items = self.server.batcher.enqueue(prompts, params, lambda i, t: events.put((i, t)))
+        except ShuttingDown as e:
+            self._error(503, str(e), "server_error")
+            return
+        ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        created = int(time.time())
+
+        def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> None:
+            payload: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                                       "created": created, "model": self.server.model_name, "choices": choices}
+            if usage is not None:
+                payload["usage"] = usage
+            self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+            self.wfile.flush()
+
+        def piece(i: int, text: str, finish: str | None = None, stop: str | None = None) -> dict[str, Any]:
+            if chat:
+                delta = {"content": text} if text or finish is None else {}
+                return {"index": i, "delta": delta, "finish_reason": finish}
+            return {"index": i, "text": text, "logprobs": None, "finish_reason": finish, "stop_reason": stop}
+
+        self.close_connection = True  # the stream ends when the connection does
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        sent = [""] * len(items)
+        deadline = None if self.server.request_timeout_s is None else time.monotonic() + self.server.request_timeout_s
+        try:
+            if chat:
+                chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                       for i in range(len(items))])
+            while not all(it.future.done() for it in items):
+                try:
+                    i, text = events.get(timeout=0.2)
+                except queue.Empty:
+                    if not self._client_alive() or (deadline is not None and time.monotonic() > deadline):
+                        for it in items:
+                            it.cancelled.set()
+                        return
+                    continue
+                new = stream_prefix(text, params.stop)
+                if new.startswith(sent[i]) and len(new) > len(sent[i]):
+                    chunk([piece(i, new[len(sent[i]):])])
+                    sent[i] = new
+            outs = []
+            for i, it in enumerate(items):
+                try:
+                    c = it.future.result()
+                except Exception as e:  # noqa: BLE001 - the client hears it in the stream
+                    self.wfile.write(b"data: " + json.dumps({"error": {"message": f"the model failed: {e}",
+                                                                        "type": "server_error"}}).encode() + b"\n\n")
+                    return
+                rest = c.text[len(sent[i]):] if c.text.startswith(sent[i]) else ""
+                chunk([piece(i, rest, c.finish_reason, c.stop)])
+                outs.append(c)
+            if include_usage:
+                chunk([], _usage_json(outs))
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except OSError:  # the client went away mid-stream
+            for it in items:
+                it.cancelled.set()
+
     def _response(self, chat: bool, outs: list[Completion]) -> dict[str, Any]:
         choices = []
         for i, c in enumerate(outs):
@@ -204,14 +296,17 @@ class OpenAIServer(ThreadingHTTPServer):
     """The HTTP server ``serve`` returns; ``url`` is its base (``http://host:port``, add ``/v1``)."""
 
     daemon_threads = True  # a client holding a keep-alive connection must not block shutdown
+    request_queue_size = 128  # the listen backlog (the stdlib's 5 resets connections under a burst)
 
     def __init__(
         self, llm: LLM, host: str, port: int, model_name: str, batch_window_s: float, max_batch: int,
         max_tokens_cap: int = MAX_TOKENS_CAP, request_timeout_s: float | None = REQUEST_TIMEOUT_S,
+        aliases: tuple[str, ...] = (),
     ):
         super().__init__((host, port), _Handler)
         self.llm = llm
         self.model_name = model_name
+        self.model_names = [model_name, *(a for a in aliases if a != model_name)]
         self.max_tokens_cap = max_tokens_cap
         self.request_timeout_s = request_timeout_s
         self.created = int(time.time())
@@ -267,17 +362,19 @@ def serve(
     max_batch: int = 32,
     max_tokens_cap: int = MAX_TOKENS_CAP,
     request_timeout_s: float | None = REQUEST_TIMEOUT_S,
+    aliases: tuple[str, ...] = (),
 ) -> OpenAIServer:
     """Serve ``llm`` over the OpenAI API in a background thread; ``port=0`` picks a free port.
 
     ``model_name`` (default ``llm.name``) is what ``/v1/models`` lists and responses echo; the
-    ``model`` field of requests is ignored. ``max_tokens_cap``: the most tokens one request may ask
+    ``model`` field of a request must be it or one of ``aliases`` (else 404 ``model_not_found``;
+    a request without one gets this model). ``max_tokens_cap``: the most tokens one request may ask
     for (more is a 400); ``request_timeout_s``: a request still unanswered then is cancelled and gets
     504 (None: no limit). Use as ``with serve(llm) as server: ...`` or call ``server.shutdown()``.
     """
     server = OpenAIServer(
         llm, host, port, model_name or str(getattr(llm, "name", "reactlab")), batch_window_s, max_batch,
-        max_tokens_cap, request_timeout_s,
+        max_tokens_cap, request_timeout_s, tuple(aliases),
     )
     return server.start()
 

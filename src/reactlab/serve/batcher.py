@@ -4,6 +4,7 @@ whose time ran out, and failures kept to the request that caused them."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import queue
@@ -27,6 +28,7 @@ class _Item:
     params: GenParams
     future: Future = field(default_factory=Future)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    on_text: Callable[[str], None] | None = None  # streaming: the text so far, after each step
 
 
 class ClientGone(Exception):
@@ -72,11 +74,7 @@ class MicroBatcher:
                timeout_s: float | None = None) -> list[Completion]:
         """The completions of ``prompts``, in order. Raises ``ClientGone`` once ``alive()`` is false
         and ``RequestTimeout`` after ``timeout_s``; the request's prompts are cancelled then."""
-        if self._closed:
-            raise ShuttingDown("server is shutting down")
-        items = [_Item(p, params) for p in prompts]
-        for item in items:
-            self._queue.put(item)
+        items = self.enqueue(prompts, params)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         out = []
         for item in items:
@@ -92,6 +90,19 @@ class MicroBatcher:
                             it.cancelled.set()
                         raise (ClientGone() if gone else RequestTimeout()) from None
         return out
+
+    def enqueue(self, prompts: list[Prompt], params: GenParams,
+                on_text: Callable[[int, str], None] | None = None) -> list[_Item]:
+        """Queue ``prompts``; their items (each ``future`` holds the completion). ``on_text(i, text)``
+        is called from the worker with prompt ``i``'s text so far after each decoding step (a
+        streaming model only; the text may end in a partial stop string)."""
+        if self._closed:
+            raise ShuttingDown("server is shutting down")
+        items = [_Item(p, params, on_text=None if on_text is None else functools.partial(on_text, i))
+                 for i, p in enumerate(prompts)]
+        for item in items:
+            self._queue.put(item)
+        return items
 
     def close(self) -> None:
         self._closed = True
@@ -173,6 +184,9 @@ class MicroBatcher:
                 item = pending.pop(key, None)
                 if item is not None:
                     item.future.set_result(comp)
+            for key, item in pending.items():
+                if item.on_text is not None and (text := llm.partial_text(key)) is not None:
+                    item.on_text(text)
         self._fail_queued()
 
     def _fail_queued(self) -> None:

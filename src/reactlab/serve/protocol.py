@@ -59,8 +59,10 @@ def parse_params(body: dict[str, Any], max_tokens_cap: int = MAX_TOKENS_CAP) -> 
     n = _get(body, "n", int, 1)
     if not 1 <= n <= MAX_N:
         raise BadRequest(f"'n' must be between 1 and {MAX_N}")
-    if body.get("stream"):
-        raise BadRequest("streaming is not supported by this server; send 'stream': false")
+    _get(body, "stream", bool, False)
+    options = _get(body, "stream_options", dict, {})
+    if not isinstance(options.get("include_usage", False), bool):
+        raise BadRequest("'stream_options.include_usage' must be true or false")
     return GenParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=seed), n
 
 
@@ -86,6 +88,23 @@ def parse_messages(body: dict[str, Any]) -> list[dict[str, str]]:
     if not any(m["content"] for m in out):
         raise BadRequest("'messages' hold no text")
     return out
+
+
+def stream_prefix(text: str, stops: list[str]) -> str:
+    """What of a completion's text so far can be sent to a streaming client for sure: cut at a stop
+    string already there; else without a tail that could still become one (the longest stop's
+    length minus one) and without a trailing undecoded byte (``\ufffd``), so that the pieces sent
+    always add up to the final text.
+
+    >>> stream_prefix("Thought: go\nObs", ["\nObservation"]), stream_prefix("a\nObservation 1", ["\nObservation"])
+    ('Thought', 'a')
+    """
+    for s in stops:
+        if s and s in text:
+            text = text[: text.index(s)]
+    hold = max((len(s) - 1 for s in stops if s), default=0)
+    text = text[: max(0, len(text) - hold)] if hold else text
+    return text.rstrip("\ufffd")
 
 
 def _check_text(text: str, where: str) -> None:
