@@ -91,19 +91,23 @@ def parse_messages(body: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def stream_prefix(text: str, stops: list[str]) -> str:
-    """What of a completion's text so far can be sent to a streaming client for sure: cut at a stop
-    string already there; else without a tail that could still become one (the longest stop's
-    length minus one) and without a trailing undecoded byte (``\ufffd``), so that the pieces sent
-    always add up to the final text.
+    r"""What of a completion's text so far can be sent to a streaming client for sure: cut at a stop
+    string already there; else without the longest tail that could still grow into one, and without
+    a trailing undecoded byte (``\ufffd``), so that the pieces sent always add up to the final text.
 
     >>> stream_prefix("Thought: go\nObs", ["\nObservation"]), stream_prefix("a\nObservation 1", ["\nObservation"])
-    ('Thought', 'a')
+    ('Thought: go', 'a')
+    >>> stream_prefix("plain text", ["\nObservation"])
+    'plain text'
     """
-    for s in stops:
-        if s and s in text:
-            text = text[: text.index(s)]
-    hold = max((len(s) - 1 for s in stops if s), default=0)
-    text = text[: max(0, len(text) - hold)] if hold else text
+    cuts = [text.index(s) for s in stops if s and s in text]
+    if cuts:
+        return text[: min(cuts)].rstrip("\ufffd")
+    longest = max((len(s) for s in stops if s), default=0)
+    for k in range(min(len(text), longest - 1), 0, -1):  # the longest tail that begins a stop string
+        if any(s.startswith(text[-k:]) for s in stops if s):
+            text = text[:-k]
+            break
     return text.rstrip("\ufffd")
 
 
