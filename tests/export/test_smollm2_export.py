@@ -85,7 +85,11 @@ def test_export_layout_and_adapter_effect(smollm2_export, smollm2_dir, reference
     assert sorted(p.name for p in res.files) == ["hf", "model-f16.gguf", "model-q8_0.gguf"]
     assert json.loads((res.hf_dir / "reactlab_export.json").read_text())["adapter"] == adapter
     assert (res.out / "Modelfile").read_text().splitlines()[1] == "FROM ./model-f16.gguf"
-    assert res.ollama_command in (res.out / "README.md").read_text()
+    assert (res.out / "Modelfile.q8_0").read_text().splitlines()[1] == "FROM ./model-q8_0.gguf"
+    readme = (res.out / "README.md").read_text()
+    assert res.ollama_command.replace("Modelfile", "Modelfile.f16") in readme
+    assert "ollama create react-smol-q8_0 -f" in readme and "Modelfile.q8_0" in readme
+    assert "mostly Q4_1" in readme and "cannot be more precise than Q4_1" in readme  # the embedded file's type
     ids, greedy, logits = reference
     base = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
     assert abs(_logits(base, ids + greedy) - logits).max() > 0.5  # the merge changed the model

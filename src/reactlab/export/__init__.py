@@ -6,7 +6,9 @@
 
     out/hf/                    merged HF model (+ tokenizer, chat template, reactlab_export.json)
     out/model-<type>.gguf      one per requested GGUF type
-    out/Modelfile, README.md   with ``ollama`` (the Modelfile uses the first GGUF)
+    out/Modelfile.<type>       with ``ollama``: one Modelfile per GGUF type
+    out/Modelfile, README.md   ``Modelfile`` is the first type's; the README lists each
+                               ``ollama create`` command and the source weights' precision
 
 Nothing is imported or written at import time; torch, transformers, peft, gguf load on first use.
 """
@@ -78,10 +80,16 @@ def export_model(
         cfg = json.loads((merged.path / "config.json").read_text())
         ctx = num_ctx or min(int(cfg.get("max_position_embeddings") or 4096), 8192)
         tok = AutoTokenizer.from_pretrained(merged.path)
+        commands = {}
+        for t, gguf_file in zip(types, ggufs, strict=True):
+            text = modelfile(tok, gguf_file.name, system=system, num_ctx=ctx)
+            (out / f"Modelfile.{t}").write_text(text)
+            commands[t] = create_command(ollama if t == types[0] else f"{ollama}-{t}", out / f"Modelfile.{t}")
         res.modelfile = out / "Modelfile"
-        res.modelfile.write_text(modelfile(tok, ggufs[0].name, system=system, num_ctx=ctx))
+        res.modelfile.write_text((out / f"Modelfile.{types[0]}").read_text())
         res.ollama_command = create_command(ollama, res.modelfile)
-        (out / "README.md").write_text(_readme(model, adapter, ollama, res))
+        (out / "README.md").write_text(_readme(model, adapter, ollama, res, commands,
+                                               _precision(merged.source_gguf, dtype)))
     return res
 
 
@@ -94,13 +102,31 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _readme(model: str, adapter: str | None, name: str, res: ExportResult) -> str:
+def _precision(source_gguf: Path | None, dtype: str) -> str:
+    """A sentence on how precise the exported weights can be: a base read from a quantised GGUF
+    holds no more than that quantisation, whatever it is re-encoded to."""
+    if source_gguf is None:
+        return f"The merged weights were written in {dtype}."
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    kinds = Counter(t.tensor_type.name for t in GGUFReader(source_gguf).tensors if t.n_elements > 1 << 12)
+    main = kinds.most_common(1)[0][0] if kinds else "unknown"
+    return (f"The base weights came from `{source_gguf.name}` (its large tensors mostly {main}): a "
+            f"{dtype} or GGUF re-encoding of them cannot be more precise than {main}.")
+
+
+def _readme(model: str, adapter: str | None, name: str, res: ExportResult, commands: dict[str, str],
+            precision: str) -> str:
     files = "\n".join(
         f"- `{p.relative_to(res.out)}`: {size / 1e6:.1f} MB" for p, (size, _) in res.files.items()
     )
+    register = "\n".join(f"{cmd}   # {t}" for t, cmd in commands.items())
     return (
         f"# {name}\n\nExported by `reactlab export` from `{model}`"
         + (f" with the adapter `{adapter}`" if adapter else "")
-        + f".\n\n{files}\n\nRegister it with Ollama (from the directory you ran the export in):\n\n"
-        f"```\n{res.ollama_command}\nollama run {name}\n```\n"
+        + f". {precision}\n\n{files}\n\nRegister it with Ollama (from the directory you ran the export in), "
+        "one model per GGUF type (`Modelfile` is the first type's):\n\n"
+        f"```\n{register}\nollama run {name}\n```\n"
     )
