@@ -92,5 +92,6 @@ def test_n_samples_take_n_entries_per_prompt():
     assert [c.text for c in out] == ["a", "c"]
     assert [[s.text for s in c.samples] for c in out] == [["a", "b"], ["c", "d"]]
     assert all(not s.samples for c in out for s in c.samples) and llm.remaining == 0
+    assert llm.calls == [["p1", "p2"]]  # the batch as asked, not its samples
     with pytest.raises(ScriptExhausted):
         llm.generate(["p3"], GenParams(n=2))

@@ -156,31 +156,32 @@ class ScriptedLLM:
         """One completion per prompt, in order (see the class docstring for where text comes from).
         With ``params.n > 1`` each prompt takes ``n`` script entries, its ``Completion.samples``."""
         n = max(1, params.n)
-        if n > 1:
-            flat = self.generate([p for p in prompts for _ in range(n)], replace(params, n=1))
-            return [replace(flat[i], samples=flat[i : i + n]) for i in range(0, len(flat), n)]
         prompts = list(prompts)
+        rows = [p for p in prompts for _ in range(n)]  # each prompt's n samples, in order
         with self._lock:
             if self._fn is not None:
-                raw = [self._fn(p) for p in prompts]
+                raw = [self._fn(p) for p in rows]
             elif self._mapping is not None:
-                raw = [self._lookup(p) for p in prompts]
+                raw = [self._lookup(p) for p in rows]
             else:
                 left = len(self._queue) - self._used
-                if left < len(prompts):
+                if left < len(rows):
                     raise ScriptExhausted(
-                        f"ScriptedLLM {self.name!r} ran out: asked for {len(prompts)} completion(s), "
+                        f"ScriptedLLM {self.name!r} ran out: asked for {len(rows)} completion(s), "
                         f"{left} left of {len(self._queue)} (the script is too short for this run)"
                     )
-                raw = self._queue[self._used : self._used + len(prompts)]
-                self._used += len(prompts)
+                raw = self._queue[self._used : self._used + len(rows)]
+                self._used += len(rows)
             self.calls.append(prompts)
         for i, r in enumerate(raw):
             if not isinstance(r, str):
                 raise TypeError(
-                    f"ScriptedLLM {self.name!r}: the script returned {type(r).__name__} for prompt {i}"
+                    f"ScriptedLLM {self.name!r}: the script returned {type(r).__name__} for prompt {i // n}"
                 )
-        return [finish(r, p, params) for r, p in zip(raw, prompts, strict=True)]
+        flat = [finish(r, p, params) for r, p in zip(raw, rows, strict=True)]
+        if n == 1:
+            return flat
+        return [replace(flat[i], samples=flat[i : i + n]) for i in range(0, len(flat), n)]
 
     def __repr__(self) -> str:
         kind = (
