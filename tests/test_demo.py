@@ -80,6 +80,9 @@ def test_every_stage_and_the_report(demo, tiny_model_dir):
             stage, N, summary["em"], summary["wall_s"])
     assert "ΔEM (fine-tuned − baseline)" in report and "[adapter/loss.png](adapter/loss.png)" in report
     assert f"{ROWS - stats['rows']['val']} train + {stats['rows']['val']} val rows" in report
+    page = (out / "report.html").read_text()  # the two arms in the browsable page, with the loss curve
+    assert ">baseline<" in page and ">finetuned<" in page and "Training loss" in page
+    assert len(info["result"]["extra"]["log_history"]) >= 2
 
 
 def test_no_evaluation_question_becomes_a_row(demo):

@@ -134,6 +134,24 @@ def run_cmd(
         raise typer.Exit(1)
 
 
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="run directories (each with trajectories.jsonl)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write (a directory: DIR/report.html)")] = Path(
+        "report.html"),
+    title: Annotated[str | None, typer.Option(help="the page's title")] = None,
+    label: Annotated[list[str] | None, typer.Option(
+        help="a name for each run, in order (default: the directory names); repeatable")] = None,
+) -> None:
+    """One self-contained HTML page of runs: summaries side by side, charts, and a trajectory viewer
+    (filter, search, open an episode, compare a question across runs). No server, no network."""
+    from reactlab.viewer import build_report
+
+    with user_errors():
+        path = build_report(runs, out, title=title, labels=label)
+    typer.echo(f"{path} ({path.stat().st_size / 1e6:.1f} MB): open it in a browser")
+
+
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="where the five stage dirs and report.md go")] = Path("runs/demo"),

@@ -17,7 +17,8 @@ process, and is skipped when its output is complete, so rerunning the same comma
 5. ``OUT/finetuned``: the adapter, zero-shot, in FireAct's chat layout, on the same N questions;
 
 then ``OUT/report.md``: one row per arm from each run's ``summary.json`` (``reactlab.report``), the
-EM delta, the data and training numbers, and the commands.
+EM delta, the data and training numbers, and the commands; and ``OUT/report.html``, the two arms in
+``reactlab report``'s page (charts, loss curve, the trajectory viewer).
 
 A finished stage made from other inputs (another model, ``train_rows``, ``seed`` or recipe) is an
 error naming both, never silently reused; so is an adapter about to be trained while ``finetuned/``
@@ -131,7 +132,7 @@ def run_demo(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Run the five stages into ``out`` and write ``out/report.md`` (module docstring).
+    """Run the five stages into ``out`` and write ``out/report.md`` and ``out/report.html`` (module docstring).
 
     ``model``: a named model (``smollm2``) or ``hf:PATH`` — something this machine can fine-tune.
     ``n``: eval questions per arm. ``train_rows``: rows of the SFT dataset (train + val). ``overrides``:
@@ -165,7 +166,11 @@ def run_demo(
     rows = table_rows(demo)
     report = render_report(demo, rows, cfg)
     write_text_atomic(demo.out / "report.md", report)
-    say(f"report: {demo.out / 'report.md'}")
+    from reactlab.viewer import build_report
+
+    page = build_report([demo.dir("baseline"), demo.dir("finetuned")], demo.out / "report.html",
+                        title=f"reactlab demo: {model}, {n} HotpotQA eval questions")
+    say(f"report: {demo.out / 'report.md'}; browse the trajectories in {page}")
     return DemoResult(demo.out, rows, stages, report)
 
 

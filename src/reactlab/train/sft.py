@@ -170,7 +170,9 @@ def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = Non
         wall_s=round(time.perf_counter() - t0, 1),
         peak_mem_mb=round(peak_memory_mb(), 1),
         extra={"mean_train_loss": output.training_loss, "train_runtime_s": runtime,
-               "train_rows": len(train_ds), "val_rows": len(val_rows), "resumed": resume},
+               "train_rows": len(train_ds), "val_rows": len(val_rows), "resumed": resume,
+               "log_history": [{k: h[k] for k in ("step", "loss", "eval_loss") if k in h} for h in history
+                               if "loss" in h or "eval_loss" in h]},
     )
     write_training_record(out, base_model=cfg.model.name, method=cfg.method, recipe=cfg.model_dump(mode="json"),
                    data_files=[f for f in (train_file, val_file) if f is not None],
