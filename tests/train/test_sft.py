@@ -77,6 +77,11 @@ def test_outputs_and_training_record(trained, react_data):
     assert info["recipe"]["lora"]["r"] == 8 and info["recipe"]["trl"]["max_steps"] == 12
     assert info["result"]["tokens_per_s"] > 0 and info["result"]["peak_mem_mb"] > 0
     assert result.train_tokens > 0 and result.wall_s > 0
+    assert [h["step"] for h in info["result"]["extra"]["log_history"] if "loss" in h] == list(range(1, 13))
+    card = (out / "README.md").read_text()  # the model card names the base model (PEFT's named a temp dir)
+    assert card.startswith(f"---\nbase_model: {cfg.model.name}\nlibrary_name: peft\n")
+    assert f"base_model:adapter:{cfg.model.name}" in card and "train_loss" in card
+    assert f"reactlab run --model {cfg.model.name} --adapter {out}" in card
 
 
 def test_adapter_loads_and_changes_outputs(trained, tiny_dir):

@@ -33,6 +33,7 @@ from reactlab.data.select import (
 )
 from reactlab.data.sources import Sample, load_source, split_name
 from reactlab.io import write_json_atomic, write_jsonl_atomic
+from reactlab.progress import progress
 
 FORMATS = (*formats.SFT_FORMATS, "dpo", "kto", "prompts")
 PURPOSE = {"dpo": "preference", "kto": "preference", "prompts": "prompts"}
@@ -202,7 +203,7 @@ def _stats(fmt, sources, loaded, kept, dropped, splits, tok, tok_spec, excluded)
     if fmt == "kto":
         stats["labels"] = dict(Counter(str(r["label"]) for r in rows))
     if tok is not None and rows:
-        counts = [count_tokens(tok, r, fmt) for r in rows]
+        counts = [count_tokens(tok, r, fmt) for r in progress(rows, desc="counting tokens", unit="row")]
         stats["tokens"] = {
             "tokenizer": tok_spec if isinstance(tok_spec, str) else getattr(tok, "name_or_path", "?"),
             "mean": round(statistics.fmean(counts), 1), "median": statistics.median(counts),

@@ -41,6 +41,7 @@ def export_model(
     system: str | None = None,
     pre: str | None = None,
     num_ctx: int | None = None,
+    agent: bool | None = None,
 ) -> ExportResult:
     """Merge ``adapter`` (if any) into ``model``, then write the GGUF files and the Modelfile.
 
@@ -48,7 +49,9 @@ def export_model(
     from ``reactlab.export.gguf.OUTTYPES``. ``ollama``: the Ollama model name; needs at least one
     GGUF type. ``system``: the Modelfile's ``SYSTEM``. ``pre``: llama.cpp pre-tokenizer name (by
     default the source GGUF's, else detected from tokenizer.json). ``num_ctx``: Ollama context
-    (default: the model's context length, at most 8192).
+    (default: the model's context length, at most 8192). ``agent``: whether the model is a ReAct
+    agent, whose Modelfile also stops at ``Observation:`` (default: when ``adapter`` was trained by
+    reactlab, i.e. has a ``training.json``; a base model is a plain chat model).
     """
     import json
 
@@ -81,15 +84,19 @@ def export_model(
         ctx = num_ctx or min(int(cfg.get("max_position_embeddings") or 4096), 8192)
         tok = AutoTokenizer.from_pretrained(merged.path)
         commands = {}
+        if agent is None:
+            from reactlab.train.common import TRAINING_FILE
+
+            agent = adapter is not None and (Path(adapter) / TRAINING_FILE).is_file()
         for t, gguf_file in zip(types, ggufs, strict=True):
-            text = modelfile(tok, gguf_file.name, system=system, num_ctx=ctx)
+            text = modelfile(tok, gguf_file.name, system=system, num_ctx=ctx, agent=agent)
             (out / f"Modelfile.{t}").write_text(text)
             commands[t] = create_command(ollama if t == types[0] else f"{ollama}-{t}", out / f"Modelfile.{t}")
         res.modelfile = out / "Modelfile"
         res.modelfile.write_text((out / f"Modelfile.{types[0]}").read_text())
         res.ollama_command = create_command(ollama, res.modelfile)
         (out / "README.md").write_text(_readme(model, adapter, ollama, res, commands,
-                                               _precision(merged.source_gguf, dtype)))
+                                               _precision(merged.source_gguf, dtype), agent))
     return res
 
 
@@ -118,7 +125,7 @@ def _precision(source_gguf: Path | None, dtype: str) -> str:
 
 
 def _readme(model: str, adapter: str | None, name: str, res: ExportResult, commands: dict[str, str],
-            precision: str) -> str:
+            precision: str, agent: bool) -> str:
     files = "\n".join(
         f"- `{p.relative_to(res.out)}`: {size / 1e6:.1f} MB" for p, (size, _) in res.files.items()
     )
@@ -128,5 +135,8 @@ def _readme(model: str, adapter: str | None, name: str, res: ExportResult, comma
         + (f" with the adapter `{adapter}`" if adapter else "")
         + f". {precision}\n\n{files}\n\nRegister it with Ollama (from the directory you ran the export in), "
         "one model per GGUF type (`Modelfile` is the first type's):\n\n"
-        f"```\n{register}\nollama run {name}\n```\n"
+        f"```\n{register}\nollama run {name}\n```\n\n"
+        + ("It is a ReAct agent: generation also stops at `Observation:`, where the tool's answer goes.\n" if agent
+           else "A plain chat model: generation stops at the end of its turn only (export with `--agent` to "
+                "also stop at `Observation:`).\n")
     )

@@ -29,6 +29,9 @@ def export_cmd(
     ollama: Annotated[str | None, typer.Option(help="write a Modelfile for this Ollama model name")] = None,
     dtype: Annotated[str, typer.Option(help="dtype of the merged HF weights: fp32 | fp16 | bf16")] = "fp16",
     system: Annotated[str | None, typer.Option(help="SYSTEM prompt of the Modelfile")] = None,
+    agent: Annotated[bool | None, typer.Option(
+        "--agent/--no-agent", help="the Modelfile also stops at 'Observation:' (default: when the adapter "
+                                   "was trained by reactlab)")] = None,
     pre: Annotated[
         str | None,
         typer.Option(help="llama.cpp pre-tokenizer name (default: the source GGUF's, else detected)"),
@@ -40,7 +43,8 @@ def export_cmd(
     types = [t.strip() for g in (gguf or []) for t in g.split(",") if t.strip()]
     with user_errors():
         res = export_model(
-            model, out, adapter=adapter, gguf=types, ollama=ollama, dtype=dtype, system=system, pre=pre
+            model, out, adapter=adapter, gguf=types, ollama=ollama, dtype=dtype, system=system, pre=pre,
+            agent=agent,
         )
     for w in res.warnings:
         typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reactlab.progress import progress
+
 OUTTYPES = ("f32", "f16", "q8_0", "q4_0")
 
 # HF class name -> (gguf arch name, whether Q/K are permuted). Mistral is llama to llama.cpp.
@@ -97,7 +99,8 @@ def export_gguf(
         types: Counter = Counter()
         tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], n_layers)
         tied = bool(cfg.get("tie_word_embeddings", False))
-        for hf_name, data in _tensors(hf_dir):
+        for hf_name, data in progress(_tensors(hf_dir), desc=f"GGUF {outtype}", unit="tensor",
+                                      total=_n_tensors(hf_dir)):
             if hf_name == "lm_head.weight" and tied:
                 continue  # llama.cpp uses token_embd when output.weight is absent
             new = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
@@ -285,6 +288,16 @@ def _add_tokenizer(w, hf_dir: Path, cfg: dict[str, Any], pre: str | None, gguf) 
     template = tok.chat_template
     if isinstance(template, str) and template:
         w.add_chat_template(template)
+
+
+def _n_tensors(hf_dir: Path) -> int:
+    from safetensors import safe_open
+
+    n = 0
+    for f in sorted(hf_dir.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            n += len(list(st.keys()))  # noqa: SIM118  (safe_open is not a Mapping)
+    return n
 
 
 def _tensors(hf_dir: Path):

@@ -7,8 +7,9 @@ template, including a default system prompt the HF template inserts when there i
 small interpreter of exactly the Go constructs emitted here, fed the way Ollama feeds a template,
 see ``ollama_inputs``); a template no family reproduces fails with ``UnsupportedTemplate``.
 
-Stops: the family's end-of-turn token(s), the tokenizer's EOS, and ``Observation:`` (the chat
-agent's observation arrives as the next user turn, so a model writing one itself must stop).
+Stops: the family's end-of-turn token(s), the tokenizer's EOS, and for agent models ``Observation:``
+(the chat agent's observation arrives as the next user turn, so an agent writing one itself must
+stop; a plain chat model keeps the word).
 """
 
 from __future__ import annotations
@@ -104,23 +105,26 @@ def translate(tokenizer) -> tuple[Family, str]:
     )
 
 
-def stops(family: Family, tokenizer) -> list[str]:
-    """Stop strings: the family's, the tokenizer's EOS, and the agent's ``Observation:``."""
+def stops(family: Family, tokenizer, agent: bool = False) -> list[str]:
+    """Stop strings: the family's, the tokenizer's EOS, and for an ``agent`` model the agent's
+    ``Observation:`` (a chat model that is not one may well write that word in an answer)."""
     out = list(family.stops)
     if tokenizer.eos_token and tokenizer.eos_token not in out:
         out.append(tokenizer.eos_token)
-    return [*out, OBSERVATION_STOP]
+    return [*out, OBSERVATION_STOP] if agent else out
 
 
-def modelfile(tokenizer, gguf_name: str, system: str | None = None, num_ctx: int | None = None) -> str:
-    """The Modelfile text for ``./<gguf_name>`` beside it (see the module doc)."""
+def modelfile(tokenizer, gguf_name: str, system: str | None = None, num_ctx: int | None = None,
+              agent: bool = False) -> str:
+    """The Modelfile text for ``./<gguf_name>`` beside it (see the module doc); ``agent``: a model
+    fine-tuned on ReAct trajectories, which also stops at ``Observation:``."""
     fam, tpl = translate(tokenizer)
     lines = [f"# written by reactlab export ({fam.name} chat template)", f"FROM ./{gguf_name}", ""]
     lines.append(f'TEMPLATE """{_triple_quoted(tpl)}"""')
     if system:
         lines.append(f'SYSTEM """{_triple_quoted(system)}"""')
     lines.append("")
-    lines += [f"PARAMETER stop {_quote(s)}" for s in stops(fam, tokenizer)]
+    lines += [f"PARAMETER stop {_quote(s)}" for s in stops(fam, tokenizer, agent)]
     if num_ctx:
         lines.append(f"PARAMETER num_ctx {int(num_ctx)}")
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from reactlab.config import LoraConfig, ModelConfig
-from reactlab.io import files_sha256
+from reactlab.io import files_sha256, write_text_atomic
 
 
 @dataclass
@@ -204,7 +204,53 @@ def write_training_record(out: str | Path, *, base_model: str, method: str, reci
         "result": asdict(result),
     }
     write_json_atomic(Path(out) / TRAINING_FILE, info)
+    write_text_atomic(Path(out) / "README.md", model_card(info))
     return info
+
+
+def model_card(info: dict[str, Any]) -> str:
+    """The ``README.md`` of a trained adapter or model, from its training record: Hugging Face
+    model-card metadata naming the base model (its hub id where known, so the Hub links the two),
+    then what it was trained on and how, its losses, and how to run and export it. It replaces the
+    card PEFT and TRL write, which name the local directory the base was loaded from, or nothing."""
+    from reactlab.models import parse_model
+
+    base = str(info["base_model"])
+    try:
+        hub = parse_model(base).hub_id()
+    except ValueError:
+        hub = None
+    result = info.get("result", {})
+    adapter = info.get("method") in ("lora", "qlora")
+    trainer = str(info.get("trainer", "sft"))
+    meta = ["---", f"base_model: {hub or base}", f"library_name: {'peft' if adapter else 'transformers'}",
+            "pipeline_tag: text-generation", "tags:", "- reactlab", "- trl", f"- {trainer}", "- react-agent"]
+    if adapter:
+        meta += ["- lora", f"- base_model:adapter:{hub or base}"]
+    meta.append("---")
+    loss = ", ".join(f"{k} {result[k]:.4f}" for k in ("train_loss", "eval_loss") if result.get(k) is not None)
+    data = info.get("data", {})
+    out = result.get("out", "OUT")
+    lines = [
+        *meta, "",
+        f"# {Path(str(result.get('out', 'model'))).name}", "",
+        f"A ReAct agent: `{base}`" + (f" (`{hub}`)" if hub and hub != base else "")
+        + f" fine-tuned with `reactlab train {trainer}` ({info.get('method')}) on ReAct trajectories.", "",
+        f"- base model: `{hub or base}`" + (f", loaded from `{base}`" if hub and hub != base else ""),
+        f"- data: {', '.join(f'`{f}`' for f in data.get('files', []))} (sha256 `{str(data.get('sha256', ''))[:16]}…`)",
+        f"- prompt ids in the data: {', '.join(f'`{k}` ({v})' for k, v in info.get('prompt_ids', {}).items())}",
+        f"- {result.get('steps', 0)} optimizer steps, {result.get('train_tokens', 0):,} tokens"
+        + (f", {loss}" if loss else "") + f", {result.get('wall_s', 0)} s on {info.get('device', '?')}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in info.get('versions', {}).items())}; "
+        f"reactlab commit `{info.get('git_commit') or 'unknown'}`",
+        "", "The full recipe and results are in `training.json`.", "", "## Use", "", "```",
+        (f"reactlab run --model {base} --adapter {out}" if adapter else f"reactlab run --model hf:{out}")
+        + " --style chat --prompt zeroshot",
+        (f"reactlab export --model {base} --adapter {out}" if adapter else f"reactlab export --model {out}")
+        + " --gguf q8_0 --ollama NAME",
+        "```", "",
+    ]
+    return "\n".join(lines)
 
 
 def _versions(*names: str) -> dict[str, str]:

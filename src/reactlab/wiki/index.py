@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from reactlab.progress import progress
 from reactlab.wiki.corpus import Page, read_corpus
 
 INDEX_VERSION = 1
@@ -177,7 +178,7 @@ def build_index(pages: Iterable[Page], db_path: str | Path, meta: dict[str, str]
             rows: list[tuple[Any, ...]] = []
             fts_rows: list[tuple[Any, ...]] = []
             seen: set[str] = set()
-            for page in pages:
+            for page in progress(pages, desc="indexing pages", unit="page"):
                 if page.title in seen:
                     continue
                 seen.add(page.title)
