@@ -21,7 +21,7 @@ from typing import Any
 from reactlab.tasks.metrics import aggregate
 
 _FIXED = ("n", "stderr", "by_type", "avg_steps", "invalid_action_rate", "status", "tokens_per_question",
-          "episode_wall_s", "wall_s", "run", "main_metric", "metrics", "first_error")
+          "episode_wall_s", "wall_s", "run", "main_metric", "metrics", "first_error", "macro")
 
 
 @dataclass
@@ -48,6 +48,15 @@ class Summary:
     first_error: str | None = None
 
     @property
+    def macro(self) -> dict[str, float]:
+        """Each metric's mean over question types (MMLU's macro accuracy over subjects); empty
+        with fewer than two types."""
+        types = [v for v in self.by_type.values()]
+        if len(types) < 2:
+            return {}
+        return {k: sum(t[k] for t in types) / len(types) for k in self.metrics if all(k in t for t in types)}
+
+    @property
     def all_failed(self) -> bool:
         """Every episode ended in ``error`` (e.g. every model call was refused)."""
         return self.n > 0 and self.status.get("error", 0) == self.n
@@ -63,11 +72,12 @@ class Summary:
     ) -> Summary:
         """Aggregate trajectory records (dicts as in ``trajectories.jsonl``): each of ``metrics``
         (default: every score key seen) as mean + stderr, by question type, steps, statuses, tokens."""
-        scores = aggregate([t.get("scores", {}) for t in trajs], metrics)
+        scores = {k: v for k, v in aggregate([t.get("scores", {}) for t in trajs], metrics).items()
+                  if v["n"] or k == main_metric}  # a metric no episode has (accuracy on covered claims) is left out
         by_type: dict[str, dict[str, float]] = {}
         for typ in sorted({t.get("type", "") for t in trajs}):
             sub = [t.get("scores", {}) for t in trajs if t.get("type", "") == typ]
-            by_type[typ or "?"] = {k: v["mean"] for k, v in aggregate(sub, metrics).items()} | {"n": len(sub)}
+            by_type[typ or "?"] = {k: v["mean"] for k, v in aggregate(sub, metrics).items() if v["n"]} | {"n": len(sub)}
         n_steps = [len(t.get("steps", [])) for t in trajs]
         actions = [s["action"]["name"] for t in trajs for s in t.get("steps", [])]
         tokens = [t.get("usage", {}).get("prompt_tokens", 0) + t.get("usage", {}).get("completion_tokens", 0)
@@ -96,7 +106,7 @@ class Summary:
             "by_type": self.by_type, "avg_steps": self.avg_steps, "invalid_action_rate": self.invalid_action_rate,
             "status": self.status, "tokens_per_question": self.tokens_per_question,
             "episode_wall_s": self.episode_wall_s, "wall_s": self.wall_s, "run": self.run,
-            "first_error": self.first_error,
+            "first_error": self.first_error, "macro": self.macro,
         }
 
     @classmethod
@@ -145,7 +155,9 @@ class Summary:
             + "  ".join(f"{metric_label(k)}={v:.3f} ± {self.stderr.get(k, 0.0):.3f}" for k, v in self.metrics.items())
             + f"  avg_steps={self.avg_steps:.2f}  invalid={self.invalid_action_rate:.3f}  wall={self.wall_s:.1f}s",
             "by type: " + ", ".join(f"{k}: {main} {v.get(self.main_metric, 0):.3f} (n={v['n']:.0f})"
-                                    for k, v in self.by_type.items()),
+                                    for k, v in self.by_type.items())
+            + (f"; macro {main} {self.macro[self.main_metric]:.3f} over {len(self.by_type)} types"
+               if self.main_metric in self.macro else ""),
             "status: " + ", ".join(f"{k}={v}" for k, v in self.status.items()),
         ])
 

@@ -114,7 +114,7 @@ def test_cli_oracle_needs_supporting_facts(tmp_path):
     data = tmp_path / "simple.json"
     data.write_text(json.dumps([{"question": "q?", "answer": "a"}]))
     res = CliRunner().invoke(app, ["run", "--agent", "oracle", "--data", str(data), "--out", str(tmp_path / "o"), "-q"])
-    assert res.exit_code == 2 and "needs 'supporting_facts'" in res.output
+    assert res.exit_code == 2 and "needs gold evidence: 'supporting_facts'" in res.output
 
 
 @pytest.mark.parametrize("content, needle", [('[{"question": "q"}]', "record 0: field 'answer' missing"),

@@ -102,12 +102,21 @@ def test_runner_batches_react_episodes(vendored_index, tmp_path):
     assert calls == [8, 2] and s.n == 10 and s.status == {"finished": 10}
 
 
-def test_exemplar_observations_are_what_the_local_wiki_returns(vendored_index):
-    """The few-shot prompt must show the model real observations, not stale ones."""
-    spec = load_prompt("hotpotqa_react")
-    assert len(spec.examples) == 6 and sorted(e["type"] for e in spec.examples) == ["bridge"] * 3 + ["comparison"] * 3
-    from reactlab.agents.parsing import parse_action
+PROMPT_TASKS = {"hotpotqa_react": ("hotpotqa", "bamboogle"), "fever_react": ("fever",),
+                "strategyqa_react": ("strategyqa",), "mmlu_react": ("mmlu",)}
 
+
+@pytest.mark.parametrize("name", sorted(PROMPT_TASKS))
+def test_exemplar_observations_are_what_the_local_wiki_returns(vendored_index, name):
+    """Every packaged few-shot prompt shows the model real observations, not stale ones, and none
+    of its exemplars is an evaluation question of a task that uses it."""
+    from reactlab.agents.parsing import parse_action
+    from reactlab.tasks import make_task
+
+    spec = load_prompt(name)
+    if name == "hotpotqa_react":
+        assert len(spec.examples) == 6
+        assert sorted(e["type"] for e in spec.examples) == ["bridge"] * 3 + ["comparison"] * 3
     for ex in spec.examples:
         env = WikiEnv(vendored_index)
         env.reset(Example("x", ex["question"], ex["answer"]))
@@ -116,9 +125,12 @@ def test_exemplar_observations_are_what_the_local_wiki_returns(vendored_index):
             assert done == ("observation" not in step)
             if not done:
                 assert obs == step["observation"], step["action"]
-    # exemplars are not evaluation questions
-    evalq = {e.question.strip().lower() for s in ("eval", "dev") for e in HotpotQA().examples(s)}
-    assert not evalq & {e["question"].strip().lower() for e in spec.examples}
+        assert parse_action(ex["steps"][-1]["action"]).arg == ex["answer"]
+    asked = {e["question"].strip().lower() for e in spec.examples}
+    for task_name in PROMPT_TASKS[name]:
+        task = make_task(task_name)
+        for split in {*task.eval_splits, *(("dev",) if task_name in ("hotpotqa", "fever") else ())}:
+            assert not asked & {e.question.strip().lower() for e in task.examples(split)}, (task_name, split)
 
 
 @pytest.mark.parametrize("method", ["react", "act", "cot"])

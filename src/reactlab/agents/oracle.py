@@ -1,4 +1,5 @@
-"""The oracle agent: a gold trajectory built from HotpotQA's supporting facts, with no model.
+"""The oracle agent: a gold trajectory built from gold evidence, with no model: HotpotQA's
+supporting facts (sentence level, below), or evidence pages (FEVER, StrategyQA: ``_pages``).
 
 It proves the environment + task + metric end to end before any model runs, and it is a source of
 teacher-free training data (FireAct-style trajectories in the paper's format). For each supporting
@@ -109,10 +110,12 @@ class OracleAgent:
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:
         t0 = time.perf_counter()
+        if "evidence" in example.meta and not example.meta.get("supporting_facts"):
+            return self._pages(example, env, t0)
         if not example.meta.get("supporting_facts") or not example.meta.get("context"):
             raise ValueError(
-                f"example {example.id}: the oracle needs 'supporting_facts' and 'context' "
-                "(a HotpotQA distractor-layout file); this split/file has neither"
+                f"example {example.id}: the oracle needs gold evidence: 'supporting_facts' and 'context' "
+                "(a HotpotQA distractor-layout file) or evidence pages (FEVER, StrategyQA); this split/file has none"
             )
         env.reset(example)
         steps: list[Step] = []
@@ -165,6 +168,50 @@ class OracleAgent:
             status="finished", type=example.type, wall_s=time.perf_counter() - t0, meta=meta,
         )
         yield  # noqa: B901 — unreachable: makes this a generator that never asks the LLM
+
+
+    def _pages(self, example: Example, env: Environment, t0: float) -> Trajectory:
+        """Page-level evidence (``meta["evidence"]``: sets of page titles, any one set sufficing):
+        search each page of a set, in order, until every page of one set was found; the answer is
+        the gold one only then. An example with no evidence set (a FEVER NOT ENOUGH INFO claim)
+        finishes at once: there is nothing to read; ``None`` (the data records none for this one)
+        is a miss."""
+        env.reset(example)
+        steps: list[Step] = []
+        missing: list[str] = []
+
+        def act(thought: str, action: Action) -> str:
+            obs, _ = env.step(action)
+            steps.append(Step(i=len(steps) + 1, thought=thought, action=action, observation=obs))
+            return obs
+
+        sets = example.meta["evidence"]
+        if sets is None:
+            missing.append("the data records no evidence for this example")
+        found = sets == []
+        for pages in sets or []:
+            ok = True
+            for n, title in enumerate(pages):
+                thought = (f"I need to search {title}." if n == 0 else f"Next, I need to search {title}.")
+                if act(thought, Action("search", title)).startswith("Could not find"):
+                    missing.append(f"page not found: {title!r}")
+                    ok = False
+                    break
+            if ok:
+                found = True
+                break
+        answer = example.answer if found else ""
+        final = (f"So the answer is {answer}." if sets else f"There is nothing to look up, so the answer is {answer}."
+                 ) if found else "I could not find the evidence, so I cannot answer."
+        act(final, Action("finish", answer))
+        meta: dict[str, Any] = {"supporting_titles": [t for s in sets or [] for t in s]}
+        if not found:
+            meta["oracle_miss"] = missing
+        return Trajectory(
+            id=example.id, task="", question=example.question, gold=example.answer, agent=self.name,
+            prompt_id=self.prompt_id, model=self.model, steps=steps, answer=answer, status="finished",
+            type=example.type, wall_s=time.perf_counter() - t0, meta=meta,
+        )
 
 
 def _answer_kw(example: Example) -> str:

@@ -39,6 +39,8 @@ class PromptSpec:
     version: int
     instruction: dict[str, str]
     examples: tuple[dict[str, Any], ...]
+    label: str = "Question"
+    """What the question line is called (``Claim`` for FEVER): ``{label}: {question}``."""
 
     def prompt_id(self, method: str) -> str:
         return f"{self.id}@{self.version}/{method}"
@@ -59,12 +61,13 @@ def load_prompt(name: str = "hotpotqa_react") -> PromptSpec:
     for key in ("id", "version", "instruction", "examples"):
         if key not in doc:
             raise ValueError(f"prompt {name!r}: field {key!r} missing")
-    return PromptSpec(doc["id"], int(doc["version"]), dict(doc["instruction"]), tuple(doc["examples"]))
+    return PromptSpec(doc["id"], int(doc["version"]), dict(doc["instruction"]), tuple(doc["examples"]),
+                      str(doc.get("label", "Question")))
 
 
-def render_example(ex: dict[str, Any], method: str) -> str:
+def render_example(ex: dict[str, Any], method: str, label: str = "Question") -> str:
     """One exemplar in the paper's completion layout for ``method``."""
-    lines = [f"Question: {ex['question']}"]
+    lines = [f"{label}: {ex['question']}"]
     if method == "cot":
         lines += [f"Thought: Let's think step by step. {ex['cot']}", f"Action: Finish[{ex['answer']}]"]
         return "\n".join(lines) + "\n"
@@ -82,4 +85,4 @@ def render_prefix(spec: PromptSpec, method: str) -> str:
     """Instruction + exemplars, ending with a blank line: the shared prefix whose KV cache is reused."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    return spec.instruction[method] + "\n" + "\n".join(render_example(ex, method) for ex in spec.examples) + "\n"
+    return spec.instruction[method] + "\n" + "\n".join(render_example(ex, method, spec.label) for ex in spec.examples) + "\n"

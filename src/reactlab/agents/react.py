@@ -70,7 +70,7 @@ class ReActAgent:
         if style not in ("completion", "chat"):
             raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
-        self.params = GenParams(max_new_tokens=max_new_tokens, stop=[STOP_OBS] if style == "chat" else [STOP_OBS, STOP_NEXT])
+        self.label = "Question"
         if prompt is None:
             prompt = task.default_prompt if task is not None else "hotpotqa_react"
         if style == "completion" and prompt == ZERO_SHOT:  # fine-tuned models: no exemplars
@@ -79,9 +79,13 @@ class ReActAgent:
             spec = load_prompt(prompt)
             self.prefix = render_prefix(spec, method)
             self.prompt_id = spec.prompt_id(method)
+            self.label = spec.label
         else:
             self.prefix = ""
             self.prompt_id = layout_prompt_id("chat", method)
+        self.next_stop = STOP_NEXT if self.label == "Question" else f"\n{self.label}:"
+        self.params = GenParams(max_new_tokens=max_new_tokens,
+                                stop=[STOP_OBS] if style == "chat" else [STOP_OBS, self.next_stop])
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:
         t0 = time.perf_counter()
@@ -102,7 +106,7 @@ class ReActAgent:
     # -- the three loops; each appends Steps to traj and returns on finish / error / step limit --
 
     def _completion(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
-        prompt = f"{self.prefix}Question: {question}\n"
+        prompt = f"{self.prefix}{self.label}: {question}\n"
         for i in range(1, self.max_steps + 1):
             head = f"Thought {i}:" if self.method == "react" else f"Action {i}:"
             c = yield Query(prompt + head, self.params)
@@ -142,8 +146,8 @@ class ReActAgent:
         return traj
 
     def _cot(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
-        params = GenParams(max_new_tokens=self.params.max_new_tokens * 2, stop=[STOP_NEXT, "\n\n"])
-        c = yield Query(f"{self.prefix}Question: {question}\nThought: Let's think step by step.", params)
+        params = GenParams(max_new_tokens=self.params.max_new_tokens * 2, stop=[self.next_stop, "\n\n"])
+        c = yield Query(f"{self.prefix}{self.label}: {question}\nThought: Let's think step by step.", params)
         if _failed(c, traj):
             return traj
         thought, act = split_thought_action(c.text)

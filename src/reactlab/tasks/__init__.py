@@ -12,6 +12,10 @@ from reactlab.types import Task
 
 TASKS: dict[str, Union[str, Callable[[], Task]]] = {
     "hotpotqa": "reactlab.tasks.hotpotqa:HotpotQA",
+    "fever": "reactlab.tasks.fever:FEVER",
+    "bamboogle": "reactlab.tasks.bamboogle:Bamboogle",
+    "strategyqa": "reactlab.tasks.strategyqa:StrategyQA",
+    "mmlu": "reactlab.tasks.mmlu:MMLU",
 }
 
 

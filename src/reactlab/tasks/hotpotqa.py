@@ -20,6 +20,7 @@ from typing import Any
 
 from reactlab.io import DataError, read_records, require
 from reactlab.paths import data_dir
+from reactlab.tasks.base import paper_sample
 from reactlab.tasks.metrics import qa_scores
 from reactlab.types import EnvFactory, Example
 
@@ -38,9 +39,7 @@ def paper500_indices(n_dev: int = DEV_SIZE) -> list[int]:
     >>> paper500_indices()[:3]
     [3687, 6238, 5388]
     """
-    idxs = list(range(n_dev))
-    random.Random(PAPER_SEED).shuffle(idxs)
-    return idxs[:PAPER_N]
+    return paper_sample(n_dev, PAPER_N, PAPER_SEED)
 
 
 def _pairs(value: Any, where: str, field: str, keys: tuple[str, str]) -> list[list]:

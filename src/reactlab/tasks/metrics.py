@@ -106,3 +106,61 @@ def aggregate(rows: Iterable[Mapping[str, float]], keys: Iterable[str] | None = 
         m, se = mean_stderr(vals)
         out[k] = {"mean": m, "stderr": se, "n": len(vals)}
     return out
+
+
+FEVER_LABELS = ("SUPPORTS", "REFUTES", "NOT ENOUGH INFO")
+_FEVER_FORMS = (
+    ("NOT ENOUGH INFO", ("not enough info", "not enough information", "notenoughinfo", "nei", "not enough")),
+    ("SUPPORTS", ("supports", "supported", "support", "true")),
+    ("REFUTES", ("refutes", "refuted", "refute", "false")),
+)
+
+
+def fever_label(answer: str) -> str:
+    """A finish answer as a FEVER label (``""`` when it is none): the label itself in any case, or
+    a plain variant (``supported``, ``refuted``, ``not enough information``) at its start.
+
+    >>> [fever_label(a) for a in ("SUPPORTS", "refuted.", "Not enough info", "NOT ENOUGH INFORMATION", "maybe")]
+    ['SUPPORTS', 'REFUTES', 'NOT ENOUGH INFO', 'NOT ENOUGH INFO', '']
+    """
+    a = " ".join(answer.strip().strip(".!\"'").lower().replace("_", " ").split())
+    for label, forms in _FEVER_FORMS:
+        if any(a == f or a.startswith(f + " ") or a.startswith(f + ",") for f in forms):
+            return label
+    return ""
+
+
+def yes_no(answer: str) -> str:
+    """``"yes"`` / ``"no"`` when the answer starts with it (FireAct's StrategyQA rule, after
+    lower-casing and stripping punctuation), else ``""``.
+
+    >>> [yes_no(a) for a in ("Yes", "no, it is not", "Yes.", "True", "nope", "")]
+    ['yes', 'no', 'yes', '', '', '']
+    """
+    words = re.findall(r"[a-z]+", answer.lower())
+    return words[0] if words and words[0] in ("yes", "no") else ""
+
+
+_LETTER = re.compile(r"^\(?([A-Za-z])\)?(?:$|[\s.:,)\]])")
+_LETTER_SAID = re.compile(r"\b(?:answer|option|choice)\s*(?:is|:)?\s*\(?([A-D])\b\)?", re.IGNORECASE)
+
+
+def choice_letter(answer: str, options: Sequence[str] = (), letters: str = "ABCD") -> str:
+    """The option letter a free-text answer picks, ``""`` when none: a leading letter (``B``,
+    ``(b)``, ``B. Paris``), ``the answer is C``, or the text of exactly one option.
+
+    >>> [choice_letter(a) for a in ("B", "(c) 42", "d. none of these", "The answer is A.", "E", "maybe")]
+    ['B', 'C', 'D', 'A', '', '']
+    >>> choice_letter("Paris", ["London", "Paris", "Rome", "Oslo"])
+    'B'
+    """
+    a = answer.strip()
+    m = _LETTER.match(a)
+    if m and m.group(1).upper() in letters:
+        return m.group(1).upper()
+    m = _LETTER_SAID.search(a)
+    if m and m.group(1).upper() in letters:
+        return m.group(1).upper()
+    norm = normalize_answer(a)
+    hits = [letters[i] for i, o in enumerate(options[: len(letters)]) if norm and normalize_answer(str(o)) == norm]
+    return hits[0] if len(hits) == 1 else ""

@@ -281,6 +281,15 @@ class WikiIndex:
         t, sentences, source = rows[0]
         return Page(t, json.loads(sentences), source)
 
+    def mentions(self, phrase: str) -> bool:
+        """Whether some page's title or text holds ``phrase`` as consecutive words (case and
+        diacritics ignored, FTS5's tokens): e.g. whether the corpus holds an answer at all."""
+        terms = [_fold(w[:64]) for w in _WORD.findall(_clean(phrase)[:MAX_QUERY_CHARS].casefold())][:MAX_QUERY_TERMS]
+        if not terms:
+            return False
+        expr = '"' + " ".join(terms) + '"'
+        return bool(self._query("SELECT 1 FROM fts WHERE fts MATCH ? LIMIT 1", (expr,)))
+
     def similar(self, query: str, k: int = 5) -> list[str]:
         """Up to ``k`` titles ranked by BM25 over title (weighted higher) and text.
 
