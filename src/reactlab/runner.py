@@ -128,7 +128,8 @@ def run_from_config(
     refs = _role_models(cfg)
     agent = make_agent(
         cfg.agent, task=task, method=cfg.method, style=cfg.style, prompt=cfg.prompt, max_steps=cfg.max_steps,
-        model=refs[DEFAULT_ROLE].label() if DEFAULT_ROLE in refs else "",
+        model=refs[DEFAULT_ROLE].label() if DEFAULT_ROLE in refs else "", sc_k=cfg.sc_k,
+        sc_temperature=cfg.sc_temperature,
     )
     needs_model = getattr(agent, "needs_model", True)
     if needs_model and DEFAULT_ROLE not in refs and llms is None:

@@ -13,11 +13,22 @@ AGENTS: dict[str, str] = {
 }
 
 
+COMPOSED: dict[str, str] = {
+    "cot_sc": "reactlab.agents.consistency:CoTSCAgent",
+    "react_then_cot_sc": "reactlab.agents.consistency:BackoffAgent",
+    "cot_sc_then_react": "reactlab.agents.consistency:BackoffAgent",
+}
+"""Methods of the react agent that compose its episodes (self-consistency, back-offs), by class."""
+
+
 def make_agent(name: str, **options: Any) -> Agent:
     """The agent called ``name``, built with ``options`` (``task``, ``method``, ``style``, ``prompt``,
-    ``max_steps``, ``model``: what ``RunConfig`` holds)."""
+    ``max_steps``, ``model``, ``sc_k``, ``sc_temperature``: what ``RunConfig`` holds)."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(AGENTS))}")
-    module, cls = AGENTS[name].split(":")
+    target = AGENTS[name]
+    if name == "react" and options.get("method") in COMPOSED:
+        target = COMPOSED[options["method"]]
+    module, cls = target.split(":")
     agent: Agent = getattr(importlib.import_module(module), cls)(**options)
     return agent

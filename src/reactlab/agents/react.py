@@ -64,9 +64,12 @@ class ReActAgent:
         max_new_tokens: int = 128,
         system: str | None = None,
         model: str = "",
+        **_options: object,
     ) -> None:
+        """``_options``: what other agents take from a ``RunConfig`` (``sc_k``, ...), ignored here."""
         if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+            raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}, "
+                             "cot_sc, react_then_cot_sc, cot_sc_then_react")
         if style not in ("completion", "chat"):
             raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
@@ -110,14 +113,14 @@ class ReActAgent:
         for i in range(1, self.max_steps + 1):
             head = f"Thought {i}:" if self.method == "react" else f"Action {i}:"
             c = yield Query(prompt + head, self.params)
-            if _failed(c, traj):
+            if failed(c, traj):
                 return traj
             raw, usage = c.text, c.usage
             if self.method == "react":
                 thought, act = split_thought_action(c.text, i)
                 if act is None:  # the paper's fallback: ask for the action on its own line
                     c2 = yield Query(prompt + f"Thought {i}: {thought}\nAction {i}:", _one_line(self.params))
-                    if _failed(c2, traj):
+                    if failed(c2, traj):
                         return traj
                     act, raw, usage = c2.text.strip(), raw + "\n[action] " + c2.text, usage + c2.usage
             else:
@@ -133,7 +136,7 @@ class ReActAgent:
         messages.append({"role": "user", "content": question})
         for i in range(1, self.max_steps + 1):
             c = yield Query(list(messages), self.params)
-            if _failed(c, traj):
+            if failed(c, traj):
                 return traj
             thought, act = split_thought_action(c.text)
             action = parse_action(act if act is not None else thought)
@@ -145,15 +148,26 @@ class ReActAgent:
             messages.append({"role": "user", "content": chat_observation(traj.steps[-1].observation)})
         return traj
 
-    def _cot(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
-        params = GenParams(max_new_tokens=self.params.max_new_tokens * 2, stop=[self.next_stop, "\n\n"])
-        c = yield Query(f"{self.prefix}{self.label}: {question}\nThought: Let's think step by step.", params)
-        if _failed(c, traj):
-            return traj
-        thought, act = split_thought_action(c.text)
+    def cot_query(self, question: str, params: GenParams | None = None) -> Query:
+        """The chain-of-thought prompt for ``question`` (``params``: the decoding, greedy by default)."""
+        params = params or GenParams(max_new_tokens=self.params.max_new_tokens * 2, stop=[self.next_stop, "\n\n"])
+        return Query(f"{self.prefix}{self.label}: {question}\nThought: Let's think step by step.", params)
+
+    @staticmethod
+    def cot_answer(text: str) -> tuple[str, Action]:
+        """A chain of thought's ``(thought, finish action)``: its ``Finish[...]``, else the answer
+        its last sentence states."""
+        thought, act = split_thought_action(text)
         action = parse_action(act) if act is not None else Action("invalid", "")
         if action.name != "finish":
-            action = Action("finish", extract_cot_answer(c.text))
+            action = Action("finish", extract_cot_answer(text))
+        return thought, action
+
+    def _cot(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
+        c = yield self.cot_query(question)
+        if failed(c, traj):
+            return traj
+        thought, action = self.cot_answer(c.text)
         self._act(env, traj, 1, thought, action, c.text, c.usage, c.latency_s)
         return traj
 
@@ -168,7 +182,7 @@ class ReActAgent:
         return done
 
 
-def _failed(c: Completion, traj: Trajectory) -> bool:
+def failed(c: Completion, traj: Trajectory) -> bool:
     """A backend failure (after its own retries) ends the episode as ``error``; it is still recorded."""
     if c.finish_reason == "error":
         traj.status, traj.error = "error", c.error or "LLM call failed"
