@@ -135,6 +135,29 @@ def run_cmd(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def eval_cmd(
+    matrix: Annotated[list[str], typer.Argument(
+        help="the matrix: YAML file(s) or a packaged one (eval_paper_tasks), then KEY=VALUE overrides "
+             "(run.limit=20, run.sc_k=5)")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="where the cells and table.md / table.csv go")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Models x tasks x methods: every cell a resumable run directory (OUT/MODEL/TASK/METHOD), then
+    one table (OUT/table.md, OUT/table.csv) with the metric, stderr, n, steps, tokens and time."""
+    from reactlab.config import find_recipe, split_specs
+    from reactlab.evaluate import load_eval_config, run_matrix
+
+    files, overrides = split_specs(matrix)
+    files = [str(find_recipe(f)) for f in files]  # a packaged matrix by name: eval_paper_tasks
+    with user_errors():
+        cfg = load_eval_config(files, overrides, values={"out": str(out)} if out else None)
+        cells = run_matrix(cfg, progress=not quiet, log=lambda line: typer.secho(line, err=True, bold=True))
+    from reactlab.evaluate import table_markdown
+
+    typer.echo(table_markdown(cells) + f"\n{cfg.out}/table.md, {cfg.out}/table.csv")
+
+
 @app.command("report")
 def report_cmd(
     runs: Annotated[list[Path], typer.Argument(help="run directories (each with trajectories.jsonl)")],

@@ -145,6 +145,37 @@ class RunConfig(_Strict):
     corpus: list[str] = Field(default_factory=list)
 
 
+class EvalTask(_Strict):
+    """One task of an evaluation matrix: ``name`` (as ``RunConfig.task``), its ``split`` or ``data``
+    file, and ``limit`` / ``seed`` (shuffle before the limit) / ``max_steps`` when this task needs its
+    own (FEVER: 5 steps in the paper)."""
+
+    name: str
+    split: str = "eval"
+    data: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    max_steps: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+
+class EvalConfig(_Strict):
+    """``reactlab eval``: models x tasks x methods, each cell a run directory
+    ``out/<model>/<task>/<method>``, then ``out/table.md`` and ``out/table.csv``. ``run``: what every
+    cell's ``RunConfig`` gets besides (``limit``, ``seed``, ``batch_size``, ``sc_k``, ``style``, ...);
+    a task's own ``limit`` / ``max_steps`` win over it."""
+
+    out: str
+    models: list[ModelRef] = Field(min_length=1)
+    tasks: list[EvalTask] = Field(min_length=1)
+    methods: list[str] = Field(default_factory=lambda: ["react"], min_length=1)
+    run: dict[str, Any] = Field(default_factory=dict)
+
+
 # --- YAML ----------------------------------------------------------------------------------------
 
 

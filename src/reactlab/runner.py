@@ -184,6 +184,12 @@ def _model_forms() -> str:
 
 
 def _make_llm(ref: ModelRef, cfg: RunConfig) -> LLM:
+    return open_llm(ref, workers=cfg.workers)
+
+
+def open_llm(ref: ModelRef, workers: int = 8) -> LLM:
+    """The model of ``ref`` (with its adapter), loaded; ``workers``: concurrent requests of an API model.
+    A caller that runs several configs on one model loads it once with this and passes it as ``llms``."""
     from reactlab.llm import make_llm
     from reactlab.models import parse_model
 
@@ -194,7 +200,7 @@ def _make_llm(ref: ModelRef, cfg: RunConfig) -> LLM:
             raise ValueError(f"an adapter needs a local model, not {ref.name!r}")
         options["adapter"] = ref.adapter
     if spec.kind == "openai":
-        options["concurrency"] = cfg.workers
+        options["concurrency"] = workers
     return make_llm(ref.name, **options)
 
 
