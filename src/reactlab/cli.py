@@ -90,8 +90,8 @@ def run_cmd(
     agent: Annotated[str | None, typer.Option(
         help="react (an LLM agent) | oracle (gold trajectories, no LLM)  [default: react]")] = None,
     method: Annotated[str | None, typer.Option(
-        help="react | act | cot | cot_sc | react_then_cot_sc | cot_sc_then_react (CoT-SC: -c sc_k=21 "
-             "-c sc_temperature=0.7)  [default: react]")] = None,
+        help="react | act | cot | cot_sc | react_then_cot_sc | cot_sc_then_react | reflexion (CoT-SC: "
+             "-c sc_k=21 -c sc_temperature=0.7; -c reflexion_trials=3)  [default: react]")] = None,
     style: Annotated[str | None, typer.Option(
         help="completion (paper, few-shot) | chat (FireAct, zero-shot)  [default: completion]")] = None,
     prompt: Annotated[str | None, typer.Option(

@@ -114,13 +114,14 @@ class RunConfig(_Strict):
     task's split, or a file in the task's layout instead (then ``split`` is ignored). ``limit``:
     the first N examples (after shuffling with ``seed`` when given). ``agent``: ``react`` or
     ``oracle``; ``method``: the react agent's method (``react``, ``act``, ``cot``, ``cot_sc``,
-    ``react_then_cot_sc``, ``cot_sc_then_react``);
+    ``react_then_cot_sc``, ``cot_sc_then_react``, ``reflexion``);
     ``style``: ``completion`` (the paper's few-shot text) or ``chat`` (FireAct, zero-shot);
     ``prompt``: a packaged prompt name, a YAML file or ``zeroshot`` (None: the task's default).
     ``model``: the model of the ``default`` role; ``roles``: models of other roles, for agents
     that ask several models (a pipeline). ``max_steps``: steps before the forced ``finish[]``.
     ``sc_k`` / ``sc_temperature``: samples and temperature of CoT self-consistency (methods
     ``cot_sc``, ``react_then_cot_sc``, ``cot_sc_then_react``; the paper's 21 and 0.7).
+    ``reflexion_trials``: trials of method ``reflexion`` (its evaluator is the task's gold check).
     ``batch_size``: episodes live at once (one model batch per step); ``workers``: concurrent
     requests of an ``openai:`` model. ``corpus``: page corpora for the wiki (default: vendored).
     """
@@ -140,6 +141,7 @@ class RunConfig(_Strict):
     max_steps: int = Field(default=7, ge=1)
     sc_k: int = Field(default=21, ge=1)
     sc_temperature: float = Field(default=0.7, ge=0)
+    reflexion_trials: int = Field(default=3, ge=1)
     batch_size: int = Field(default=32, ge=1)
     workers: int = Field(default=8, ge=1)
     corpus: list[str] = Field(default_factory=list)

@@ -129,7 +129,7 @@ def run_from_config(
     agent = make_agent(
         cfg.agent, task=task, method=cfg.method, style=cfg.style, prompt=cfg.prompt, max_steps=cfg.max_steps,
         model=refs[DEFAULT_ROLE].label() if DEFAULT_ROLE in refs else "", sc_k=cfg.sc_k,
-        sc_temperature=cfg.sc_temperature,
+        sc_temperature=cfg.sc_temperature, trials=cfg.reflexion_trials,
     )
     needs_model = getattr(agent, "needs_model", True)
     if needs_model and DEFAULT_ROLE not in refs and llms is None:
@@ -159,6 +159,8 @@ def _settings(cfg: RunConfig, agent: Agent, refs: Mapping[str, ModelRef]) -> dic
     params = getattr(agent, "params", None)
     if params is not None:
         out["decoding"] = asdict(params)
+    if cfg.method == "reflexion":
+        out["reflexion_trials"] = cfg.reflexion_trials
     if cfg.data:
         out["data_sha256"] = files_sha256([cfg.data])
     for role, ref in sorted(refs.items()):

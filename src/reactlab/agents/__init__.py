@@ -17,13 +17,14 @@ COMPOSED: dict[str, str] = {
     "cot_sc": "reactlab.agents.consistency:CoTSCAgent",
     "react_then_cot_sc": "reactlab.agents.consistency:BackoffAgent",
     "cot_sc_then_react": "reactlab.agents.consistency:BackoffAgent",
+    "reflexion": "reactlab.agents.reflexion:ReflexionAgent",
 }
-"""Methods of the react agent that compose its episodes (self-consistency, back-offs), by class."""
+"""Methods of the react agent that compose its episodes (self-consistency, back-offs, Reflexion), by class."""
 
 
 def make_agent(name: str, **options: Any) -> Agent:
     """The agent called ``name``, built with ``options`` (``task``, ``method``, ``style``, ``prompt``,
-    ``max_steps``, ``model``, ``sc_k``, ``sc_temperature``: what ``RunConfig`` holds)."""
+    ``max_steps``, ``model``, ``sc_k``, ``sc_temperature``, ``trials``: what ``RunConfig`` holds)."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(AGENTS))}")
     target = AGENTS[name]

@@ -69,7 +69,7 @@ class ReActAgent:
         """``_options``: what other agents take from a ``RunConfig`` (``sc_k``, ...), ignored here."""
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}, "
-                             "cot_sc, react_then_cot_sc, cot_sc_then_react")
+                             "cot_sc, react_then_cot_sc, cot_sc_then_react, reflexion")
         if style not in ("completion", "chat"):
             raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
@@ -90,7 +90,8 @@ class ReActAgent:
         self.params = GenParams(max_new_tokens=max_new_tokens,
                                 stop=[STOP_OBS] if style == "chat" else [STOP_OBS, self.next_stop])
 
-    def episode(self, example: Example, env: Environment) -> EpisodeGen:
+    def episode(self, example: Example, env: Environment, context: str = "") -> EpisodeGen:
+        """One episode; ``context``: text shown before the question (Reflexion's reflections)."""
         t0 = time.perf_counter()
         traj = Trajectory(
             id=example.id, task="", question=example.question, gold=example.answer, agent=self.name,
@@ -98,7 +99,7 @@ class ReActAgent:
         )
         question = env.reset(example)
         loop = self._cot if self.method == "cot" else self._chat if self.style == "chat" else self._completion
-        yield from loop(question, env, traj)
+        yield from loop(question, env, traj, context)
         if traj.status != "error" and not (traj.steps and traj.steps[-1].action.name == "finish"):
             env.step(Action("finish", ""))  # the paper's forced finish[] after the step limit
             traj.status, traj.answer = "max_steps", ""
@@ -108,8 +109,8 @@ class ReActAgent:
 
     # -- the three loops; each appends Steps to traj and returns on finish / error / step limit --
 
-    def _completion(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
-        prompt = f"{self.prefix}{self.label}: {question}\n"
+    def _completion(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
+        prompt = f"{self.prefix}{context}{self.label}: {question}\n"
         for i in range(1, self.max_steps + 1):
             head = f"Thought {i}:" if self.method == "react" else f"Action {i}:"
             c = yield Query(prompt + head, self.params)
@@ -131,9 +132,9 @@ class ReActAgent:
             prompt += completion_step(i, thought if self.method == "react" else None, step.action, step.observation)
         return traj
 
-    def _chat(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
+    def _chat(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
         messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
-        messages.append({"role": "user", "content": question})
+        messages.append({"role": "user", "content": context + question})
         for i in range(1, self.max_steps + 1):
             c = yield Query(list(messages), self.params)
             if failed(c, traj):
@@ -148,10 +149,10 @@ class ReActAgent:
             messages.append({"role": "user", "content": chat_observation(traj.steps[-1].observation)})
         return traj
 
-    def cot_query(self, question: str, params: GenParams | None = None) -> Query:
+    def cot_query(self, question: str, params: GenParams | None = None, context: str = "") -> Query:
         """The chain-of-thought prompt for ``question`` (``params``: the decoding, greedy by default)."""
         params = params or GenParams(max_new_tokens=self.params.max_new_tokens * 2, stop=[self.next_stop, "\n\n"])
-        return Query(f"{self.prefix}{self.label}: {question}\nThought: Let's think step by step.", params)
+        return Query(f"{self.prefix}{context}{self.label}: {question}\nThought: Let's think step by step.", params)
 
     @staticmethod
     def cot_answer(text: str) -> tuple[str, Action]:
@@ -163,8 +164,8 @@ class ReActAgent:
             action = Action("finish", extract_cot_answer(text))
         return thought, action
 
-    def _cot(self, question: str, env: Environment, traj: Trajectory) -> EpisodeGen:
-        c = yield self.cot_query(question)
+    def _cot(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
+        c = yield self.cot_query(question, context=context)
         if failed(c, traj):
             return traj
         thought, action = self.cot_answer(c.text)
