@@ -159,20 +159,23 @@ def to_openai(traj: Trajectory, system: str | None = None, skip_invalid: bool = 
 
 
 def to_row(fmt: str, traj: Trajectory, source: str = "", system: str | None = None, **options: Any) -> dict[str, Any]:
-    """Dispatch to one SFT layout by name; ``options`` go to that layout's function."""
-    if fmt == "messages":
-        return to_messages(traj, source, system)
-    if fmt == "completion":
-        if system:
-            raise ValueError("the completion layout has no system prompt (drop --system)")
-        return to_completion(traj, source)
-    if fmt == "alpaca":
-        return to_alpaca(traj, source, system)
-    if fmt == "sharegpt":
-        return to_sharegpt(traj, source, system, **options)
+    """Dispatch to one SFT layout by name; ``options`` go to that layout's function. Every row but
+    OpenAI's (whose API takes ``messages`` only) is tagged with its ``task`` and ``method``."""
     if fmt == "openai":
         return to_openai(traj, system, **options)
-    raise ValueError(f"unknown SFT format {fmt!r}; known: {', '.join(SFT_FORMATS)}")
+    if fmt == "messages":
+        row = to_messages(traj, source, system)
+    elif fmt == "completion":
+        if system:
+            raise ValueError("the completion layout has no system prompt (drop --system)")
+        row = to_completion(traj, source)
+    elif fmt == "alpaca":
+        row = to_alpaca(traj, source, system)
+    elif fmt == "sharegpt":
+        row = to_sharegpt(traj, source, system, **options)
+    else:
+        raise ValueError(f"unknown SFT format {fmt!r}; known: {', '.join(SFT_FORMATS)}")
+    return row | {"task": traj.task, "method": method_of(traj)}
 
 
 def dataset_info(fmt: str, name: str, files: dict[str, str], system: bool = False) -> dict[str, Any]:

@@ -8,12 +8,13 @@ Filters, in the order they are checked (the first that fails is the reason count
 - ``error``: the LLM backend failed (``status == "error"``);
 - ``no_steps``: nothing to imitate (``hotpotqa:SPLIT`` prompt sources);
 - ``unfinished``: the episode did not end with ``finish[...]`` (SFT only);
-- ``incorrect``: EM < 1 and F1 below ``min_f1`` (SFT only; rows without gold, like FireAct's, pass);
+- ``incorrect``: the task's main metric < 1 (EM, accuracy) and F1 below ``min_f1`` (SFT only;
+  rows without gold, like FireAct's, pass);
 - ``too_many_steps``: more than ``max_steps`` steps;
 - ``no_gold``: preference and prompt rows need a gold answer;
 - ``duplicate``: a question seen before (first source on the command line wins; SFT and prompts).
 
-``mix`` then scales each source by a weight, ``cap`` keeps a seeded random subset of at most N rows,
+``mix`` then scales each source, task or method by a weight, ``cap`` keeps a seeded random subset of at most N rows,
 and ``split_of`` sends each question to train or val by a hash of its text, so a question (and its
 copies) never lands on both sides.
 """
@@ -25,8 +26,9 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from reactlab.data.sources import Sample
 from reactlab.tasks.metrics import normalize_answer, qa_scores
@@ -58,8 +60,9 @@ def eval_splits() -> list[str]:
     """Every evaluation split of every known task, as ``task:split`` (each task says which of its
     splits are for evaluation).
 
-    >>> eval_splits()
-    ['hotpotqa:eval', 'hotpotqa:paper500']
+    >>> eval_splits()  # doctest: +NORMALIZE_WHITESPACE
+    ['bamboogle:eval', 'fever:eval', 'fever:dev', 'hotpotqa:eval', 'hotpotqa:paper500', 'mmlu:eval', 'mmlu:val',
+     'strategyqa:eval']
     """
     from reactlab.tasks import TASKS, make_task
 
@@ -107,17 +110,32 @@ def _questions_of(path: Path, load_file) -> set[str]:
 
 
 def is_correct(sample: Sample, min_f1: float | None = None) -> bool | None:
-    """EM = 1, or F1 >= ``min_f1``; None when there is no gold answer to judge by.
+    """The task's own check: its main metric is 1 (EM for HotpotQA and Bamboogle, accuracy for
+    FEVER, StrategyQA, MMLU), or F1 >= ``min_f1``; None when there is no gold answer to judge by.
 
-    Scores come from the run (``traj.scores``) or, when absent, are computed from ``gold``.
+    Scores come from the run (``traj.scores``) or, when absent, from the trajectory's task's scorer
+    applied to ``gold`` (HotpotQA's EM/F1 for a trajectory of no known task).
     """
     t = sample.traj
     if not t.gold and not t.scores:
         return None
-    scores = t.scores if "em" in t.scores else qa_scores(t.answer, t.gold)
-    if scores.get("em", 0.0) >= 1.0:
+    main, scorer = _scorer(t.task)
+    scores = t.scores if main in t.scores else scorer(t)
+    if scores.get(main, 0.0) >= 1.0:
         return True
     return min_f1 is not None and scores.get("f1", 0.0) >= min_f1
+
+
+@cache
+def _scorer(task_name: str) -> tuple[str, Any]:
+    """``(main metric, trajectory -> scores)`` of a task by name; HotpotQA's EM/F1 for an unknown one."""
+    from reactlab.tasks import TASKS, make_task
+    from reactlab.types import Example
+
+    if task_name not in TASKS:
+        return "em", lambda t: qa_scores(t.answer, t.gold)
+    task = make_task(task_name)
+    return task.main_metric, lambda t: task.score(Example(id=t.id, question=t.question, answer=t.gold), t.answer)
 
 
 def drop_reason(sample: Sample, sel: Selection, excluded: set[str]) -> str | None:
@@ -182,8 +200,10 @@ def parse_mix(items: Iterable[str]) -> dict[str, float]:
 
 def mix(samples: Sequence[Sample], weights: dict[str, float], seed: int = 0) -> list[Sample]:
     """Scale each source by its weight (default 1): ``round(w * n)`` of its ``n`` samples — a random
-    subset for ``w < 1``, whole copies plus a random subset for ``w > 1``. Deterministic given
-    ``seed``; sources stay in input order and each copy keeps its source's order.
+    subset for ``w < 1``, whole copies plus a random subset for ``w > 1``. ``task:NAME`` and
+    ``method:NAME`` weights scale the samples of that task or method in every source (weights that
+    apply to one sample multiply). Deterministic given ``seed``; sources stay in input order and
+    each copy keeps its group's order.
 
     >>> from reactlab.types import Trajectory
     >>> s = [Sample(Trajectory(str(i), "", f"q{i}", "", "", "", ""), "a", "") for i in range(4)]
@@ -191,17 +211,33 @@ def mix(samples: Sequence[Sample], weights: dict[str, float], seed: int = 0) -> 
     (['0', '1'], 6)
     """
     names = list(dict.fromkeys(s.source for s in samples))
-    unknown = sorted(set(weights) - set(names))
+    kinds = {"task": {s.traj.task for s in samples}, "method": {s.traj.method or "react" for s in samples}}
+    unknown = sorted(k for k in weights if k not in names and not (
+        k.partition(":")[0] in kinds and k.partition(":")[2] in kinds[k.partition(":")[0]]))
     if unknown:
-        raise ValueError(f"--mix names unknown source(s) {unknown}; sources: {names}")
+        raise ValueError(f"--mix names unknown source(s) {unknown}; sources: {names}; tasks: "
+                         f"{sorted(kinds['task'])} (task:NAME); methods: {sorted(kinds['method'])} (method:NAME)")
     out: list[Sample] = []
-    for name in names:
-        group = [s for s in samples if s.source == name]
-        w = weights.get(name, 1.0)
+    for name, stream, group in _mix_groups(samples, names):
+        w = weights.get(name, 1.0) * weights.get(f"task:{group[0].traj.task}", 1.0) \
+            * weights.get(f"method:{group[0].traj.method or 'react'}", 1.0)
         whole, frac = int(w), w - int(w)
-        rng = random.Random(f"{seed}:{name}")  # one stream per source: adding a source changes no other
+        rng = random.Random(f"{seed}:{stream}")  # one stream per group: adding a source changes no other
         extra = sorted(rng.sample(range(len(group)), round(frac * len(group))))
         out += [s for _ in range(whole) for s in group] + [group[i] for i in extra]
+    return out
+
+
+def _mix_groups(samples: Sequence[Sample], names: list[str]) -> list[tuple[str, str, list[Sample]]]:
+    """``(source, random stream name, samples)``: by source, then by task and method within a
+    source (in order of first appearance); a source of one task and method is one group."""
+    out = []
+    for name in names:
+        mine = [s for s in samples if s.source == name]
+        keys = list(dict.fromkeys((s.traj.task, s.traj.method) for s in mine))
+        for key in keys:
+            stream = name if len(keys) == 1 else f"{name}:{key[0]}:{key[1]}"
+            out.append((name, stream, [s for s in mine if (s.traj.task, s.traj.method) == key]))
     return out
 
 

@@ -4,6 +4,9 @@ A source is named by a string:
 
 - a run directory (``reactlab run --out DIR``: its ``trajectories.jsonl``) or a trajectories JSONL file;
 - ``fireact:hotpotqa`` (the vendored FireAct Alpaca file) or ``fireact:hotpotqa-gpt`` (its chat copy);
+  ``fireact:multitask`` (HotpotQA + multiple choice + StrategyQA), ``fireact:hotpotqa-multimethod``,
+  ``fireact:multitask-multimethod`` (ReAct + CoT + Reflexion) and ``-gpt`` chat copies: every row
+  tagged with its task and method (``tag_fireact``);
 - ``hotpotqa:SPLIT``: questions with gold answers and no steps (for prompt-only GRPO/RLOO rows);
 - any JSON / JSONL file in FireAct's Alpaca layout (``instruction``/``input``/``output`` where the
   output is ``Thought:``/``Action:``/``Observation:`` lines) or chat layout (``messages``).
@@ -33,7 +36,15 @@ from reactlab.types import Action, Step, Trajectory
 FIREACT = {
     "hotpotqa": "fireact/finetune/alpaca_format/hotpotqa.json.gz",
     "hotpotqa-gpt": "fireact/finetune/gpt_format/hotpotqa.jsonl.gz",
+    "hotpotqa-multimethod": "fireact/finetune/alpaca_format/hotpotqa_multimethod.json.gz",
+    "multitask": "fireact/finetune/alpaca_format/multitask.json.gz",
+    "multitask-multimethod": "fireact/finetune/alpaca_format/multitask_multimethod.json.gz",
+    "multitask-multimethod-gpt": "fireact/finetune/gpt_format/multitask_multimethod.jsonl.gz",
 }
+SINGLE_METHOD = ("hotpotqa", "hotpotqa-gpt", "multitask")
+"""FireAct files of ReAct trajectories only (their multiple-choice rows often answer without a tool call)."""
+_REFLECTION = re.compile(r"do a reflection", re.IGNORECASE)  # how FireAct's Reflexion trials say so
+_OPTION = re.compile(r"(?m)^\(?[A-D][.)] ")
 TRAJ_FILE = "trajectories.jsonl"
 FIREACT_PROMPT_ID = "fireact@1/react"
 
@@ -61,7 +72,10 @@ def load_source(spec: str) -> list[Sample]:
             raise ValueError(f"unknown FireAct source {target!r}; known: {', '.join('fireact:' + k for k in FIREACT)}")
         from reactlab.paths import data_dir
 
-        return read_file(data_dir() / FIREACT[key], name, task="hotpotqa")
+        samples = read_file(data_dir() / FIREACT[key], name, task="hotpotqa", skip_bad=True)
+        if key.startswith(("multitask", "hotpotqa-multimethod")):
+            tag_fireact(samples, single_method=key in SINGLE_METHOD)
+        return samples
     if target.startswith("hotpotqa:"):
         return _hotpotqa_split(target.split(":", 1)[1], name)
     path = Path(target)
@@ -70,6 +84,34 @@ def load_source(spec: str) -> list[Sample]:
         if not path.exists():
             raise DataError(f"{path}: no such file (is {target} a `reactlab run --out` directory?)")
     return read_file(path, name)
+
+
+def tag_fireact(samples: list[Sample], single_method: bool = False) -> None:
+    """Set each FireAct row's task and method. Task: ``hotpotqa`` when the question is one of
+    FireAct's HotpotQA rows, else ``mmlu`` when it lists lettered options, else ``strategyqa``
+    (the three tasks of FireAct's multi-task data). Method: ``react`` in a ``single_method`` file;
+    else ``reflexion`` when a thought says it does a reflection (FireAct's Reflexion trials), ``cot``
+    for a row without a tool call, ``react`` otherwise."""
+    from reactlab.data.select import normalize_question
+    from reactlab.paths import data_dir
+
+    hotpot = {normalize_question(x.traj.question) for key in ("hotpotqa", "hotpotqa-multimethod")
+              for x in read_file(data_dir() / FIREACT[key], "h")}
+    for sample in samples:
+        t = sample.traj
+        if normalize_question(t.question) in hotpot:
+            t.task = "hotpotqa"
+        else:
+            t.task = "mmlu" if _OPTION.search(t.question) else "strategyqa"
+        if t.status == "error":
+            continue
+        if single_method:
+            t.method = "react"
+        elif any(_REFLECTION.search(s.thought) for s in t.steps):
+            t.method = "reflexion"
+        else:
+            t.method = "react" if any(s.action.name in ("search", "lookup") for s in t.steps) else "cot"
+        t.prompt_id = f"fireact@1/{t.method}"
 
 
 def split_name(spec: str) -> tuple[str, str]:
@@ -94,19 +136,27 @@ def split_name(spec: str) -> tuple[str, str]:
     return p.name.split(".")[0] or spec, spec
 
 
-def read_file(path: str | Path, source: str, task: str = "") -> list[Sample]:
-    """All records of a file in any supported layout; the layout is decided by the first record."""
+def read_file(path: str | Path, source: str, task: str = "", skip_bad: bool = False) -> list[Sample]:
+    """All records of a file in any supported layout; the layout is decided by the first record.
+    ``skip_bad`` (the vendored FireAct files, which have a few malformed rows): a record that is not
+    a trajectory becomes an ``error`` trajectory saying why, which data building drops and counts."""
     layout = None
     out: list[Sample] = []
     for i, (where, rec) in enumerate(read_records(path)):
         if layout is None:
             layout = detect_layout(rec, where)
-        if layout == "trajectory":
-            traj = trajectory_from_record(rec, where)
-        elif layout == "alpaca":
-            traj = from_alpaca(rec, where, f"{source}-{i}", task)
-        else:
-            traj = from_gpt(rec, where, f"{source}-{i}", task)
+        try:
+            if layout == "trajectory":
+                traj = trajectory_from_record(rec, where)
+            elif layout == "alpaca":
+                traj = from_alpaca(rec, where, f"{source}-{i}", task)
+            else:
+                traj = from_gpt(rec, where, f"{source}-{i}", task)
+        except DataError as e:
+            if not skip_bad:
+                raise
+            traj = Trajectory(id=f"{source}-{i}", task=task, question="", gold="", agent="fireact", prompt_id="",
+                              model="", status="error", error=str(e))
         out.append(Sample(traj, source, where))
     return out
 
@@ -210,8 +260,11 @@ def from_gpt(rec: dict[str, Any], where: str, default_id: str, task: str = "") -
         raise DataError(f"{where}: field 'messages[{start}].role': the question must be a 'user' message first")
     steps: list[Step] = []
     for n, m in enumerate(messages[start + 1:], start + 1):
+        if steps and steps[-1].action.name == "finish" and steps[-1].observation:
+            break  # the episode ended; FireAct's files sometimes repeat the final observation
         expected = "assistant" if (n - start) % 2 == 1 else "user"
-        if m["role"] != expected:
+        role = "user" if m["role"] == "assistant" and m["content"].lstrip().startswith("Observation") else m["role"]
+        if role != expected:
             raise DataError(f"{where}: field 'messages[{n}].role': expected {expected!r}, got {m['role']!r}")
         if expected == "assistant":
             thought, act = split_thought_action(m["content"])
