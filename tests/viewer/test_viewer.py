@@ -90,6 +90,21 @@ def test_training_loss_curves_come_from_the_adapters_training_record(three_runs,
     assert "Training loss" in html and html.count("<polyline") == 2
 
 
+def test_loss_curves_of_an_older_record_come_from_its_last_checkpoint(three_runs, tmp_path):
+    run = tmp_path / "ft"
+    shutil.copytree(three_runs[1], run)
+    (tmp_path / "adapter" / "checkpoint-2").mkdir(parents=True)
+    (tmp_path / "adapter" / "checkpoint-1").mkdir()
+    (tmp_path / "adapter" / "training.json").write_text(json.dumps({"result": {"extra": {}}}))
+    (tmp_path / "adapter" / "checkpoint-1" / "trainer_state.json").write_text(json.dumps({"log_history": []}))
+    (tmp_path / "adapter" / "checkpoint-2" / "trainer_state.json").write_text(json.dumps({"log_history": [
+        {"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]}))
+    spec = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**spec, "model": "smollm2+adapter"}))
+    html = build_report([run], tmp_path / "r.html").read_text()
+    assert "Training loss" in html and html.count("<polyline") == 1
+
+
 @pytest.mark.parametrize("make, expected", [
     (lambda d: None, "no trajectories.jsonl"),
     (lambda d: (d / "trajectories.jsonl").write_text('{"id": "a", "question": "q"}\n{oops\n'), "trajectories.jsonl:2"),

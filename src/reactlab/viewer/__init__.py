@@ -99,10 +99,26 @@ def _training(spec: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
     for base in (adapter, run_dir.parent / adapter, run_dir.parent / adapter.name):
         if (base / TRAINING_FILE).is_file():
             try:
-                return json.loads((base / TRAINING_FILE).read_text())
+                record = json.loads((base / TRAINING_FILE).read_text())
             except (OSError, json.JSONDecodeError):
                 return None
+            extra = record.setdefault("result", {}).setdefault("extra", {})
+            if not extra.get("log_history"):  # a record from before it kept the history: the last checkpoint's
+                extra["log_history"] = _checkpoint_history(base)
+            return record
     return None
+
+
+def _checkpoint_history(adapter: Path) -> list[dict[str, Any]]:
+    """The ``log_history`` of the adapter's last Trainer checkpoint (``checkpoint-N/trainer_state.json``)."""
+    states = sorted(adapter.glob("checkpoint-*/trainer_state.json"),
+                    key=lambda p: int(p.parent.name.rsplit("-", 1)[1]) if p.parent.name.rsplit("-", 1)[1].isdigit() else -1)
+    if not states:
+        return []
+    try:
+        return list(json.loads(states[-1].read_text()).get("log_history", []))
+    except (OSError, json.JSONDecodeError):
+        return []
 
 
 def gold_facts(spec: dict[str, Any], ids: set[str]) -> dict[str, dict[str, Any]]:
