@@ -81,6 +81,33 @@ def render_example(ex: dict[str, Any], method: str, label: str = "Question") -> 
     return "\n".join(lines) + "\n"
 
 
+def chat_exemplars(spec: PromptSpec, method: str) -> list[dict[str, str]]:
+    """The exemplars as a conversation in the chat layout, for chat-only models: per exemplar the
+    question as a user turn, each step as an assistant turn (``Thought: ...\nAction: ...``; the
+    Act method has no thought) followed by its observation as a user turn (CoT: one assistant
+    turn). The instruction goes in a system turn before them (``render_chat_system``)."""
+    from reactlab.agents.parsing import chat_assistant, chat_observation
+
+    out: list[dict[str, str]] = []
+    for ex in spec.examples:
+        out.append({"role": "user", "content": str(ex["question"])})
+        if method == "cot":
+            out.append({"role": "assistant", "content": f"Thought: Let's think step by step. {ex['cot']}\n"
+                                                         f"Action: finish[{ex['answer']}]"})
+            continue
+        for step in ex["steps"]:
+            text = chat_assistant(step["thought"], parse_action(step["action"]))
+            out.append({"role": "assistant", "content": text.split("\n", 1)[1] if method == "act" else text})
+            if "observation" in step:
+                out.append({"role": "user", "content": chat_observation(step["observation"])})
+    return out
+
+
+def render_chat_system(spec: PromptSpec, method: str) -> str:
+    """The system turn of a few-shot chat prompt: the method's instruction, the exemplars' layout said."""
+    return spec.instruction[method].rstrip() + " They follow as earlier conversations; then comes your task."
+
+
 def render_prefix(spec: PromptSpec, method: str) -> str:
     """Instruction + exemplars, ending with a blank line: the shared prefix whose KV cache is reused."""
     if method not in METHODS:

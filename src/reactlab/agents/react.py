@@ -25,7 +25,15 @@ from reactlab.agents.parsing import (
     parse_action,
     split_thought_action,
 )
-from reactlab.agents.prompting import METHODS, ZERO_SHOT, layout_prompt_id, load_prompt, render_prefix
+from reactlab.agents.prompting import (
+    METHODS,
+    ZERO_SHOT,
+    chat_exemplars,
+    layout_prompt_id,
+    load_prompt,
+    render_chat_system,
+    render_prefix,
+)
 from reactlab.types import (
     Action,
     Completion,
@@ -74,6 +82,8 @@ class ReActAgent:
             raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
         self.label = "Question"
+        self.exemplars: list[Message] = []
+        explicit = prompt is not None  # chat: few-shot only when a prompt is named (zero-shot by default)
         if prompt is None:
             prompt = task.default_prompt if task is not None else "hotpotqa_react"
         if style == "completion" and prompt == ZERO_SHOT:  # fine-tuned models: no exemplars
@@ -83,9 +93,14 @@ class ReActAgent:
             self.prefix = render_prefix(spec, method)
             self.prompt_id = spec.prompt_id(method)
             self.label = spec.label
-        else:
+        elif prompt == ZERO_SHOT or not explicit:
             self.prefix = ""
             self.prompt_id = layout_prompt_id("chat", method)
+        else:  # a few-shot prompt in chat turns, for chat-only models
+            spec = load_prompt(prompt)
+            self.prefix, self.exemplars = "", chat_exemplars(spec, method)
+            self.system = self.system or render_chat_system(spec, method)
+            self.prompt_id = f"{spec.id}@{spec.version}:chat/{method}"
         self.next_stop = STOP_NEXT if self.label == "Question" else f"\n{self.label}:"
         self.params = GenParams(max_new_tokens=max_new_tokens,
                                 stop=[STOP_OBS] if style == "chat" else [STOP_OBS, self.next_stop])
@@ -134,6 +149,7 @@ class ReActAgent:
 
     def _chat(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
         messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
+        messages += self.exemplars
         messages.append({"role": "user", "content": context + question})
         for i in range(1, self.max_steps + 1):
             c = yield Query(list(messages), self.params)
@@ -152,6 +168,10 @@ class ReActAgent:
     def cot_query(self, question: str, params: GenParams | None = None, context: str = "") -> Query:
         """The chain-of-thought prompt for ``question`` (``params``: the decoding, greedy by default)."""
         params = params or GenParams(max_new_tokens=self.params.max_new_tokens * 2, stop=[self.next_stop, "\n\n"])
+        if self.style == "chat":
+            messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
+            messages += [*self.exemplars, {"role": "user", "content": context + question}]
+            return Query(messages, params)
         return Query(f"{self.prefix}{context}{self.label}: {question}\nThought: Let's think step by step.", params)
 
     @staticmethod
