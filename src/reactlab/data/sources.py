@@ -92,8 +92,8 @@ def tag_fireact(samples: list[Sample], single_method: bool = False) -> None:
     (the three tasks of FireAct's multi-task data). Method: ``react`` in a ``single_method`` file;
     else ``reflexion`` when a thought says it does a reflection (FireAct's Reflexion trials), ``cot``
     for a row without a tool call, ``react`` otherwise."""
-    from reactlab.data.select import normalize_question
     from reactlab.paths import data_dir
+    from reactlab.tasks.metrics import normalize_answer as normalize_question
 
     hotpot = {normalize_question(x.traj.question) for key in ("hotpotqa", "hotpotqa-multimethod")
               for x in read_file(data_dir() / FIREACT[key], "h")}
