@@ -20,26 +20,14 @@ def cot(answer: str) -> Completion:
     return Completion(text=f" It says {answer}.\nAction: Finish[{answer}]")
 
 
-def drive(agent, env, reply):
-    """Run one episode; ``reply(query)`` answers each query. Returns (trajectory, queries)."""
-    gen, queries = agent.episode(EX, env), []
-    try:
-        q = next(gen)
-        while True:
-            queries.append(q)
-            q = gen.send(reply(q))
-    except StopIteration as stop:
-        return stop.value, queries
-
-
 def with_samples(answers):
     samples = [cot(a) for a in answers]
     return replace(samples[0], samples=samples)
 
 
-def test_majority_vote_over_normalised_answers(vendored_index):
+def test_majority_vote_over_normalised_answers(vendored_index, drive):
     agent = CoTSCAgent(sc_k=5)
-    t, qs = drive(agent, WikiEnv(vendored_index),
+    t, qs = drive(agent, EX, WikiEnv(vendored_index),
                   lambda q: with_samples(["Arthur's Magazine", "First for Women", "arthurs magazine", "", "Arthur's magazine."]))
     (q,) = qs
     assert q.params.n == 5 and q.params.temperature == 0.7 and q.params.seed == example_seed("q1")
@@ -56,9 +44,9 @@ REACT_SEARCH = " Search.\nAction 1: Search[Arthur's Magazine]"
 
 
 @pytest.mark.parametrize("react_reply, backs_off", [(REACT_FINISH, False), (REACT_SEARCH, True)])
-def test_react_then_cot_sc_backs_off_when_react_gives_no_answer(vendored_index, react_reply, backs_off):
+def test_react_then_cot_sc_backs_off_when_react_gives_no_answer(vendored_index, react_reply, backs_off, drive):
     agent = BackoffAgent(method="react_then_cot_sc", max_steps=2, sc_k=3)
-    t, qs = drive(agent, WikiEnv(vendored_index),
+    t, qs = drive(agent, EX, WikiEnv(vendored_index),
                   lambda q: with_samples(["First for Women"] * 3) if q.params.n == 3 else Completion(text=react_reply))
     assert t.meta["backed_off"] is backs_off and len(t.children) == 1 + backs_off
     assert t.answer == ("First for Women" if backs_off else "Arthur's Magazine")
@@ -67,9 +55,9 @@ def test_react_then_cot_sc_backs_off_when_react_gives_no_answer(vendored_index, 
 
 @pytest.mark.parametrize("votes, backs_off", [(["A", "A", "B", "C"], False), (["A", "B", "C", "A"], False),
                                               (["A", "B", "C", "D"], True)])
-def test_cot_sc_then_react_backs_off_below_half_the_votes(vendored_index, votes, backs_off):
+def test_cot_sc_then_react_backs_off_below_half_the_votes(vendored_index, votes, backs_off, drive):
     agent = BackoffAgent(method="cot_sc_then_react", sc_k=4)
-    t, qs = drive(agent, WikiEnv(vendored_index),
+    t, qs = drive(agent, EX, WikiEnv(vendored_index),
                   lambda q: with_samples(votes) if q.params.n == 4 else Completion(text=REACT_FINISH))
     assert t.meta["backed_off"] is backs_off
     assert t.answer == ("Arthur's Magazine" if backs_off else "A")

@@ -10,23 +10,12 @@ from reactlab.envs.wikienv import WikiEnv
 from reactlab.llm.scripted import ScriptedLLM
 from reactlab.runner import run_from_config
 from reactlab.tasks.hotpotqa import HotpotQA
-from reactlab.types import Completion, Example
+from reactlab.types import Example
 
 EX = Example("q1", "Which magazine was started first, Arthur's Magazine or First for Women?", "Arthur's Magazine")
 
 
-def drive(agent, env, reply):
-    gen, queries = agent.episode(EX, env), []
-    try:
-        q = next(gen)
-        while True:
-            queries.append(q)
-            q = gen.send(Completion(text=reply(q)))
-    except StopIteration as stop:
-        return stop.value, queries
-
-
-def test_a_failed_trial_is_reflected_on_and_the_next_trial_sees_it(vendored_index):
+def test_a_failed_trial_is_reflected_on_and_the_next_trial_sees_it(vendored_index, drive):
     answers = iter(["First for Women", "Arthur's Magazine"])
 
     def reply(q):
@@ -34,7 +23,7 @@ def test_a_failed_trial_is_reflected_on_and_the_next_trial_sees_it(vendored_inde
             return " I answered without searching. I should search both magazines first."
         return f" I know.\nAction 1: Finish[{next(answers)}]"
 
-    t, qs = drive(ReflexionAgent(HotpotQA(), trials=3), WikiEnv(vendored_index), reply)
+    t, qs = drive(ReflexionAgent(HotpotQA(), trials=3), EX, WikiEnv(vendored_index), reply)
     assert t.meta["trial_success"] == [False, True] and t.answer == "Arthur's Magazine" and len(t.children) == 2
     assert "evaluator" in t.meta and t.meta["reflections"] == [
         "I answered without searching. I should search both magazines first."]
@@ -43,11 +32,11 @@ def test_a_failed_trial_is_reflected_on_and_the_next_trial_sees_it(vendored_inde
     assert REFLECTIONS_HEADER not in qs[0].prompt
 
 
-def test_a_solved_question_is_not_tried_again_and_trials_are_bounded(vendored_index):
-    t, qs = drive(ReflexionAgent(HotpotQA(), trials=3), WikiEnv(vendored_index),
+def test_a_solved_question_is_not_tried_again_and_trials_are_bounded(vendored_index, drive):
+    t, qs = drive(ReflexionAgent(HotpotQA(), trials=3), EX, WikiEnv(vendored_index),
                   lambda q: " Sure.\nAction 1: Finish[Arthur's Magazine]")
     assert t.meta["trial_success"] == [True] and len(qs) == 1
-    t, qs = drive(ReflexionAgent(HotpotQA(), trials=2), WikiEnv(vendored_index),
+    t, qs = drive(ReflexionAgent(HotpotQA(), trials=2), EX, WikiEnv(vendored_index),
                   lambda q: " reflect" if q.prompt.endswith("Reflection:") else " No.\nAction 1: Finish[nope]")
     assert t.meta["trial_success"] == [False, False] and len(qs) == 3  # trial, reflection, trial
 

@@ -34,6 +34,18 @@ def paper_sample(n_pool: int, n: int = 500, seed: int = PAPER_SEED) -> list[int]
     return idxs[:n]
 
 
+def sample(examples: list[Example], limit: int | None = None, seed: int | None = None) -> list[Example]:
+    """``examples`` shuffled with ``seed`` (when given), then the first ``limit``.
+
+    >>> [e.id for e in sample([Example(str(i), "?", "") for i in range(5)], limit=2)]
+    ['0', '1']
+    """
+    if seed is not None:
+        examples = list(examples)
+        random.Random(seed).shuffle(examples)
+    return examples[:limit] if limit is not None else examples
+
+
 class WikiTask:
     """Base of a task whose agent acts in ``WikiEnv`` over the local index (see the module doc)."""
 
@@ -65,10 +77,7 @@ class WikiTask:
             exs = self.select(split, self.load(data_dir() / self.split_files[split]))
         else:
             raise ValueError(f"unknown {self.name} split {split!r}; known: {', '.join(self.split_files)}")
-        if seed is not None:
-            exs = list(exs)
-            random.Random(seed).shuffle(exs)
-        return exs[:limit] if limit is not None else exs
+        return sample(exs, limit, seed)
 
     def prepare(self, examples: Sequence[Example], index: Any) -> None:
         """Called with the open index before the episodes run (nothing by default)."""

@@ -13,14 +13,13 @@ Any file in these layouts can be evaluated instead with ``data=PATH`` (``reactla
 from __future__ import annotations
 
 import contextlib
-import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from reactlab.io import DataError, read_records, require
 from reactlab.paths import data_dir
-from reactlab.tasks.base import paper_sample
+from reactlab.tasks.base import paper_sample, sample
 from reactlab.tasks.metrics import qa_scores
 from reactlab.types import EnvFactory, Example
 
@@ -119,10 +118,7 @@ class HotpotQA:
                 exs = [exs[i] for i in paper500_indices(len(exs))]
         else:
             raise ValueError(f"unknown hotpotqa split {split!r}; known: {', '.join(SPLIT_FILES)}")
-        if seed is not None:
-            exs = list(exs)
-            random.Random(seed).shuffle(exs)
-        return exs[:limit] if limit is not None else exs
+        return sample(exs, limit, seed)
 
     def score(self, example: Example, answer: str) -> dict[str, float]:
         return qa_scores(answer, example.answers)
