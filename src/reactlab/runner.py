@@ -144,7 +144,7 @@ def run_from_config(
     _check_spec(Path(cfg.out), spec, write=False)  # a mismatch is refused before any model loads
     with contextlib.ExitStack() as stack:
         if llms is None and needs_model:
-            llms = {role: stack.enter_context(_closing(_make_llm(ref, cfg))) for role, ref in refs.items()}
+            llms = {role: stack.enter_context(_closing(open_llm(ref, workers=cfg.workers))) for role, ref in refs.items()}
         make_env = stack.enter_context(task.environments(examples, data=cfg.data, corpus=cfg.corpus or None,
                                                          index=index))
         return run(examples, agent, task, make_env, cfg.out, spec, llms=llms if needs_model else None,
@@ -183,10 +183,6 @@ def _model_forms() -> str:
     from reactlab.models import NAMED, SPEC_FORMS
 
     return SPEC_FORMS.format(named=", ".join(sorted(NAMED)))
-
-
-def _make_llm(ref: ModelRef, cfg: RunConfig) -> LLM:
-    return open_llm(ref, workers=cfg.workers)
 
 
 def open_llm(ref: ModelRef, workers: int = 8) -> LLM:
