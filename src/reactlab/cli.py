@@ -88,17 +88,22 @@ def run_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (trajectories.jsonl, summary.json)")] = None,
     task: Annotated[str | None, typer.Option(help="benchmark: hotpotqa, or module:Class  [default: hotpotqa]")] = None,
     agent: Annotated[str | None, typer.Option(
-        help="react (an LLM agent) | oracle (gold trajectories, no LLM)  [default: react]")] = None,
+        help="react (an LLM agent) | oracle (gold trajectories, no LLM) | pipeline (Answer -> Evaluate, "
+             "multiple choice)  [default: react]")] = None,
     method: Annotated[str | None, typer.Option(
-        help="react | act | cot | cot_sc | react_then_cot_sc | cot_sc_then_react | reflexion (CoT-SC: "
-             "-c sc_k=21 -c sc_temperature=0.7; -c reflexion_trials=3)  [default: react]")] = None,
+        help="react: react | act | cot | cot_sc | react_then_cot_sc | cot_sc_then_react | reflexion (CoT-SC: "
+             "-c sc_k=21 -c sc_temperature=0.7; -c reflexion_trials=3); pipeline: answer_evaluate | answer | "
+             "direct (-c answer_samples=5)  [default: the agent's first]")] = None,
     style: Annotated[str | None, typer.Option(
         help="completion (paper, few-shot) | chat (FireAct, zero-shot)  [default: completion]")] = None,
     prompt: Annotated[str | None, typer.Option(
         help="few-shot prompt (packaged name or YAML file) | zeroshot  [default: the task's]")] = None,
-    model: Annotated[str | None, typer.Option(
-        help="smollm2 | hf:PATH_OR_ID | DIR | FILE.gguf | openai:MODEL | scripted:FILE")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for a local model")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        help="smollm2 | gemma3-270m | hf:PATH_OR_ID | DIR | FILE.gguf | openai:MODEL | scripted:FILE; "
+             "ROLE=SPEC gives a role its own model (--model answer=openai:deepseek-chat --model "
+             "evaluate=smollm2); repeatable")] = None,
+    adapter: Annotated[list[str] | None, typer.Option(
+        help="a PEFT LoRA adapter dir for a local model; ROLE=DIR for a role's model; repeatable")] = None,
     max_steps: Annotated[int | None, typer.Option(help="steps before the forced finish[]  [default: 7]")] = None,
     split: Annotated[str | None, typer.Option(help="the task's split (hotpotqa: eval | train | paper500 | dev)  "
                                                    "[default: eval]")] = None,
@@ -122,10 +127,9 @@ def run_cmd(
              "max_steps": max_steps, "split": split, "data": data, "limit": limit, "seed": seed,
              "batch_size": batch_size, "workers": workers, "corpus": [str(c) for c in corpus] if corpus else None}
     values: dict[str, Any] = {k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None}
-    if model is not None or adapter is not None:
-        values["model"] = {k: v for k, v in (("name", model), ("adapter", adapter and str(adapter))) if v}
     files, overrides = split_specs(config or [])
     with user_errors():
+        values.update(role_models(model or [], adapter or []))
         cfg = load_config(RunConfig, files, overrides, values=values)
         summary = run_from_config(cfg, progress=not quiet)
     typer.echo(summary.format())
@@ -133,6 +137,35 @@ def run_cmd(
         typer.secho(f"error: every episode failed; the first: {summary.first_error}. Fix the cause and rerun the "
                     "same command: failed episodes are run again.", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
+
+
+def role_models(models: list[str], adapters: list[str]) -> dict[str, Any]:
+    """``--model`` / ``--adapter`` values as ``RunConfig`` keys: plain ones are the default role's
+    (``model``), ``ROLE=...`` ones a role's (``roles``).
+
+    >>> role_models(["smollm2", "evaluate=openai:m"], ["answer=out/a", "out/d"])
+    {'model': {'name': 'smollm2', 'adapter': 'out/d'}, 'roles': {'evaluate': {'name': 'openai:m'}, 'answer': {'adapter': 'out/a', 'name': 'smollm2'}}}
+    """
+    refs: dict[str, dict[str, str]] = {}
+    for flag, key, items in (("--model", "name", models), ("--adapter", "adapter", adapters)):
+        for item in items:
+            role, sep, value = item.partition("=")
+            if not sep or not role.isidentifier():
+                role, value = "", item
+            if key in refs.setdefault(role, {}):
+                raise ValueError(f"{flag} for {'role ' + role if role else 'the default role'} given twice")
+            refs[role][key] = value
+    for role, ref in refs.items():  # a role's adapter on the default model: --model M --adapter answer=DIR
+        if role and "name" not in ref:
+            if "name" not in refs.get("", {}):
+                raise ValueError(f"--adapter {role}=... needs a model: --model {role}=SPEC or a plain --model")
+            ref["name"] = refs[""]["name"]
+    out: dict[str, Any] = {}
+    if "" in refs:
+        out["model"] = refs.pop("")
+    if refs:
+        out["roles"] = refs
+    return out
 
 
 @app.command("eval")

@@ -113,8 +113,9 @@ class RunConfig(_Strict):
     ``task``: a name in ``reactlab.tasks.TASKS`` or ``module:Class``. ``split`` / ``data``: the
     task's split, or a file in the task's layout instead (then ``split`` is ignored). ``limit``:
     the first N examples (after shuffling with ``seed`` when given). ``agent``: ``react`` or
-    ``oracle``; ``method``: the react agent's method (``react``, ``act``, ``cot``, ``cot_sc``,
-    ``react_then_cot_sc``, ``cot_sc_then_react``, ``reflexion``);
+    ``oracle`` or ``pipeline`` (Answer -> Evaluate, multiple choice); ``method``: the agent's method
+    (None: its default; react: ``react``, ``act``, ``cot``, ``cot_sc``, ``react_then_cot_sc``,
+    ``cot_sc_then_react``, ``reflexion``; pipeline: ``answer_evaluate``, ``answer``, ``direct``);
     ``style``: ``completion`` (the paper's few-shot text) or ``chat`` (FireAct, zero-shot);
     ``prompt``: a packaged prompt name, a YAML file or ``zeroshot`` (None: the task's default).
     ``model``: the model of the ``default`` role; ``roles``: models of other roles, for agents
@@ -122,6 +123,9 @@ class RunConfig(_Strict):
     ``sc_k`` / ``sc_temperature``: samples and temperature of CoT self-consistency (methods
     ``cot_sc``, ``react_then_cot_sc``, ``cot_sc_then_react``; the paper's 21 and 0.7).
     ``reflexion_trials``: trials of method ``reflexion`` (its evaluator is the task's gold check).
+    ``answer_samples`` / ``answer_temperature``: the pipeline's Answer samples (majority vote; 1:
+    greedy) and their temperature; ``hint``: the pipeline's rationalisation (the gold letter shown to
+    the model, for training data: refused on evaluation splits).
     ``batch_size``: episodes live at once (one model batch per step); ``workers``: concurrent
     requests of an ``openai:`` model. ``corpus``: page corpora for the wiki (default: vendored).
     """
@@ -133,7 +137,7 @@ class RunConfig(_Strict):
     limit: int | None = Field(default=None, ge=1)
     seed: int | None = None
     agent: str = "react"
-    method: str = "react"
+    method: str | None = None
     style: Literal["completion", "chat"] = "completion"
     prompt: str | None = None
     model: ModelRef | None = None
@@ -142,6 +146,9 @@ class RunConfig(_Strict):
     sc_k: int = Field(default=21, ge=1)
     sc_temperature: float = Field(default=0.7, ge=0)
     reflexion_trials: int = Field(default=3, ge=1)
+    answer_samples: int = Field(default=1, ge=1)
+    answer_temperature: float = Field(default=0.7, ge=0)
+    hint: bool = False
     batch_size: int = Field(default=32, ge=1)
     workers: int = Field(default=8, ge=1)
     corpus: list[str] = Field(default_factory=list)

@@ -101,7 +101,7 @@ def run_matrix(cfg: EvalConfig, *, llms: dict[str, LLM] | None = None, index: An
                             close()
                     loaded[label] = open_llm(model, workers=run_cfg.workers)
                 summary = run_from_config(run_cfg, index=index, llms={"default": loaded[label]}, progress=progress)
-            out.append(Cell(label, run_cfg.task, run_cfg.method, Path(run_cfg.out), summary))
+            out.append(Cell(label, run_cfg.task, run_cfg.method or summary.run.get("method", ""), Path(run_cfg.out), summary))
     write_text_atomic(Path(cfg.out) / "table.md", table_markdown(out))
     write_text_atomic(Path(cfg.out) / "table.csv", table_csv(out))
     return out

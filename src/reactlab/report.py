@@ -21,7 +21,11 @@ from typing import Any
 from reactlab.tasks.metrics import aggregate
 
 _FIXED = ("n", "stderr", "by_type", "avg_steps", "invalid_action_rate", "status", "tokens_per_question",
-          "episode_wall_s", "wall_s", "run", "main_metric", "metrics", "first_error", "macro")
+          "episode_wall_s", "wall_s", "run", "main_metric", "metrics", "first_error", "macro", "errors")
+
+
+MAX_TYPES_SHOWN = 12
+"""``format`` lists the question types up to this many (MMLU's 57 subjects: the count and macro)."""
 
 
 @dataclass
@@ -31,7 +35,8 @@ class Summary:
     and ``n``; ``status``: episodes per status; ``tokens_per_question``: prompt + completion tokens;
     ``episode_wall_s``: the episodes' own wall times added up; ``wall_s``: this invocation's wall
     time (a resumed run counts its last invocation only); ``run``: the run's identity (``run.json``);
-    ``first_error``: the error of the first episode that failed, if any."""
+    ``first_error``: the error of the first episode that failed, if any; ``errors``: the error log's
+    records (``meta["errors"]`` of the episodes, see ``runner.ERRORS_FILE``) by ``agent/kind``."""
 
     n: int
     metrics: dict[str, float]
@@ -46,6 +51,7 @@ class Summary:
     wall_s: float = 0.0
     run: dict[str, Any] = field(default_factory=dict)
     first_error: str | None = None
+    errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def macro(self) -> dict[str, float]:
@@ -97,6 +103,8 @@ class Summary:
             wall_s=wall_s,
             run=dict(run or {}),
             first_error=next((t.get("error") for t in trajs if t.get("status") == "error"), None),
+            errors=dict(sorted(Counter(f"{e.get('agent', '?')}/{e.get('kind', '?')}" for t in trajs
+                                       for e in t.get("meta", {}).get("errors", [])).items())),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +114,7 @@ class Summary:
             "by_type": self.by_type, "avg_steps": self.avg_steps, "invalid_action_rate": self.invalid_action_rate,
             "status": self.status, "tokens_per_question": self.tokens_per_question,
             "episode_wall_s": self.episode_wall_s, "wall_s": self.wall_s, "run": self.run,
-            "first_error": self.first_error, "macro": self.macro,
+            "first_error": self.first_error, "macro": self.macro, **({"errors": self.errors} if self.errors else {}),
         }
 
     @classmethod
@@ -127,6 +135,7 @@ class Summary:
             wall_s=float(d.get("wall_s", 0.0)),
             run=dict(d.get("run", {})),
             first_error=d.get("first_error"),
+            errors=dict(d.get("errors", {})),
         )
 
     @classmethod
@@ -154,11 +163,14 @@ class Summary:
             f"n={self.n}  "
             + "  ".join(f"{metric_label(k)}={v:.3f} ± {self.stderr.get(k, 0.0):.3f}" for k, v in self.metrics.items())
             + f"  avg_steps={self.avg_steps:.2f}  invalid={self.invalid_action_rate:.3f}  wall={self.wall_s:.1f}s",
-            "by type: " + ", ".join(f"{k}: {main} {v.get(self.main_metric, 0):.3f} (n={v['n']:.0f})"
-                                    for k, v in self.by_type.items())
+            "by type: " + (", ".join(f"{k}: {main} {v.get(self.main_metric, 0):.3f} (n={v['n']:.0f})"
+                                     for k, v in self.by_type.items()) if len(self.by_type) <= MAX_TYPES_SHOWN
+                           else f"{len(self.by_type)} types (summary.json: by_type)")
             + (f"; macro {main} {self.macro[self.main_metric]:.3f} over {len(self.by_type)} types"
                if self.main_metric in self.macro else ""),
             "status: " + ", ".join(f"{k}={v}" for k, v in self.status.items()),
+            *(["error log (errors.jsonl): " + ", ".join(f"{k}={v}" for k, v in self.errors.items())]
+              if self.errors else []),
         ])
 
 

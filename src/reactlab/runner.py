@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from reactlab.config import ModelRef, RunConfig
 
 TRAJ_FILE, SUMMARY_FILE, RUN_FILE = "trajectories.jsonl", "summary.json", "run.json"
+ERRORS_FILE = "errors.jsonl"
+"""The error log: every record of the episodes' ``meta["errors"]`` (an agent's parse failures, fallbacks,
+disagreements, API failures), one a line with the episode's ``id``; rewritten at the end of each run."""
 
 
 RUN_SCHEMA = "reactlab.run/1"
@@ -126,17 +129,27 @@ def run_from_config(
     if not examples:
         raise DataError(f"{cfg.data or f'{task.name} split {cfg.split!r}'}: no examples to run")
     refs = _role_models(cfg)
+    if cfg.hint and not cfg.data and cfg.split in task.eval_splits:
+        raise ValueError(f"hint shows the gold answer to the model (rationalisation, for training data): not on "
+                         f"{task.name}'s evaluation split {cfg.split!r}")
+    model_label = (refs[DEFAULT_ROLE].label() if DEFAULT_ROLE in refs
+                   else ", ".join(f"{r}={m.label()}" for r, m in sorted(refs.items())))
     agent = make_agent(
-        cfg.agent, task=task, method=cfg.method, style=cfg.style, prompt=cfg.prompt, max_steps=cfg.max_steps,
-        model=refs[DEFAULT_ROLE].label() if DEFAULT_ROLE in refs else "", sc_k=cfg.sc_k,
-        sc_temperature=cfg.sc_temperature, trials=cfg.reflexion_trials,
+        cfg.agent, task=task, style=cfg.style, prompt=cfg.prompt, max_steps=cfg.max_steps,
+        model=model_label, sc_k=cfg.sc_k,
+        sc_temperature=cfg.sc_temperature, trials=cfg.reflexion_trials, samples=cfg.answer_samples,
+        temperature=cfg.answer_temperature, hint=cfg.hint, **({"method": cfg.method} if cfg.method else {}),
     )
     needs_model = getattr(agent, "needs_model", True)
-    if needs_model and DEFAULT_ROLE not in refs and llms is None:
-        raise ValueError(f"--agent {cfg.agent} needs --model ({_model_forms()})")
+    if needs_model and llms is None and DEFAULT_ROLE not in refs:
+        missing = [r for r in getattr(agent, "roles", (DEFAULT_ROLE,)) if r not in refs]
+        if missing:
+            raise ValueError(f"--agent {cfg.agent} needs --model ({_model_forms()})"
+                             + (f", or --model ROLE=SPEC for each of its roles ({', '.join(missing)} has none)"
+                                if refs else ""))
     spec = RunSpec(
         task=task.name, split=cfg.data or cfg.split, agent=agent.name, method=agent.method,
-        model=refs[DEFAULT_ROLE].label() if needs_model and DEFAULT_ROLE in refs else getattr(agent, "model", "none"),
+        model=model_label if needs_model and refs else getattr(agent, "model", "none"),
         prompt_id=agent.prompt_id,
         roles={r: m.label() for r, m in refs.items() if r != DEFAULT_ROLE} if needs_model else {},
         settings=_settings(cfg, agent, refs if needs_model else {}),
@@ -161,6 +174,9 @@ def _settings(cfg: RunConfig, agent: Agent, refs: Mapping[str, ModelRef]) -> dic
         out["decoding"] = asdict(params)
     if cfg.method == "reflexion":
         out["reflexion_trials"] = cfg.reflexion_trials
+    if cfg.agent == "pipeline" and cfg.answer_samples > 1:
+        out["answer_samples"] = cfg.answer_samples
+        out["answer_temperature"] = cfg.answer_temperature
     if cfg.data:
         out["data_sha256"] = files_sha256([cfg.data])
     for role, ref in sorted(refs.items()):
@@ -244,6 +260,7 @@ def run(
     pending = iter(todo)
     live: list[tuple[Example, EpisodeGen, Query]] = []  # (example, episode, its pending query)
     metric = task.main_metric
+    own_scores = getattr(agent, "scores", None)
     metric_sum = sum(d.get("scores", {}).get(metric, 0.0) for d in done.values())
     n_done = len(done)
 
@@ -254,6 +271,8 @@ def run(
             traj.split = traj.split or spec.split
             traj.task = traj.task or spec.task
             traj.scores = task.score(example, traj.answer)
+            if own_scores is not None:  # an agent's scores beside the task's (the pipeline's flips)
+                traj.scores.update(own_scores(example, traj, task))
             rec = traj.to_dict()
             append_jsonl(f, rec)
             done[traj.id] = rec
@@ -287,8 +306,11 @@ def run(
             live = still
     bar.close()
     wanted = [done[e.id] for e in examples if e.id in done]
-    summary = Summary.of(wanted, metrics=task.metrics, main_metric=metric, wall_s=time.perf_counter() - t0,
-                         run=asdict(spec))
+    summary = Summary.of(wanted, metrics=(*task.metrics, *getattr(agent, "metrics", ())), main_metric=metric,
+                         wall_s=time.perf_counter() - t0, run=asdict(spec))
+    errors = [{"id": d["id"], **e} for d in wanted for e in d.get("meta", {}).get("errors", [])]
+    if errors or (out / ERRORS_FILE).exists():
+        write_jsonl_atomic(out / ERRORS_FILE, errors)
     write_json_atomic(out / SUMMARY_FILE, summary.to_dict())
     return summary
 

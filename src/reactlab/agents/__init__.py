@@ -1,4 +1,4 @@
-"""Agents: the ReAct loop and its prompt variants, and the oracle. A plain dict maps names to classes."""
+"""Agents: the ReAct loop and its prompt variants, the oracle, and the Answer -> Evaluate pipeline. A plain dict maps names to classes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from reactlab.types import Agent
 
 AGENTS: dict[str, str] = {
     "oracle": "reactlab.agents.oracle:OracleAgent",
+    "pipeline": "reactlab.agents.pipeline:PipelineAgent",
     "react": "reactlab.agents.react:ReActAgent",
 }
 

@@ -21,6 +21,7 @@ from typing import Any
 from reactlab.data import formats
 from reactlab.data.preference import dpo_rows, kto_rows
 from reactlab.data.prompts import prompt_row
+from reactlab.data.roles import role_rows
 from reactlab.data.select import (
     Selection,
     cap,
@@ -56,6 +57,7 @@ def build_dataset(
     system: str | None = None,
     tokenizer: Any = "smollm2",
     options: dict[str, Any] | None = None,
+    role: str | None = None,
 ) -> dict[str, Any]:
     """Build one dataset directory from ``sources`` (specs as in ``reactlab.data.sources``) and
     return its stats (also written to ``stats.json``).
@@ -67,7 +69,8 @@ def build_dataset(
     ``max_rows``). ``val_frac``: share of questions in val.
     ``tokenizer``: a spec for ``masking.load_tokenizer``, a loaded tokenizer, or None (no token
     stats). ``options``: layout options (``observation_role`` for sharegpt, ``skip_invalid`` for
-    openai, ``continuation`` / ``pairs_per_question`` for dpo).
+    openai, ``continuation`` / ``pairs_per_question`` for dpo). ``role``: rows of one agent of
+    Answer -> Evaluate runs (``answer`` or ``evaluate``; ``data.roles``: formats messages and alpaca).
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
@@ -90,10 +93,16 @@ def build_dataset(
     exclude_splits = eval_splits() if exclude_splits is None else list(exclude_splits)
     excluded = excluded_questions(exclude_splits, exclude)
     sel = Selection(purpose=PURPOSE.get(format, "sft"), max_steps=max_steps, min_f1=min_f1)
-    kept, dropped = select(loaded, sel, excluded)
-    kept = mix(kept, mix_weights or {}, seed)
-    rows, more = make_rows(kept, format, system, min_f1, seed, options)
-    dropped.update(more)
+    role_counts: dict[str, int] = {}
+    rows: list[tuple[dict[str, Any], Sample | None]]
+    if role:  # one agent's turns of Answer -> Evaluate runs (data/roles.py)
+        by_role, dropped, role_counts = role_rows(loaded, role, format, excluded)
+        rows, kept = list(by_role), [sample for _, sample in by_role]
+    else:
+        kept, dropped = select(loaded, sel, excluded)
+        kept = mix(kept, mix_weights or {}, seed)
+        rows, more = make_rows(kept, format, system, min_f1, seed, options)
+        dropped.update(more)
     capped = cap(rows, max_rows, seed)
     if len(capped) < len(rows):
         dropped["max_rows"] += len(rows) - len(capped)
@@ -104,6 +113,9 @@ def build_dataset(
         splits[split_of(_question(row, sample), val_frac)].append((row, sample))
     tok = _tokenizer(tokenizer)
     stats = _stats(format, sources, loaded, kept, dropped, splits, tok, tokenizer, excluded)
+    if role:
+        stats["role"] = role
+        stats["role_counts"] = role_counts
     stats["options"] = {"exclude": [str(x) for x in exclude], "exclude_splits": list(exclude_splits),
                         "mix": mix_weights or {}, "max_steps": max_steps, "min_f1": min_f1, "max_rows": max_rows,
                         "val_frac": val_frac, "seed": seed, "system": system, **options}

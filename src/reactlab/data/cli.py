@@ -40,6 +40,8 @@ def build_cmd(
     seed: Annotated[int, typer.Option(help="seed of --mix and --max-rows sampling and DPO pair choice")] = 0,
     system: Annotated[str | None, typer.Option(help="system prompt of chat layouts (as `run --style chat` sends)")] = None,
     tokenizer: Annotated[str, typer.Option(help="tokenizer for token stats: smollm2 | hf:PATH | DIR | none")] = "smollm2",
+    role: Annotated[str | None, typer.Option(
+        help="rows of one agent of Answer -> Evaluate runs: answer | evaluate (formats messages, alpaca)")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", help="layout option KEY=VALUE: observation_role=human (sharegpt), skip_invalid=true "
                          "(openai), continuation=turn, pairs_per_question=N (dpo); repeatable")] = None,
@@ -53,9 +55,10 @@ def build_cmd(
         stats = build_dataset(
             sources, out, format, exclude=exclude or [], exclude_splits=exclude_split or None,
             mix_weights=parse_mix(mix or []), max_steps=max_steps, min_f1=min_f1, max_rows=max_rows, val_frac=val_frac,
-            seed=seed, system=system, tokenizer=tokenizer, options=parse_options(option or [], "--option"),
+            seed=seed, system=system, tokenizer=tokenizer, options=parse_options(option or [], "--option"), role=role,
         )
-    typer.echo(json.dumps({k: stats[k] for k in ("format", "rows", "rows_by_source", "dropped", "steps_hist")}
+    typer.echo(json.dumps({k: stats[k] for k in ("format", "rows", "rows_by_source", "dropped", "steps_hist",
+                                                 "role_counts") if k in stats}
                           | ({"tokens": stats["tokens"]} if "tokens" in stats else {}), indent=2))
 
 

@@ -61,8 +61,8 @@ def eval_splits() -> list[str]:
     splits are for evaluation).
 
     >>> eval_splits()  # doctest: +NORMALIZE_WHITESPACE
-    ['bamboogle:eval', 'fever:eval', 'fever:dev', 'hotpotqa:eval', 'hotpotqa:paper500', 'mmlu:eval', 'mmlu:val',
-     'strategyqa:eval']
+    ['bamboogle:eval', 'fever:eval', 'fever:dev', 'hotpotqa:eval', 'hotpotqa:paper500', 'logic_mcq:eval', 'mmlu:eval',
+     'mmlu:val', 'strategyqa:eval']
     """
     from reactlab.tasks import TASKS, make_task
 

@@ -16,6 +16,7 @@ TASKS: dict[str, Union[str, Callable[[], Task]]] = {
     "bamboogle": "reactlab.tasks.bamboogle:Bamboogle",
     "strategyqa": "reactlab.tasks.strategyqa:StrategyQA",
     "mmlu": "reactlab.tasks.mmlu:MMLU",
+    "logic_mcq": "reactlab.tasks.logic_mcq:LogicMCQ",
 }
 
 

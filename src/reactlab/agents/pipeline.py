@@ -1,0 +1,342 @@
+"""Answer -> Evaluate: two agents for multiple choice (the ``logic_mcq`` task, MMLU), each a role
+that a run may give its own model (``--model answer=... --model evaluate=...``).
+
+Methods:
+
+- ``answer_evaluate``: the **Answer** agent (role ``answer``) writes at most five reasoning steps
+  and a candidate (``答案是:X`` / ``Answer: X``); the **Evaluate** agent (role ``evaluate``) reads
+  the question, that reasoning and the candidate, substitutes each option, may correct the
+  candidate, and ends with the same answer line. Its answer is the episode's.
+- ``answer``: the Answer agent alone. ``direct``: one turn asking for the answer line only.
+
+With ``samples > 1`` the Answer agent samples that many replies of one prompt (``GenParams.n``,
+``temperature``, a per-question seed): the candidate is their majority letter, and the Evaluate
+prompt says how many agreed (a signal that helps a verifier; unconditional self-correction can
+lower accuracy). Every sample is kept (rejection sampling builds training rows from them).
+
+Parsing is strict first: the last ``答案是:X`` / ``Answer: X`` line (full-width colon, spaces,
+lowercase letters accepted; a letter outside the question's options is not an answer). When there
+is none, a fallback takes the last stand-alone option letter (option lines the model merely copied
+are ignored), else the text of exactly one option. The fallback is counted, never hidden: it is an
+entry of the error log and the ``fallback`` score.
+
+The error log: each episode's ``meta["errors"]`` holds records ``{kind, agent, raw, action}``
+(kinds: ``unparsable``, ``fallback``, ``several_answers``, ``changed`` — Evaluate disagreed with the
+candidate —, ``api_error``); the runner writes them all to ``errors.jsonl`` beside the
+trajectories and counts them in ``summary.json``.
+
+``hint`` (rationalisation, for building training data only: refused on evaluation splits): the
+gold letter is appended to the Answer and Evaluate prompts; the trajectory keeps both the messages
+sent and those without the hint (``meta["train_messages"]``), which the training rows use.
+
+The nested trajectory holds one child per turn (``agent`` = the role), each with the exact
+messages sent (``meta["messages"]``) and the raw reply (the step's ``raw``), so a training row of a
+role is byte-identical to what that agent was sent.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reactlab.agents.consistency import example_seed
+from reactlab.tasks.metrics import normalize_answer
+from reactlab.types import (
+    Action,
+    Completion,
+    Environment,
+    EpisodeGen,
+    Example,
+    GenParams,
+    Message,
+    Query,
+    Step,
+    Task,
+    Trajectory,
+    Usage,
+)
+
+METHODS = ("answer_evaluate", "answer", "direct")
+ROLES = ("answer", "evaluate")
+LETTERS = "ABCDEFG"
+EVALUATOR = "the Evaluate agent (a model; it never sees the gold answer)"
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+_STRICT = re.compile(
+    r"(?:答案\s*(?:是|为)\s*[:：]?|答案\s*[:：]|\banswer\s*(?:is\s*[:：]?|[:：]))\s*[(（【\[]?\s*([A-Za-z])(?![A-Za-z])",
+    re.IGNORECASE,
+)
+_OPTION_LINE = re.compile(r"^\s*[A-G]\s*[.．、:：)]", re.MULTILINE)
+_LONE = re.compile(r"(?<![A-Za-z])([A-G])(?![A-Za-z])")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A reply's answer letter (``""`` when none), ``how`` it was found (``strict``, ``fallback``,
+    ``none``), and whether strict answer lines named different letters (``several``)."""
+
+    letter: str
+    how: str
+    several: bool = False
+
+
+def parse_choice(text: str, n_options: int = 4, options: tuple[str, ...] | list[str] = ()) -> Parsed:
+    """The option letter a reply ends with (see the module doc).
+
+    >>> parse_choice("步骤1：...\\n答案是:C")
+    Parsed(letter='C', how='strict', several=False)
+    >>> parse_choice("答案是：b"), parse_choice("Answer: (D)").letter, parse_choice("答案是 E", 4).how
+    (Parsed(letter='B', how='strict', several=False), 'D', 'none')
+    >>> parse_choice("答案是:A ... 不对，答案是:B")
+    Parsed(letter='B', how='strict', several=True)
+    >>> parse_choice("所以选C。"), parse_choice("A. 1\\nB. 2\\nC. 3\\nD. 4").how
+    (Parsed(letter='C', how='fallback', several=False), 'none')
+    >>> parse_choice("it is oxygen", 4, ["hydrogen", "nylon", "oxygen", "light"]).letter
+    'C'
+    """
+    letters = LETTERS[:n_options]
+    found = [m.group(1).upper() for m in _STRICT.finditer(text)]
+    found = [x for x in found if x in letters]
+    if found:
+        return Parsed(found[-1], "strict", len(set(found)) > 1)
+    body = _OPTION_LINE.sub(" ", text) if len(_OPTION_LINE.findall(text)) >= 2 else text
+    lone = [m.group(1) for m in _LONE.finditer(body) if m.group(1) in letters]
+    if lone:
+        return Parsed(lone[-1], "fallback")
+    norm = normalize_answer(text)
+    hits = [letters[i] for i, o in enumerate(options[:n_options]) if norm and normalize_answer(str(o)) in norm]
+    if len(hits) == 1:
+        return Parsed(hits[0], "fallback")
+    return Parsed("", "none")
+
+
+def vote(letters: list[str]) -> tuple[str, int]:
+    """The most frequent non-empty letter (the first to reach the top count) and its votes.
+
+    >>> vote(["B", "C", "", "C", "B"]), vote(["", ""])
+    (('B', 2), ('', 0))
+    """
+    counts = Counter(x for x in letters if x)
+    if not counts:
+        return "", 0
+    best = max(counts.values())
+    return next(x for x in letters if x and counts[x] == best), best
+
+
+# --- prompts ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelinePrompt:
+    """A pipeline prompt file: templates by turn (``direct``, ``answer``, ``evaluate``, plus
+    ``agreement``, ``no_candidate``, ``hint``) and exemplars; each exemplar has the keys of the turns
+    it illustrates (``answer``, ``direct``; ``reasoning`` + ``candidate`` + ``evaluate``)."""
+
+    id: str
+    version: int
+    templates: dict[str, str]
+    examples: tuple[dict[str, Any], ...]
+    shots: bool = True
+
+    def prompt_id(self, method: str) -> str:
+        return f"{self.id}@{self.version}{'' if self.shots else ':zeroshot'}/{method}"
+
+    def user(self, kind: str, **fields: str) -> str:
+        return self.templates[kind].format(**fields)
+
+    def messages(self, kind: str, question: str, **fields: str) -> list[Message]:
+        """The chat messages of a turn: exemplar turns (when ``shots``), then this question's."""
+        out: list[Message] = []
+        for ex in self.examples if self.shots else ():
+            if kind not in ex:
+                continue
+            if kind == "evaluate":
+                user = self.user(kind, question=ex["question"].strip(), reasoning=ex["reasoning"].strip(),
+                                 candidate=ex["candidate"], agreement="")
+            else:
+                user = self.user(kind, question=ex["question"].strip())
+            out += [{"role": "user", "content": user}, {"role": "assistant", "content": ex[kind].strip()}]
+        out.append({"role": "user", "content": self.user(kind, question=question, **fields)})
+        return out
+
+
+TEMPLATE_KEYS = ("direct", "answer", "evaluate", "agreement", "no_candidate", "hint")
+
+
+@lru_cache(maxsize=16)
+def load_pipeline_prompt(name: str, shots: bool = True) -> PipelinePrompt:
+    """A packaged pipeline prompt (``logic_mcq_pipeline``, ``mmlu_pipeline``) or a YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text(encoding="utf-8")
+    else:
+        res = resources.files("reactlab.agents") / "prompts" / f"{name}.yaml"
+        if not res.is_file():
+            raise ValueError(f"unknown pipeline prompt {name!r}: no packaged prompts/{name}.yaml and no such file")
+        text = res.read_text(encoding="utf-8")
+    doc = yaml.safe_load(text)
+    missing = [k for k in ("id", "version", *TEMPLATE_KEYS) if k not in doc]
+    if missing:
+        raise ValueError(f"pipeline prompt {name!r}: field {missing[0]!r} missing (a pipeline prompt has "
+                         f"{', '.join(TEMPLATE_KEYS)})")
+    return PipelinePrompt(doc["id"], int(doc["version"]), {k: str(doc[k]) for k in TEMPLATE_KEYS},
+                          tuple(doc.get("examples") or ()), shots)
+
+
+# --- the agent -------------------------------------------------------------------------------------
+
+
+class PipelineAgent:
+    """``method``: answer_evaluate | answer | direct (module doc). ``prompt``: a pipeline prompt
+    name or file, ``zeroshot`` for the task's without exemplars (fine-tuned adapters), None for the
+    task's (``<task>_pipeline``). ``samples`` / ``temperature``: Answer samples and their
+    temperature (1: greedy). ``hint``: rationalisation (training data only)."""
+
+    name = "pipeline"
+    roles = ROLES
+    metrics = ("candidate_accuracy", "right_to_wrong", "wrong_to_right", "fallback", "unparsable")
+
+    def __init__(self, task: Task | None = None, method: str = "answer_evaluate", prompt: str | None = None,
+                 model: str = "", samples: int = 1, temperature: float = 0.7, hint: bool = False,
+                 max_new_tokens: int = 256, **_options: object) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r} of the pipeline agent; known: {', '.join(METHODS)}")
+        if samples < 1:
+            raise ValueError(f"answer_samples must be at least 1, not {samples}")
+        if hint and method == "direct":
+            raise ValueError("hint (rationalisation) asks for reasoning: use method answer or answer_evaluate")
+        self.task, self.method, self.model, self.samples, self.hint = task, method, model, samples, hint
+        default = f"{task.name}_pipeline" if task is not None else "mmlu_pipeline"
+        shots = prompt != "zeroshot"
+        self.prompt = load_pipeline_prompt(default if prompt in (None, "zeroshot") else prompt, shots)
+        self.prompt_id = self.prompt.prompt_id(method) + ("+hint" if hint else "")
+        self.params = GenParams(max_new_tokens=max_new_tokens)
+        self.direct_params = GenParams(max_new_tokens=16)
+        self.sample_params = GenParams(max_new_tokens=max_new_tokens, temperature=temperature, n=samples)
+        self.evaluator = EVALUATOR
+
+    def episode(self, example: Example, env: Environment) -> EpisodeGen:
+        t0 = time.perf_counter()
+        env.reset(example)
+        options = list(example.meta.get("options", ()))
+        if not options:
+            raise ValueError(f"example {example.id}: the pipeline needs a multiple-choice task (meta['options'])")
+        traj = Trajectory(id=example.id, task="", question=example.question, gold=example.answer, agent=self.name,
+                          method=self.method, prompt_id=self.prompt_id, model=self.model, type=example.type,
+                          meta={"errors": []})
+        hint = self.prompt.user("hint", gold=example.answer) if self.hint else ""
+
+        if self.method == "direct":
+            msgs = self.prompt.messages("direct", example.question)
+            c = yield Query(msgs, self.direct_params, role="answer")
+            turn = self._turn(traj, "answer", msgs, msgs, c, options)
+            return self._close(traj, t0, turn.answer if turn else "")
+
+        msgs = self.prompt.messages("answer", example.question)
+        sent = _with_hint(msgs, hint)
+        params = self.sample_params if self.samples > 1 else self.params
+        if self.samples > 1:
+            params = GenParams(**{**params.__dict__, "seed": example_seed(example.id)})
+        c = yield Query(sent, params, role="answer")
+        answer = self._turn(traj, "answer", sent, msgs, c, options)
+        if answer is None:
+            return self._close(traj, t0, "")
+        candidate = answer.answer
+        if self.method == "answer":
+            return self._close(traj, t0, candidate)
+
+        votes = answer.meta.get("votes", 0)
+        agreement = (self.prompt.user("agreement", votes=str(votes), samples=str(self.samples))
+                     if self.samples > 1 and candidate else "")
+        fields = {"reasoning": answer.meta["reasoning"].strip(),
+                  "candidate": candidate or self.prompt.templates["no_candidate"].strip(), "agreement": agreement}
+        msgs = self.prompt.messages("evaluate", example.question, **fields)
+        sent = _with_hint(msgs, hint)
+        c = yield Query(sent, self.params, role="evaluate")
+        evaluate = self._turn(traj, "evaluate", sent, msgs, c, options)
+        if evaluate is None:
+            return self._close(traj, t0, "")
+        final = evaluate.answer or candidate
+        if not evaluate.answer:
+            traj.meta["errors"][-1]["action"] = (f"kept the candidate {candidate}" if candidate
+                                                 else "no answer: neither agent gave one")
+        elif candidate and evaluate.answer != candidate:
+            _log(traj, "changed", "evaluate", evaluate.steps[0].raw, f"{candidate} -> {evaluate.answer}")
+        return self._close(traj, t0, final)
+
+    def _turn(self, traj: Trajectory, role: str, sent: list[Message], train: list[Message], c: Completion,
+              options: list[str]) -> Trajectory | None:
+        """Record one turn as a child trajectory (None when the call failed: the episode is an error)."""
+        if c.finish_reason == "error":
+            traj.status, traj.error = "error", c.error or "LLM call failed"
+            _log(traj, "api_error", role, c.error or "", "episode marked error: a rerun of the same command retries it")
+            return None
+        samples = c.samples or [c]
+        parsed = [parse_choice(s.text, len(options), options) for s in samples]
+        letter, votes = vote([p.letter for p in parsed])
+        pick = next((i for i, p in enumerate(parsed) if p.letter == letter), 0)
+        text, how = samples[pick].text, parsed[pick]
+        child = Trajectory(id=traj.id, task="", question=traj.question, gold=traj.gold, agent=role,
+                           method=self.method, prompt_id=self.prompt_id, model=self.model, type=traj.type)
+        usage = Usage(c.usage.prompt_tokens, sum(s.usage.completion_tokens for s in samples), c.usage.cached_tokens)
+        child.steps = [Step(i=1, thought=text.strip(), action=Action("finish", letter), observation="",
+                            raw=text, usage=usage)]
+        child.answer, child.usage = letter, usage
+        child.status = "finished" if c.finish_reason == "stop" else "max_steps"
+        child.meta = {"messages": sent, "parse": how.how, "reasoning": text.strip()}
+        if train is not sent and train != sent:
+            child.meta["train_messages"] = train
+        if len(samples) > 1:
+            child.meta["votes"] = votes
+            child.meta["samples"] = [{"raw": s.text, "letter": p.letter, "parse": p.how}
+                                     for s, p in zip(samples, parsed, strict=True)]
+        if how.how == "none":
+            _log(traj, "unparsable", role, text, "no answer from this turn")
+        elif how.how == "fallback":
+            _log(traj, "fallback", role, text, f"took {letter} by fallback extraction")
+        if how.several:
+            _log(traj, "several_answers", role, text, f"took the last answer line: {letter}")
+        traj.children.append(child)
+        return child
+
+    def _close(self, traj: Trajectory, t0: float, answer: str) -> Trajectory:
+        traj.answer = answer
+        traj.steps = [Step(i=i, thought=ch.steps[0].thought, action=ch.steps[0].action, observation="",
+                           raw=ch.steps[0].raw, usage=ch.usage) for i, ch in enumerate(traj.children, 1)]
+        traj.usage = sum((ch.usage for ch in traj.children), Usage())
+        traj.wall_s = time.perf_counter() - t0
+        return traj
+
+    def scores(self, example: Example, traj: Trajectory, task: Task) -> dict[str, float]:
+        """The pipeline's own scores beside the task's: the Answer agent's accuracy, the Evaluate
+        agent's flips (right -> wrong, wrong -> right), and how answers were parsed."""
+        metric = task.main_metric
+        answer = next((ch for ch in traj.children if ch.agent == "answer"), None)
+        cand = task.score(example, answer.answer).get(metric, 0.0) if answer else 0.0
+        final = task.score(example, traj.answer).get(metric, 0.0)
+        kinds = {e["kind"] for e in traj.meta.get("errors", [])}
+        out = {"candidate_accuracy": cand, "fallback": float("fallback" in kinds),
+               "unparsable": float(not traj.answer)}
+        if self.method == "answer_evaluate":
+            out["right_to_wrong"] = float(cand == 1.0 and final < 1.0)
+            out["wrong_to_right"] = float(cand < 1.0 and final == 1.0)
+        return out
+
+
+def _with_hint(msgs: list[Message], hint: str) -> list[Message]:
+    if not hint:
+        return msgs
+    return [*msgs[:-1], {"role": "user", "content": msgs[-1]["content"] + hint}]
+
+
+def _log(traj: Trajectory, kind: str, agent: str, raw: str, action: str) -> None:
+    traj.meta["errors"].append({"kind": kind, "agent": agent, "raw": raw[:2000], "action": action})

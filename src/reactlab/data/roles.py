@@ -1,0 +1,96 @@
+"""Training rows for one role of the Answer -> Evaluate pipeline (``agents/pipeline.py``), from its runs.
+
+A pipeline trajectory holds one child per turn (``agent`` = the role) with the messages that turn
+was sent (``meta["messages"]``; ``meta["train_messages"]`` when a hint was added) and its reply
+(the step's ``raw``; every sample's in ``meta["samples"]``). A row of role R is R's last user
+message — what the agent sends with ``--prompt zeroshot``, as fine-tuned models run, byte for byte —
+and one reply, kept when the reply's strictly parsed letter is the gold one (the task's own check).
+Who wrote the reply decides the kind of teacher data:
+
+- a teacher model through any OpenAI-compatible API (``--model answer=openai:...``): its right answers;
+- the local model's own samples (``-c answer_samples=K``, temperature): rejection sampling, every
+  right sample a row (duplicates dropped);
+- a hinted prompt (``-c hint=true``: the gold letter shown, the reasoning asked for): rationalisation;
+  the row's prompt is the one without the hint.
+
+Evaluate rows come from the Evaluate turns, whose prompts hold the Answer agent's output, wrong
+candidates included: ``corrections`` counts the rows whose candidate was wrong (the rows that teach
+the Evaluate agent to correct one).
+
+Layouts: ``messages`` (TRL: user, assistant) and ``alpaca`` (instruction = the user message, output =
+the reply; LLaMA-Factory's ``dataset_info.json`` is written as for any Alpaca set).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from reactlab.data.select import normalize_question
+from reactlab.data.sources import Sample
+from reactlab.types import Message, Trajectory
+
+ROLE_FORMATS = ("messages", "alpaca")
+
+
+def role_prompt_id(traj: Trajectory, role: str) -> str:
+    """The prompt id of a role's rows: the pipeline prompt's id, zero-shot, and the role.
+
+    >>> role_prompt_id(Trajectory("1", "", "q", "A", "pipeline", "logic_mcq_pipeline@1/answer_evaluate+hint", ""), "answer")
+    'logic_mcq_pipeline@1:zeroshot/answer'
+    """
+    base = traj.prompt_id.split("/", 1)[0].removesuffix(":zeroshot")
+    return f"{base}:zeroshot/{role}"
+
+
+def _replies(child: Trajectory) -> list[tuple[str, str, str]]:
+    """``(raw reply, letter, parse)`` of every sample of a turn (one when it was not sampled)."""
+    if child.meta.get("samples"):
+        return [(s["raw"], s["letter"], s["parse"]) for s in child.meta["samples"]]
+    return [(child.steps[0].raw if child.steps else "", child.answer, child.meta.get("parse", ""))]
+
+
+def role_rows(samples: Sequence[Sample], role: str, fmt: str, excluded: set[str],
+              ) -> tuple[list[tuple[dict[str, Any], Sample]], Counter, dict[str, int]]:
+    """Rows of ``role`` in ``fmt`` with the sample each came from, the drop reasons (per reply),
+    and counts (``replies``, ``corrections``: Evaluate rows whose candidate was wrong)."""
+    if fmt not in ROLE_FORMATS:
+        raise ValueError(f"pipeline role rows come in {', '.join(ROLE_FORMATS)}, not {fmt!r}")
+    rows: list[tuple[dict[str, Any], Sample]] = []
+    dropped: Counter = Counter()
+    counts: Counter = Counter()
+    seen: set[tuple[str, str]] = set()
+    for s in samples:
+        t = s.traj
+        child = next((c for c in t.children if c.agent == role), None)
+        if t.agent != "pipeline" or child is None:
+            dropped["not_pipeline" if t.agent != "pipeline" else f"no_{role}_turn"] += 1
+            continue
+        if normalize_question(t.question) in excluded:
+            dropped["eval_overlap"] += 1
+            continue
+        sent: list[Message] = child.meta.get("train_messages") or child.meta["messages"]
+        user = sent[-1]["content"]
+        candidate = next((c.answer for c in t.children if c.agent == "answer"), "")
+        for raw, letter, how in _replies(child):
+            counts["replies"] += 1
+            if how != "strict":
+                dropped["no_answer_line"] += 1
+            elif letter != t.gold:
+                dropped["incorrect"] += 1
+            elif (user, raw) in seen:
+                dropped["duplicate"] += 1
+            else:
+                seen.add((user, raw))
+                rows.append((_row(fmt, user, raw.strip(), s.source, role_prompt_id(t, role), t.task, role), s))
+                if role == "evaluate" and candidate != t.gold:
+                    counts["corrections"] += 1
+    return rows, dropped, {"replies": counts["replies"], "corrections": counts["corrections"]}
+
+
+def _row(fmt: str, user: str, reply: str, source: str, prompt_id: str, task: str, role: str) -> dict[str, Any]:
+    meta = {"source": source, "prompt_id": prompt_id, "task": task, "method": role}
+    if fmt == "alpaca":
+        return {"instruction": user, "input": "", "output": reply} | meta
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]} | meta

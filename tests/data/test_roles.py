@@ -1,0 +1,84 @@
+"""Rows for each role of the Answer -> Evaluate pipeline: right replies only, the zero-shot prompt
+byte for byte, hints left out, rejection sampling over samples, corrections counted, eval guarded."""
+
+import itertools
+import json
+
+from reactlab.agents.pipeline import PipelineAgent
+from reactlab.config import RunConfig
+from reactlab.data.build import build_dataset
+from reactlab.envs.none import NoToolEnv
+from reactlab.llm.scripted import ScriptedLLM
+from reactlab.runner import run_from_config
+from reactlab.tasks import make_task
+
+TASK = make_task("logic_mcq")
+
+
+def _rows(path):
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _sent_zeroshot(example, role, **fields):
+    """What a zero-shot pipeline agent sends for ``role`` (driven by hand)."""
+    agent = PipelineAgent(TASK, prompt="zeroshot")
+    gen = agent.episode(example, NoToolEnv())
+    q = next(gen)
+    if role == "evaluate":
+        q = gen.send(__import__("reactlab.types", fromlist=["Completion"]).Completion(text=fields["reply"]))
+    return q.prompt
+
+
+def test_answer_rows_by_rejection_sampling_and_evaluate_corrections(tmp_path):
+    exs = TASK.examples("train", limit=6)
+    gold = {e.question: e.answer for e in exs}
+    wrong = {e.question: "ABCD"[("ABCD".index(e.answer) + 1) % len(e.meta["options"])] for e in exs}
+    flip = itertools.cycle([True, False, True, False])  # majorities: right, wrong, right, ... (3 samples each)
+
+    def reply(prompt):
+        text = prompt[-1]["content"]
+        q = next(k for k in gold if text.startswith(k))
+        if "另一位解题者" in text:  # Evaluate: always right
+            return f"逐一代入。\n答案是:{gold[q]}"
+        return f"步骤1：推理。\n答案是:{gold[q] if next(flip) else wrong[q]}"
+
+    run = tmp_path / "run"
+    cfg = RunConfig(out=str(run), task="logic_mcq", agent="pipeline", split="train", limit=6, answer_samples=3)
+    run_from_config(cfg, llms={"default": ScriptedLLM(reply)}, progress=False)
+    stats = build_dataset([str(run)], tmp_path / "ans", "messages", role="answer", tokenizer=None, val_frac=0.0)
+    rows = _rows(tmp_path / "ans" / "train.jsonl")
+    # 6 questions x 3 samples; the right samples share one text per question: one row each, rest duplicate
+    assert stats["role_counts"]["replies"] == 18 and len(rows) == 6
+    assert stats["dropped"]["incorrect"] + stats["dropped"]["duplicate"] == 12
+    ex = exs[0]
+    row = next(r for r in rows if r["messages"][0]["content"].startswith(ex.question))
+    assert row["messages"][:1] == _sent_zeroshot(ex, "answer")  # byte for byte what the agent sends
+    assert row["messages"][1]["content"].endswith(f"答案是:{ex.answer}")
+    assert row["prompt_id"] == "logic_mcq_pipeline@1:zeroshot/answer" and row["method"] == "answer"
+
+    stats = build_dataset([str(run)], tmp_path / "ev", "alpaca", role="evaluate", tokenizer=None, val_frac=0.0)
+    rows = _rows(tmp_path / "ev" / "train.jsonl")
+    trajs = _rows(run / "trajectories.jsonl")
+    assert len(rows) == 6 and 0 < stats["role_counts"]["corrections"] == sum(
+        t["children"][0]["answer"] != t["gold"] for t in trajs)
+    t0 = next(t for t in trajs if t["id"] == ex.id)
+    assert rows[[r["instruction"].startswith(ex.question) for r in rows].index(True)]["instruction"] == (
+        t0["children"][1]["meta"]["messages"][-1]["content"])
+    assert json.loads((tmp_path / "ev" / "dataset_info.json").read_text())["ev"]["formatting"] == "alpaca"
+
+
+def test_hinted_runs_train_on_the_prompt_without_the_hint_and_eval_questions_never_enter(tmp_path):
+    run = tmp_path / "hint"
+    cfg = RunConfig(out=str(run), task="logic_mcq", agent="pipeline", method="answer", split="train", limit=3,
+                    hint=True)
+    run_from_config(cfg, llms={"default": ScriptedLLM(
+        lambda p: "推理。\n答案是:" + p[-1]["content"].split("正确答案是 ")[1][0])}, progress=False)
+    build_dataset([str(run)], tmp_path / "d", "messages", role="answer", tokenizer=None, val_frac=0.0)
+    rows = _rows(tmp_path / "d" / "train.jsonl")
+    assert len(rows) == 3 and not any("提示" in r["messages"][0]["content"] for r in rows)
+
+    ev = tmp_path / "ev"
+    run_from_config(RunConfig(out=str(ev), task="logic_mcq", agent="pipeline", method="answer", limit=2),
+                    llms={"default": ScriptedLLM(lambda p: "答案是:A")}, progress=False)
+    stats = build_dataset([str(ev)], tmp_path / "d2", "messages", role="answer", tokenizer=None, val_frac=0.0)
+    assert stats["dropped"] == {"eval_overlap": 2} and stats["rows"] == {"train": 0, "val": 0}
