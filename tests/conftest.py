@@ -22,6 +22,14 @@ def smollm2_dir() -> str:
 
 
 @pytest.fixture(scope="session")
+def gemma_dir() -> str:
+    """The converted Gemma 3 270M (the multilingual embedded model; converted once into the cache)."""
+    from reactlab.models import resolve
+
+    return resolve("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
 def make_tiny(smollm2_dir, tmp_path_factory):
     """Build a 2-layer model (hidden 64, head size 16, grouped KV heads) with SmolLM2's tokenizer and
     chat template, randomly initialised with a fixed seed, saved to a temp dir; returns its path.

@@ -72,3 +72,18 @@ def test_saved_tokenizer_renders_chatml(smollm2_dir):
     cfg = AutoConfig.from_pretrained(smollm2_dir)
     assert getattr(cfg, "quantization_config", None) is None
     assert (cfg.model_type, cfg.num_hidden_layers, cfg.hidden_size) == ("llama", 30, 576)
+
+
+def test_gemma3_gets_its_chat_template_and_stops_at_end_of_turn(gemma_dir):
+    """The Gemma GGUF is the base model's and carries no chat template: the converted dir has
+    Gemma's, and <end_of_turn> ends a reply."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gemma_dir)
+    text = tok.apply_chat_template([{"role": "system", "content": "S"}, {"role": "user", "content": "你好"},
+                                    {"role": "assistant", "content": "好"}], tokenize=False)
+    assert text == "<bos><start_of_turn>user\nS\n\n你好<end_of_turn>\n<start_of_turn>model\n好<end_of_turn>\n"
+    eos = json.loads((Path(gemma_dir) / "generation_config.json").read_text())["eos_token_id"]
+    assert tok.convert_tokens_to_ids("<end_of_turn>") in eos and tok.eos_token_id in eos

@@ -28,7 +28,7 @@ EX = LOGIC.examples("all")[0]  # four options, gold D
     ("所以答案是B", "B", "strict"),
     ("Step 1: ...\nAnswer: d", "D", "strict"),
     ("The answer is (A).", "A", "strict"),
-    ("答案是:A，不对，答案是:C", "C", "strict"),  # several: the last
+    ("答案是:A。\n下一题：……答案是:C", "A", "strict"),  # several: the first ends the reply
     ("答案是:E", "", "none"),  # not an option of a four-option question
     ("我认为应该选C。", "C", "fallback"),
     ("A. le chat\nB. le vache\nC. x\nD. y", "", "none"),  # the options copied back are no answer
@@ -42,7 +42,7 @@ def test_parse_choice_hand_checked(text, letter, how):
 
 def test_parse_choice_flags_several_answers_and_reads_option_text():
     assert parse_choice("答案是:A\n答案是:C").several and not parse_choice("答案是:A\n答案是:a").several
-    assert parse_choice("answer: yes", 2, ["no", "yes"]) == parse_choice("yes", 2, ["no", "yes"])
+    assert parse_choice("answer: yes", 2, ["no", "yes"]).letter == parse_choice("yes", 2, ["no", "yes"]).letter == "B"
     assert parse_choice("它是 le chat sauts sur le lune", 4, EX.meta["options"]).how == "none"  # two options match
 
 
@@ -162,3 +162,20 @@ def test_cli_gives_each_role_its_model(tmp_path):
     res = CliRunner().invoke(app, ["run", "--task", "logic_mcq", "--agent", "pipeline", "--adapter", "answer=x",
                                    "--out", str(tmp_path / "o2"), "-q"])
     assert res.exit_code == 2 and "--adapter answer=... needs a model" in res.output
+
+
+def test_the_pipeline_runs_on_the_embedded_gemma(gemma_dir, tmp_path):
+    """Both turns through the real multilingual model and its chat template (replies cut short)."""
+    from reactlab.llm.hf import HFLLM
+    from reactlab.runner import RunSpec, run
+
+    llm = HFLLM(gemma_dir, name="gemma3-270m")
+    agent = PipelineAgent(LOGIC, max_new_tokens=24, model="gemma3-270m")
+    spec = RunSpec("logic_mcq", "train", agent.name, "gemma3-270m", agent.prompt_id)
+    s = run(LOGIC.examples("train", limit=2), agent, LOGIC, NoToolEnv, tmp_path, spec, llms=llm, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
+    assert s.n == 2 and s.status == {"finished": 2}
+    for r in rows:
+        assert [c["agent"] for c in r["children"]] == ["answer", "evaluate"]
+        assert all(0 < c["usage"]["completion_tokens"] <= 24 for c in r["children"])
+        assert r["children"][1]["meta"]["messages"][-1]["content"].startswith(r["question"])

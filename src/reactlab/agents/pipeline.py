@@ -14,11 +14,14 @@ With ``samples > 1`` the Answer agent samples that many replies of one prompt (`
 prompt says how many agreed (a signal that helps a verifier; unconditional self-correction can
 lower accuracy). Every sample is kept (rejection sampling builds training rows from them).
 
-Parsing is strict first: the last ``答案是:X`` / ``Answer: X`` line (full-width colon, spaces,
-lowercase letters accepted; a letter outside the question's options is not an answer). When there
-is none, a fallback takes the last stand-alone option letter (option lines the model merely copied
-are ignored), else the text of exactly one option. The fallback is counted, never hidden: it is an
-entry of the error log and the ``fallback`` score.
+Parsing is strict first: the first ``答案是:X`` / ``Answer: X`` (full-width colon, spaces, lowercase
+letters accepted; a letter outside the question's options is not an answer). The reply ends there:
+what a model writes after its answer (a base model goes on to invent the next exercise, answer lines
+included) is not shown to the Evaluate agent nor trained on, and later answer lines naming another
+letter are logged (``several_answers``). When there is no answer line, a fallback takes the last
+stand-alone option letter (option lines the model merely copied are ignored), else the text of
+exactly one option. The fallback is counted, never hidden: it is an entry of the error log and the
+``fallback`` score.
 
 The error log: each episode's ``meta["errors"]`` holds records ``{kind, agent, raw, action}``
 (kinds: ``unparsable``, ``fallback``, ``several_answers``, ``changed`` — Evaluate disagreed with the
@@ -82,41 +85,45 @@ _LONE = re.compile(r"(?<![A-Za-z])([A-G])(?![A-Za-z])")
 @dataclass(frozen=True)
 class Parsed:
     """A reply's answer letter (``""`` when none), ``how`` it was found (``strict``, ``fallback``,
-    ``none``), and whether strict answer lines named different letters (``several``)."""
+    ``none``), whether strict answer lines named different letters (``several``), and ``reply``: the
+    text up to the end of the first answer line (all of it, stripped, when there is none)."""
 
     letter: str
     how: str
     several: bool = False
+    reply: str = ""
 
 
 def parse_choice(text: str, n_options: int = 4, options: tuple[str, ...] | list[str] = ()) -> Parsed:
     """The option letter a reply ends with (see the module doc).
 
     >>> parse_choice("步骤1：...\\n答案是:C")
-    Parsed(letter='C', how='strict', several=False)
-    >>> parse_choice("答案是：b"), parse_choice("Answer: (D)").letter, parse_choice("答案是 E", 4).how
-    (Parsed(letter='B', how='strict', several=False), 'D', 'none')
-    >>> parse_choice("答案是:A ... 不对，答案是:B")
-    Parsed(letter='B', how='strict', several=True)
-    >>> parse_choice("所以选C。"), parse_choice("A. 1\\nB. 2\\nC. 3\\nD. 4").how
-    (Parsed(letter='C', how='fallback', several=False), 'none')
+    Parsed(letter='C', how='strict', several=False, reply='步骤1：...\\n答案是:C')
+    >>> parse_choice("答案是：b").letter, parse_choice("Answer: (D)").letter, parse_choice("答案是 E", 4).how
+    ('B', 'D', 'none')
+    >>> parse_choice("答案是:A。\\n下一题……答案是:B")
+    Parsed(letter='A', how='strict', several=True, reply='答案是:A。')
+    >>> parse_choice("所以选C。").letter, parse_choice("A. 1\\nB. 2\\nC. 3\\nD. 4").how
+    ('C', 'none')
     >>> parse_choice("it is oxygen", 4, ["hydrogen", "nylon", "oxygen", "light"]).letter
     'C'
     """
     letters = LETTERS[:n_options]
-    found = [m.group(1).upper() for m in _STRICT.finditer(text)]
-    found = [x for x in found if x in letters]
+    found = [m for m in _STRICT.finditer(text) if m.group(1).upper() in letters]
     if found:
-        return Parsed(found[-1], "strict", len(set(found)) > 1)
+        first = found[0]
+        end = text.find("\n", first.end())
+        reply = text[: end if end >= 0 else len(text)].strip()
+        return Parsed(first.group(1).upper(), "strict", len({m.group(1).upper() for m in found}) > 1, reply)
     body = _OPTION_LINE.sub(" ", text) if len(_OPTION_LINE.findall(text)) >= 2 else text
     lone = [m.group(1) for m in _LONE.finditer(body) if m.group(1) in letters]
     if lone:
-        return Parsed(lone[-1], "fallback")
+        return Parsed(lone[-1], "fallback", reply=text.strip())
     norm = normalize_answer(text)
     hits = [letters[i] for i, o in enumerate(options[:n_options]) if norm and normalize_answer(str(o)) in norm]
     if len(hits) == 1:
-        return Parsed(hits[0], "fallback")
-    return Parsed("", "none")
+        return Parsed(hits[0], "fallback", reply=text.strip())
+    return Parsed("", "none", reply=text.strip())
 
 
 def vote(letters: list[str]) -> tuple[str, int]:
@@ -207,7 +214,7 @@ class PipelineAgent:
 
     def __init__(self, task: Task | None = None, method: str = "answer_evaluate", prompt: str | None = None,
                  model: str = "", samples: int = 1, temperature: float = 0.7, hint: bool = False,
-                 max_new_tokens: int = 256, **_options: object) -> None:
+                 max_new_tokens: int = 192, **_options: object) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r} of the pipeline agent; known: {', '.join(METHODS)}")
         if samples < 1:
@@ -219,7 +226,7 @@ class PipelineAgent:
         shots = prompt != "zeroshot"
         self.prompt = load_pipeline_prompt(default if prompt in (None, "zeroshot") else prompt, shots)
         self.prompt_id = self.prompt.prompt_id(method) + ("+hint" if hint else "")
-        self.params = GenParams(max_new_tokens=max_new_tokens)
+        self.params = GenParams(max_new_tokens=max_new_tokens)  # a reply longer than five steps is cut
         self.direct_params = GenParams(max_new_tokens=16)
         self.sample_params = GenParams(max_new_tokens=max_new_tokens, temperature=temperature, n=samples)
         self.evaluator = EVALUATOR
@@ -285,26 +292,26 @@ class PipelineAgent:
         letter, votes = vote([p.letter for p in parsed])
         pick = next((i for i, p in enumerate(parsed) if p.letter == letter), 0)
         text, how = samples[pick].text, parsed[pick]
+        reply = how.reply
         child = Trajectory(id=traj.id, task="", question=traj.question, gold=traj.gold, agent=role,
                            method=self.method, prompt_id=self.prompt_id, model=self.model, type=traj.type)
         usage = Usage(c.usage.prompt_tokens, sum(s.usage.completion_tokens for s in samples), c.usage.cached_tokens)
-        child.steps = [Step(i=1, thought=text.strip(), action=Action("finish", letter), observation="",
-                            raw=text, usage=usage)]
+        child.steps = [Step(i=1, thought=reply, action=Action("finish", letter), observation="", raw=text, usage=usage)]
         child.answer, child.usage = letter, usage
         child.status = "finished" if c.finish_reason == "stop" else "max_steps"
-        child.meta = {"messages": sent, "parse": how.how, "reasoning": text.strip()}
+        child.meta = {"messages": sent, "parse": how.how, "reasoning": reply}
         if train is not sent and train != sent:
             child.meta["train_messages"] = train
         if len(samples) > 1:
             child.meta["votes"] = votes
-            child.meta["samples"] = [{"raw": s.text, "letter": p.letter, "parse": p.how}
+            child.meta["samples"] = [{"raw": s.text, "reply": p.reply, "letter": p.letter, "parse": p.how}
                                      for s, p in zip(samples, parsed, strict=True)]
         if how.how == "none":
             _log(traj, "unparsable", role, text, "no answer from this turn")
         elif how.how == "fallback":
             _log(traj, "fallback", role, text, f"took {letter} by fallback extraction")
         if how.several:
-            _log(traj, "several_answers", role, text, f"took the last answer line: {letter}")
+            _log(traj, "several_answers", role, text, f"took the first answer line: {letter}")
         traj.children.append(child)
         return child
 

@@ -4,7 +4,7 @@ A pipeline trajectory holds one child per turn (``agent`` = the role) with the m
 was sent (``meta["messages"]``; ``meta["train_messages"]`` when a hint was added) and its reply
 (the step's ``raw``; every sample's in ``meta["samples"]``). A row of role R is R's last user
 message — what the agent sends with ``--prompt zeroshot``, as fine-tuned models run, byte for byte —
-and one reply, kept when the reply's strictly parsed letter is the gold one (the task's own check).
+and one reply up to its first answer line, kept when the reply's strictly parsed letter is the gold one (the task's own check).
 Who wrote the reply decides the kind of teacher data:
 
 - a teacher model through any OpenAI-compatible API (``--model answer=openai:...``): its right answers;
@@ -45,10 +45,11 @@ def role_prompt_id(traj: Trajectory, role: str) -> str:
 
 
 def _replies(child: Trajectory) -> list[tuple[str, str, str]]:
-    """``(raw reply, letter, parse)`` of every sample of a turn (one when it was not sampled)."""
+    """``(reply, letter, parse)`` of every sample of a turn (one when it was not sampled); the reply
+    ends with its first answer line (``pipeline.parse_choice``)."""
     if child.meta.get("samples"):
-        return [(s["raw"], s["letter"], s["parse"]) for s in child.meta["samples"]]
-    return [(child.steps[0].raw if child.steps else "", child.answer, child.meta.get("parse", ""))]
+        return [(s["reply"], s["letter"], s["parse"]) for s in child.meta["samples"]]
+    return [(child.steps[0].thought if child.steps else "", child.answer, child.meta.get("parse", ""))]
 
 
 def role_rows(samples: Sequence[Sample], role: str, fmt: str, excluded: set[str],
