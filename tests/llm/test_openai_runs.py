@@ -58,3 +58,32 @@ def test_a_run_refused_by_the_api_fails_then_completes_once_fixed(fault_server, 
     assert res.exit_code == 0, res.output
     rows = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
     assert sorted(r["status"] for r in rows) == ["finished"] * 3 and len({r["id"] for r in rows}) == 3
+
+
+def test_pipeline_error_log_through_a_faulty_api(fault_server, tmp_path):
+    """Answer -> Evaluate over HTTP: a 500 on the Evaluate call makes the episode an error, logged
+    as ``api_error``; an unparsable Evaluate reply keeps the candidate, logged as ``unparsable``; a
+    rerun retries the failed episode and the log is rewritten from what the run now holds."""
+    from reactlab.agents.pipeline import PipelineAgent
+    from reactlab.envs.none import NoToolEnv
+    from reactlab.tasks.logic_mcq import LogicMCQ
+
+    task = LogicMCQ()
+    exs = task.examples("train", limit=2)
+    answer = "ok:步骤1：想。\n答案是:A"
+    server = fault_server(actions=[answer, answer, "500", "ok:我不确定。"], default="ok:答案是:B")
+    llm = OpenAILLM("m", base_url=server.url, mode="chat", concurrency=1, max_retries=0, timeout=5)
+    agent = PipelineAgent(task, model="openai:m")
+    spec = RunSpec("logic_mcq", "train", agent.name, "openai:m", agent.prompt_id)
+    s = run(exs, agent, task, NoToolEnv, tmp_path, spec, llms=llm, batch_size=2, progress=False)
+    log = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert s.status == {"error": 1, "finished": 1}
+    assert sorted((r["kind"], r["agent"]) for r in log) == [("api_error", "evaluate"), ("unparsable", "evaluate")]
+    kept = next(r for r in log if r["kind"] == "unparsable")
+    assert kept["action"] == "kept the candidate A" and kept["raw"] == "我不确定。"
+    assert "500" in next(r for r in log if r["kind"] == "api_error")["raw"]
+    s = run(exs, agent, task, NoToolEnv, tmp_path, spec, llms=llm, batch_size=2, progress=False)
+    assert s.status == {"finished": 2}
+    kinds = sorted(r["kind"] for r in map(json.loads, (tmp_path / "errors.jsonl").read_text().splitlines()))
+    assert kinds == ["unparsable"]  # the retried episode (B, then B) logs nothing; its api_error is gone
+    llm.close()
