@@ -1,11 +1,15 @@
-"""What every trainer shares: the base model + tokenizer, the PEFT config, and ``training.json``.
+"""What every trainer shares: the base model + tokenizer, the PEFT config, and ``training.json``;
+and what the preference / RL trainers (``dpo.py``, ``kto.py``) share besides.
 
 - ``check_method`` runs before anything is loaded, so an impossible request (QLoRA without CUDA)
   fails in a second with a message naming the option, not after minutes of loading.
 - ``load_model`` reads a named model (``reactlab.models``), a local HF dir, a ``.gguf`` file or a
   hub id; fp32 on CPU and bf16 on CUDA unless the recipe says otherwise; 4-bit NF4 for QLoRA.
 - ``peft_config`` is PEFT's ``LoraConfig`` from ours (None for full fine-tuning).
-- ``write_run_json`` records what a run was made of and how it went (see its docstring).
+- ``write_training_record`` records what a run was made of and how it went (see its docstring).
+- ``load_rows`` / ``data_files`` read a ``data build`` dir; ``columns_dataset`` checks a trainer's
+  columns; ``check_trl_keys`` / ``trl_defaults`` build a TRL config from a recipe's ``trl:`` block;
+  ``load_policy`` is a preference trainer's model and reference; ``finish_run`` saves and records.
 
 torch, transformers and peft are imported inside the functions (nothing happens at import).
 """
