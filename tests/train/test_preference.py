@@ -184,7 +184,8 @@ def sft_adapter(tiny_dir, tmp_path_factory) -> str:
 def test_dpo_from_an_sft_adapter_uses_it_as_the_reference(tiny_dir, dpo_data, sft_adapter, tmp_path):
     """Starting from an SFT adapter, the reference is that adapter (step 1: policy == reference, loss
     ln 2 exactly; the bare base as reference would give a margin), training continues it, and the
-    result is one adapter of the SFT adapter's shape, without TRL's frozen ``ref`` copy."""
+    result is one adapter of the SFT adapter's shape, without TRL's frozen ``ref`` copy. Resume (its
+    checkpoints hold the ``ref`` adapter too) equals the uninterrupted run."""
     from reactlab.train.dpo import train_dpo
 
     log: dict[int, dict] = {}
@@ -199,6 +200,16 @@ def test_dpo_from_an_sft_adapter_uses_it_as_the_reference(tiny_dir, dpo_data, sf
     start, end = adapter_weights(sft_adapter), adapter_weights(out)
     assert start.keys() == end.keys()
     assert max((start[k] - end[k]).abs().max().item() for k in start) > 1e-3
+
+    def stop_at_2(self, args, state, control, **k):
+        if state.global_step == 2:
+            control.should_training_stop = True
+
+    part = dpo_recipe(tiny_dir, dpo_data, tmp_path / "part", adapter=sft_adapter, save_strategy="steps", save_steps=2)
+    train_dpo(part, callbacks=[callback(on_step_end=stop_at_2)])
+    assert train_dpo(part, resume=True).steps == 4
+    resumed = adapter_weights(part.out)
+    assert max((end[k] - resumed[k]).abs().max().item() for k in end) < 1e-5
 
 
 def test_dpo_full_fine_tuning(tiny_dir, dpo_data, tmp_path):
@@ -268,6 +279,17 @@ def test_kto_balance_labels(tiny_dir, tmp_path):
     args = kto_config(cfg, labels=[True] + [False] * 3)
     assert (args.desirable_weight, args.undesirable_weight) == (1.0, pytest.approx(1 / 3))
     assert args.bf16 is False and args.activation_checkpointing is False and args.beta == 1.0
+
+
+def test_recipe_trl_keys_win_over_our_cpu_defaults(tmp_path):
+    from reactlab.train.dpo import dpo_config
+
+    ours = dpo_config(dpo_recipe("m", str(tmp_path), tmp_path / "o"))
+    assert (ours.activation_checkpointing, ours.bf16, ours.output_dir) == (False, False, str(tmp_path / "o"))
+    assert ours.report_to == [] and ours.beta == 1.0  # FAST sets report_to: []
+    theirs = dpo_config(dpo_recipe("m", str(tmp_path), tmp_path / "o", gradient_checkpointing=True,
+                                   report_to=["tensorboard"]))
+    assert theirs.activation_checkpointing is True and theirs.report_to == ["tensorboard"]
 
 
 # --- bad recipes, data and the CLI ---------------------------------------------------------------

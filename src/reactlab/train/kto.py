@@ -4,7 +4,8 @@
 KTO learns from unpaired judgements: each ``prompt``/``completion`` row of ``reactlab data build
 --format kto`` carries ``label`` (true: a correct, finished trajectory; false: any other). The run is
 DPO's (``reactlab.train.dpo``: the same policy and reference model, see ``common.load_policy``; the
-same outputs and ``training.json`` with ``trainer: kto``), with KTO's own constraints:
+same outputs and ``training.json`` with ``trainer: kto``; the same tokenization: a completion's
+log-probability sums all its tokens, observation turns included), with KTO's own constraints:
 
 - TRL estimates KTO's KL term from mismatched pairs inside a batch (each prompt with its
   neighbour's completion), so ``trl.per_device_train_batch_size`` must be at least 2 and the
