@@ -278,8 +278,9 @@ def read_training_record(out: str | Path) -> dict[str, Any]:
 
 
 def load_rows(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """The rows of a JSONL file (first ``limit``); a missing file is ``[]`` only if it is the
-    optional val file — callers decide. Errors name the file and line."""
+    """The rows of a JSONL file (the first ``limit``). A missing file is ``FileNotFoundError`` (the
+    optional val file is checked for by the caller, ``data_files``); a line that is not a JSON
+    object is a ``DataError`` naming the file and line."""
     rows = []
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file")
