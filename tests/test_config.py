@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from reactlab.config import ConfigError, SFTRecipe, load_config, parse_value, split_specs
+from reactlab.config import (
+    ConfigError,
+    DPORecipe,
+    KTORecipe,
+    SFTRecipe,
+    load_config,
+    parse_value,
+    split_specs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +84,38 @@ def test_shipped_recipes_load(recipe):
     check_trl_keys(cfg.trl)  # every trl: key is an SFTConfig argument
     if cfg.method != "qlora":  # a GPU recipe's bf16 cannot be built on a CPU
         sft_config(cfg)
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("[dk]*o_*.yaml")), ids=lambda p: p.name)
+def test_shipped_preference_recipes_load(recipe):
+    """Every packaged DPO/KTO recipe loads, its trl: keys are the trainer's, and its TRL config builds here."""
+    method = recipe.name.split("_")[0]
+    cfg = load_config({"dpo": DPORecipe, "kto": KTORecipe}[method], [str(recipe)])
+    assert cfg.out and cfg.data.path and cfg.model.name == "smollm2"
+    pytest.importorskip("trl")
+    if method == "dpo":
+        from reactlab.train.dpo import dpo_config
+
+        args = dpo_config(cfg)
+    else:
+        from reactlab.train.kto import kto_config
+
+        args = kto_config(cfg)
+    assert args.beta == cfg.beta and args.activation_checkpointing is False
+
+
+def test_preference_recipes_share_the_sft_keys_and_add_their_own():
+    cfg = load_config(KTORecipe, [], ["data.path=/d", "out=/o", "model.adapter=/sft", "beta=0.5", "lora.r=4",
+                                      "balance_labels=true"])
+    assert (cfg.model.adapter, cfg.beta, cfg.lora.r, cfg.balance_labels, cfg.method) == ("/sft", 0.5, 4, True, "lora")
+    with pytest.raises(ConfigError, match=r"model.adapter: unknown key"):  # SFT does not start from an adapter
+        load_config(SFTRecipe, [], ["data.path=/d", "out=/o", "model.adapter=/sft"])
+    with pytest.raises(ConfigError, match=r"method: Input should be 'lora' or 'full'"):
+        load_config(DPORecipe, [], ["data.path=/d", "out=/o", "method=qlora"])
+    with pytest.raises(ConfigError, match=r"beta: Input should be greater than 0"):
+        load_config(DPORecipe, [], ["data.path=/d", "out=/o", "beta=0"])
+    with pytest.raises(ConfigError, match=r"train_on: unknown key"):
+        load_config(DPORecipe, [], ["data.path=/d", "out=/o", "train_on=all"])
 
 
 def test_unknown_trl_key_suggests_names():

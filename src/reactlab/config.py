@@ -72,7 +72,21 @@ class LoraConfig(_Strict):
     target_modules: str | list[str] = "all-linear"
 
 
-class SFTRecipe(_Strict):
+class TrainRecipe(_Strict):
+    """What every ``reactlab train`` recipe has: the base ``model``, the ``data`` dir, the ``method``
+    (``lora``: an adapter on a frozen base; ``full``: every weight, ``lora`` ignored), the ``lora``
+    shape, ``out`` (the adapter / model dir, also checkpoints, TensorBoard logs, ``training.json``,
+    ``loss.png``) and ``trl``: the trainer's TRL config arguments, passed through untouched."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    out: str
+    trl: dict[str, Any] = Field(default_factory=dict)
+
+
+class SFTRecipe(TrainRecipe):
     """``reactlab train sft``. ``method``: ``lora`` (adapter on a frozen base), ``qlora`` (the same on
     a 4-bit base: CUDA + bitsandbytes only), ``full`` (every weight; ``lora`` ignored).
     ``train_on``: ``assistant`` (thought + action turns and their end-of-turn token; the default) or
@@ -80,13 +94,45 @@ class SFTRecipe(_Strict):
     adapter / model dir (also checkpoints, TensorBoard logs, ``training.json``, ``loss.png``). ``trl``:
     ``trl.SFTConfig`` arguments, passed through untouched."""
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    data: DataConfig
-    method: Literal["lora", "qlora", "full"] = "lora"
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    method: Literal["lora", "qlora", "full"] = "lora"  # type: ignore[assignment]  # SFT adds qlora
     train_on: Literal["assistant", "all"] = "assistant"
-    out: str
-    trl: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyModelConfig(ModelConfig):
+    """The model a preference / RL trainer starts from: the base ``name`` (as ``ModelConfig``), and
+    ``adapter``: a PEFT LoRA dir trained on that base (an SFT run's ``out``) to start from it instead
+    of the bare base (see ``reactlab.train.dpo`` for the reference model this implies)."""
+
+    adapter: str | None = None
+
+
+class PreferenceRecipe(TrainRecipe):
+    """What the preference trainers (``train dpo``, ``train kto``) share: ``TrainRecipe`` with a
+    ``model`` that may name an SFT ``adapter`` to start from. ``method``: ``lora`` or ``full`` (no
+    QLoRA: a frozen reference beside a 4-bit policy is not supported here). ``data``: a
+    ``reactlab data build --format dpo|kto`` dir. ``beta``: the strength of the pull towards the
+    reference model (TRL's ``beta``; higher = stay closer); set here, not in ``trl:``."""
+
+    model: PolicyModelConfig = Field(default_factory=PolicyModelConfig)
+    beta: float = Field(default=0.1, gt=0)
+
+
+class DPORecipe(PreferenceRecipe):
+    """``reactlab train dpo`` on ``prompt``/``chosen``/``rejected`` rows (``data build --format dpo``).
+    ``trl``: ``trl.DPOConfig`` arguments (``loss_type``, ``max_length``, ...), passed through."""
+
+
+class KTORecipe(PreferenceRecipe):
+    """``reactlab train kto`` on ``prompt``/``completion``/``label`` rows (``data build --format kto``).
+    ``desirable_weight`` / ``undesirable_weight``: the losses' weights of ``label: true`` / ``false``
+    rows (the KTO paper keeps ``desirable_weight * n_desirable / (undesirable_weight * n_undesirable)``
+    in [1, 4/3]); ``balance_labels: true`` sets ``undesirable_weight`` from the training rows' counts
+    (to ``n_desirable / n_undesirable``, the bottom of that range) instead. ``trl``: ``trl.KTOConfig``
+    arguments, passed through."""
+
+    desirable_weight: float = Field(default=1.0, gt=0)
+    undesirable_weight: float = Field(default=1.0, gt=0)
+    balance_labels: bool = False
 
 
 class ModelRef(_Strict):

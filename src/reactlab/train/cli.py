@@ -14,8 +14,10 @@ import typer
 
 from reactlab.errors import user_errors
 
-train_app = typer.Typer(no_args_is_help=True, help="Fine-tune models on built datasets (SFT; LoRA, QLoRA, full).")
+train_app = typer.Typer(no_args_is_help=True,
+                        help="Fine-tune models on built datasets (SFT, DPO, KTO; LoRA, QLoRA, full).")
 
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in `out`")]
 ConfigOpt = Annotated[list[str], typer.Option(
     "--config", "-c",
     help="a YAML recipe, or KEY=VALUE overriding one (dotted keys, YAML values: lora.r=16, "
@@ -24,14 +26,14 @@ ConfigOpt = Annotated[list[str], typer.Option(
 
 @train_app.callback()
 def _group() -> None:
-    """Fine-tune models on built datasets (SFT; LoRA, QLoRA, full)."""
-    # A callback keeps `sft` a subcommand even while it is the only one (typer would collapse it).
+    """Fine-tune models on built datasets (SFT, DPO, KTO; LoRA, QLoRA, full)."""
+    # A callback keeps each method a subcommand (typer collapses a lone command into the group).
 
 
 @train_app.command("sft")
 def sft_cmd(
     config: ConfigOpt,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in `out`")] = False,
+    resume: ResumeOpt = False,
 ) -> None:
     """Supervised fine-tuning: writes the adapter (or model), training.json, loss.png and TensorBoard logs to `out`."""
     from reactlab.config import SFTRecipe, load_config, split_specs
@@ -42,4 +44,34 @@ def sft_cmd(
         from reactlab.train.sft import train_sft
 
         result = train_sft(cfg, resume=resume)
+    typer.echo(json.dumps(asdict(result), indent=2))
+
+
+@train_app.command("dpo")
+def dpo_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
+    """DPO on `data build --format dpo` pairs, from the base or an SFT adapter (model.adapter): writes the adapter
+    (or model), training.json, loss.png and TensorBoard logs to `out`."""
+    from reactlab.config import DPORecipe, load_config, split_specs
+
+    files, overrides = split_specs(config)
+    with user_errors():
+        cfg = load_config(DPORecipe, files, overrides)
+        from reactlab.train.dpo import train_dpo
+
+        result = train_dpo(cfg, resume=resume)
+    typer.echo(json.dumps(asdict(result), indent=2))
+
+
+@train_app.command("kto")
+def kto_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
+    """KTO on `data build --format kto` rows (label: correct or not), from the base or an SFT adapter
+    (model.adapter): writes the adapter (or model), training.json, loss.png and TensorBoard logs to `out`."""
+    from reactlab.config import KTORecipe, load_config, split_specs
+
+    files, overrides = split_specs(config)
+    with user_errors():
+        cfg = load_config(KTORecipe, files, overrides)
+        from reactlab.train.kto import train_kto
+
+        result = train_kto(cfg, resume=resume)
     typer.echo(json.dumps(asdict(result), indent=2))

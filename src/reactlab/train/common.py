@@ -1,11 +1,15 @@
-"""What every trainer shares: the base model + tokenizer, the PEFT config, and ``training.json``.
+"""What every trainer shares: the base model + tokenizer, the PEFT config, and ``training.json``;
+and what the preference / RL trainers (``dpo.py``, ``kto.py``) share besides.
 
 - ``check_method`` runs before anything is loaded, so an impossible request (QLoRA without CUDA)
   fails in a second with a message naming the option, not after minutes of loading.
 - ``load_model`` reads a named model (``reactlab.models``), a local HF dir, a ``.gguf`` file or a
   hub id; fp32 on CPU and bf16 on CUDA unless the recipe says otherwise; 4-bit NF4 for QLoRA.
 - ``peft_config`` is PEFT's ``LoraConfig`` from ours (None for full fine-tuning).
-- ``write_run_json`` records what a run was made of and how it went (see its docstring).
+- ``write_training_record`` records what a run was made of and how it went (see its docstring).
+- ``load_rows`` / ``data_files`` read a ``data build`` dir; ``columns_dataset`` checks a trainer's
+  columns; ``check_trl_keys`` / ``trl_defaults`` build a TRL config from a recipe's ``trl:`` block;
+  ``load_policy`` is a preference trainer's model and reference; ``finish_run`` saves and records.
 
 torch, transformers and peft are imported inside the functions (nothing happens at import).
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reactlab.config import LoraConfig, ModelConfig
-from reactlab.io import files_sha256, write_text_atomic
+from reactlab.io import DataError, files_sha256, iter_jsonl, write_text_atomic
 
 
 @dataclass
@@ -268,3 +272,179 @@ def _versions(*names: str) -> dict[str, str]:
 def read_training_record(out: str | Path) -> dict[str, Any]:
     """``OUT/training.json`` as a dict."""
     return json.loads((Path(out) / TRAINING_FILE).read_text())
+
+
+# --- data, TRL configs and the end of a run: shared by the preference / RL trainers -------------
+
+
+def load_rows(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a JSONL file (the first ``limit``). A missing file is ``FileNotFoundError`` (the
+    optional val file is checked for by the caller, ``data_files``); a line that is not a JSON
+    object is a ``DataError`` naming the file and line."""
+    rows = []
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    for where, row in iter_jsonl(path):
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object (a row), got {type(row).__name__}")
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
+def data_files(cfg: Any) -> tuple[Path, Path | None]:
+    """``(train file, val file or None)``; the val file is optional (a missing one is no eval)."""
+    root = Path(cfg.data.path)
+    train = root / cfg.data.train_file
+    if not train.is_file():
+        raise FileNotFoundError(f"{train}: no training file (build one with `reactlab data build --out {root}`)")
+    val = root / cfg.data.val_file if cfg.data.val_file else None
+    return train, (val if val is not None and val.is_file() else None)
+
+
+def _is_messages(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in v)
+
+
+def columns_dataset(rows: Sequence[dict[str, Any]], texts: Sequence[str], where: str, extra: Sequence[str] = ()) -> Any:
+    """A ``datasets.Dataset`` of the ``texts`` columns (+ ``extra``) of ``rows``, the other columns
+    (``source``, ``prompt_id``...) left out. Every ``texts`` column of a row must be there and be
+    the same kind as its ``prompt``: all strings, or all chat message lists (TRL reads a row as
+    conversational from its first column); else a ``DataError`` naming the row and column."""
+    from datasets import Dataset
+
+    keep = [*texts, *extra]
+    out: dict[str, list[Any]] = {k: [] for k in keep}
+    for n, row in enumerate(rows, 1):
+        missing = [k for k in keep if k not in row]
+        if missing:
+            raise DataError(f"{where}: row {n}: no {', '.join(map(repr, missing))} column (it has {sorted(row)}); "
+                            f"build the data with `reactlab data build --format ...`")
+        chat = _is_messages(row[texts[0]])
+        for k in texts:
+            ok = _is_messages(row[k]) if chat else isinstance(row[k], str)
+            if not ok or not row[k]:
+                kind = "chat message list" if chat else "string"
+                raise DataError(f"{where}: row {n}: {k!r} must be a non-empty {kind}, like {texts[0]!r}")
+        for k in keep:
+            out[k].append(row[k])
+    return Dataset.from_dict(out)
+
+
+def check_resume(out: str | Path) -> None:
+    """``--resume`` needs a ``checkpoint-N`` dir in ``out``: a ``ValueError`` saying how to get one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not Path(out).is_dir() or get_last_checkpoint(str(out)) is None:
+        raise ValueError(f"--resume: no checkpoint-N directory in {out} (set trl.save_steps to save them)")
+
+
+def check_trl_keys(trl: dict[str, Any], config_cls: type) -> None:
+    """Raise ``ValueError`` naming each key of a ``trl:`` block that ``config_cls`` (a TRL config
+    dataclass) does not take, with the closest argument names, without building the config (which
+    checks the hardware)."""
+    import dataclasses
+    import difflib
+
+    known = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    bad = [k for k in trl if k not in known]
+    if bad:
+        hints = {k: difflib.get_close_matches(k, known, n=3) for k in bad}
+        raise ValueError(f"trl: block: not trl.{config_cls.__name__} arguments: "
+                         + "; ".join(f"trl.{k}" + (f" (did you mean {', '.join(h)}?)" if h else "") for k, h in hints.items()))
+
+
+def trl_defaults(trl: dict[str, Any], out: str) -> dict[str, Any]:
+    """Our defaults for a TRL config, for the keys the recipe's ``trl:`` block leaves unset (its keys
+    always win): ``output_dir`` = ``out``; TensorBoard logs; bf16 only on CUDA (TRL defaults it to
+    True, which a CPU without bf16 kernels refuses or runs slowly) and ``use_cpu`` without CUDA (KTO's
+    and GRPO's configs refuse bf16 otherwise: "doesn't support bf16/gpu"); no activation
+    (gradient) checkpointing (TRL turns it on; for the small models we train it costs ~30% time for
+    memory we do not need) unless either of its names is set."""
+    cuda = cuda_available()
+    ours: dict[str, Any] = {"output_dir": out, "report_to": ["tensorboard"], "bf16": cuda}
+    if not cuda:
+        ours["use_cpu"] = True
+    if "gradient_checkpointing" not in trl and "activation_checkpointing" not in trl:
+        ours["activation_checkpointing"] = False
+    return ours | trl
+
+
+def load_policy(cfg: Any) -> tuple[Any, Any, Any, Any]:
+    """``(model, tokenizer, peft_config, ref_model)`` for a preference / RL trainer from a
+    ``PreferenceRecipe``: what the TRL trainer's ``model``, ``processing_class``, ``peft_config`` and
+    ``ref_model`` arguments get.
+
+    The reference model is the policy as it starts, frozen:
+
+    - ``lora`` from the base: a new adapter (``peft_config``); TRL's reference is the same model with
+      the adapter disabled, i.e. the base (no second copy in memory);
+    - ``lora`` from an SFT ``model.adapter``: that adapter is loaded trainable and training continues
+      it (the recipe's ``lora`` shape is not used: the adapter keeps its own); TRL copies it into a
+      frozen second adapter named ``ref`` and computes the reference with it, i.e. the SFT model
+      itself, which is what DPO/KTO must stay close to (the bare base would pull the policy back
+      past its SFT). The result is one adapter on the base, run like any other (``--adapter out``);
+    - ``full``: every weight trains (an SFT adapter is merged in first); the reference is a frozen
+      copy of the starting model, made here because TRL would re-load it from the base's path,
+      which has no merged adapter (and may be a GGUF file TRL cannot read).
+    """
+    import copy
+
+    model, tok = load_model(cfg.model, cfg.method)
+    adapter = cfg.model.adapter
+    if adapter is not None:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"model.adapter: {adapter} is not a PEFT adapter dir (no adapter_config.json)")
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=cfg.method == "lora")
+        if cfg.method == "lora":
+            return model, tok, None, None
+        model = model.merge_and_unload()
+    if cfg.method == "lora":
+        return model, tok, peft_config(cfg.lora, cfg.method), None
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return model, tok, None, ref
+
+
+def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, files: Sequence[Path],
+               rows: Sequence[dict[str, Any]], n_train: int, n_val: int, resume: bool,
+               extra: dict[str, Any] | None = None) -> RunResult:
+    """After ``output = trainer.train()``: a final eval (when there is an eval set), the adapter or
+    model + tokenizer saved to ``cfg.out`` (without TRL's frozen ``ref`` adapter), ``loss.png`` and
+    ``training.json`` (``trainer: name``). Returns the ``RunResult`` written."""
+    import time
+
+    from reactlab.train.plots import plot_losses
+
+    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    model = trainer.model
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")  # TRL's frozen copy of the starting adapter: not part of the result
+    out = Path(cfg.out)
+    trainer.save_model(str(out))
+    history = trainer.state.log_history
+    plot_losses(history, out / "loss.png", title=f"{name.upper()} {cfg.method} · {Path(cfg.model.name).name}")
+    tokens = int(getattr(trainer, "_total_train_tokens", 0))  # TRL's count of non-pad tokens trained on
+    runtime = output.metrics.get("train_runtime") or 0.0
+    losses = [h["loss"] for h in history if "loss" in h]
+    result = RunResult(
+        out=str(out),
+        train_loss=float(losses[-1]) if losses else None,
+        eval_loss=metrics.get("eval_loss"),
+        steps=trainer.state.global_step,
+        train_tokens=tokens,
+        tokens_per_s=round(tokens / runtime, 1) if runtime and tokens else None,
+        wall_s=round(time.perf_counter() - t0, 1),
+        peak_mem_mb=round(peak_memory_mb(), 1),
+        extra={"mean_train_loss": output.training_loss, "train_runtime_s": runtime,
+               "train_rows": n_train, "val_rows": n_val, "resumed": resume,
+               "eval_metrics": metrics, **(extra or {}),
+               "log_history": [{k: h[k] for k in ("step", "loss", "eval_loss") if k in h} for h in history
+                               if "loss" in h or "eval_loss" in h]},
+    )
+    write_training_record(out, base_model=cfg.model.name, method=cfg.method, recipe=cfg.model_dump(mode="json"),
+                          data_files=files, prompt_id_counts=prompt_ids(rows), result=result, trainer=name)
+    return result

@@ -30,32 +30,22 @@ from typing import Any
 
 from reactlab.config import SFTRecipe
 from reactlab.data.masking import mask_completion, mask_conversation
-from reactlab.io import DataError, iter_jsonl
+from reactlab.io import DataError
 from reactlab.train.common import (
     RunResult,
     check_method,
     cuda_available,
     load_model,
+    load_rows,
     peak_memory_mb,
     peft_config,
     prompt_ids,
     write_training_record,
 )
+from reactlab.train.common import check_trl_keys as common_check_trl_keys
+from reactlab.train.common import data_files as _data_files
 
-
-def load_rows(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """The rows of a JSONL file (first ``limit``); a missing file is ``[]`` only if it is the
-    optional val file — callers decide. Errors name the file and line."""
-    rows = []
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    for where, row in iter_jsonl(path):
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object (a row), got {type(row).__name__}")
-        rows.append(row)
-        if limit is not None and len(rows) >= limit:
-            break
-    return rows
+__all__ = ["check_trl_keys", "load_rows", "sft_config", "tokenize_row", "tokenize_rows", "train_sft"]
 
 
 def tokenize_row(tokenizer: Any, row: dict[str, Any], train_on: str = "assistant") -> dict[str, list[int]]:
@@ -92,17 +82,9 @@ def tokenize_rows(tokenizer: Any, rows: list[dict[str, Any]], train_on: str, whe
 def check_trl_keys(trl: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming each key of a ``trl:`` block that ``trl.SFTConfig`` does not take
     (with the closest argument names), without building the config (which checks the hardware)."""
-    import dataclasses
-    import difflib
-
     from trl import SFTConfig
 
-    known = {f.name for f in dataclasses.fields(SFTConfig) if f.init}
-    bad = [k for k in trl if k not in known]
-    if bad:
-        hints = {k: difflib.get_close_matches(k, known, n=3) for k in bad}
-        raise ValueError("trl: block: not trl.SFTConfig arguments: "
-                         + "; ".join(f"trl.{k}" + (f" (did you mean {', '.join(h)}?)" if h else "") for k, h in hints.items()))
+    common_check_trl_keys(trl, SFTConfig)
 
 
 def sft_config(cfg: SFTRecipe, evaluate: bool = True):
@@ -178,16 +160,6 @@ def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = Non
                    data_files=[f for f in (train_file, val_file) if f is not None],
                    prompt_id_counts=prompt_ids(train_rows + val_rows), result=result)
     return result
-
-
-def _data_files(cfg: SFTRecipe) -> tuple[Path, Path | None]:
-    """``(train file, val file or None)``; the val file is optional (a missing one is no eval)."""
-    root = Path(cfg.data.path)
-    train = root / cfg.data.train_file
-    if not train.is_file():
-        raise FileNotFoundError(f"{train}: no training file (build one with `reactlab data build --out {root}`)")
-    val = root / cfg.data.val_file if cfg.data.val_file else None
-    return train, (val if val is not None and val.is_file() else None)
 
 
 def _last(history: list[dict[str, Any]], key: str) -> float | None:
