@@ -89,3 +89,14 @@ def test_completion_masks(smol_tok):
     no_obs = "".join(line for line in (row["completion"] + "<|im_end|>").splitlines(keepends=True)
                      if not line.startswith("Observation"))
     assert "".join(decode(smol_tok, r) for r in runs(enc)) == no_obs
+
+
+def test_gemma_turns_end_at_end_of_turn(gemma_dir):
+    """Gemma's EOS is <eos>, its turns end with <end_of_turn>: the label span stops there."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gemma_dir)
+    msgs = [{"role": "user", "content": "题目"}, {"role": "assistant", "content": "步骤1：想。\n答案是:B"}]
+    enc = mask_conversation(tok, msgs)
+    trained = tok.decode([t for t, lab in zip(enc["input_ids"], enc["labels"], strict=True) if lab != -100])
+    assert trained == "步骤1：想。\n答案是:B<end_of_turn>"

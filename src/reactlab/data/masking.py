@@ -15,7 +15,8 @@ Two ways to find the assistant tokens, chosen by the template:
 - a template without them (SmolLM2's ChatML, most shipped templates): each assistant turn's
   character span is found by rendering the conversation's prefixes (up to the turn with a
   generation prompt, then through the turn), checked to be prefixes of the full rendering, cut
-  after the tokenizer's ``eos_token`` (the end-of-turn token), and mapped to tokens with the fast
+  after the end-of-turn token (the tokenizer's ``eos_token``, or a known end-of-turn token such as
+  Gemma's ``<end_of_turn>`` whose EOS is another token), and mapped to tokens with the fast
   tokenizer's ``return_offsets_mapping``. A template that renders a turn differently depending
   on what follows (not prefix-stable) is refused with a clear error.
 
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 IGNORE = -100
+END_OF_TURN = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
+"""End-of-turn tokens of common chat templates, looked for besides the tokenizer's ``eos_token``."""
 _GEN = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
@@ -51,7 +54,7 @@ def assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], template: st
     """The rendered conversation and the ``[start, end)`` character span of each assistant turn
     (content + end-of-turn token), by rendering prefixes (see the module docstring)."""
     full = _render(tokenizer, messages, template)
-    eot = tokenizer.eos_token or ""
+    eots = [t for t in (tokenizer.eos_token, *END_OF_TURN) if t]
     spans: list[tuple[int, int]] = []
     for j, m in enumerate(messages):
         if m["role"] != "assistant":
@@ -64,7 +67,7 @@ def assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], template: st
                 "differs from the start of its full rendering); give it {% generation %} markers instead"
             )
         start, end = len(before), len(upto)
-        cut = full.rfind(eot, start, end) if eot else -1
+        cut, eot = max((full.rfind(t, start, end), t) for t in eots) if eots else (-1, "")
         spans.append((start, cut + len(eot) if cut >= 0 else end))
     return full, spans
 
