@@ -41,6 +41,7 @@ def first_difference(a: list[int], b: list[int]) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--greedy", type=int, default=32, help="tokens of greedy continuation compared per prompt")
+    ap.add_argument("--prompts", type=int, default=len(PROMPTS), help="how many of the 8 prompts (4 Chinese first)")
     args = ap.parse_args()
     import numpy as np
     import torch
@@ -57,7 +58,8 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(hf_dir)
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     rows, agree, total, same_greedy = [], 0, 0, 0
-    for text in PROMPTS:
+    prompts = PROMPTS[:4][: (args.prompts + 1) // 2] + PROMPTS[4:][: args.prompts // 2]
+    for text in prompts:
         ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                       return_dict=True)["input_ids"]
         with torch.no_grad():
@@ -88,7 +90,7 @@ def main() -> None:
         print("| " + " | ".join(r) + " |")
     if total:
         print(f"\ntop-1 agreement over {total} teacher-forced positions: {agree / total:.3f}; "
-              f"greedy continuations ({args.greedy} tokens) equal: {same_greedy}/{len(PROMPTS)}")
+              f"greedy continuations ({args.greedy} tokens) equal: {same_greedy}/{len(prompts)}")
 
 
 if __name__ == "__main__":
