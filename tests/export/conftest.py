@@ -54,3 +54,18 @@ def smollm2_export(smollm2_dir, tmp_path_factory):
         "smollm2", root / "out", adapter=adapter, gguf=["f16", "q8_0"], ollama="react-smol", dtype="fp16"
     )
     return res, adapter
+
+
+@pytest.fixture(scope="session")
+def gemma_export(gemma_dir, tmp_path_factory):
+    """Gemma 3 270M + a perturbed LoRA adapter, merged in fp16 and exported to f16 and q8_0 GGUF
+    with a Modelfile (``reactlab export`` as a user runs it): ``(ExportResult, adapter dir)``."""
+    pytest.importorskip("peft")
+    from reactlab.export import export_model
+
+    root = tmp_path_factory.mktemp("gemma-export")
+    adapter = make_adapter(gemma_dir, root / "adapter", scale=0.01)
+    res = export_model(
+        "gemma3-270m", root / "out", adapter=adapter, gguf=["f16", "q8_0"], ollama="react-gemma", dtype="fp16"
+    )
+    return res, adapter
