@@ -33,6 +33,16 @@ Written to match, key by key, what llama.cpp's ``convert_hf_to_gguf.py`` wrote f
   tokenizer only compares scores (the best-scoring merge first), and both are strictly decreasing
   in id over the normal tokens, so the order, and so the tokenization, is the same. ``add_bos_token`` as the HF tokenizer does it (Gemma: BOS, no EOS), no SEP, a space prefix only where
   the normalizer prepends one (Gemma 3: no).
+
+Measured (tests/export/test_gemma3_export.py, 2026-11-28, Intel Xeon with AMX, llama-cpp-python
+0.3.36 with extra buffer types off, 2 threads): the embedded 270M + a perturbed LoRA adapter merged
+in fp16, run by llama.cpp against transformers in fp32 on the merged dir, teacher-forced at every
+position after <bos> of a Chinese and an English chat prompt plus 16 greedy tokens (logits up to
+~100): f16 top-1 agreement 100% / 100%, max |logit diff| 0.064 / 0.029, mean 0.005 / 0.004; q8_0
+97.6% / 94.7%, max 3.3, mean 0.23 / 0.34; llama.cpp's own 8 greedy tokens equal transformers' in
+all four cases; llama.cpp tokenizes a chat (system, Chinese, emoji, space and newline runs, a tab)
+as the HF tokenizer does. Files: f16 542.8 MB, q8_0 291.5 MB, written in 11 s and 10 s from the
+fp32 HF dir (the shipped Q4_K_M reference is about 250 MB).
 """
 
 from __future__ import annotations
