@@ -1,5 +1,6 @@
-"""Fixtures for the exporter (the embedded SmolLM2 and tiny models come from tests/conftest.py):
-LoRA adapters made and perturbed here, and one shared SmolLM2 export (slow)."""
+"""Fixtures for the exporter (the embedded SmolLM2, Gemma 3 and tiny models come from
+tests/conftest.py): LoRA adapters made and perturbed here, and one shared SmolLM2 export and one
+Gemma 3 export (slow)."""
 
 from __future__ import annotations
 
