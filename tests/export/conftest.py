@@ -1,5 +1,6 @@
-"""Fixtures for the exporter (the embedded SmolLM2 and tiny models come from tests/conftest.py):
-LoRA adapters made and perturbed here, and one shared SmolLM2 export (slow)."""
+"""Fixtures for the exporter (the embedded SmolLM2, Gemma 3 and tiny models come from
+tests/conftest.py): LoRA adapters made and perturbed here, and one shared SmolLM2 export and one
+Gemma 3 export (slow)."""
 
 from __future__ import annotations
 
@@ -52,5 +53,20 @@ def smollm2_export(smollm2_dir, tmp_path_factory):
     adapter = make_adapter(smollm2_dir, root / "adapter", scale=0.02)
     res = export_model(
         "smollm2", root / "out", adapter=adapter, gguf=["f16", "q8_0"], ollama="react-smol", dtype="fp16"
+    )
+    return res, adapter
+
+
+@pytest.fixture(scope="session")
+def gemma_export(gemma_dir, tmp_path_factory):
+    """Gemma 3 270M + a perturbed LoRA adapter, merged in fp16 and exported to f16 and q8_0 GGUF
+    with a Modelfile (``reactlab export`` as a user runs it): ``(ExportResult, adapter dir)``."""
+    pytest.importorskip("peft")
+    from reactlab.export import export_model
+
+    root = tmp_path_factory.mktemp("gemma-export")
+    adapter = make_adapter(gemma_dir, root / "adapter", scale=0.01)
+    res = export_model(
+        "gemma3-270m", root / "out", adapter=adapter, gguf=["f16", "q8_0"], ollama="react-gemma", dtype="fp16"
     )
     return res, adapter

@@ -99,7 +99,7 @@ def test_unsupported_architecture_lists_supported(tiny_llama_dir, tmp_path):
     cfg = json.loads((Path(tiny_llama_dir) / "config.json").read_text())
     cfg["architectures"] = ["FalconForCausalLM"]
     (d / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"):
+    with pytest.raises(ValueError, match="supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Gemma3ForCausalLM"):
         export_gguf(d, tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()
     with pytest.raises(ValueError, match="unknown GGUF type"):
@@ -122,3 +122,24 @@ def test_detect_pre_refuses_unknown():
 
     with pytest.raises(ValueError, match="pass pre="):
         detect_pre({"pre_tokenizer": {"type": "Metaspace"}})
+
+
+def test_gemma3_config_checks():
+    """What llama.cpp's gemma3 hard-codes is checked, not silently exported wrong."""
+    from reactlab.export.gguf_gemma3 import check_config, rope
+
+    base = {"num_hidden_layers": 12, "hidden_size": 640, "num_attention_heads": 4, "head_dim": 256,
+            "query_pre_attn_scalar": 256, "hidden_activation": "gelu_pytorch_tanh",
+            "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 2}
+    check_config(base)
+    for change, words in (
+        ({"layer_types": ["full_attention"] * 12}, "layer_types"),
+        ({"query_pre_attn_scalar": 168}, "query_pre_attn_scalar"),
+        ({"attn_logit_softcapping": 50.0}, "softcapping"),
+        ({"use_bidirectional_attention": True}, "bidirectional"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            check_config({**base, **change})
+    full, swa = rope({"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                                          "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}})
+    assert (full["rope_type"], full["factor"], swa["rope_theta"]) == ("linear", 8.0, 10000.0)

@@ -119,3 +119,32 @@ def test_ollama_inputs_collates_like_ollama():
         "system": "S",
         "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "a\n\nb"}],
     }
+
+
+def test_gemma_family(gemma_dir):
+    """Gemma's template: no system turn (the system text opens the first user turn), the assistant
+    is "model", every turn ends with <end_of_turn>, which is the stop; BOS is llama.cpp's to add."""
+    from transformers import AutoTokenizer
+
+    from reactlab.export.ollama import modelfile, translate
+
+    tok = AutoTokenizer.from_pretrained(gemma_dir)
+    family, tpl = translate(tok)
+    assert family.name == "gemma"
+    for conv, system in ((CONVERSATION, None), (CONVERSATION[1:], CONVERSATION[0]["content"]), (CONVERSATION[1:], None)):
+        want = tok.apply_chat_template(conv if system is None else [CONVERSATION[0], *conv], tokenize=False,
+                                       add_generation_prompt=True).removeprefix("<bos>")
+        assert render_template(tpl, **ollama_inputs(conv, system=system)) == want
+    assert want.startswith("<start_of_turn>user\nQuestion:")  # no system: no prefix
+    with_system = render_template(tpl, **ollama_inputs(CONVERSATION))
+    assert with_system.startswith("<start_of_turn>user\nYou answer questions by searching Wikipedia.\nBe brief."
+                                  "\n\nQuestion: Who wrote Hamlet?<end_of_turn>\n<start_of_turn>model\nThought:")
+    text = modelfile(tok, "model-f16.gguf", agent=True)
+    assert 'PARAMETER stop "<end_of_turn>"' in text and 'PARAMETER stop "Observation:"' in text
+    assert "(gemma chat template)" in text.splitlines()[0]
+
+
+def test_render_template_range_variables():
+    tpl = '{{ range $i, $m := .Messages }}{{ if eq $i 1 }}[{{ .Role }}]{{ end }}{{ .Content }};{{ end }}'
+    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    assert render_template(tpl, "", msgs) == "a;[assistant]b;"

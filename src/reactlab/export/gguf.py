@@ -8,6 +8,8 @@
   permuted the way llama.cpp's own HF converter does, because llama.cpp's rope for ``llama`` pairs
   dimensions (i, i+1) while HF's pairs (i, i + d/2); a tied ``lm_head`` is left out (llama.cpp
   then reuses ``token_embd``);
+- Gemma 3 (``gemma3``) differs in metadata, norm weights and its SentencePiece tokenizer: see
+  ``gguf_gemma3.py``;
 - the BPE tokenizer (``tokenizer.ggml.model = "gpt2"``: tokens, token types, merges, the
   pre-tokenizer name, bos/eos/unk/pad ids, ``add_bos_token``) and ``tokenizer.chat_template``.
 
@@ -39,6 +41,7 @@ ARCHITECTURES: dict[str, tuple[str, bool]] = {
     "LlamaForCausalLM": ("llama", True),
     "MistralForCausalLM": ("llama", True),
     "Qwen2ForCausalLM": ("qwen2", False),
+    "Gemma3ForCausalLM": ("gemma3", False),  # text only; the specifics are in gguf_gemma3.py
 }
 
 # tokenizer.json pre-tokenizer regexes -> the llama.cpp pre-tokenizer that reproduces them.
@@ -80,6 +83,8 @@ def export_gguf(
     """
     import gguf
 
+    from reactlab.export import gguf_gemma3 as gemma3
+
     if outtype not in OUTTYPES:
         raise ValueError(f"unknown GGUF type {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     t0 = time.perf_counter()
@@ -94,8 +99,12 @@ def export_gguf(
         writer.add_name(name or cfg.get("_model_name_or_path") or hf_dir.name)
         writer.add_file_type(_FILE_TYPE[outtype](gguf))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        _add_hparams(writer, cfg, gguf)
-        _add_tokenizer(writer, hf_dir, cfg, pre, gguf)
+        if arch == "gemma3":
+            gemma3.add_hparams(writer, cfg, gguf)
+            gemma3.add_tokenizer(writer, hf_dir, cfg, pre, gguf)
+        else:
+            _add_hparams(writer, cfg, gguf)
+            _add_tokenizer(writer, hf_dir, cfg, pre, gguf)
         types: Counter = Counter()
         tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], n_layers)
         tied = bool(cfg.get("tie_word_embeddings", False))
@@ -110,6 +119,8 @@ def export_gguf(
                 data = _permute(data, cfg["num_attention_heads"], cfg["num_attention_heads"])
             elif permute_qk and hf_name.endswith(("k_proj.weight", "k_proj.bias")):
                 data = _permute(data, cfg["num_attention_heads"], _n_kv(cfg))
+            elif arch == "gemma3":
+                data = gemma3.tensor(hf_name, data)
             qtype = tensor_type(new, data.shape, outtype, gguf)
             packed = gguf.quants.quantize(data, qtype)
             types[qtype.name] += 1

@@ -1,7 +1,8 @@
 """An Ollama ``Modelfile`` for an exported GGUF, with the chat template translated to Go templates.
 
 Ollama does not run the HF (Jinja) chat template; it needs a Go ``TEMPLATE``. ``translate`` picks
-the template family (``FAMILIES``: ChatML as SmolLM2 and Qwen use, Llama 3 headers), builds the Go
+the template family (``FAMILIES``: ChatML as SmolLM2 and Qwen use, Llama 3 headers, Gemma's
+turns), builds the Go
 template, including a default system prompt the HF template inserts when there is none, and
 *checks* it: probe conversations are rendered by the HF template and by ``render_template`` (a
 small interpreter of exactly the Go constructs emitted here, fed the way Ollama feeds a template,
@@ -36,6 +37,8 @@ class Family:
     turn: str
     gen: str
     stops: tuple[str, ...]
+    model_role: str = "assistant"  # the role name the template writes for the assistant's turns
+    system_in_first_turn: bool = False  # the system text opens the first turn, not a turn of its own
 
 
 FAMILIES = (
@@ -50,6 +53,16 @@ FAMILIES = (
         "<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>",
         "<|start_header_id|>assistant<|end_header_id|>\n\n",
         ("<|eot_id|>", "<|start_header_id|>"),
+    ),
+    # Gemma: no system role (the system text and a blank line open the first turn), "model" for
+    # the assistant. HF trims each message; Go templates cannot, so untrimmed text stays untrimmed.
+    Family(
+        "gemma",
+        "<start_of_turn>{role}\n{content}<end_of_turn>\n",
+        "<start_of_turn>model\n",
+        ("<end_of_turn>", "<start_of_turn>"),
+        model_role="model",
+        system_in_first_turn=True,
     ),
 )
 
@@ -75,6 +88,8 @@ _PROBES = (
 def go_template(family: Family, default_system: str | None = None) -> str:
     """The Go ``TEMPLATE`` of a family. The system prompt comes from ``.System`` (Ollama gathers
     all system messages there) and system messages are skipped in the loop, so it appears once."""
+    if family.system_in_first_turn:
+        return _go_template_system_in_first_turn(family)
     sys_turn = family.turn.format(role="system", content="{{ .System }}")
     head = "{{ if .System }}" + sys_turn
     if default_system is not None:
@@ -87,6 +102,15 @@ def go_template(family: Family, default_system: str | None = None) -> str:
         + "{{ end }}{{ end }}"
         + family.gen
     )
+
+
+def _go_template_system_in_first_turn(family: Family) -> str:
+    """Gemma's layout: the system text (then a blank line) opens the first non-system message,
+    which is message 1 when a system message leads (Ollama puts the Modelfile ``SYSTEM`` first)."""
+    role = f'{{{{ if eq .Role "assistant" }}}}{family.model_role}{{{{ else }}}}{{{{ .Role }}}}{{{{ end }}}}'
+    content = "{{ if and $.System (eq $i 1) }}{{ $.System }}\n\n{{ end }}{{ .Content }}"
+    body = family.turn.format(role=role, content=content)
+    return '{{ range $i, $m := .Messages }}{{ if ne .Role "system" }}' + body + "{{ end }}{{ end }}" + family.gen
 
 
 def translate(tokenizer) -> tuple[Family, str]:
@@ -159,14 +183,15 @@ def ollama_inputs(messages: list[dict[str, str]], system: str | None = None) -> 
 # --- a tiny Go text/template interpreter: text, {{ expr }}, if / else if / else / end, range -------
 
 _ACTION = re.compile(r"\{\{(-\s)?\s*(.*?)\s*(\s-)?\}\}", re.S)
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\(|\)|\$?\.[A-Za-z_]\w*|\$|[A-Za-z_]\w*')
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\(|\)|\$?\.[A-Za-z_]\w*|\$[A-Za-z_]\w*|\$|[A-Za-z_]\w*|-?\d+')
+_RANGE_VARS = re.compile(r"\$(\w+)\s*,\s*\$(\w+)\s*:=\s*(.*)", re.S)
 
 
 def render_template(template: str, system: str, messages: list[dict[str, str]]) -> str:
     """Execute a Go template over ``{.System, .Messages}`` (messages as ``{"role", "content"}``).
 
-    Supports the constructs this module emits: text, ``{{ .Field }}``, ``$.Field``, string
-    literals, ``if``/``else if``/``else``/``end``, ``range``, ``eq``/``ne``/``not``/``and``/``or``,
+    Supports the constructs this module emits: text, ``{{ .Field }}``, ``$.Field``, string and
+    integer literals, ``range $i, $x := ...`` and its variables, ``if``/``else if``/``else``/``end``, ``range``, ``eq``/``ne``/``not``/``and``/``or``,
     parentheses and ``{{-``/``-}}`` trimming. Anything else raises ``ValueError``.
 
     >>> render_template('{{ range .Messages }}{{ if eq .Role "user" }}U:{{ .Content }};{{ end }}{{ end }}',
@@ -244,9 +269,13 @@ def _exec(nodes, dot, root, out: list[str]) -> None:
                     break
             else:
                 _exec(n[2], dot, root, out)
-        else:  # range
-            for item in _eval(n[1][0][0], dot, root) or []:
-                _exec(n[1][0][1], item, root, out)
+        else:  # range, optionally "range $i, $x := pipeline" (index and element as variables)
+            head, body = n[1][0]
+            names = _RANGE_VARS.fullmatch(head)
+            for i, item in enumerate(_eval(names.group(3) if names else head, dot, root) or []):
+                if names:
+                    item = {**item, "$" + names.group(1): i, "$" + names.group(2): item}
+                _exec(body, item, root, out)
 
 
 def _eval(expr: str, dot, root):
@@ -289,6 +318,12 @@ def _term(toks, i, dot, root):
         return t[1:-1].encode().decode("unicode_escape"), i + 1
     if t.startswith("$."):
         return root[t[2:]], i + 1
+    if t.startswith("$") and t != "$":
+        if t not in dot:
+            raise ValueError(f"undefined template variable {t}")
+        return dot[t], i + 1
+    if t.lstrip("-").isdigit():
+        return int(t), i + 1
     if t.startswith("."):
         return dot[t[1:]], i + 1
     raise ValueError(f"unsupported template token {t!r}")
