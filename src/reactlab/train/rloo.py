@@ -56,7 +56,7 @@ def episode_rloo_trainer(**kwargs: Any) -> Any:
         def _generate(self, prompts: list) -> tuple[list, list, list]:
             out = self.rollouts(prompts, self)
             self._env_masks = out["env_mask"]
-            mode = "train" if self.model.training else "eval"
+            mode = "train" if getattr(self.model, "training", False) else "eval"
             lengths = [sum(m) for m in out["env_mask"]]
             if mode == "train":
                 self.state.num_input_tokens_seen += sum(map(len, out["prompt_ids"])) + sum(map(len, out["completion_ids"]))
