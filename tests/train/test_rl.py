@@ -97,6 +97,22 @@ def test_rollout_invariant_and_mask(tiny_model_dir):
     assert [r.completion_ids for r in again] == [r.completion_ids for r in outs]
 
 
+def test_wiki_rollouts_step_the_environment(tiny_model_dir, vendored_index):
+    """With ``WikiEnv`` as the environment, each observation turn is what the env answered to the
+    action parsed from the model's turn (the random model's turns are invalid actions)."""
+    from reactlab.agents.parsing import parse_action
+    from reactlab.envs.wikienv import WikiEnv
+    from reactlab.train.rollout import RolloutSpec, check_rollout, run_rollouts
+
+    llm = policy(tiny_model_dir)
+    (r,) = run_rollouts(llm, [QUESTION], RolloutSpec(max_steps=2, max_new_tokens=5), lambda: WikiEnv(vendored_index))
+    check_rollout(llm.tokenizer, QUESTION, r)
+    turn, obs = r.messages[0]["content"], r.messages[1]["content"]
+    env = WikiEnv(vendored_index)
+    assert obs == "Observation: " + env.step(parse_action(turn.strip()))[0]
+    assert obs.startswith("Observation: Invalid action: ") and "no tools" not in obs  # WikiEnv's, not NoToolEnv's
+
+
 def test_single_turn_rollout(tiny_model_dir):
     from reactlab.train.rollout import RolloutSpec, run_rollouts
 
