@@ -349,3 +349,18 @@ def test_packaged_rl_recipes_validate():
         assert cfg.multi_turn and cfg.env == "wiki"
     gpu = load_config(GRPORecipe, ["grpo_gpu_qwen2.5-0.5b"])
     assert gpu.trl["bf16"] is True and gpu.num_generations >= 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "grpo", "-c", "data.path={d}", "-c", "out={o}", "-c", "rewards={{nope: 1}}"], "unknown reward 'nope'"),
+    (["train", "rloo", "-c", "data.path={d}", "-c", "out={o}", "-c", "trl.temperature=0.5"],
+     "trl.temperature: this is the recipe's own key"),
+    (["train", "grpo", "-c", "data.path={d}", "-c", "out={o}", "--resume"], "--resume: no checkpoint-N directory"),
+])
+def test_cli_user_errors_are_one_line(prompt_data, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from reactlab.cli import app
+
+    res = CliRunner().invoke(app, [a.format(d=prompt_data, o=tmp_path / "o") for a in args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
