@@ -336,6 +336,16 @@ def test_bad_trl_keys_fail_before_loading(tiny_model_dir, prompt_data, tmp_path,
         train_grpo(recipe(GRPORecipe, "/nonexistent-model", prompt_data, tmp_path, trl=trl))
 
 
+def test_full_from_an_sft_adapter_with_a_kl_term_is_refused(prompt_data, tmp_path):
+    """TRL would re-load the bare base as a full fine-tune's reference, not the SFT model."""
+    from reactlab.train.rloo import train_rloo
+
+    cfg = recipe(RLOORecipe, "/nonexistent-model", prompt_data, tmp_path, method="full", trl={"beta": 0.05})
+    cfg.model.adapter = "/some/sft"
+    with pytest.raises(ValueError, match="method: full with model.adapter and trl.beta > 0"):
+        train_rloo(cfg)
+
+
 def test_packaged_rl_recipes_validate():
     """The packaged recipes load and their ``trl:`` keys are TRL's (the GPU one is never run here)."""
     from trl import GRPOConfig, RLOOConfig

@@ -8,8 +8,11 @@ Read top to bottom, a run is:
 2. read the ``prompt`` rows of ``reactlab data build --format prompts`` (``prompt`` messages and
    the reward columns: ``answer``...; ``source``/``prompt_id`` count in ``training.json`` only);
 3. load the policy (``common.load_policy``: a new LoRA adapter on the base, or the SFT
-   ``model.adapter`` continued, or the full model); the reference for TRL's KL term (``trl.beta``,
-   0 by default in GRPO) is the starting policy, as for DPO;
+   ``model.adapter`` continued, or the full model). The reference for TRL's KL term (``trl.beta``,
+   0 by default in GRPO, 0.05 in RLOO) is TRL's own: with LoRA, the model with the adapter disabled
+   (the base) or TRL's frozen copy of the SFT adapter (the SFT model); with ``full``, the base
+   re-loaded from its path (so ``full`` + ``model.adapter`` + ``beta > 0`` is refused: it would be
+   the bare base, not the SFT model);
 4. every generation round, TRL hands ``EpisodeRollouts`` its prompts (each repeated
    ``num_generations`` times); each becomes one episode sampled from the *current* weights
    through our engine (``HFLLM.from_model`` around the trainer's model: the same module, LoRA
@@ -182,17 +185,23 @@ def reward_log(history: list[dict[str, Any]]) -> list[dict[str, float]]:
 def run_rl(cfg: RLRecipe, name: str, make_trainer: Callable[..., Any], config: Any, resume: bool, t0: float,
            train_file: Path, rows: list[dict[str, Any]], env_factory: Callable[[], Environment] | None,
            callbacks: list | None) -> RunResult:
-    """Load the policy, build the trainer (``make_trainer(model=, ref_model=, args=, train_dataset=,
+    """Load the policy, build the trainer (``make_trainer(model=, args=, train_dataset=,
     processing_class=, peft_config=, reward_funcs=, rollouts=, callbacks=)``), train, save, record."""
     from reactlab.train.plots import plot_rewards
 
+    if cfg.method == "full" and cfg.model.adapter and float(getattr(config, "beta", 0.0)) != 0.0:
+        # TRL makes a full fine-tune's reference itself, re-loading the base from its path: that would
+        # be the bare base, not the SFT model the run starts from.
+        raise ValueError("method: full with model.adapter and trl.beta > 0: the KL reference would be the bare base, "
+                         "not the SFT model; use method: lora (the reference is then the SFT adapter, frozen) or trl.beta: 0")
     dataset = rl_dataset(rows, str(train_file))
     spec = rollout_spec(cfg, seed=int(config.seed))
     with contextlib.ExitStack() as stack:
         if env_factory is None:
             env_factory = stack.enter_context(environments(cfg))
         model, tok, peft, ref = load_policy(cfg)
-        trainer = make_trainer(model=model, ref_model=ref, args=config, train_dataset=dataset, processing_class=tok,
+        del ref  # TRL makes its own reference (module docstring, step 3)
+        trainer = make_trainer(model=model, args=config, train_dataset=dataset, processing_class=tok,
                                peft_config=peft, reward_funcs=rl_rewards(cfg),
                                rollouts=EpisodeRollouts(spec, env_factory), callbacks=callbacks)
         output = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -227,10 +236,7 @@ def train_grpo(cfg: GRPORecipe, resume: bool = False, callbacks: list | None = N
 
     from trl import GRPOTrainer
 
-    def make(*, ref_model: Any, rollouts: EpisodeRollouts, **kw: Any) -> Any:
-        trainer = GRPOTrainer(rollout_func=rollouts, **kw)
-        if ref_model is not None and trainer.beta != 0.0:
-            trainer.ref_model = ref_model  # full fine-tuning: the frozen starting model (merged SFT adapter)
-        return trainer
+    def make(*, rollouts: EpisodeRollouts, **kw: Any) -> Any:
+        return GRPOTrainer(rollout_func=rollouts, **kw)
 
     return run_rl(cfg, "grpo", make, args, resume, t0, train_file, rows, env_factory, callbacks)

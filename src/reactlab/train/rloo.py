@@ -111,10 +111,4 @@ def train_rloo(cfg: RLOORecipe, resume: bool = False, callbacks: list | None = N
     train_file, rows = read_prompt_rows(cfg)
     args = rloo_config(cfg)
 
-    def make(*, ref_model: Any, **kw: Any) -> Any:
-        trainer = episode_rloo_trainer(**kw)
-        if ref_model is not None and trainer.beta != 0.0:
-            trainer.ref_model = ref_model  # full fine-tuning: the frozen starting model (merged SFT adapter)
-        return trainer
-
-    return run_rl(cfg, "rloo", make, args, resume, t0, train_file, rows, env_factory, callbacks)
+    return run_rl(cfg, "rloo", episode_rloo_trainer, args, resume, t0, train_file, rows, env_factory, callbacks)
