@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -133,6 +133,52 @@ class KTORecipe(PreferenceRecipe):
     desirable_weight: float = Field(default=1.0, gt=0)
     undesirable_weight: float = Field(default=1.0, gt=0)
     balance_labels: bool = False
+
+
+class RLRecipe(TrainRecipe):
+    """What the online RL trainers (``train grpo``, ``train rloo``) share (``reactlab.train.grpo``).
+
+    ``data``: a ``reactlab data build --format prompts`` dir (``prompt`` messages + ``answer``).
+    ``model``: the base, or an SFT ``adapter`` to continue. ``rewards``: reward function names
+    (``reactlab.train.rewards.REWARDS``) and their weights; the reward of an episode is the weighted
+    sum. ``num_generations``: episodes per prompt (the group whose mean is the baseline).
+    ``multi_turn``: whole ReAct episodes (``max_episode_steps`` model turns at most, each at most
+    ``max_new_tokens``), or one completion per prompt. ``env``: ``wiki`` (``WikiEnv`` over the
+    local index of ``corpus``, the vendored pages by default) or ``none`` (no tool: think, then
+    finish). ``temperature``: the rollouts' sampling temperature (also TRL's, which scales the
+    logits it recomputes). ``trl``: the TRL config's other arguments, passed through."""
+
+    model: PolicyModelConfig = Field(default_factory=PolicyModelConfig)
+    rewards: dict[str, float] = Field(default_factory=lambda: {"exact_match_reward": 1.0, "format_reward": 0.1})
+    num_generations: int = Field(default=8, ge=2)
+    multi_turn: bool = True
+    max_episode_steps: int = Field(default=4, ge=1)
+    max_new_tokens: int = Field(default=128, ge=1)
+    temperature: float = Field(default=1.0, gt=0)
+    env: Literal["wiki", "none"] = "wiki"
+    corpus: list[str] | None = None
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, v: dict[str, float]) -> dict[str, float]:
+        from reactlab.train.rewards import REWARDS
+
+        if not v:
+            raise ValueError("at least one reward function is needed")
+        bad = [k for k in v if k not in REWARDS]
+        if bad:
+            raise ValueError(f"unknown reward {', '.join(map(repr, bad))}; known: {', '.join(REWARDS)}")
+        return v
+
+
+class GRPORecipe(RLRecipe):
+    """``reactlab train grpo``: TRL's ``GRPOTrainer`` with our episodes as rollouts (group-normalised
+    advantages, per-token loss, observation tokens masked out). ``trl``: ``trl.GRPOConfig`` arguments."""
+
+
+class RLOORecipe(RLRecipe):
+    """``reactlab train rloo``: TRL's ``RLOOTrainer`` with our episodes as rollouts (leave-one-out
+    baseline, sequence-level loss over the model's own tokens). ``trl``: ``trl.RLOOConfig`` arguments."""
 
 
 class ModelRef(_Strict):

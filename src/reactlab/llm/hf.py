@@ -77,6 +77,34 @@ class HFLLM:
             self.model = _with_adapter(self.model, adapter)
         self.model.to(self.device).eval()
         use_onednn_linear(self.model)  # CPU fp32 only (see there)
+        self._start(prefill_chunk, prefix_cache, draft_tokens)
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, name: str = "policy", batch_size: int = 32,
+                   prefix_cache: bool = True, prefill_chunk: int = 512, draft_tokens: int = 0) -> HFLLM:
+        """An ``HFLLM`` around an already-loaded ``model`` (a transformers causal LM, or a PEFT model
+        around one) and its ``tokenizer``, as they are: not copied, moved, merged or put in eval mode,
+        and its linear layers are not swapped for inference kernels (they may be training). Every
+        forward pass reads the model's parameters as they are at that moment, so an RL trainer's
+        rollouts come from its current weights (an unmerged LoRA adapter included). KV that the
+        engine keeps between calls (shared prefixes, finished rows) was computed with the weights of
+        its time: call ``reset_cache`` after the weights change."""
+        from reactlab.llm import engine
+
+        why = engine.supported(model)
+        if why:
+            raise ValueError(f"{name}: {why} by reactlab's batching engine")
+        self = cls.__new__(cls)
+        self.name, self.model, self.tokenizer = name, model, tokenizer
+        self.batch_size = max(1, int(batch_size))
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self._start(prefill_chunk, prefix_cache, draft_tokens)
+        return self
+
+    def _start(self, prefill_chunk: int, prefix_cache: bool, draft_tokens: int) -> None:
+        from reactlab.llm import engine
+
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.engine = engine.Engine(
             self.model, self._row_done, max_rows=self.batch_size, prefill_chunk=prefill_chunk,
@@ -120,7 +148,11 @@ class HFLLM:
 
     def submit(self, key: Hashable, prompt: Prompt, params: GenParams) -> None:
         """Queue one prompt; its completion comes back from a later ``poll`` under ``key``."""
-        ids = self.encode(prompt)
+        self.submit_ids(key, self.encode(prompt), params)
+
+    def submit_ids(self, key: Hashable, ids: list[int], params: GenParams) -> None:
+        """``submit`` of a prompt already tokenized: the model is fed exactly ``ids`` (an RL rollout
+        keeps its own token sequence across turns instead of re-rendering the conversation)."""
         if params.max_new_tokens <= 0:
             empty = Completion(text="", finish_reason="length", prompt_ids=ids, completion_ids=[], logprobs=[])
             self._results[key] = replace(empty, samples=[replace(empty) for _ in range(params.n)]) \

@@ -15,7 +15,7 @@ import typer
 from reactlab.errors import user_errors
 
 train_app = typer.Typer(no_args_is_help=True,
-                        help="Fine-tune models on built datasets (SFT, DPO, KTO; LoRA, QLoRA, full).")
+                        help="Fine-tune models on built datasets (SFT, DPO, KTO, GRPO, RLOO; LoRA, QLoRA, full).")
 
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in `out`")]
 ConfigOpt = Annotated[list[str], typer.Option(
@@ -26,7 +26,7 @@ ConfigOpt = Annotated[list[str], typer.Option(
 
 @train_app.callback()
 def _group() -> None:
-    """Fine-tune models on built datasets (SFT, DPO, KTO; LoRA, QLoRA, full)."""
+    """Fine-tune models on built datasets (SFT, DPO, KTO, GRPO, RLOO; LoRA, QLoRA, full)."""
     # A callback keeps each method a subcommand (typer collapses a lone command into the group).
 
 
@@ -74,4 +74,35 @@ def kto_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
         from reactlab.train.kto import train_kto
 
         result = train_kto(cfg, resume=resume)
+    typer.echo(json.dumps(asdict(result), indent=2))
+
+
+@train_app.command("grpo")
+def grpo_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
+    """GRPO on `data build --format prompts` rows, whose rollouts are ReAct episodes against the wiki (env: wiki) sampled
+    from the current weights: writes the adapter (or model), training.json, loss.png, reward.png and TensorBoard logs to
+    `out`."""
+    from reactlab.config import GRPORecipe, load_config, split_specs
+
+    files, overrides = split_specs(config)
+    with user_errors():
+        cfg = load_config(GRPORecipe, files, overrides)
+        from reactlab.train.grpo import train_grpo
+
+        result = train_grpo(cfg, resume=resume)
+    typer.echo(json.dumps(asdict(result), indent=2))
+
+
+@train_app.command("rloo")
+def rloo_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
+    """RLOO on `data build --format prompts` rows, with the same episode rollouts as `train grpo`: writes what it
+    writes."""
+    from reactlab.config import RLOORecipe, load_config, split_specs
+
+    files, overrides = split_specs(config)
+    with user_errors():
+        cfg = load_config(RLOORecipe, files, overrides)
+        from reactlab.train.rloo import train_rloo
+
+        result = train_rloo(cfg, resume=resume)
     typer.echo(json.dumps(asdict(result), indent=2))

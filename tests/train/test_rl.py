@@ -1,0 +1,376 @@
+"""GRPO and RLOO with ReAct episodes as rollouts, on tiny random Llamas (CPU): the flattened
+episode keeps its token / mask invariant, the env mask zeroes the gradient on observation tokens
+(and the same check fails without it), the mean reward rises on a toy bandit whose optimum is known,
+rollouts come from the current weights, resume is exact, RLOO runs, bad recipes fail early."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reactlab.config import ConfigError, GRPORecipe, RLOORecipe, load_config
+
+pytest.importorskip("trl")
+
+QUESTION = [{"role": "user", "content": "Say something."}]
+TARGET = "Alpine"
+"""On ``tiny_model_dir`` at temperature 0.15, the first token of a reply to ``QUESTION`` is
+`` pleasant`` with p 0.72, `` Alpine`` 0.15, `` chlorine`` 0.10 (measured): a bandit whose optimum,
+always `` Alpine``, is reachable but rarely sampled at first."""
+
+
+def toy_reward(prompts, completions, **_):
+    """1 when the episode's first model turn starts with ``TARGET``."""
+    from reactlab.train.rewards import assistant_texts
+
+    return [float(assistant_texts(c)[0].lstrip().startswith(TARGET)) for c in completions]
+
+
+@pytest.fixture(autouse=True)
+def _toy_reward(monkeypatch):
+    from reactlab.train.rewards import REWARDS
+
+    monkeypatch.setitem(REWARDS, "toy_reward", toy_reward)
+
+
+@pytest.fixture(scope="session")
+def prompt_data(tmp_path_factory) -> str:
+    """8 prompt rows as ``data build --format prompts`` writes them (one question, so the bandit's
+    arms are the same every step)."""
+    d = tmp_path_factory.mktemp("prompts")
+    rows = [{"prompt": QUESTION, "answer": "Alpine", "source": "test", "prompt_id": "chat@1/react"}] * 8
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(d)
+
+
+FAST = dict(max_steps=2, per_device_train_batch_size=4, logging_steps=1, learning_rate=1e-2,
+            save_strategy="no", report_to=[], seed=0, disable_tqdm=True)
+
+
+def recipe(cls, model: str, data: str, out: Path, **keys):
+    trl = FAST | keys.pop("trl", {})
+    base = dict(model=model, data={"path": data}, out=str(out), lora={"r": 8, "alpha": 16, "dropout": 0.0},
+                env="none", rewards={"toy_reward": 1.0, "format_reward": 0.0}, num_generations=4,
+                max_episode_steps=2, max_new_tokens=4, temperature=0.15)
+    return cls(**base | keys, trl=trl)
+
+
+def lora_state(out: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "adapter_model.safetensors"))
+
+
+# --- the rollout -----------------------------------------------------------------------------------
+
+
+def policy(path: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reactlab.llm.hf import HFLLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    return HFLLM.from_model(model, AutoTokenizer.from_pretrained(path))
+
+
+def test_rollout_invariant_and_mask(tiny_model_dir):
+    """Multi-turn episodes: ids, logprobs and mask align; the text is the chat template's; the
+    masked tokens are exactly the observation / template tokens between turns."""
+    from reactlab.train.rollout import RolloutSpec, check_rollout, run_rollouts
+
+    llm = policy(tiny_model_dir)
+    tok = llm.tokenizer
+    outs = run_rollouts(llm, [QUESTION] * 3, RolloutSpec(max_steps=3, max_new_tokens=6, temperature=1.0))
+    for r in outs:
+        check_rollout(tok, QUESTION, r)
+        assert r.status == "max_steps" and len([m for m in r.messages if m["role"] == "assistant"]) == 3
+        # Two observation turns between three model turns: mask 1-runs alternate with 0-runs.
+        runs = [k for i, k in enumerate(r.env_mask) if i == 0 or r.env_mask[i - 1] != k]
+        assert runs == [1, 0, 1, 0, 1]
+        masked = tok.decode([t for t, m in zip(r.completion_ids, r.env_mask, strict=True) if not m])
+        assert masked.count("Observation: Invalid action") == 2 and "<|im_start|>assistant" in masked
+        assert all(lp < 0 for lp, m in zip(r.logprobs, r.env_mask, strict=True) if m)
+    # Same seed, same weights: the same episodes.
+    again = run_rollouts(llm, [QUESTION] * 3, RolloutSpec(max_steps=3, max_new_tokens=6, temperature=1.0))
+    assert [r.completion_ids for r in again] == [r.completion_ids for r in outs]
+
+
+def test_wiki_rollouts_step_the_environment(tiny_model_dir, vendored_index):
+    """With ``WikiEnv`` as the environment, each observation turn is what the env answered to the
+    action parsed from the model's turn (the random model's turns are invalid actions)."""
+    from reactlab.agents.parsing import parse_action
+    from reactlab.envs.wikienv import WikiEnv
+    from reactlab.train.rollout import RolloutSpec, check_rollout, run_rollouts
+
+    llm = policy(tiny_model_dir)
+    (r,) = run_rollouts(llm, [QUESTION], RolloutSpec(max_steps=2, max_new_tokens=5), lambda: WikiEnv(vendored_index))
+    check_rollout(llm.tokenizer, QUESTION, r)
+    turn, obs = r.messages[0]["content"], r.messages[1]["content"]
+    env = WikiEnv(vendored_index)
+    assert obs == "Observation: " + env.step(parse_action(turn.strip()))[0]
+    assert obs.startswith("Observation: Invalid action: ") and "no tools" not in obs  # WikiEnv's, not NoToolEnv's
+
+
+def test_single_turn_rollout(tiny_model_dir):
+    from reactlab.train.rollout import RolloutSpec, run_rollouts
+
+    llm = policy(tiny_model_dir)
+    (r,) = run_rollouts(llm, [QUESTION], RolloutSpec(multi_turn=False, max_new_tokens=5))
+    assert len(r.completion_ids) == 5 and r.env_mask == [1] * 5 and len(r.logprobs) == 5
+    assert r.messages == [{"role": "assistant", "content": llm.tokenizer.decode(r.completion_ids)}]
+
+
+# --- GRPO ------------------------------------------------------------------------------------------
+
+
+def grpo_trainer(model_dir: str, data: str, out: Path, **keys):
+    """A GRPOTrainer as ``train_grpo`` builds it (not trained)."""
+    from trl import GRPOTrainer
+
+    from reactlab.train.common import load_policy
+    from reactlab.train.grpo import EpisodeRollouts, grpo_config, rl_dataset, rl_rewards, rollout_spec
+
+    cfg = recipe(GRPORecipe, model_dir, data, out, **keys)
+    args = grpo_config(cfg)
+    model, tok, peft, _ = load_policy(cfg)
+    rows = [json.loads(x) for x in (Path(data) / "train.jsonl").read_text().splitlines()]
+    rollouts = EpisodeRollouts(rollout_spec(cfg, 0))
+    trainer = GRPOTrainer(model=model, args=args, train_dataset=rl_dataset(rows), processing_class=tok,
+                          peft_config=peft, reward_funcs=rl_rewards(cfg), rollout_func=rollouts)
+    return trainer, rollouts
+
+
+def obs_logit_grads(trainer, use_mask: bool):
+    """The gradient of the GRPO loss w.r.t. the final hidden state (what the LM head turns into the
+    logits) at each position that scores a completion token, max |.| over features, and the batch's
+    env and completion masks; advantages set to +-1 (a real step's are 0 when a group's rewards
+    tie). After the last layer, position t's hidden state feeds only the logits scoring token t+1:
+    its gradient is exactly that token's loss term's (TRL's fused LM head never materialises logits
+    as a module output, so they cannot be hooked themselves)."""
+    import torch
+
+    batch = [trainer.train_dataset[i] for i in range(4)]
+    trainer.model.train()
+    inputs = trainer._generate_and_score_completions(batch)
+    mask = inputs["tool_mask"].clone()
+    if not use_mask:
+        del inputs["tool_mask"]
+    inputs["advantages"] = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop
+    grads = []
+
+    def keep(module, args, out):
+        out.retain_grad()
+        grads.append(out)
+
+    hook = trainer.model.get_base_model().model.norm.register_forward_hook(keep)
+    try:
+        loss = trainer.compute_loss(trainer.model, inputs)
+        loss.backward()
+    finally:
+        hook.remove()
+    (hidden,) = grads
+    p, c = inputs["prompt_ids"].size(1), inputs["completion_ids"].size(1)
+    per_pos = hidden.grad[:, p - 1 : p + c - 1].abs().amax(-1)  # position p-1+j scores completion token j
+    return per_pos, mask, inputs["completion_mask"]
+
+
+def test_env_mask_zeroes_observation_gradients(tiny_model_dir, prompt_data, tmp_path):
+    """With the env mask, the loss's gradient w.r.t. the logits that score observation / template
+    tokens is exactly 0 and non-zero on the model's tokens; without it, it is non-zero there."""
+    trainer, _ = grpo_trainer(tiny_model_dir, prompt_data, tmp_path / "a")
+    g, mask, cm = obs_logit_grads(trainer, use_mask=True)
+    obs = (mask == 0) & (cm == 1)
+    assert obs.sum() > 10 and (mask * cm).sum() > 10
+    assert (g[obs] == 0).all()
+    assert (g[(mask == 1) & (cm == 1)] > 0).float().mean() > 0.9
+    trainer.model.zero_grad()
+    g2, _, _ = obs_logit_grads(trainer, use_mask=False)
+    assert (g2[obs] > 0).float().mean() > 0.9  # the check above fails without the mask
+
+
+def test_rollouts_come_from_the_current_policy(tiny_model_dir, prompt_data, tmp_path):
+    """After optimizer steps, the engine's logprobs of a fresh rollout equal TRL's recomputed ones
+    for the same tokens (fp32, 1e-4), and they differ from the starting model's."""
+    import torch
+
+    from reactlab.train.rollout import RolloutSpec, run_rollouts
+
+    trainer, rollouts = grpo_trainer(tiny_model_dir, prompt_data, tmp_path / "b", trl={"learning_rate": 5e-2})
+    trainer.train()
+    model = trainer.model
+    model.eval()
+    outs = run_rollouts(rollouts.llm, [QUESTION] * 2, RolloutSpec(max_steps=2, max_new_tokens=6, temperature=0.15,
+                                                                   seed=7))
+    diffs, moved = [], []
+    for r in outs:
+        ids = torch.tensor([r.prompt_ids + r.completion_ids])
+        with torch.no_grad():
+            logps, *_ = trainer._get_per_token_logps_and_entropies(model, ids, torch.ones_like(ids),
+                                                                   len(r.completion_ids))
+            with model.disable_adapter():
+                base, *_ = trainer._get_per_token_logps_and_entropies(model, ids, torch.ones_like(ids),
+                                                                     len(r.completion_ids))
+        m = torch.tensor(r.env_mask, dtype=torch.bool)
+        engine = torch.tensor(r.logprobs)
+        diffs.append((logps[0] - engine)[m].abs().max().item())
+        moved.append((base[0] - engine)[m].abs().max().item())
+    print(f"max |engine - trainer| logprob: {max(diffs):.2e}; vs the starting model: {min(moved):.3f}")
+    assert max(diffs) < 1e-4
+    assert min(moved) > 1e-2  # the check would pass trivially if training had not moved the policy
+
+
+def test_grpo_mean_reward_rises(tiny_model_dir, prompt_data, tmp_path):
+    """The toy bandit (``TARGET``): the last steps' mean reward clearly beats the first steps'."""
+    from reactlab.train.common import read_training_record
+    from reactlab.train.grpo import train_grpo
+
+    cfg = recipe(GRPORecipe, tiny_model_dir, prompt_data, tmp_path / "g", num_generations=8,
+                 trl={"max_steps": 6, "per_device_train_batch_size": 8, "learning_rate": 1e-2})
+    result = train_grpo(cfg)
+    curve = [r["reward"] for r in result.extra["rewards"]]
+    print("GRPO toy reward per step:", [round(x, 3) for x in curve])  # measured: 0.25, then 1.0 from step 2
+    first, last = sum(curve[:2]) / 2, sum(curve[-2:]) / 2
+    assert len(curve) == 6 and last > first + 0.3, curve
+    out = Path(cfg.out)
+    assert (out / "reward.png").is_file() and (out / "loss.png").is_file()
+    info = read_training_record(out)
+    assert info["trainer"] == "grpo" and info["recipe"]["rewards"] == {"toy_reward": 1.0, "format_reward": 0.0}
+
+
+def test_grpo_resume_equals_uninterrupted(tiny_model_dir, prompt_data, tmp_path):
+    """Interrupted after checkpoint-2 and resumed: the same adapter as a run of 4 steps (rollouts are
+    seeded by the global step, so the resumed run samples the same episodes)."""
+    from transformers import TrainerCallback
+
+    from reactlab.train.grpo import train_grpo
+
+    kw = {"max_steps": 4, "save_strategy": "steps", "save_steps": 2}
+    train_grpo(recipe(GRPORecipe, tiny_model_dir, prompt_data, tmp_path / "full", trl=kw))
+
+    class StopAt2(TrainerCallback):
+        def on_step_end(self, args, state, control, **k):
+            if state.global_step == 2:
+                control.should_training_stop = True  # an interruption right after checkpoint-2 is written
+
+    part = recipe(GRPORecipe, tiny_model_dir, prompt_data, tmp_path / "part", trl=kw)
+    assert train_grpo(part, callbacks=[StopAt2()]).steps == 2
+    result = train_grpo(part, resume=True)
+    assert result.steps == 4 and result.extra["resumed"]
+    a, b = lora_state(tmp_path / "full"), lora_state(tmp_path / "part")
+    assert a.keys() == b.keys() and a
+    for k in a:
+        assert (a[k] - b[k]).abs().max() < 1e-5, k
+    assert any(v.abs().max() > 0 for k, v in a.items() if "lora_B" in k)  # it trained
+
+
+# --- RLOO ------------------------------------------------------------------------------------------
+
+
+def test_rloo_runs(tiny_model_dir, prompt_data, tmp_path):
+    from reactlab.train.common import read_training_record
+    from reactlab.train.rloo import train_rloo
+
+    cfg = recipe(RLOORecipe, tiny_model_dir, prompt_data, tmp_path / "r", trl={"max_steps": 3})
+    result = train_rloo(cfg)
+    assert result.steps == 3 and len(result.extra["rewards"]) == 3
+    assert read_training_record(cfg.out)["trainer"] == "rloo"
+    assert (Path(cfg.out) / "adapter_model.safetensors").is_file()
+
+
+def test_rloo_mask_zeroes_observation_logps(tiny_model_dir, prompt_data, tmp_path):
+    """RLOO's per-token log-probabilities (which its sequence loss, ratio and KL sum) are 0 on
+    observation tokens, and so is their gradient."""
+    import torch
+
+    from reactlab.train.common import load_policy
+    from reactlab.train.grpo import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.rloo import episode_rloo_trainer, rloo_config
+
+    cfg = recipe(RLOORecipe, tiny_model_dir, prompt_data, tmp_path / "m")
+    model, tok, peft, _ = load_policy(cfg)
+    rows = [json.loads(x) for x in (Path(prompt_data) / "train.jsonl").read_text().splitlines()]
+    trainer = episode_rloo_trainer(model=model, args=rloo_config(cfg), train_dataset=rl_dataset(rows),
+                                   processing_class=tok, peft_config=peft, reward_funcs=rl_rewards(cfg),
+                                   rollouts=EpisodeRollouts(rollout_spec(cfg, 0)))
+    trainer.model.train()
+    inputs = trainer._generate_and_score_completions([trainer.train_dataset[i] for i in range(4)])
+    env = inputs["env_mask"]
+    obs = (env == 0) & (inputs["completion_mask"] == 1)
+    assert obs.sum() > 10
+    trainer._active_mask = env
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+    att = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
+    logps, *_ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, att, env.size(1))
+    assert (logps[obs] == 0).all() and (logps[env == 1] < 0).all()
+    inputs["advantages"] = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    trainer._compute_loss(trainer.model, inputs).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.parameters() if p.requires_grad)
+
+
+# --- recipes ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keys, match", [
+    ({"rewards": {"exact_match": 1.0}}, "unknown reward 'exact_match'"),
+    ({"num_generations": 1}, "num_generations"),
+    ({"env": "web"}, "env"),
+])
+def test_bad_recipe_names_the_field(prompt_data, tmp_path, keys, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(GRPORecipe, values={"data": {"path": prompt_data}, "out": str(tmp_path), **keys})
+
+
+@pytest.mark.parametrize("trl, match", [
+    ({"temperature": 0.5}, "trl.temperature: this is the recipe's own key"),
+    ({"max_completion_length": 64}, "never cut"),
+    ({"mask_truncated_completions": True}, "mask every one"),
+    ({"learning_rte": 1e-3}, "learning_rate"),
+])
+def test_bad_trl_keys_fail_before_loading(tiny_model_dir, prompt_data, tmp_path, trl, match):
+    from reactlab.train.grpo import train_grpo
+
+    with pytest.raises(ValueError, match=match):
+        train_grpo(recipe(GRPORecipe, "/nonexistent-model", prompt_data, tmp_path, trl=trl))
+
+
+def test_full_from_an_sft_adapter_with_a_kl_term_is_refused(prompt_data, tmp_path):
+    """TRL would re-load the bare base as a full fine-tune's reference, not the SFT model."""
+    from reactlab.train.rloo import train_rloo
+
+    cfg = recipe(RLOORecipe, "/nonexistent-model", prompt_data, tmp_path, method="full", trl={"beta": 0.05})
+    cfg.model.adapter = "/some/sft"
+    with pytest.raises(ValueError, match="method: full with model.adapter and trl.beta > 0"):
+        train_rloo(cfg)
+
+
+def test_packaged_rl_recipes_validate():
+    """The packaged recipes load and their ``trl:`` keys are TRL's (the GPU one is never run here)."""
+    from trl import GRPOConfig, RLOOConfig
+
+    from reactlab.train.common import check_trl_keys
+
+    for name, cls, conf in (("grpo_smollm2_lora", GRPORecipe, GRPOConfig), ("rloo_smollm2_lora", RLOORecipe, RLOOConfig),
+                            ("grpo_gpu_qwen2.5-0.5b", GRPORecipe, GRPOConfig)):
+        cfg = load_config(cls, [name])
+        check_trl_keys(cfg.trl, conf)
+        assert cfg.multi_turn and cfg.env == "wiki"
+    gpu = load_config(GRPORecipe, ["grpo_gpu_qwen2.5-0.5b"])
+    assert gpu.trl["bf16"] is True and gpu.num_generations >= 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "grpo", "-c", "data.path={d}", "-c", "out={o}", "-c", "rewards={{nope: 1}}"], "unknown reward 'nope'"),
+    (["train", "rloo", "-c", "data.path={d}", "-c", "out={o}", "-c", "trl.temperature=0.5"],
+     "trl.temperature: this is the recipe's own key"),
+    (["train", "grpo", "-c", "data.path={d}", "-c", "out={o}", "--resume"], "--resume: no checkpoint-N directory"),
+])
+def test_cli_user_errors_are_one_line(prompt_data, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from reactlab.cli import app
+
+    res = CliRunner().invoke(app, [a.format(d=prompt_data, o=tmp_path / "o") for a in args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
