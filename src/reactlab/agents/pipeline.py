@@ -44,13 +44,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from reactlab.agents.consistency import example_seed
+from reactlab.agents.prompting import read_prompt_file
 from reactlab.tasks.metrics import normalize_answer
 from reactlab.types import (
     Action,
@@ -182,15 +179,7 @@ TEMPLATE_KEYS = ("direct", "answer", "evaluate", "agreement", "no_candidate", "h
 @lru_cache(maxsize=16)
 def load_pipeline_prompt(name: str, shots: bool = True) -> PipelinePrompt:
     """A packaged pipeline prompt (``logic_mcq_pipeline``, ``mmlu_pipeline``) or a YAML file."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        text = path.read_text(encoding="utf-8")
-    else:
-        res = resources.files("reactlab.agents") / "prompts" / f"{name}.yaml"
-        if not res.is_file():
-            raise ValueError(f"unknown pipeline prompt {name!r}: no packaged prompts/{name}.yaml and no such file")
-        text = res.read_text(encoding="utf-8")
-    doc = yaml.safe_load(text)
+    doc = read_prompt_file(name, "pipeline prompt")
     missing = [k for k in ("id", "version", *TEMPLATE_KEYS) if k not in doc]
     if missing:
         raise ValueError(f"pipeline prompt {name!r}: field {missing[0]!r} missing (a pipeline prompt has "

@@ -46,18 +46,24 @@ class PromptSpec:
         return f"{self.id}@{self.version}/{method}"
 
 
-@lru_cache(maxsize=16)
-def load_prompt(name: str = "hotpotqa_react") -> PromptSpec:
-    """A packaged prompt by name, or a YAML file by path."""
+def read_prompt_file(name: str, kind: str = "prompt") -> dict[str, Any]:
+    """The YAML mapping of a packaged prompt (``agents/prompts/NAME.yaml``) or of a YAML file by path;
+    ``ValueError`` naming the ``kind`` of prompt when there is neither."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.exists():
         text = path.read_text(encoding="utf-8")
     else:
         res = resources.files("reactlab.agents") / "prompts" / f"{name}.yaml"
         if not res.is_file():
-            raise ValueError(f"unknown prompt {name!r}: no packaged prompts/{name}.yaml and no such file")
+            raise ValueError(f"unknown {kind} {name!r}: no packaged prompts/{name}.yaml and no such file")
         text = res.read_text(encoding="utf-8")
-    doc = yaml.safe_load(text)
+    return yaml.safe_load(text)
+
+
+@lru_cache(maxsize=16)
+def load_prompt(name: str = "hotpotqa_react") -> PromptSpec:
+    """A packaged prompt by name, or a YAML file by path."""
+    doc = read_prompt_file(name)
     for key in ("id", "version", "instruction", "examples"):
         if key not in doc:
             raise ValueError(f"prompt {name!r}: field {key!r} missing")
