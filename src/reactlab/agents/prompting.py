@@ -57,7 +57,10 @@ def read_prompt_file(name: str, kind: str = "prompt") -> dict[str, Any]:
         if not res.is_file():
             raise ValueError(f"unknown {kind} {name!r}: no packaged prompts/{name}.yaml and no such file")
         text = res.read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{kind} {name!r}: a prompt file is a YAML mapping, not {type(doc).__name__}")
+    return doc
 
 
 @lru_cache(maxsize=16)
