@@ -82,3 +82,19 @@ def test_hinted_runs_train_on_the_prompt_without_the_hint_and_eval_questions_nev
                     llms={"default": ScriptedLLM(lambda p: "答案是:A")}, progress=False)
     stats = build_dataset([str(ev)], tmp_path / "d2", "messages", role="answer", tokenizer=None, val_frac=0.0)
     assert stats["dropped"] == {"eval_overlap": 2} and stats["rows"] == {"train": 0, "val": 0}
+
+
+def test_a_reply_that_repeats_the_hint_is_dropped(tmp_path):
+    run = tmp_path / "leak"
+    cfg = RunConfig(out=str(run), task="logic_mcq", agent="pipeline", method="answer", split="train", limit=2,
+                    hint=True)
+
+    def reply(p):
+        gold = p[-1]["content"].split("正确答案是 ")[1][0]
+        return f"提示：正确答案是 {gold}。\n答案是:{gold}" if "题 1" in p[-1]["content"] else f"推理。\n答案是:{gold}"
+
+    run_from_config(cfg, llms={"default": ScriptedLLM(reply)}, progress=False)
+    stats = build_dataset([str(run)], tmp_path / "d", "messages", role="answer", tokenizer=None, val_frac=0.0)
+    rows = _rows(tmp_path / "d" / "train.jsonl")
+    assert stats["dropped"].get("hint_leak", 0) >= 1 and all("提示" not in r["messages"][1]["content"] for r in rows)
+    assert len(rows) + stats["dropped"]["hint_leak"] == 2

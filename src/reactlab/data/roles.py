@@ -11,7 +11,8 @@ Who wrote the reply decides the kind of teacher data:
 - the local model's own samples (``-c answer_samples=K``, temperature): rejection sampling, every
   right sample a row (duplicates dropped);
 - a hinted prompt (``-c hint=true``: the gold letter shown, the reasoning asked for): rationalisation;
-  the row's prompt is the one without the hint.
+  the row's prompt is the one without the hint, and a reply that repeats a line of the hint is
+  dropped (``hint_leak``).
 
 Evaluate rows come from the Evaluate turns, whose prompts hold the Answer agent's output, wrong
 candidates included: ``corrections`` counts the rows whose candidate was wrong (the rows that teach
@@ -23,6 +24,7 @@ the reply; LLaMA-Factory's ``dataset_info.json`` is written as for any Alpaca se
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +44,18 @@ def role_prompt_id(traj: Trajectory, role: str) -> str:
     """
     base = traj.prompt_id.split("/", 1)[0].removesuffix(":zeroshot")
     return f"{base}:zeroshot/{role}"
+
+
+def hint_lines(sent: str, kept: str) -> list[str]:
+    """The sentences a hinted prompt added to the row's prompt (``sent`` minus its start ``kept``), at
+    least 6 characters each: a reply that repeats one gives the hint away and is no training row.
+
+    >>> hint_lines("Q?\\n\\n提示：正确答案是 C。请写出推理过程。", "Q?"), hint_lines("Q?", "Q?")
+    (['提示：正确答案是 C。', '请写出推理过程。'], [])
+    """
+    extra = sent[len(kept):] if sent.startswith(kept) else ""
+    parts = re.split(r"(?<=[。.!?！？])|\n", extra)
+    return [p.strip() for p in parts if len(p.strip()) >= 6]
 
 
 def _replies(child: Trajectory) -> list[tuple[str, str, str]]:
@@ -73,6 +87,7 @@ def role_rows(samples: Sequence[Sample], role: str, fmt: str, excluded: set[str]
             continue
         sent: list[Message] = child.meta.get("train_messages") or child.meta["messages"]
         user = sent[-1]["content"]
+        hint = hint_lines(child.meta["messages"][-1]["content"], user)
         candidate = next((c.answer for c in t.children if c.agent == "answer"), "")
         for raw, letter, how in _replies(child):
             counts["replies"] += 1
@@ -80,6 +95,8 @@ def role_rows(samples: Sequence[Sample], role: str, fmt: str, excluded: set[str]
                 dropped["no_answer_line"] += 1
             elif letter != t.gold:
                 dropped["incorrect"] += 1
+            elif any(h in raw for h in hint):
+                dropped["hint_leak"] += 1
             elif (user, raw) in seen:
                 dropped["duplicate"] += 1
             else:
