@@ -332,6 +332,17 @@ def columns_dataset(rows: Sequence[dict[str, Any]], texts: Sequence[str], where:
     return Dataset.from_dict(out)
 
 
+def load_splits(cfg: Any) -> tuple[Path, list[dict[str, Any]], Path | None, list[dict[str, Any]]]:
+    """``(train file, its rows, val file or None, its rows)`` of a recipe's ``data`` (``data_files``,
+    ``load_rows`` with the recipe's limits); no training row is a ``DataError`` naming the file."""
+    train_file, val_file = data_files(cfg)
+    train_rows = load_rows(train_file, cfg.data.limit)
+    if not train_rows:
+        raise DataError(f"{train_file}: no rows to train on")
+    val_rows = load_rows(val_file, cfg.data.val_limit) if val_file is not None else []
+    return train_file, train_rows, val_file, val_rows
+
+
 def check_resume(out: str | Path) -> None:
     """``--resume`` needs a ``checkpoint-N`` dir in ``out``: a ``ValueError`` saying how to get one."""
     from transformers.trainer_utils import get_last_checkpoint

@@ -34,17 +34,15 @@ import time
 from typing import Any
 
 from reactlab.config import DPORecipe
-from reactlab.io import DataError
 from reactlab.train.common import (
     RunResult,
     check_method,
     check_resume,
     check_trl_keys,
     columns_dataset,
-    data_files,
     finish_run,
     load_policy,
-    load_rows,
+    load_splits,
     trl_defaults,
 )
 
@@ -82,11 +80,7 @@ def train_dpo(cfg: DPORecipe, resume: bool = False, callbacks: list | None = Non
     t0 = time.perf_counter()
     if resume:
         check_resume(cfg.out)
-    train_file, val_file = data_files(cfg)
-    train_rows = load_rows(train_file, cfg.data.limit)
-    if not train_rows:
-        raise DataError(f"{train_file}: no rows to train on")
-    val_rows = load_rows(val_file, cfg.data.val_limit) if val_file is not None else []
+    train_file, train_rows, val_file, val_rows = load_splits(cfg)
     train_ds = dpo_dataset(train_rows, str(train_file))
     eval_ds = dpo_dataset(val_rows, str(val_file)) if val_rows else None
     args = dpo_config(cfg, evaluate=eval_ds is not None)  # validated before the (slow) model load

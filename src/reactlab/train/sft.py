@@ -34,16 +34,17 @@ from reactlab.io import DataError
 from reactlab.train.common import (
     RunResult,
     check_method,
+    check_resume,
     cuda_available,
     load_model,
     load_rows,
+    load_splits,
     peak_memory_mb,
     peft_config,
     prompt_ids,
     write_training_record,
 )
 from reactlab.train.common import check_trl_keys as common_check_trl_keys
-from reactlab.train.common import data_files as _data_files
 
 __all__ = ["check_trl_keys", "load_rows", "sft_config", "tokenize_row", "tokenize_rows", "train_sft"]
 
@@ -113,15 +114,8 @@ def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = Non
     t0 = time.perf_counter()
     out = Path(cfg.out)
     if resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        if not out.is_dir() or get_last_checkpoint(str(out)) is None:
-            raise ValueError(f"--resume: no checkpoint-N directory in {out} (set trl.save_steps to save them)")
-    train_file, val_file = _data_files(cfg)
-    train_rows = load_rows(train_file, cfg.data.limit)
-    if not train_rows:
-        raise DataError(f"{train_file}: no rows to train on")
-    val_rows = load_rows(val_file, cfg.data.val_limit) if val_file is not None else []
+        check_resume(out)
+    train_file, train_rows, val_file, val_rows = load_splits(cfg)
     args = sft_config(cfg, evaluate=bool(val_rows))  # validated before the (slow) model load
 
     from trl import SFTTrainer
