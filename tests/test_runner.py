@@ -312,3 +312,49 @@ def test_a_run_dir_from_before_the_run_schema_still_resumes(tmp_path):
     other = RunSpec(task="toy", split="s", agent="react", method="cot", model="echo", prompt_id="countdown@1")
     with pytest.raises(DataError, match="method: 'act' there vs 'cot' now"):
         run(examples(2), CountdownAgent(), ToyTask(), lambda: None, tmp_path, other, llms=EchoLLM(), progress=False)
+
+
+class SeedLLM:
+    """Finishes with the decoding seed and temperature it was asked with, so a test can see them."""
+
+    name = "seed"
+
+    def generate(self, prompts, params):
+        return [Completion(text=f"Thought: t\nAction: finish[{params.seed} {params.temperature}]") for _ in prompts]
+
+
+def test_sampled_runs_give_each_example_k_seeded_episodes(tmp_path):
+    """``samples=K`` runs every example K times (ids ``<id>#k``), each step sampled at
+    ``temperature`` with a seed of its episode and step: different across samples, the same in a
+    second run (a resumed run samples what an uninterrupted one would)."""
+    from reactlab.config import RunConfig
+    from reactlab.runner import run_from_config
+    from reactlab.tasks import TASKS
+
+    TASKS["toy-sampled"] = lambda: type("T", (ToyTask,), {
+        "splits": ("s",), "eval_splits": (), "default_prompt": "zeroshot",
+        "examples": lambda self, split, limit=None, seed=None, data=None: examples(2),
+        "environments": lambda self, exs, **kw: __import__("contextlib").nullcontext(lambda: NoEnv()),
+    })()
+    try:
+        answers = []
+        for name in ("a", "b"):
+            cfg = RunConfig(out=str(tmp_path / name), task="toy-sampled", split="s", style="chat",
+                            temperature=0.8, samples=3)
+            assert run_from_config(cfg, llms={"default": SeedLLM()}, progress=False).n == 6
+            trajs = [json.loads(line) for line in (tmp_path / name / "trajectories.jsonl").read_text().splitlines()]
+            answers.append({t["id"]: t["answer"] for t in trajs})
+        assert sorted(answers[0]) == ["q0#1", "q0#2", "q0#3", "q1#1", "q1#2", "q1#3"]
+        assert answers[0] == answers[1]
+        assert len(set(answers[0].values())) == 6 and all(a.endswith(" 0.8") for a in answers[0].values())
+        settings = json.loads((tmp_path / "a" / "run.json").read_text())["settings"]
+        assert settings["samples"] == 3 and settings["decoding"]["temperature"] == 0.8
+
+        with pytest.raises(ValueError, match="give temperature > 0"):
+            run_from_config(RunConfig(out=str(tmp_path / "c"), task="toy-sampled", split="s", samples=2),
+                            llms={"default": SeedLLM()}, progress=False)
+        with pytest.raises(ValueError, match="not to --agent react --method cot_sc"):
+            run_from_config(RunConfig(out=str(tmp_path / "d"), task="toy-sampled", split="s", method="cot_sc",
+                                      temperature=0.5), llms={"default": SeedLLM()}, progress=False)
+    finally:
+        del TASKS["toy-sampled"]

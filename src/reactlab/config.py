@@ -218,6 +218,10 @@ class RunConfig(_Strict):
     ``answer_samples`` / ``answer_temperature``: the pipeline's Answer samples (majority vote; 1:
     greedy) and their temperature; ``hint``: the pipeline's rationalisation (the gold letter shown to
     the model, for training data: refused on evaluation splits).
+    ``temperature`` / ``samples``: sampled runs of the react agent (methods react, act, cot), e.g.
+    for preference data: each example is run ``samples`` times, as ids ``<id>#1`` .. ``<id>#K``,
+    every step sampled at ``temperature`` with a seed derived from the episode id and step (so a
+    resumed run samples what an uninterrupted one would). 0 (default): greedy, one episode each.
     ``batch_size``: episodes live at once (one model batch per step); ``workers``: concurrent
     requests of an ``openai:`` model. ``corpus``: page corpora for the wiki (default: vendored).
     """
@@ -241,6 +245,8 @@ class RunConfig(_Strict):
     answer_samples: int = Field(default=1, ge=1)
     answer_temperature: float = Field(default=0.7, ge=0)
     hint: bool = False
+    temperature: float = Field(default=0.0, ge=0)
+    samples: int = Field(default=1, ge=1)
     batch_size: int = Field(default=32, ge=1)
     workers: int = Field(default=8, ge=1)
     corpus: list[str] = Field(default_factory=list)

@@ -27,7 +27,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,8 +138,17 @@ def run_from_config(
         cfg.agent, task=task, style=cfg.style, prompt=cfg.prompt, max_steps=cfg.max_steps,
         model=model_label, sc_k=cfg.sc_k,
         sc_temperature=cfg.sc_temperature, trials=cfg.reflexion_trials, samples=cfg.answer_samples,
-        temperature=cfg.answer_temperature, hint=cfg.hint, **({"method": cfg.method} if cfg.method else {}),
+        temperature=cfg.answer_temperature, hint=cfg.hint, episode_temperature=cfg.temperature,
+        **({"method": cfg.method} if cfg.method else {}),
     )
+    if (cfg.temperature > 0 or cfg.samples > 1) and not getattr(agent, "samples_episodes", False):
+        raise ValueError(f"temperature / samples (sampled runs) apply to --agent react with methods react, act, "
+                         f"cot; not to --agent {cfg.agent} --method {agent.method}")
+    if cfg.samples > 1:
+        if cfg.temperature <= 0:
+            raise ValueError(f"samples={cfg.samples} of a greedy run would be {cfg.samples} copies: "
+                             "give temperature > 0 (e.g. -c temperature=0.7)")
+        examples = [replace(e, id=f"{e.id}#{k}") for e in examples for k in range(1, cfg.samples + 1)]
     needs_model = getattr(agent, "needs_model", True)
     if needs_model and llms is None and DEFAULT_ROLE not in refs:
         missing = [r for r in getattr(agent, "roles", (DEFAULT_ROLE,)) if r not in refs]
@@ -174,6 +183,8 @@ def _settings(cfg: RunConfig, agent: Agent, refs: Mapping[str, ModelRef]) -> dic
         out["decoding"] = asdict(params)
     if cfg.method == "reflexion":
         out["reflexion_trials"] = cfg.reflexion_trials
+    if cfg.samples > 1:
+        out["samples"] = cfg.samples
     if cfg.agent == "pipeline" and cfg.answer_samples > 1:
         out["answer_samples"] = cfg.answer_samples
         out["answer_temperature"] = cfg.answer_temperature

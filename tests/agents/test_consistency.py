@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from reactlab.agents import make_agent
-from reactlab.agents.consistency import BackoffAgent, CoTSCAgent, example_seed, majority
-from reactlab.agents.react import ReActAgent
+from reactlab.agents.consistency import BackoffAgent, CoTSCAgent, majority
+from reactlab.agents.react import ReActAgent, example_seed
 from reactlab.envs.wikienv import WikiEnv
 from reactlab.types import Completion, Example
 

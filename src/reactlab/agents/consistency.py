@@ -16,11 +16,10 @@ seeded from its id, so a rerun (or a resume) draws the same samples.
 from __future__ import annotations
 
 import time
-import zlib
 from collections import Counter
 from dataclasses import replace
 
-from reactlab.agents.react import ReActAgent, failed
+from reactlab.agents.react import ReActAgent, example_seed, failed
 from reactlab.tasks.metrics import normalize_answer
 from reactlab.types import Action, Environment, EpisodeGen, Example, Step, Task, Trajectory, Usage
 
@@ -54,15 +53,6 @@ def _vote_key(answer: str) -> str:
     ('exies', 'a', 'a')
     """
     return normalize_answer(answer) or " ".join("".join(c for c in answer.lower() if c.isalnum() or c.isspace()).split())
-
-
-def example_seed(example_id: str, seed: int = 0) -> int:
-    """A stable per-example seed (the same in every process).
-
-    >>> example_seed("q1") == example_seed("q1") != example_seed("q2")
-    True
-    """
-    return (zlib.crc32(example_id.encode()) + seed) % 2**31
 
 
 class CoTSCAgent:

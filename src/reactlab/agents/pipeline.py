@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from reactlab.agents.consistency import example_seed
 from reactlab.agents.prompting import read_prompt_file
+from reactlab.agents.react import example_seed
 from reactlab.tasks.metrics import normalize_answer
 from reactlab.types import (
     Action,

@@ -16,6 +16,8 @@ mistake (no action, a malformed or unknown action) becomes an observation, never
 from __future__ import annotations
 
 import time
+import zlib
+from dataclasses import replace
 
 from reactlab.agents.parsing import (
     chat_assistant,
@@ -61,6 +63,7 @@ class ReActAgent:
     name, a YAML file or ``zeroshot`` (None: ``task``'s default prompt). See the module docstring."""
 
     name = "react"
+    samples_episodes = True  # RunConfig.temperature / samples apply (see the runner)
 
     def __init__(
         self,
@@ -72,9 +75,12 @@ class ReActAgent:
         max_new_tokens: int = 128,
         system: str | None = None,
         model: str = "",
+        episode_temperature: float = 0.0,
         **_options: object,
     ) -> None:
-        """``_options``: what other agents take from a ``RunConfig`` (``sc_k``, ...), ignored here."""
+        """``episode_temperature``: sample every step at this temperature (0: greedy), seeded per
+        episode id and step. ``_options``: what other agents take from a ``RunConfig`` (``sc_k``,
+        ...), ignored here."""
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}, "
                              "cot_sc, react_then_cot_sc, cot_sc_then_react, reflexion")
@@ -102,7 +108,7 @@ class ReActAgent:
             self.system = self.system or render_chat_system(spec, method)
             self.prompt_id = f"{spec.id}@{spec.version}:chat/{method}"
         self.next_stop = STOP_NEXT if self.label == "Question" else f"\n{self.label}:"
-        self.params = GenParams(max_new_tokens=max_new_tokens,
+        self.params = GenParams(max_new_tokens=max_new_tokens, temperature=episode_temperature,
                                 stop=[STOP_OBS] if style == "chat" else [STOP_OBS, self.next_stop])
 
     def episode(self, example: Example, env: Environment, context: str = "") -> EpisodeGen:
@@ -128,14 +134,14 @@ class ReActAgent:
         prompt = f"{self.prefix}{context}{self.label}: {question}\n"
         for i in range(1, self.max_steps + 1):
             head = f"Thought {i}:" if self.method == "react" else f"Action {i}:"
-            c = yield Query(prompt + head, self.params)
+            c = yield Query(prompt + head, self._params(traj, i))
             if failed(c, traj):
                 return traj
             raw, usage = c.text, c.usage
             if self.method == "react":
                 thought, act = split_thought_action(c.text, i)
                 if act is None:  # the paper's fallback: ask for the action on its own line
-                    c2 = yield Query(prompt + f"Thought {i}: {thought}\nAction {i}:", _one_line(self.params))
+                    c2 = yield Query(prompt + f"Thought {i}: {thought}\nAction {i}:", _one_line(self._params(traj, i)))
                     if failed(c2, traj):
                         return traj
                     act, raw, usage = c2.text.strip(), raw + "\n[action] " + c2.text, usage + c2.usage
@@ -152,7 +158,7 @@ class ReActAgent:
         messages += self.exemplars
         messages.append({"role": "user", "content": context + question})
         for i in range(1, self.max_steps + 1):
-            c = yield Query(list(messages), self.params)
+            c = yield Query(list(messages), self._params(traj, i))
             if failed(c, traj):
                 return traj
             thought, act = split_thought_action(c.text)
@@ -164,6 +170,18 @@ class ReActAgent:
             messages.append({"role": "assistant", "content": chat_assistant(thought, action)})
             messages.append({"role": "user", "content": chat_observation(traj.steps[-1].observation)})
         return traj
+
+    def _params(self, traj: Trajectory, step: int) -> GenParams:
+        """The decoding of ``step``: greedy as is; sampled with a seed of this episode and step."""
+        if self.params.temperature <= 0:
+            return self.params
+        return replace(self.params, seed=example_seed(f"{traj.id}/{step}"))
+
+    def _cot_params(self, traj: Trajectory) -> GenParams | None:
+        if self.params.temperature <= 0:
+            return None
+        return replace(self.params, max_new_tokens=self.params.max_new_tokens * 2, stop=[self.next_stop, "\n\n"],
+                       seed=example_seed(f"{traj.id}/1"))
 
     def cot_query(self, question: str, params: GenParams | None = None, context: str = "") -> Query:
         """The chain-of-thought prompt for ``question`` (``params``: the decoding, greedy by default)."""
@@ -185,7 +203,7 @@ class ReActAgent:
         return thought, action
 
     def _cot(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
-        c = yield self.cot_query(question, context=context)
+        c = yield self.cot_query(question, context=context, params=self._cot_params(traj))
         if failed(c, traj):
             return traj
         thought, action = self.cot_answer(c.text)
@@ -209,6 +227,15 @@ def failed(c: Completion, traj: Trajectory) -> bool:
         traj.status, traj.error = "error", c.error or "LLM call failed"
         return True
     return False
+
+
+def example_seed(example_id: str, seed: int = 0) -> int:
+    """A stable per-example seed (the same in every process).
+
+    >>> example_seed("q1") == example_seed("q1") != example_seed("q2")
+    True
+    """
+    return (zlib.crc32(example_id.encode()) + seed) % 2**31
 
 
 def _one_line(p: GenParams) -> GenParams:
