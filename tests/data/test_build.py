@@ -134,6 +134,7 @@ def test_preference_builds(tmp_path, write_run, mk, hotpot_questions):
     stats = build_dataset([str(good), str(bad)], tmp_path / "dpo", "dpo", tokenizer=None, val_frac=0.0)
     out = rows(tmp_path / "dpo/train.jsonl")
     assert stats["rows"]["train"] == 5 == len(out) and stats["dropped"] == {"unpaired": 1}
+    assert stats["pairing"] == {"questions": 6, "mixed": 5, "all_right": 1, "all_wrong": 0, "per_question": {1: 1, 2: 5}}
     assert {r["source"] for r in out} == {"good+bad"}
     assert all(r["chosen"][-1]["content"].endswith("Action: finish[y]") for r in out)
     assert all(r["rejected"][-1]["role"] == "assistant" for r in out)  # a step-limited run loses its last observation

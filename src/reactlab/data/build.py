@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reactlab.data import formats
-from reactlab.data.preference import dpo_rows, kto_rows
+from reactlab.data.preference import dpo_rows, kto_rows, pairing
 from reactlab.data.prompts import prompt_row
 from reactlab.data.roles import role_rows
 from reactlab.data.select import (
@@ -112,7 +112,7 @@ def build_dataset(
     for row, sample in rows:
         splits[split_of(_question(row, sample), val_frac)].append((row, sample))
     tok = _tokenizer(tokenizer)
-    stats = _stats(format, sources, loaded, kept, dropped, splits, tok, tokenizer, excluded)
+    stats = _stats(format, sources, loaded, kept, dropped, splits, tok, tokenizer, excluded, min_f1)
     if role:
         stats["role"] = role
         stats["role_counts"] = role_counts
@@ -193,7 +193,7 @@ def histogram(values: list[int], bins: Sequence[int] = TOKEN_BINS) -> dict[str, 
     return {k: out[k] for k in order if out[k]}
 
 
-def _stats(fmt, sources, loaded, kept, dropped, splits, tok, tok_spec, excluded) -> dict[str, Any]:
+def _stats(fmt, sources, loaded, kept, dropped, splits, tok, tok_spec, excluded, min_f1) -> dict[str, Any]:
     rows = [r for part in splits.values() for r, _ in part]
     samples = [s for part in splits.values() for _, s in part if s is not None]
     stats: dict[str, Any] = {
@@ -212,6 +212,8 @@ def _stats(fmt, sources, loaded, kept, dropped, splits, tok, tok_spec, excluded)
                                    for part in splits.values() for r, s in part)),
         "source_prompt_ids": dict(Counter(s.traj.prompt_id for s in kept)),
     }
+    if fmt in ("dpo", "kto"):
+        stats["pairing"] = pairing(kept, min_f1)
     if fmt == "kto":
         stats["labels"] = dict(Counter(str(r["label"]) for r in rows))
     if tok is not None and rows:

@@ -58,7 +58,7 @@ def build_cmd(
             seed=seed, system=system, tokenizer=tokenizer, options=parse_options(option or [], "--option"), role=role,
         )
     typer.echo(json.dumps({k: stats[k] for k in ("format", "rows", "rows_by_source", "dropped", "steps_hist",
-                                                 "role_counts") if k in stats}
+                                                 "role_counts", "pairing", "labels") if k in stats}
                           | ({"tokens": stats["tokens"]} if "tokens" in stats else {}), indent=2))
 
 

@@ -66,6 +66,31 @@ def dpo_pair(chosen: Sample, rejected: Sample, system: str | None = None,
             "prompt_id": layout_id("messages", chosen.traj)}
 
 
+def pairing(samples: list[Sample], min_f1: float | None = None) -> dict[str, Any]:
+    """How the questions of ``samples`` split for preference data: ``questions``, ``mixed`` (some
+    trajectory right and finished, some wrong: DPO pairs can come only from these), ``all_right``,
+    ``all_wrong``, and ``per_question`` (trajectories per question: how many -> questions).
+
+    >>> from reactlab.types import Action, Step, Trajectory
+    >>> def t(q, ans): return Sample(Trajectory("1", "", q, "y", "react", "", "", answer=ans, steps=[
+    ...     Step(1, "So.", Action("finish", ans), "")]), "run", "")
+    >>> p = pairing([t("A?", "y"), t("A?", "n"), t("B?", "n")])
+    >>> p["mixed"], p["all_wrong"], p["per_question"]
+    (1, 1, {1: 1, 2: 1})
+    """
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(normalize_question(s.traj.question), []).append(s)
+    kinds: Counter = Counter()
+    for group in groups.values():
+        good = sum(_good(s, min_f1) for s in group)
+        bad = sum(not is_correct(s, min_f1) for s in group)
+        kinds["mixed" if good and bad else "all_right" if good else "all_wrong"] += 1
+    return {"questions": len(groups), "mixed": kinds["mixed"], "all_right": kinds["all_right"],
+            "all_wrong": kinds["all_wrong"],
+            "per_question": dict(sorted(Counter(len(g) for g in groups.values()).items()))}
+
+
 def dpo_rows(samples: list[Sample], system: str | None = None, continuation: str = "full",
              pairs_per_question: int = 1, min_f1: float | None = None, seed: int = 0
              ) -> tuple[list[dict[str, Any]], Counter]:
