@@ -76,13 +76,18 @@ class TrainRecipe(_Strict):
     """What every ``reactlab train`` recipe has: the base ``model``, the ``data`` dir, the ``method``
     (``lora``: an adapter on a frozen base; ``full``: every weight, ``lora`` ignored), the ``lora``
     shape, ``out`` (the adapter / model dir, also checkpoints, TensorBoard logs, ``training.json``,
-    ``loss.png``) and ``trl``: the trainer's TRL config arguments, passed through untouched."""
+    ``loss.png``) and ``trl``: the trainer's TRL config arguments, passed through untouched.
+    ``max_minutes``: a wall-time budget: training ends after the update that crosses it (then the
+    final eval, save and record as usual; ``training.json`` says ``stopped_by_time``). For arms of a
+    comparison sized in minutes of one machine; pair it with a schedule that does not depend on
+    the end (e.g. ``trl.lr_scheduler_type: constant_with_warmup``) and a large ``trl.max_steps``."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     method: Literal["lora", "full"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     out: str
+    max_minutes: float | None = Field(default=None, gt=0)
     trl: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -201,6 +201,23 @@ def test_an_empty_val_file_turns_evaluation_off(tiny_dir, react_data, tmp_path):
     assert result.steps == 2 and result.eval_loss is None
 
 
+def test_max_minutes_ends_training_after_the_update_that_crosses_it(tiny_dir, react_data, tmp_path):
+    """A wall-time budget (``max_minutes``): a tiny budget stops the run after its first update,
+    which is then saved and recorded like any end; without it the run goes to ``max_steps``."""
+    from reactlab.train.sft import train_sft
+
+    cfg = recipe(tiny_dir, react_data, tmp_path / "out", max_steps=5)
+    cfg.max_minutes = 1e-6
+    result = train_sft(cfg)
+    record = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert result.steps == 1 and (tmp_path / "out" / "adapter_model.safetensors").is_file()
+    assert record["result"]["extra"]["stopped_by_time"] is True
+    cfg = recipe(tiny_dir, react_data, tmp_path / "out2", max_steps=3)
+    cfg.max_minutes = 60
+    result = train_sft(cfg)
+    assert result.steps == 3 and result.extra["stopped_by_time"] is False
+
+
 def test_qlora_on_cpu_fails_early(react_data, tmp_path):
     import torch
 

@@ -420,6 +420,40 @@ def load_policy(cfg: Any) -> tuple[Any, Any, Any, Any]:
     return model, tok, None, ref
 
 
+def with_time_limit(cfg: Any, callbacks: list | None) -> list:
+    """``callbacks`` plus a ``TimeLimit`` when the recipe sets ``max_minutes``."""
+    out = list(callbacks or [])
+    if getattr(cfg, "max_minutes", None):
+        out.append(time_limit(cfg.max_minutes))
+    return out
+
+
+def time_limit(minutes: float) -> Any:
+    """A ``transformers.TrainerCallback`` that ends training after the update during which
+    ``minutes`` of wall time (from this invocation's start: a resumed run gets its own budget)
+    have passed; ``hit`` and ``stopped_at_step`` say whether and where. The run then ends as if
+    its last step were that one: final eval, save, record."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class TimeLimit(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds, self.t0, self.hit, self.stopped_at_step = minutes * 60, time.perf_counter(), False, None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            self.t0 = time.perf_counter()
+            return control
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            if time.perf_counter() - self.t0 >= self.seconds:
+                self.hit, self.stopped_at_step = True, state.global_step
+                control.should_training_stop = True
+            return control
+
+    return TimeLimit()
+
+
 def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, files: Sequence[Path],
                rows: Sequence[dict[str, Any]], n_train: int, n_val: int, resume: bool,
                extra: dict[str, Any] | None = None) -> RunResult:
@@ -431,6 +465,9 @@ def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, fil
     from reactlab.train.plots import plot_losses
 
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    limit = next((c for c in trainer.callback_handler.callbacks if hasattr(c, "stopped_at_step")), None)
+    if limit is not None:
+        extra = {**(extra or {}), "max_minutes": cfg.max_minutes, "stopped_by_time": limit.hit}
     model = trainer.model
     if "ref" in getattr(model, "peft_config", {}):
         model.delete_adapter("ref")  # TRL's frozen copy of the starting adapter: not part of the result

@@ -56,6 +56,7 @@ from reactlab.train.common import (
     load_policy,
     load_rows,
     trl_defaults,
+    with_time_limit,
 )
 from reactlab.train.rollout import RolloutSpec, run_rollouts
 from reactlab.types import Environment
@@ -203,7 +204,8 @@ def run_rl(cfg: RLRecipe, name: str, make_trainer: Callable[..., Any], config: A
         del ref  # TRL makes its own reference (module docstring, step 3)
         trainer = make_trainer(model=model, args=config, train_dataset=dataset, processing_class=tok,
                                peft_config=peft, reward_funcs=rl_rewards(cfg),
-                               rollouts=EpisodeRollouts(spec, env_factory), callbacks=callbacks)
+                               rollouts=EpisodeRollouts(spec, env_factory),
+                               callbacks=with_time_limit(cfg, callbacks))
         output = trainer.train(resume_from_checkpoint=True if resume else None)
     rewards = reward_log(trainer.state.log_history)
     result = finish_run(trainer, output, cfg, name=name, t0=t0, files=[train_file], rows=rows, n_train=len(dataset),

@@ -36,6 +36,7 @@ from reactlab.train.common import (
     load_policy,
     load_splits,
     trl_defaults,
+    with_time_limit,
 )
 
 COLUMNS = ("prompt", "completion")
@@ -116,7 +117,8 @@ def train_kto(cfg: KTORecipe, resume: bool = False, callbacks: list | None = Non
 
     model, tok, peft, ref = load_policy(cfg)
     trainer = KTOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, peft_config=peft, callbacks=callbacks)
+                         processing_class=tok, peft_config=peft,
+                         callbacks=with_time_limit(cfg, callbacks))
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     return finish_run(trainer, output, cfg, name="kto", t0=t0,
                       files=[f for f in (train_file, val_file) if f is not None], rows=train_rows + val_rows,

@@ -36,13 +36,12 @@ from reactlab.train.common import (
     check_method,
     check_resume,
     cuda_available,
+    finish_run,
     load_model,
     load_rows,
     load_splits,
-    peak_memory_mb,
     peft_config,
-    prompt_ids,
-    write_training_record,
+    with_time_limit,
 )
 from reactlab.train.common import check_trl_keys as common_check_trl_keys
 
@@ -125,37 +124,8 @@ def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = Non
     eval_ds = tokenize_rows(tok, val_rows, cfg.train_on, str(val_file)) if val_rows else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tok, peft_config=peft_config(cfg.lora, cfg.method),
-                         callbacks=callbacks)
+                         callbacks=with_time_limit(cfg, callbacks))
     output = trainer.train(resume_from_checkpoint=True if resume else None)
-    metrics = trainer.evaluate() if eval_ds is not None else {}
-    trainer.save_model(str(out))  # the adapter (PEFT) or the full model, + the tokenizer
+    return finish_run(trainer, output, cfg, name="sft", t0=t0, files=[f for f in (train_file, val_file) if f],
+                      rows=train_rows + val_rows, n_train=len(train_ds), n_val=len(val_rows), resume=resume)
 
-    from reactlab.train.plots import plot_losses
-
-    history = trainer.state.log_history
-    plot_losses(history, out / "loss.png", title=f"SFT {cfg.method} · {Path(cfg.model.name).name}")
-    tokens = int(getattr(trainer, "_total_train_tokens", 0))  # TRL's count of non-pad tokens trained on
-    runtime = output.metrics.get("train_runtime") or 0.0
-    result = RunResult(
-        out=str(out),
-        train_loss=_last(history, "loss"),
-        eval_loss=metrics.get("eval_loss"),
-        steps=trainer.state.global_step,
-        train_tokens=tokens,
-        tokens_per_s=round(tokens / runtime, 1) if runtime and tokens else None,
-        wall_s=round(time.perf_counter() - t0, 1),
-        peak_mem_mb=round(peak_memory_mb(), 1),
-        extra={"mean_train_loss": output.training_loss, "train_runtime_s": runtime,
-               "train_rows": len(train_ds), "val_rows": len(val_rows), "resumed": resume,
-               "log_history": [{k: h[k] for k in ("step", "loss", "eval_loss") if k in h} for h in history
-                               if "loss" in h or "eval_loss" in h]},
-    )
-    write_training_record(out, base_model=cfg.model.name, method=cfg.method, recipe=cfg.model_dump(mode="json"),
-                   data_files=[f for f in (train_file, val_file) if f is not None],
-                   prompt_id_counts=prompt_ids(train_rows + val_rows), result=result)
-    return result
-
-
-def _last(history: list[dict[str, Any]], key: str) -> float | None:
-    vals = [h[key] for h in history if key in h]
-    return float(vals[-1]) if vals else None
