@@ -162,6 +162,38 @@ def test_a_cut_training_resumes_from_its_checkpoint(demo, options, tmp_path):
     assert "resumed from a checkpoint" in result.report
 
 
+GRPO_FAST = ("num_generations=2", "max_episode_steps=2", "max_new_tokens=8", "trl.max_steps=1",
+             "trl.per_device_train_batch_size=2", "trl.logging_steps=1", "trl.report_to=[]", "trl.disable_tqdm=true")
+
+
+def test_the_opt_in_grpo_stage_adds_a_row(demo, options, tmp_path):
+    """``grpo_minutes`` continues the SFT adapter with GRPO (wiki in the loop), evaluates it on the
+    same questions as a third row; the earlier stages are reused; the printed commands include it."""
+    out = tmp_path / "demo"
+    shutil.copytree(demo[0], out)
+    shutil.rmtree(out / "finetuned")  # its run.json names the adapter by the original (absolute) path
+    opts = options | {"grpo_minutes": 5, "grpo_overrides": GRPO_FAST}
+    result = run_demo(out, **opts)
+    assert result.stages == {"baseline": "skipped", "oracle-train": "skipped", "data": "skipped", "adapter": "skipped",
+                             "finetuned": "ran", "grpo-data": "ran", "grpo": "ran", "grpo-finetuned": "ran"}
+    assert [r.arm for r in result.rows] == ["baseline", "finetuned", "grpo-finetuned"]
+    info = json.loads((out / "grpo/training.json").read_text())
+    assert info["trainer"] == "grpo" and info["recipe"]["model"]["adapter"] == str(out / "adapter")
+    assert info["result"]["steps"] == 1 and info["recipe"]["max_minutes"] == 5
+    evaluated = json.loads((out / "grpo-finetuned/run.json").read_text())
+    assert evaluated["model"].endswith(str(out / "grpo")) and len(lines(out / "grpo-finetuned/trajectories.jsonl")) == N
+    assert "ΔEM (SFT + GRPO − SFT)" in result.report and "**GRPO** (`grpo/`)" in result.report
+    assert "reactlab train grpo" in result.report and "--grpo-minutes 5" in result.report
+    assert (out / "report.html").read_text().count("grpo-finetuned") >= 1
+    assert run_demo(out, **opts).stages["grpo"] == "skipped"
+    with pytest.raises(DataError, match=r"grpo: was made from other inputs \(max_new_tokens: 8 there vs 9 now"):
+        run_demo(out, **opts | {"grpo_overrides": (*GRPO_FAST, "max_new_tokens=9")})
+    with pytest.raises(ValueError, match="give --grpo-minutes"):
+        run_demo(out, **options | {"grpo_overrides": GRPO_FAST})
+    with pytest.raises(ValueError, match="the demo sets model.adapter itself"):
+        run_demo(out, **opts | {"grpo_overrides": ("model.adapter=/x",)})
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"n": 0}, "--n must be >= 1, got 0"),
     ({"n": 10_000}, "the HotpotQA eval split has 491 questions"),

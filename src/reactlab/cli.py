@@ -223,16 +223,23 @@ def demo_cmd(
     batch_size: Annotated[int, typer.Option(help="episodes stepped together (one LLM batch per step)")] = 32,
     max_steps: Annotated[int, typer.Option(help="agent steps before the forced finish[]")] = 7,
     seed: Annotated[int, typer.Option(help="seed of the SFT row sample")] = 0,
+    grpo_minutes: Annotated[float, typer.Option(
+        help="also continue the SFT adapter with GRPO (wiki in the loop) for at most this many minutes, "
+             "evaluated as a third row (0: off)")] = 0.0,
+    grpo_config: Annotated[list[str] | None, typer.Option(
+        "--grpo-config", help="KEY=VALUE overriding the GRPO recipe (num_generations=4); repeatable")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """The FireAct loop in miniature: few-shot ReAct baseline, oracle + FireAct data, LoRA SFT, the
-    adapter zero-shot on the same questions, report.md. Resumable: rerun the same command."""
+    adapter zero-shot on the same questions, report.md; opt-in GRPO from the SFT adapter
+    (--grpo-minutes). Resumable: rerun the same command."""
     from reactlab.demo import DEFAULT_RECIPE, run_demo
 
     with user_errors():
         result = run_demo(
             out, model=model, n=n, train_rows=train_rows, overrides=config or [], recipe=recipe or DEFAULT_RECIPE,
-            batch_size=batch_size, max_steps=max_steps, seed=seed, progress=not quiet,
+            batch_size=batch_size, max_steps=max_steps, seed=seed, grpo_minutes=grpo_minutes,
+            grpo_overrides=grpo_config or [], progress=not quiet,
             log=lambda line: typer.secho(line, err=True, bold=True),
         )
     typer.echo(result.report)

@@ -15,6 +15,11 @@ process, and is skipped when its output is complete, so rerunning the same comma
    ``reactlab train sft``; ``out``, ``data.path`` and ``model.name`` set by the demo, ``-c`` overrides
    after them), resumed from its last checkpoint when a run was cut short;
 5. ``OUT/finetuned``: the adapter, zero-shot, in FireAct's chat layout, on the same N questions;
+6. opt-in (``grpo_minutes`` > 0): ``OUT/grpo-data``, prompt rows of the oracle's train questions
+   (``data build --format prompts``, evaluation questions dropped); ``OUT/grpo``, GRPO with the wiki
+   in the loop continuing the SFT adapter for at most ``grpo_minutes`` (the packaged
+   ``grpo_smollm2_lora.yaml``, constant learning rate, ``grpo_overrides`` after); ``OUT/grpo-finetuned``,
+   that adapter on the same N questions as a third row;
 
 then ``OUT/report.md``: one row per arm from each run's ``summary.json`` (``reactlab.report``), the
 EM delta, the data and training numbers, and the commands; and ``OUT/report.html``, the two arms in
@@ -30,22 +35,32 @@ from __future__ import annotations
 
 import gc
 import json
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reactlab.config import ModelRef, RunConfig, SFTRecipe, find_recipe, load_config, split_key_value
+from reactlab.config import (
+    GRPORecipe,
+    ModelRef,
+    RunConfig,
+    SFTRecipe,
+    find_recipe,
+    load_config,
+    split_key_value,
+)
 from reactlab.io import DataError, write_text_atomic
 from reactlab.paths import recipes_dir
-from reactlab.report import Arm, Summary, arms_table, duration
+from reactlab.report import Arm, Summary
 from reactlab.train.common import TRAINING_FILE
 
 if TYPE_CHECKING:
     from reactlab.wiki.index import WikiIndex
 
 DEFAULT_RECIPE = recipes_dir() / "sft_smollm2_lora.yaml"
+GRPO_RECIPE = recipes_dir() / "grpo_smollm2_lora.yaml"
+# A time budget ends GRPO, so the learning rate must not depend on a planned end.
+GRPO_OVERRIDES = ("trl.lr_scheduler_type=constant_with_warmup", "trl.warmup_steps=2", "trl.save_steps=5")
 FIREACT = "fireact:hotpotqa"
 # The recipe is sized for the full ~1,230-row set (1 epoch, lr 2e-4, 10 warmup updates). On the
 # demo's 200 rows that is 24 updates, 10 of them warmup: measured, the adapter then never learns the
@@ -72,6 +87,8 @@ class Demo:
     batch_size: int = 32
     max_steps: int = 7
     seed: int = 0
+    grpo_minutes: float = 0.0
+    grpo_overrides: tuple[str, ...] = ()
 
     def dir(self, stage: str) -> Path:
         return self.out / stage
@@ -89,8 +106,9 @@ class Demo:
         if stage == "baseline":
             return RunConfig(out=out, model=ModelRef(name=self.model), split="eval", limit=self.n,
                              max_steps=self.max_steps, batch_size=self.batch_size)
-        if stage == "finetuned":
-            return RunConfig(out=out, model=ModelRef(name=self.model, adapter=str(self.dir("adapter"))), split="eval",
+        if stage in ("finetuned", "grpo-finetuned"):
+            adapter = self.dir("adapter" if stage == "finetuned" else "grpo")
+            return RunConfig(out=out, model=ModelRef(name=self.model, adapter=str(adapter)), split="eval",
                              limit=self.n, style="chat", prompt="zeroshot", max_steps=self.max_steps,
                              batch_size=self.batch_size)
         raise KeyError(stage)
@@ -103,6 +121,16 @@ class Demo:
     def recipe_overrides(self) -> list[str]:
         return [f"out={self.dir('adapter')}", f"data.path={self.dir('data')}", f"model.name={self.base_model}",
                 *DEMO_OVERRIDES, *self.overrides]
+
+    def grpo_recipe_overrides(self) -> list[str]:
+        return [f"out={self.dir('grpo')}", f"data.path={self.dir('grpo-data')}", f"model.name={self.base_model}",
+                f"model.adapter={self.dir('adapter')}", f"max_minutes={self.grpo_minutes:g}", *GRPO_OVERRIDES,
+                *self.grpo_overrides]
+
+    @property
+    def arms(self) -> tuple[tuple[str, str], ...]:
+        """The report's rows: ``(stage, method)``."""
+        return ARMS + ((("grpo-finetuned", "LoRA SFT + GRPO, zero-shot chat"),) if self.grpo_minutes else ())
 
 
 @dataclass
@@ -128,6 +156,8 @@ def run_demo(
     batch_size: int = 32,
     max_steps: int = 7,
     seed: int = 0,
+    grpo_minutes: float = 0.0,
+    grpo_overrides: Sequence[str] = (),
     index: WikiIndex | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
@@ -138,13 +168,16 @@ def run_demo(
     ``n``: eval questions per arm. ``train_rows``: rows of the SFT dataset (train + val). ``overrides``:
     ``key=value`` for the ``recipe`` (``trl.max_steps=20``). ``batch_size`` / ``max_steps``: episodes
     stepped together and steps before the forced finish, as ``reactlab run``'s. ``seed``: which
-    rows are sampled. ``index``: an open ``WikiIndex`` (default: the vendored corpus's). ``log``:
+    rows are sampled. ``grpo_minutes``: > 0 adds the GRPO stages (module docstring, 6) with
+    ``grpo_overrides`` (``key=value``) for their recipe. ``index``: an open ``WikiIndex`` (default: the vendored corpus's). ``log``:
     called with one line per stage. Bad options raise ``ValueError`` (``ConfigError`` for the recipe),
     inconsistent outputs ``DataError``, before any stage runs.
     """
-    demo = Demo(Path(out), model, n, train_rows, tuple(overrides), find_recipe(recipe), batch_size, max_steps, seed)
+    demo = Demo(Path(out), model, n, train_rows, tuple(overrides), find_recipe(recipe), batch_size, max_steps, seed,
+                grpo_minutes, tuple(grpo_overrides))
     say = log or (lambda _line: None)
     cfg = check(demo)
+    grpo = check_grpo(demo)
     stages: dict[str, str] = {}
     own_index = index is None
     if index is None:
@@ -160,15 +193,22 @@ def run_demo(
         stages["adapter"] = _train_stage(cfg, say)
         stages["finetuned"] = _run_stage(demo, "finetuned", index, progress, say,
                                          f"[5/5] fine-tuned: {model} + LoRA adapter, zero-shot chat, same {n} questions")
+        if grpo is not None:
+            stages["grpo-data"] = _grpo_data_stage(demo, say)
+            stages["grpo"] = _grpo_stage(grpo, say)
+            stages["grpo-finetuned"] = _run_stage(demo, "grpo-finetuned", index, progress, say,
+                                                  f"[8/8] GRPO: {model} + SFT + GRPO adapter, same {n} questions")
     finally:
         if own_index:
             index.close()
+    from reactlab.demo_report import render_report, table_rows
+
     rows = table_rows(demo)
     report = render_report(demo, rows, cfg)
     write_text_atomic(demo.out / "report.md", report)
     from reactlab.viewer import build_report
 
-    page = build_report([demo.dir("baseline"), demo.dir("finetuned")], demo.out / "report.html",
+    page = build_report([demo.dir(stage) for stage, _ in demo.arms], demo.out / "report.html",
                         title=f"reactlab demo: {model}, {n} HotpotQA eval questions")
     say(f"report: {demo.out / 'report.md'}; browse the trajectories in {page}")
     return DemoResult(demo.out, rows, stages, report)
@@ -215,6 +255,33 @@ def check(demo: Demo) -> SFTRecipe:
     check_method(cfg.method, cfg.model.name)
     check_trl_keys(cfg.trl)
     _check_outputs(demo, cfg)
+    return cfg
+
+
+def check_grpo(demo: Demo) -> GRPORecipe | None:
+    """The GRPO stages' recipe (None when ``grpo_minutes`` is 0), checked like the SFT one."""
+    if demo.grpo_minutes < 0:
+        raise ValueError(f"--grpo-minutes must be >= 0, got {demo.grpo_minutes:g}")
+    if not demo.grpo_minutes:
+        if demo.grpo_overrides:
+            raise ValueError("--grpo-config sets the GRPO stage's recipe: give --grpo-minutes M (> 0) to run it")
+        return None
+    for spec in demo.grpo_overrides:
+        key, _ = split_key_value(spec, "--grpo-config")
+        if key in (*OWNED, "model.adapter", "max_minutes"):
+            raise ValueError(f"--grpo-config {spec!r}: the demo sets {key} itself (--out, --model, --grpo-minutes)")
+    cfg = load_config(GRPORecipe, [GRPO_RECIPE], demo.grpo_recipe_overrides())
+    from reactlab.train.grpo import grpo_config
+
+    grpo_config(cfg)  # TRL's own argument check, before any stage runs
+    grpo = demo.dir("grpo")
+    if _adapter_done(grpo):
+        info = json.loads((grpo / TRAINING_FILE).read_text())
+        _same(grpo, _flat(info.get("recipe", {})), _flat(cfg.model_dump(mode="json")), ignore=("out", "data.path"))
+    elif (demo.dir("grpo-finetuned") / "trajectories.jsonl").is_file():
+        raise DataError(f"{demo.dir('grpo-finetuned')}: holds trajectories of an earlier GRPO adapter, and {grpo} is "
+                        f"about to be trained anew; remove {demo.dir('grpo-finetuned')}")
+    _check_run_stage(demo, "grpo-finetuned")
     return cfg
 
 
@@ -338,11 +405,35 @@ def _data_stage(demo: Demo, say: Callable[[str], None]) -> str:
     return "ran"
 
 
-def _train_stage(cfg: SFTRecipe, say: Callable[[str], None]) -> str:
-    """``reactlab train sft``: skipped when the adapter and its training record are there, resumed from
-    the last ``checkpoint-N`` when one is."""
+def _grpo_data_stage(demo: Demo, say: Callable[[str], None]) -> str:
+    """``reactlab data build --format prompts`` from the oracle's train trajectories (eval questions
+    dropped); skipped when ``stats.json`` is there."""
+    from reactlab.data.build import build_dataset
+
+    out = demo.dir("grpo-data")
+    title = "[6/8] GRPO prompts: the oracle's train questions with their answers, eval questions dropped"
+    if (out / "stats.json").is_file():
+        say(f"{title} -> {out}: done, skipped")
+        return "skipped"
+    say(f"{title} -> {out}")
+    build_dataset([str(demo.dir("oracle-train"))], out, "prompts", seed=demo.seed, tokenizer=None)
+    return "ran"
+
+
+def _grpo_stage(cfg: GRPORecipe, say: Callable[[str], None]) -> str:
+    """``reactlab train grpo`` from the SFT adapter, at most ``max_minutes``."""
+    from reactlab.train.grpo import train_grpo
+
+    return _train_stage(cfg, say, f"[7/8] GRPO of {cfg.model.name} + SFT adapter, at most {cfg.max_minutes:g} min",
+                        train_grpo)
+
+
+def _train_stage(cfg: SFTRecipe | GRPORecipe, say: Callable[[str], None], title: str = "",
+                 train: Callable[..., Any] | None = None) -> str:
+    """``reactlab train sft`` (or ``train``): skipped when the adapter and its training record are
+    there, resumed from the last ``checkpoint-N`` when one is."""
     adapter = Path(cfg.out)
-    title = f"[4/5] LoRA SFT of {cfg.model.name}"
+    title = title or f"[4/5] LoRA SFT of {cfg.model.name}"
     if _adapter_done(adapter):
         say(f"{title} -> {adapter}: done, skipped")
         return "skipped"
@@ -352,94 +443,9 @@ def _train_stage(cfg: SFTRecipe, say: Callable[[str], None]) -> str:
 
     resume = adapter.is_dir() and get_last_checkpoint(str(adapter)) is not None
     say(f"{title} -> {adapter}" + (" (resuming from the last checkpoint)" if resume else ""))
-    train_sft(cfg, resume=resume)
+    (train or train_sft)(cfg, resume=resume)  # type: ignore[arg-type]
     gc.collect()
     return "resumed" if resume else "ran"
 
 
-# --- the report ----------------------------------------------------------------------------------
-
 ARMS = (("baseline", "few-shot ReAct"), ("finetuned", "LoRA SFT, zero-shot chat"))
-
-
-def table_rows(demo: Demo) -> list[Arm]:
-    """One row per arm, read from its run's ``summary.json`` (never recomputed)."""
-    return [Arm(stage, demo.dir(stage), demo.model + (" + LoRA adapter" if stage == "finetuned" else ""), method,
-                Summary.read(demo.dir(stage))) for stage, method in ARMS]
-
-
-def render_report(demo: Demo, rows: list[Arm], cfg: SFTRecipe) -> str:
-    """``report.md``: the arms table, the EM delta, the data and training lines, the commands."""
-    lines = [f"# The FireAct loop in miniature: {demo.model}", "", *arms_table(rows)]
-    base, tuned = (r.summary for r in rows)
-    lines += ["", f"**ΔEM (fine-tuned − baseline): {100 * (tuned.main - base.main):+.1f} points** "
-                  f"({base.main:.3f} → {tuned.main:.3f} on the same {base.n} questions).", ""]
-    stats = json.loads((demo.dir("data") / "stats.json").read_text())
-    rows_by: dict[str, int] = {}
-    for part in stats["rows_by_source"].values():
-        for k, v in part.items():
-            rows_by[k] = rows_by.get(k, 0) + v
-    tokens = stats.get("tokens", {})
-    dropped = stats.get("dropped", {})
-    lines.append(f"- **Data** (`data/`): {stats['rows']['train']} train + {stats['rows']['val']} val rows "
-                 f"({', '.join(f'{k}: {v}' for k, v in rows_by.items())}); "
-                 + (f"{tokens['total']:,} tokens (mean {tokens['mean']}, max {tokens['max']}); " if tokens else "")
-                 + f"{dropped.get('eval_overlap', 0):,} trajectories dropped as evaluation questions, "
-                 f"{dropped.get('max_rows', 0):,} left out by the row cap.")
-    info = json.loads((demo.dir("adapter") / TRAINING_FILE).read_text())
-    res = info["result"]
-    loss = f"{res['train_loss']:.3f}" if res.get("train_loss") is not None else "n/a"
-    eval_loss = f", eval loss {res['eval_loss']:.3f}" if res.get("eval_loss") is not None else ""
-    tps = f", {res['tokens_per_s']} tokens/s" if res.get("tokens_per_s") else ""
-    lines.append(f"- **Training** (`adapter/`): LoRA r={cfg.lora.r} on {info['device']}, {res['steps']} updates "
-                 f"over {res['extra'].get('train_rows', '?')} rows, {duration(res['wall_s'])} "
-                 f"({res['train_tokens']:,} tokens{tps}); final train loss {loss}{eval_loss}; "
-                 "loss curve: [adapter/loss.png](adapter/loss.png)"
-                 + (" (resumed from a checkpoint: the time is the resumed part's)" if res["extra"].get("resumed") else "")
-                 + ".")
-    lines.append("- Wall times come from each run's `summary.json` (`wall_s`): a resumed run counts its last "
-                 "invocation only.")
-    lines += ["", "## Reproduce", "", "```bash", *commands(demo), "```", ""]
-    return "\n".join(lines)
-
-
-def commands(demo: Demo) -> list[str]:
-    """The ``reactlab`` commands each stage is, in order, then the one demo command that chains them."""
-
-    def run_cmd(stage: str) -> str:
-        cfg = demo.run_config(stage)
-        args = ["reactlab", "run"]
-        if cfg.model is not None:
-            args += ["--model", cfg.model.name] + (["--adapter", cfg.model.adapter] if cfg.model.adapter else [])
-        for k, v in cfg.model_dump(exclude_unset=True, exclude={"out", "model"}).items():
-            args += [f"--{k.replace('_', '-')}", str(v)]
-        return shlex.join([*args, "--out", cfg.out])
-
-    data = demo.data_options()
-    build = ["reactlab", "data", "build", *(x for s in data["sources"] for x in ("--from", s)), "--format",
-             data["format"], "--max-rows", str(data["max_rows"]), "--seed", str(data["seed"]), "--tokenizer",
-             data["tokenizer"], "--out", str(data["out"])]
-    train = ["reactlab", "train", "sft", "-c", _shown(demo.recipe), *(x for o in demo.recipe_overrides() for x in ("-c", o))]
-    one = ["reactlab", "demo", "--out", str(demo.out), "--n", str(demo.n), "--train-rows", str(demo.train_rows),
-           "--seed", str(demo.seed), "--batch-size", str(demo.batch_size), "--max-steps", str(demo.max_steps)]
-    if demo.model != "smollm2":
-        one += ["--model", demo.model]
-    if demo.recipe != DEFAULT_RECIPE:
-        one += ["--recipe", str(demo.recipe)]
-    one += [x for o in demo.overrides for x in ("-c", o)]
-    return [
-        "# 1. baseline: few-shot ReAct", run_cmd("baseline"),
-        "# 2. oracle trajectories on the train pool, then the SFT data (eval and paper500 questions dropped)",
-        run_cmd("oracle-train"), shlex.join(build),
-        "# 3. LoRA SFT (add --resume to continue from a checkpoint)", shlex.join(train),
-        "# 4. the adapter, zero-shot, chat layout", run_cmd("finetuned"),
-        "# all of it (each stage skipped when done)", shlex.join(one),
-    ]
-
-
-def _shown(path: Path) -> str:
-    """A path relative to the working directory when it is under it (shorter commands)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
