@@ -195,3 +195,18 @@ def test_cli_reports_malformed_input(tmp_path):
     assert "bad.jsonl:2: field 'instruction' must be str, got int" in res.output
     res = CliRunner().invoke(data_app, ["build", "--from", str(bad), "--out", str(tmp_path / "x"), "--format", "nope"])
     assert res.exit_code == 2 and "unknown format 'nope'" in res.output
+
+
+def test_prompts_solved_only_keeps_questions_some_run_answered(tmp_path, write_run, mk, hotpot_questions):
+    """``solved_only``: GRPO/RLOO prompts only for questions with a right trajectory among the
+    sources (a group of episodes that can differ in reward); the others count as ``unsolved``."""
+    qs = [e.question for e in hotpot_questions["train"]][:3]
+    a = write_run("a", [mk(qs[0], answer="no", tid="a0"), mk(qs[1], answer="no", tid="a1"), mk(qs[2], tid="a2")])
+    b = write_run("b", [mk(qs[0], tid="b0"), mk(qs[1], answer="no", tid="b1")])
+    stats = build_dataset([str(a), str(b)], tmp_path / "p", "prompts", tokenizer=None, val_frac=0.0,
+                          options={"solved_only": True})
+    out = rows(tmp_path / "p/train.jsonl")
+    assert [r["prompt"][-1]["content"] for r in out] == [qs[0], qs[2]]
+    assert stats["dropped"] == {"unsolved": 2, "duplicate": 1} and stats["options"]["solved_only"] is True
+    everything = build_dataset([str(a), str(b)], tmp_path / "q", "prompts", tokenizer=None, val_frac=0.0)
+    assert everything["rows"]["train"] == 3

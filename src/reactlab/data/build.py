@@ -27,6 +27,7 @@ from reactlab.data.select import (
     cap,
     eval_splits,
     excluded_questions,
+    is_correct,
     mix,
     normalize_question,
     select,
@@ -69,7 +70,9 @@ def build_dataset(
     ``max_rows``). ``val_frac``: share of questions in val.
     ``tokenizer``: a spec for ``masking.load_tokenizer``, a loaded tokenizer, or None (no token
     stats). ``options``: layout options (``observation_role`` for sharegpt, ``skip_invalid`` for
-    openai, ``continuation`` / ``pairs_per_question`` for dpo). ``role``: rows of one agent of
+    openai, ``continuation`` / ``pairs_per_question`` for dpo, ``solved_only`` for prompts: only
+    questions that some trajectory of the sources answered right, whose GRPO/RLOO groups can
+    differ in reward). ``role``: rows of one agent of
     Answer -> Evaluate runs (``answer`` or ``evaluate``; ``data.roles``: formats messages and alpaca).
     """
     if format not in FORMATS:
@@ -99,7 +102,14 @@ def build_dataset(
         by_role, dropped, role_counts = role_rows(loaded, role, format, excluded)
         rows, kept = list(by_role), [sample for _, sample in by_role]
     else:
+        solved_only = format == "prompts" and bool(options.get("solved_only", False))
+        if solved_only:  # RL prompts whose group can have a reward spread: some trajectory got it right
+            solved = {normalize_question(x.traj.question) for x in loaded if is_correct(x, min_f1)}
+            unsolved = [x for x in loaded if normalize_question(x.traj.question) not in solved]
+            loaded = [x for x in loaded if normalize_question(x.traj.question) in solved]
         kept, dropped = select(loaded, sel, excluded)
+        if solved_only:
+            dropped["unsolved"] += len(unsolved)
         kept = mix(kept, mix_weights or {}, seed)
         rows, more = make_rows(kept, format, system, min_f1, seed, options)
         dropped.update(more)

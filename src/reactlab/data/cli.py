@@ -44,7 +44,7 @@ def build_cmd(
         help="rows of one agent of Answer -> Evaluate runs: answer | evaluate (formats messages, alpaca)")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", help="layout option KEY=VALUE: observation_role=human (sharegpt), skip_invalid=true "
-                         "(openai), continuation=turn, pairs_per_question=N (dpo); repeatable")] = None,
+                         "(openai), continuation=turn, pairs_per_question=N (dpo), solved_only=true (prompts); repeatable")] = None,
 ) -> None:
     """Build a dataset from runs and FireAct data; prints its stats."""
     from reactlab.config import parse_options
