@@ -118,7 +118,7 @@ def test_resume_without_checkpoint_fails(tiny_dir, react_data, tmp_path):
 
 def _recipe_file(tmp_path: Path, model: str, data: str) -> Path:
     f = tmp_path / "r.yaml"
-    f.write_text(f"model: {model}\ndata:\n  path: {data}\nlora: {{r: 4}}\n"
+    f.write_text(f"model: {{name: {model}}}\ndata:\n  path: {data}\nlora: {{r: 4}}\n"
                  "trl:\n  max_steps: 2\n  per_device_train_batch_size: 4\n  activation_checkpointing: false\n"
                  "  report_to: []\n  save_strategy: 'no'\n  disable_tqdm: true\n")
     return f

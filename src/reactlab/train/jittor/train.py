@@ -50,7 +50,7 @@ HONOURED = {
     "warmup_steps", "warmup_ratio", "num_train_epochs", "max_steps", "max_length", "logging_steps",
     "eval_strategy", "eval_steps", "per_device_eval_batch_size", "save_strategy", "save_steps",
     "save_total_limit", "seed", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
-    "max_grad_norm", "train_sampling_strategy", "report_to", "output_dir", "logging_dir", "use_cpu",
+    "max_grad_norm", "train_sampling_strategy", "report_to", "output_dir", "use_cpu",
     "dataloader_num_workers", "dataloader_pin_memory", "disable_tqdm",
 }
 """``trl:`` arguments the Jittor path reads (any value) or that do not change what is computed."""
@@ -80,7 +80,7 @@ def check_recipe(cfg: SFTRecipe) -> None:
     check_trl_keys(cfg.trl)
     defaults = {f.name: f.default for f in dataclasses.fields(SFTConfig) if f.default is not dataclasses.MISSING}
     for k, v in cfg.trl.items():
-        if k in ONLY and str(getattr(v, "value", v)) not in {str(x) for x in ONLY[k]}:
+        if k in ONLY and _name(v) not in {str(x) for x in ONLY[k]}:
             raise ValueError(f"trl.{k}: {v!r} is not supported by the Jittor path "
                              f"(supported: {', '.join(map(str, ONLY[k]))}); or use --framework torch")
         if k not in HONOURED and k not in ONLY and v != defaults.get(k, v):
@@ -108,7 +108,7 @@ def make_plan(args: Any, n_rows: int) -> Plan:
     total = args.max_steps if args.max_steps and args.max_steps > 0 else math.ceil(args.num_train_epochs * per_epoch)
     return Plan(batch=args.per_device_train_batch_size, accum=args.gradient_accumulation_steps, per_epoch=per_epoch,
                 total=total, warmup=warmup_steps(args.warmup_steps, getattr(args, "warmup_ratio", 0.0) or 0.0, total),
-                lr=args.learning_rate, schedule=str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)))
+                lr=args.learning_rate, schedule=_name(args.lr_scheduler_type))
 
 
 def encode(tok: Any, rows: list[dict[str, Any]], train_on: str, where: str, max_length: int | None) -> list[tuple[list[int], list[int]]]:
@@ -163,6 +163,11 @@ def mean_loss(model: Any, data: list[tuple[list[int], list[int]]], batch: int, p
             rows += len(part)
     model.train()
     return total / max(rows, 1)
+
+
+def _name(v: Any) -> str:
+    """A TrainingArguments choice as its plain name (they are enums: ``IntervalStrategy.STEPS``)."""
+    return str(getattr(v, "value", v))
 
 
 def due(strategy: str, every: int, step: int, end_of_epoch: bool) -> bool:
@@ -225,7 +230,7 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
     for step in range(state["global_step"], plan.total):
         epoch, k = divmod(step, plan.per_epoch)
         if epoch not in orders:
-            orders = {epoch: epoch_order(lengths, str(args.train_sampling_strategy), args.seed, epoch, plan.batch * plan.accum)}
+            orders = {epoch: epoch_order(lengths, _name(args.train_sampling_strategy), args.seed, epoch, plan.batch * plan.accum)}
         order = orders[epoch]
         micro = [order[i : i + plan.batch] for i in range(k * plan.accum * plan.batch,
                                                           min(len(order), (k + 1) * plan.accum * plan.batch), plan.batch)]
@@ -255,11 +260,11 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
                    "epoch": done / plan.per_epoch, "num_tokens": float(state["num_tokens"]), "step": done}
             state["pending"] = []
             _log(rec, state, writer)
-        if val and due(str(args.eval_strategy), int(args.eval_steps or args.logging_steps or 0), done, end_of_epoch) \
+        if val and due(_name(args.eval_strategy), int(args.eval_steps or args.logging_steps or 0), done, end_of_epoch) \
                 and done < plan.total:
             _log({"eval_loss": mean_loss(model, val, args.per_device_eval_batch_size, pad_id), "epoch": done / plan.per_epoch,
                   "step": done}, state, writer)
-        if due(str(args.save_strategy), int(args.save_steps or 0), done, end_of_epoch):
+        if due(_name(args.save_strategy), int(args.save_steps or 0), done, end_of_epoch):
             _checkpoint(model, opt, state, out / f"checkpoint-{done}", tok, cfg, base, args.save_total_limit)
         if cfg.max_minutes and time.perf_counter() - t0 >= cfg.max_minutes * 60:
             stopped_by_time = True
@@ -308,7 +313,7 @@ def _tensorboard(args: Any, out: Path) -> Any:
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(args.logging_dir or out / "runs" / f"jittor-{int(time.time())}"))
+    return SummaryWriter(log_dir=str(out / "runs" / time.strftime("%b%d_%H-%M-%S_jittor")))
 
 
 def _checkpoint(model: Any, opt: AdamW, state: dict[str, Any], path: Path, tok: Any, cfg: SFTRecipe, base: str,
