@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from reactlab.train.jittor.kernels import linear
 from reactlab.train.jittor.runtime import import_jittor
 
 PEFT_PREFIX = "base_model.model."
@@ -54,7 +55,7 @@ def _layer_class() -> Any:
             self.merged = False
 
         def execute(self, x: Any) -> Any:
-            y = jt.matmul(x, self.weight.transpose(1, 0))
+            y = linear(x, self.weight)
             if self.bias is not None:
                 y = y + self.bias
             if self.merged:
@@ -63,7 +64,7 @@ def _layer_class() -> Any:
             if self.p > 0 and self.is_train:
                 keep = (jt.random(x.shape) > self.p).float32()
                 h = x * keep / (1.0 - self.p)
-            h = jt.matmul(jt.matmul(h, self.lora_A.weight.transpose(1, 0)), self.lora_B.weight.transpose(1, 0))
+            h = linear(linear(h, self.lora_A.weight), self.lora_B.weight)
             return y + h * self.scaling
 
     return LoRALinear

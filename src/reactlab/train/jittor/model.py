@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from reactlab.train.jittor.kernels import bmm, linear as linear_op
 from reactlab.train.jittor.runtime import import_jittor
 
 IGNORE = -100
@@ -144,8 +145,15 @@ def build(args: LlamaArgs) -> Any:
     jt = import_jittor()
     nn = jt.nn
 
+    class Linear(nn.Linear):
+        """``nn.Linear`` (torch's ``(out, in)`` weight) computed by ``kernels.linear``."""
+
+        def execute(self, x: Any) -> Any:
+            y = linear_op(x, self.weight)
+            return y + self.bias if self.bias is not None else y
+
     def linear(n_in: int, n_out: int, bias: bool) -> Any:
-        return nn.Linear(n_in, n_out, bias=bias)
+        return Linear(n_in, n_out, bias=bias)
 
     class RMSNorm(nn.Module):
         def __init__(self, dim: int, eps: float) -> None:
@@ -175,9 +183,9 @@ def build(args: LlamaArgs) -> Any:
                 rep = nh // nkv
                 k = k.unsqueeze(2).broadcast([b, nkv, rep, t, d]).reshape(b, nh, t, d)
                 v = v.unsqueeze(2).broadcast([b, nkv, rep, t, d]).reshape(b, nh, t, d)
-            scores = jt.matmul(q, k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d)) + mask
+            scores = bmm(q, k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d)) + mask
             probs = nn.softmax(scores, dim=-1)
-            out = jt.matmul(probs, v).transpose(0, 2, 1, 3).reshape(b, t, nh * d)
+            out = bmm(probs, v).transpose(0, 2, 1, 3).reshape(b, t, nh * d)
             return self.o_proj(out)
 
     class MLP(nn.Module):
@@ -227,7 +235,7 @@ def build(args: LlamaArgs) -> Any:
 
         def head(self, h: Any) -> Any:
             if args.tie_word_embeddings:
-                return jt.matmul(h, self.model.embed_tokens.weight.transpose(1, 0))
+                return linear_op(h, self.model.embed_tokens.weight)
             return self.lm_head(h)
 
         def execute(self, ids: Any) -> Any:
