@@ -34,14 +34,15 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 def _layer_class() -> Any:
     jt = import_jittor()
+    Module: Any = jt.nn.Module  # a base class from a module imported here
 
-    class Factor(jt.nn.Module):
+    class Factor(Module):
         """One LoRA matrix, as a module so that its key is ``lora_A.weight`` like PEFT's."""
 
         def __init__(self, weight: np.ndarray) -> None:
             self.weight = jt.array(weight.astype(np.float32))
 
-    class LoRALinear(jt.nn.Module):
+    class LoRALinear(Module):
         """A frozen linear layer plus a trainable low-rank update (see the module doc)."""
 
         def __init__(self, base: Any, r: int, alpha: float, dropout: float, rng: np.random.Generator) -> None:

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from reactlab.train.jittor.kernels import bmm, linear as linear_op
+from reactlab.train.jittor.kernels import bmm
+from reactlab.train.jittor.kernels import linear as linear_op
 from reactlab.train.jittor.runtime import import_jittor
 
 IGNORE = -100
@@ -144,8 +145,10 @@ def build(args: LlamaArgs) -> Any:
     (``model.layers.0.self_attn.q_proj.weight``...), so a state dict maps one to one."""
     jt = import_jittor()
     nn = jt.nn
+    Module: Any = nn.Module  # names of Any type: the base classes come from a module imported here
+    LinearBase: Any = nn.Linear
 
-    class Linear(nn.Linear):
+    class Linear(LinearBase):
         """``nn.Linear`` (torch's ``(out, in)`` weight) computed by ``kernels.linear``."""
 
         def execute(self, x: Any) -> Any:
@@ -155,7 +158,7 @@ def build(args: LlamaArgs) -> Any:
     def linear(n_in: int, n_out: int, bias: bool) -> Any:
         return Linear(n_in, n_out, bias=bias)
 
-    class RMSNorm(nn.Module):
+    class RMSNorm(Module):
         def __init__(self, dim: int, eps: float) -> None:
             self.weight = jt.ones(dim)
             self.eps = eps
@@ -164,7 +167,7 @@ def build(args: LlamaArgs) -> Any:
             var = (x * x).mean(-1, keepdims=True)
             return self.weight * (x * jt.rsqrt(var + self.eps))
 
-    class Attention(nn.Module):
+    class Attention(Module):
         def __init__(self) -> None:
             h, d = args.hidden_size, args.head_dim
             self.q_proj = linear(h, args.num_heads * d, args.qkv_bias)
@@ -188,7 +191,7 @@ def build(args: LlamaArgs) -> Any:
             out = bmm(probs, v).transpose(0, 2, 1, 3).reshape(b, t, nh * d)
             return self.o_proj(out)
 
-    class MLP(nn.Module):
+    class MLP(Module):
         def __init__(self) -> None:
             h, m = args.hidden_size, args.intermediate_size
             self.gate_proj = linear(h, m, args.mlp_bias)
@@ -199,7 +202,7 @@ def build(args: LlamaArgs) -> Any:
             g = self.gate_proj(x)
             return self.down_proj(g * jt.sigmoid(g) * self.up_proj(x))
 
-    class Layer(nn.Module):
+    class Layer(Module):
         def __init__(self) -> None:
             self.self_attn = Attention()
             self.mlp = MLP()
@@ -210,7 +213,7 @@ def build(args: LlamaArgs) -> Any:
             x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
             return x + self.mlp(self.post_attention_layernorm(x))
 
-    class Body(nn.Module):
+    class Body(Module):
         def __init__(self) -> None:
             self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)
             self.layers = nn.ModuleList([Layer() for _ in range(args.num_layers)])
@@ -226,7 +229,7 @@ def build(args: LlamaArgs) -> Any:
                 x = layer(x, cos, sin, mask)
             return self.norm(x)
 
-    class CausalLM(nn.Module):
+    class CausalLM(Module):
         def __init__(self) -> None:
             self.args = args
             self.model = Body()

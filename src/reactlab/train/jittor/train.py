@@ -185,7 +185,14 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
     (``ValueError`` when there is none). Returns the ``RunResult`` written to ``training.json``."""
     from transformers import AutoTokenizer
 
-    from reactlab.train.common import RunResult, load_splits, model_path, peak_memory_mb, prompt_ids, write_training_record
+    from reactlab.train.common import (
+        RunResult,
+        load_splits,
+        model_path,
+        peak_memory_mb,
+        prompt_ids,
+        write_training_record,
+    )
     from reactlab.train.plots import plot_losses
     from reactlab.train.sft import sft_config
 
