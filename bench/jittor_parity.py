@@ -193,7 +193,9 @@ def run_worker(kind: str, args, tmp: Path, updates: int, env: dict | None = None
            "--max-length", str(args.max_length), "--per-update", str(args.per_update), "--updates", str(updates),
            "--warmup", str(args.warmup), "--lr", str(args.lr), "--seed", str(args.seed),
            "--init", str(tmp / "init.npz"), "--final", str(tmp / f"{kind}-final.npz"), "--json", str(out)]
-    subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
+    threads = {k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} \
+        if args.threads else {}
+    subprocess.run(cmd, check=True, env={**os.environ, **threads, **(env or {})})
     return json.loads(out.read_text())
 
 
@@ -220,6 +222,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--naive-updates", type=int, default=0, help="also time N updates on Jittor's own matmul")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="OMP/OpenBLAS/MKL threads of the training workers (0: the libraries' default, all cores); "
+                         "1 on a machine shared with other jobs, where spinning threads wait on each other")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--worker", choices=["torch", "jittor"], help=argparse.SUPPRESS)
     ap.add_argument("--init", type=Path, help=argparse.SUPPRESS)
@@ -251,14 +256,15 @@ def main() -> None:
     worst = max(abs(r - 1) for r in ratios)
     print(f"max |ratio - 1| = {worst:.2e} ({'within' if worst <= 0.01 else 'NOT within'} 1% at every step); "
           f"merged weights max |diff| = {report['merged_max_abs_diff']:.2e}")
-    print(f"\nspeed (CPU: {cpu()}; the machine was shared with other jobs):")
+    print(f"\nspeed (CPU: {cpu()}; {args.threads or 'default'} thread(s) per worker; the machine was shared "
+          "with other jobs):")
     arms = [("torch (PEFT)", t), ("jittor (numpy BLAS matmul)", j)]
     if "jittor_naive" in report:
         arms.append(("jittor (its own CPU matmul)", report["jittor_naive"]))
     for name, r in arms:
         print(f"  {name:<28} {r['tokens'] / r['wall_s']:7.1f} tokens/s  peak RSS {r['peak_rss_mb']:8.0f} MB  "
               f"({r['tokens']} tokens in {r['wall_s']:.0f} s)")
-    report |= {"torch": t, "jittor": j, "ratios": ratios, "max_abs_ratio_minus_1": worst, "cpu_end": cpu()}
+    report |= {"threads": args.threads, "torch": t, "jittor": j, "ratios": ratios, "max_abs_ratio_minus_1": worst, "cpu_end": cpu()}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -151,15 +151,17 @@ def epoch_order(lengths: list[int], strategy: str, seed: int, epoch: int, group:
 
 
 def mean_loss(model: Any, data: list[tuple[list[int], list[int]]], batch: int, pad_id: int) -> float:
-    """The Trainer's ``eval_loss``: each batch's token-mean loss, averaged weighted by its rows."""
+    """The Trainer's ``eval_loss``: each batch's token-mean loss, averaged weighted by its rows.
+    A batch's sum is taken row by row (the same number): a Jittor forward holds every activation
+    of its graph, so a batch of 16 long rows at once would need tens of GB."""
     jt = import_jittor()
     model.eval()
     total, rows = 0.0, 0
     with jt.no_grad():
         for i in range(0, len(data), batch):
             part = data[i : i + batch]
-            loss, _ = model.loss(*pad(part, pad_id))
-            total += float(loss.item()) * len(part)
+            sums = [(float(loss.item()), n) for loss, n in (model.loss(*pad([row], pad_id), scale=1.0) for row in part)]
+            total += sum(s for s, _ in sums) / max(1, sum(n for _, n in sums)) * len(part)
             rows += len(part)
     model.train()
     return total / max(rows, 1)
