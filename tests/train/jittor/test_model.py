@@ -47,7 +47,7 @@ def test_right_padding_leaves_the_real_tokens_alone(tiny_model_dir, token_batch)
     padded = np.concatenate([ids, np.full((1, 6), 2)], axis=1)
     a = model(jt.array(ids.astype(np.int32))).numpy()
     b = model(jt.array(padded.astype(np.int32))).numpy()[:, :10]
-    assert np.abs(a - b).max() < 1e-5
+    assert np.abs(a - b).max() < 1e-4  # BLAS sums in another order for another shape: fp32 noise only
 
 
 def test_llama3_rope_scaling_matches_transformers():
