@@ -107,7 +107,7 @@ def test_nothing_imports_the_cli_the_test_double_or_the_tests():
 
 
 def test_importing_the_package_and_its_command_loads_no_heavy_library():
-    code = ("import sys, reactlab.cli, reactlab.runner, reactlab.types, reactlab.config; "
-            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'llama_cpp') if m in sys.modules))")
+    code = ("import sys, reactlab.cli, reactlab.runner, reactlab.types, reactlab.config, reactlab.train.cli; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'llama_cpp', 'jittor') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

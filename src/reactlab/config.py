@@ -97,10 +97,13 @@ class SFTRecipe(TrainRecipe):
     ``train_on``: ``assistant`` (thought + action turns and their end-of-turn token; the default) or
     ``all`` (observations too, FireAct's behaviour) — see ``reactlab.data.masking``. ``out``: the
     adapter / model dir (also checkpoints, TensorBoard logs, ``training.json``, ``loss.png``). ``trl``:
-    ``trl.SFTConfig`` arguments, passed through untouched."""
+    ``trl.SFTConfig`` arguments, passed through untouched. ``framework``: ``torch`` (TRL + PEFT; the
+    default) or ``jittor`` (``reactlab.train.jittor``: LoRA only, same rows, masks, schedule and
+    PEFT-format adapter; ``reactlab train sft --framework jittor`` sets it)."""
 
     method: Literal["lora", "qlora", "full"] = "lora"  # type: ignore[assignment]  # SFT adds qlora
     train_on: Literal["assistant", "all"] = "assistant"
+    framework: Literal["torch", "jittor"] = "torch"
 
 
 class PolicyModelConfig(ModelConfig):

@@ -34,16 +34,25 @@ def _group() -> None:
 def sft_cmd(
     config: ConfigOpt,
     resume: ResumeOpt = False,
+    framework: Annotated[str | None, typer.Option(
+        "--framework", help="torch (TRL + PEFT) or jittor (LoRA only); default: the recipe's `framework`, else torch")] = None,
 ) -> None:
     """Supervised fine-tuning: writes the adapter (or model), training.json, loss.png and TensorBoard logs to `out`."""
     from reactlab.config import SFTRecipe, load_config, split_specs
 
     files, overrides = split_specs(config)
+    if framework is not None:
+        overrides = [*overrides, f"framework={framework}"]
     with user_errors():
         cfg = load_config(SFTRecipe, files, overrides)
-        from reactlab.train.sft import train_sft
+        if cfg.framework == "jittor":
+            from reactlab.train.jittor.train import train_sft_jittor
 
-        result = train_sft(cfg, resume=resume)
+            result = train_sft_jittor(cfg, resume=resume)
+        else:
+            from reactlab.train.sft import train_sft
+
+            result = train_sft(cfg, resume=resume)
     typer.echo(json.dumps(asdict(result), indent=2))
 
 

@@ -109,6 +109,9 @@ def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = Non
     none). ``callbacks``: extra ``transformers.TrainerCallback`` objects (tests, notebooks).
     Returns the ``RunResult`` also written to ``out/training.json``.
     """
+    if cfg.framework != "torch":
+        raise ValueError(f"framework: {cfg.framework}: train with reactlab.train.jittor.train.train_sft_jittor "
+                         "(what `reactlab train sft` calls for it); train_sft is the torch path")
     check_method(cfg.method, cfg.model.name)
     t0 = time.perf_counter()
     out = Path(cfg.out)

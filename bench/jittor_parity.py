@@ -1,0 +1,273 @@
+"""Jittor vs torch on the embedded SmolLM2-135M in fp32 on this CPU: logits, a LoRA loss curve,
+merged weights, speed and memory.
+
+1. logits: the chat prompts (first user turn + generation prompt) of the first 8 data rows through
+   transformers and through ``reactlab.train.jittor``: max |logit difference| and the share of
+   positions whose greedy next token agrees;
+2. training: ``--updates`` LoRA updates (r 16, alpha 32, all-linear, dropout 0) on the first
+   ``--rows`` rows (cut to ``--max-length`` tokens, taken in order, ``--per-update`` rows per update
+   as micro-batches of one: gradient accumulation), the same LoRA init (A from PEFT's init, copied
+   into Jittor; B = 0), AdamW (weight decay 0, as the Trainer's default) with a cosine schedule after
+   ``--warmup`` steps and gradient clipping at 1.0: torch's loop is PEFT + ``torch.optim.AdamW`` +
+   ``transformers.get_scheduler`` + ``clip_grad_norm_``; Jittor's is the Jittor path's own pieces
+   (``model.loss``, ``optim.AdamW``, ``clip_grads``, ``lr_factor``). Each framework trains in its
+   own process, so its peak RSS is its own. Prints both curves, their ratio, and the max
+   difference of the merged weights (``W + alpha/r * B @ A``);
+3. speed: real tokens per second of each training loop and peak RSS; ``--naive-updates N`` also
+   times N updates with Jittor's own CPU matmul (``REACTLAB_JITTOR_MATMUL=jittor``).
+
+    .venv/bin/python bench/jittor_parity.py --data runs/demo/data [--updates 50] [--rows 64] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def cpu() -> str:
+    """lscpu's model name, AVX-512 / AMX flags, cores, load average."""
+    name = platform.processor()
+    flags: set[str] = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            name = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+    has = [f for f in ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16") if f in flags]
+    return f"{name}; {os.cpu_count()} cores; {', '.join(has) or 'no AVX-512/AMX'}; load avg {os.getloadavg()[0]:.1f}"
+
+
+def load_rows(data: Path, n: int) -> list[dict]:
+    from reactlab.train.common import load_rows as read
+
+    return read(data / "train.jsonl", n)
+
+
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from reactlab.models import resolve
+
+    return AutoTokenizer.from_pretrained(resolve("smollm2"))
+
+
+def logits_parity(rows: list[dict]) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from reactlab.models import resolve
+    from reactlab.train.jittor.convert import load_hf
+    from reactlab.train.jittor.runtime import import_jittor
+
+    jt = import_jittor()
+    tok, path = tokenizer(), resolve("smollm2")
+    ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    ours = load_hf(path)
+    ours.eval()
+    diffs, agree, last, n = [], 0, 0, 0
+    for row in rows[:8]:
+        first = next(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
+        ids = np.array([tok.apply_chat_template(row["messages"][:first], add_generation_prompt=True,
+                                                tokenize=True, return_dict=True)["input_ids"]])
+        with torch.no_grad():
+            a = ref(input_ids=torch.tensor(ids)).logits.numpy()[0]
+        with jt.no_grad():
+            b = ours(jt.array(ids.astype(np.int32))).numpy()[0]
+        diffs.append(float(np.abs(a - b).max()))
+        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+        last += int(a[-1].argmax() == b[-1].argmax())
+        n += len(a)
+    return {"prompts": len(diffs), "positions": n, "max_abs_diff": max(diffs), "per_prompt_max_abs_diff": diffs,
+            "greedy_agree_all_positions": agree / n, "greedy_agree_next_token": last / len(diffs)}
+
+
+def encoded(args) -> list[tuple[list[int], list[int]]]:
+    from reactlab.train.jittor.train import encode
+
+    return encode(tokenizer(), load_rows(args.data, args.rows), "assistant", str(args.data), args.max_length)
+
+
+def schedule(args, step: int) -> float:
+    from reactlab.train.jittor.optim import lr_factor
+
+    return args.lr * lr_factor("cosine", step, args.warmup, args.updates)
+
+
+def update_rows(data: list, args, step: int) -> list:
+    return [data[(step * args.per_update + j) % len(data)] for j in range(args.per_update)]
+
+
+def worker_torch(args) -> dict:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, get_scheduler
+
+    from reactlab.models import resolve
+
+    data = encoded(args)
+    torch.manual_seed(args.seed)
+    model = AutoModelForCausalLM.from_pretrained(resolve("smollm2"), dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+                                             task_type="CAUSAL_LM"))
+    model.train()
+    names = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    np.savez(args.init, **{n.replace(".default", ""): p.detach().numpy() for n, p in names.items()})
+    params = list(names.values())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    sched = get_scheduler("cosine", opt, num_warmup_steps=args.warmup, num_training_steps=args.updates)
+    losses, tokens, t0 = [], 0, time.perf_counter()
+    for step in range(args.updates):
+        rows = update_rows(data, args, step)
+        n_items = sum(sum(1 for x in lab[1:] if x != -100) for _, lab in rows)
+        total = 0.0
+        for ids, lab in rows:
+            logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
+            loss = torch.nn.functional.cross_entropy(logits, torch.tensor(lab[1:]), ignore_index=-100,
+                                                     reduction="sum") / n_items
+            loss.backward()
+            total += loss.item()
+            tokens += len(ids)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(total)
+        print(f"torch {step + 1}/{args.updates} loss {total:.4f}", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - t0
+    np.savez(args.final, **{n.replace(".default", ""): p.detach().numpy() for n, p in names.items()})
+    return {"losses": losses, "tokens": tokens, "wall_s": wall, "threads": torch.get_num_threads()}
+
+
+def worker_jittor(args) -> dict:
+    from reactlab.models import resolve
+    from reactlab.train.jittor import convert, lora
+    from reactlab.train.jittor.optim import AdamW, clip_grads
+    from reactlab.train.jittor.runtime import import_jittor
+    from reactlab.train.jittor.train import pad
+
+    jt = import_jittor()
+    data = encoded(args)
+    model = convert.load_hf(resolve("smollm2"))
+    lora.inject(model, 16, 32, 0.0, "all-linear")
+    with np.load(args.init) as z:
+        lora.set_lora_state(model, {k: z[k] for k in z.files}, where=str(args.init))
+    model.train()
+    params = lora.lora_params(model)
+    opt = AdamW([tuple(p.shape) for p in params], weight_decay=0.0)
+    losses, tokens, t0 = [], 0, time.perf_counter()
+    for step in range(args.updates):
+        rows = update_rows(data, args, step)
+        n_items = sum(sum(1 for x in lab[1:] if x != -100) for _, lab in rows)
+        grads = [np.zeros(tuple(p.shape), np.float32) for p in params]
+        total = 0.0
+        for row in rows:
+            loss, _ = model.loss(*pad([row], 0), scale=n_items)
+            for g, d in zip(grads, jt.grad(loss, params), strict=True):
+                g += d.numpy()
+            total += float(loss.item())
+            tokens += len(row[0])
+        clip_grads(grads, 1.0)
+        for p, new in zip(params, opt.step([p.numpy() for p in params], grads, schedule(args, step)), strict=True):
+            p.assign(jt.array(new))
+        losses.append(total)
+        print(f"jittor {step + 1}/{args.updates} loss {total:.4f}", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - t0
+    np.savez(args.final, **lora.lora_state(model))
+    return {"losses": losses, "tokens": tokens, "wall_s": wall}
+
+
+def run_worker(kind: str, args, tmp: Path, updates: int, env: dict | None = None) -> dict:
+    out = tmp / f"{kind}-{updates}.json"
+    cmd = [sys.executable, __file__, "--worker", kind, "--data", str(args.data), "--rows", str(args.rows),
+           "--max-length", str(args.max_length), "--per-update", str(args.per_update), "--updates", str(updates),
+           "--warmup", str(args.warmup), "--lr", str(args.lr), "--seed", str(args.seed),
+           "--init", str(tmp / "init.npz"), "--final", str(tmp / f"{kind}-final.npz"), "--json", str(out)]
+    threads = {k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} \
+        if args.threads else {}
+    subprocess.run(cmd, check=True, env={**os.environ, **threads, **(env or {})})
+    return json.loads(out.read_text())
+
+
+def merged_diff(tmp: Path, scaling: float = 2.0) -> float:
+    """Max |merged W (torch) - merged W (Jittor)|: the base W is the same tensor, so the merged
+    weights differ by ``scaling * (B_t A_t - B_j A_j)``."""
+    with np.load(tmp / "torch-final.npz") as t, np.load(tmp / "jittor-final.npz") as j:
+        worst = 0.0
+        for k in t.files:
+            if k.endswith("lora_A.weight"):
+                kb = k.replace("lora_A", "lora_B")
+                worst = max(worst, float(np.abs(scaling * (t[kb] @ t[k] - j[kb] @ j[k])).max()))
+        return worst
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("runs/demo/data"), help="a `data build` dir (messages rows)")
+    ap.add_argument("--rows", type=int, default=64)
+    ap.add_argument("--updates", type=int, default=50)
+    ap.add_argument("--per-update", type=int, default=2, help="rows per update (micro-batches of one row)")
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--naive-updates", type=int, default=0, help="also time N updates on Jittor's own matmul")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="OMP/OpenBLAS/MKL threads of the training workers (0: the libraries' default, all cores); "
+                         "1 on a machine shared with other jobs, where spinning threads wait on each other")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--worker", choices=["torch", "jittor"], help=argparse.SUPPRESS)
+    ap.add_argument("--init", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--final", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        res = (worker_torch if args.worker == "torch" else worker_jittor)(args)
+        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        args.json.write_text(json.dumps(res))
+        return
+
+    print(f"CPU: {cpu()}")
+    report: dict = {"cpu_start": cpu()}
+    report["logits"] = lg = logits_parity(load_rows(args.data, 8))
+    print(f"logits, {lg['prompts']} prompts ({lg['positions']} positions), fp32: max |diff| {lg['max_abs_diff']:.2e}; "
+          f"greedy agreement {lg['greedy_agree_all_positions']:.1%} of positions, {lg['greedy_agree_next_token']:.0%} "
+          f"of next tokens")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        t = run_worker("torch", args, tmp, args.updates)
+        j = run_worker("jittor", args, tmp, args.updates)
+        report["merged_max_abs_diff"] = merged_diff(tmp)
+        if args.naive_updates:
+            report["jittor_naive"] = run_worker("jittor", args, tmp, args.naive_updates, {"REACTLAB_JITTOR_MATMUL": "jittor"})
+    ratios = [b / a for a, b in zip(t["losses"], j["losses"], strict=True)]
+    print(f"\n{'step':>4} {'torch':>9} {'jittor':>9} {'ratio':>8}")
+    for i, (a, b, r) in enumerate(zip(t["losses"], j["losses"], ratios, strict=True), 1):
+        print(f"{i:>4} {a:>9.5f} {b:>9.5f} {r:>8.5f}")
+    worst = max(abs(r - 1) for r in ratios)
+    print(f"max |ratio - 1| = {worst:.2e} ({'within' if worst <= 0.01 else 'NOT within'} 1% at every step); "
+          f"merged weights max |diff| = {report['merged_max_abs_diff']:.2e}")
+    print(f"\nspeed (CPU: {cpu()}; {args.threads or 'default'} thread(s) per worker; the machine was shared "
+          "with other jobs):")
+    arms = [("torch (PEFT)", t), ("jittor (numpy BLAS matmul)", j)]
+    if "jittor_naive" in report:
+        arms.append(("jittor (its own CPU matmul)", report["jittor_naive"]))
+    for name, r in arms:
+        print(f"  {name:<28} {r['tokens'] / r['wall_s']:7.1f} tokens/s  peak RSS {r['peak_rss_mb']:8.0f} MB  "
+              f"({r['tokens']} tokens in {r['wall_s']:.0f} s)")
+    report |= {"threads": args.threads, "torch": t, "jittor": j, "ratios": ratios, "max_abs_ratio_minus_1": worst, "cpu_end": cpu()}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

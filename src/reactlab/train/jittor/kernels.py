@@ -1,0 +1,82 @@
+"""Matrix products for the Jittor model on a CPU: Jittor ops whose kernel is numpy's BLAS.
+
+Jittor 1.3 multiplies matrices on a CPU with MKL-DNN when it can download it (``use_mkl=1``), or
+else as a fused broadcast-multiply-reduce loop: measured on SmolLM2-135M, a LoRA training step
+without MKL ran at ~4 tokens/s, 20x below the same step in torch; most of it in the backward.
+Offline there is no MKL-DNN, so by default ``linear`` and ``bmm`` are ``jt.numpy_code`` ops
+(Jittor's own mechanism for custom ops): forward and both gradients are ``numpy.matmul``
+(OpenBLAS sgemm), and Jittor keeps the graph, the autograd and every other kernel.
+``REACTLAB_JITTOR_MATMUL=jittor`` uses Jittor's kernels instead (what the bench compares).
+
+- ``linear(x, w)``: ``x @ w^T`` for ``x (..., in)`` and a torch-layout weight ``w (out, in)``;
+- ``bmm(a, b)``: ``a @ b`` for ``a (..., n, m)``, ``b (..., m, k)`` with the same leading dims.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from reactlab.train.jittor.runtime import import_jittor
+
+BACKEND_ENV = "REACTLAB_JITTOR_MATMUL"
+
+
+def backend() -> str:
+    """``numpy`` (the default) or ``jittor``, from ``REACTLAB_JITTOR_MATMUL``."""
+    name = os.environ.get(BACKEND_ENV, "numpy") or "numpy"
+    if name not in ("numpy", "jittor"):
+        raise ValueError(f"{BACKEND_ENV}={name!r}: expected numpy or jittor")
+    return name
+
+
+def _flat(a: Any) -> Any:
+    return a.reshape(-1, a.shape[-1])
+
+
+def _linear_fwd(np: Any, data: dict[str, Any]) -> None:
+    x, w = data["inputs"][:2]
+    out = data["outputs"][0]
+    np.matmul(_flat(x), w.T, out=_flat(out))
+
+
+def _linear_dx(np: Any, data: dict[str, Any]) -> None:
+    w = data["inputs"][1]
+    out = data["outputs"][0]
+    np.matmul(_flat(data["dout"]), w, out=_flat(out))
+
+
+def _linear_dw(np: Any, data: dict[str, Any]) -> None:
+    x = data["inputs"][0]
+    np.matmul(_flat(data["dout"]).T, _flat(x), out=data["outputs"][0])
+
+
+def _bmm_fwd(np: Any, data: dict[str, Any]) -> None:
+    a, b = data["inputs"][:2]
+    np.matmul(a, b, out=data["outputs"][0])
+
+
+def _bmm_da(np: Any, data: dict[str, Any]) -> None:
+    b = data["inputs"][1]
+    np.matmul(data["dout"], np.swapaxes(b, -1, -2), out=data["outputs"][0])
+
+
+def _bmm_db(np: Any, data: dict[str, Any]) -> None:
+    a = data["inputs"][0]
+    np.matmul(np.swapaxes(a, -1, -2), data["dout"], out=data["outputs"][0])
+
+
+def linear(x: Any, w: Any) -> Any:
+    """``x @ w^T`` (see the module doc)."""
+    jt = import_jittor()
+    if backend() == "jittor":
+        return jt.matmul(x, w.transpose(1, 0))
+    return jt.numpy_code([*x.shape[:-1], w.shape[0]], x.dtype, [x, w], _linear_fwd, [_linear_dx, _linear_dw])
+
+
+def bmm(a: Any, b: Any) -> Any:
+    """``a @ b`` over matching leading dims (see the module doc)."""
+    jt = import_jittor()
+    if backend() == "jittor":
+        return jt.matmul(a, b)
+    return jt.numpy_code([*a.shape[:-1], b.shape[-1]], a.dtype, [a, b], _bmm_fwd, [_bmm_da, _bmm_db])

@@ -1,0 +1,270 @@
+"""The Llama architecture in Jittor: what ``LlamaForCausalLM`` (SmolLM2, Llama 2/3) and
+``Qwen2ForCausalLM`` compute, in fp32, for training.
+
+``LlamaArgs.from_hf(config)`` reads an HF ``config.json`` dict and refuses what this file does not
+compute (another architecture, an activation other than SiLU, sliding-window attention, a RoPE
+scaling other than ``linear`` / ``llama3``), so a model it accepts gives HF's logits.
+
+The pieces, as in transformers' modeling files:
+
+- ``RMSNorm``: ``w * x / sqrt(mean(x^2) + eps)``;
+- rotary embeddings (``rope_tables``): rotate-half layout, ``inv_freq = theta^(-2i/d)`` (scaled for
+  ``linear`` / ``llama3``), tables computed in float32 as transformers does;
+- grouped-query attention: ``num_key_value_heads`` K/V heads, each shared by
+  ``num_attention_heads / num_key_value_heads`` query heads; q/k/v biases when the config has
+  them (Qwen2: q/k/v only; Llama ``attention_bias``: o too);
+- SwiGLU MLP: ``down(silu(gate(x)) * up(x))``;
+- tied (``lm_head`` = the embedding matrix) or untied output head.
+
+Batches are right-padded: attention is causal only, so a real token never sees the pads after it
+(its outputs equal the unpadded row's), and pads carry no label. ``LlamaForCausalLM.loss`` applies
+the output head only at the positions that have a label: the same mean cross-entropy as computing
+every position's logits, without a ``(batch, length, vocab)`` tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reactlab.train.jittor.kernels import bmm
+from reactlab.train.jittor.kernels import linear as linear_op
+from reactlab.train.jittor.runtime import import_jittor
+
+IGNORE = -100
+SUPPORTED = ("llama", "qwen2")
+
+
+@dataclass(frozen=True)
+class LlamaArgs:
+    """The shape of a model (the subset of an HF config this architecture reads)."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    model_type: str = "llama"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_hf(cls, cfg: dict[str, Any]) -> LlamaArgs:
+        """Read an HF ``config.json`` dict; ``ValueError`` naming the field for what is not supported.
+
+        >>> a = LlamaArgs.from_hf({"model_type": "qwen2", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+        ...     "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "rope_theta": 1e6})
+        >>> (a.head_dim, a.qkv_bias, a.o_bias, a.rope_theta, a.tie_word_embeddings)
+        (4, True, False, 1000000.0, False)
+        """
+        mtype = cfg.get("model_type", "llama")
+        if mtype not in SUPPORTED:
+            raise ValueError(f"config.json: model_type {mtype!r} is not supported by the Jittor path "
+                             f"(supported: {', '.join(SUPPORTED)})")
+        act = cfg.get("hidden_act", "silu")
+        if act != "silu":
+            raise ValueError(f"config.json: hidden_act {act!r} is not supported by the Jittor path (only silu)")
+        if cfg.get("use_sliding_window"):
+            raise ValueError("config.json: use_sliding_window is not supported by the Jittor path")
+        if cfg.get("pretraining_tp", 1) not in (1, None):
+            raise ValueError("config.json: pretraining_tp > 1 is not supported by the Jittor path")
+        rope = dict(cfg.get("rope_parameters") or {})  # transformers 5; older configs: rope_theta + rope_scaling
+        if cfg.get("rope_scaling"):
+            rope = {**rope, **cfg["rope_scaling"]}
+        theta = float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+        kind = rope.get("rope_type", rope.get("type", "default"))
+        if kind not in ("default", "linear", "llama3"):
+            raise ValueError(f"config.json: rope type {kind!r} is not supported by the Jittor path "
+                             "(supported: default, linear, llama3)")
+        if rope.get("partial_rotary_factor", 1.0) != 1.0:
+            raise ValueError("config.json: partial_rotary_factor is not supported by the Jittor path")
+        heads = int(cfg["num_attention_heads"])
+        qwen = mtype == "qwen2"
+        return cls(
+            vocab_size=int(cfg["vocab_size"]), hidden_size=int(cfg["hidden_size"]),
+            intermediate_size=int(cfg["intermediate_size"]), num_layers=int(cfg["num_hidden_layers"]),
+            num_heads=heads, num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
+            head_dim=int(cfg.get("head_dim") or cfg["hidden_size"] // heads),
+            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)), rope_theta=theta,
+            rope_scaling=None if kind == "default" else {**rope, "rope_type": kind},
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", not qwen)),
+            qkv_bias=qwen or bool(cfg.get("attention_bias", False)),
+            o_bias=not qwen and bool(cfg.get("attention_bias", False)),
+            mlp_bias=bool(cfg.get("mlp_bias", False)), model_type=mtype,
+        )
+
+
+def inv_freq(args: LlamaArgs) -> np.ndarray:
+    """The rotary inverse frequencies (float32, ``head_dim / 2``), scaled as ``rope_scaling`` says."""
+    d = args.head_dim
+    inv = (1.0 / (np.float32(args.rope_theta) ** (np.arange(0, d, 2, dtype=np.int64).astype(np.float32) / d)))
+    inv = inv.astype(np.float32)
+    sc = args.rope_scaling
+    if sc is None:
+        return inv
+    factor = float(sc["factor"])
+    if sc["rope_type"] == "linear":
+        return (inv / factor).astype(np.float32)
+    # llama3: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
+    low, high = float(sc.get("low_freq_factor", 1.0)), float(sc.get("high_freq_factor", 4.0))
+    old = float(sc["original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv
+    scaled = np.where(wavelen > old / low, inv / factor, inv)
+    smooth = (old / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < old / high) & ~(wavelen > old / low)
+    return np.where(medium, blended, scaled).astype(np.float32)
+
+
+def rope_tables(args: LlamaArgs, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(cos, sin)`` of shape ``(length, head_dim)`` for positions ``0..length-1`` (float32)."""
+    freqs = np.arange(length, dtype=np.float32)[:, None] * inv_freq(args)[None, :]
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    return np.cos(emb).astype(np.float32), np.sin(emb).astype(np.float32)
+
+
+def causal_bias(length: int) -> np.ndarray:
+    """``(length, length)`` additive mask: 0 on and below the diagonal, a large negative above."""
+    return np.triu(np.full((length, length), -1e9, dtype=np.float32), k=1)
+
+
+def build(args: LlamaArgs) -> Any:
+    """A ``LlamaForCausalLM`` Jittor module of shape ``args`` (weights uninitialised: load them with
+    ``reactlab.train.jittor.convert.load_hf``). Module and parameter names follow transformers'
+    (``model.layers.0.self_attn.q_proj.weight``...), so a state dict maps one to one."""
+    jt = import_jittor()
+    nn = jt.nn
+    Module: Any = nn.Module  # names of Any type: the base classes come from a module imported here
+    LinearBase: Any = nn.Linear
+
+    class Linear(LinearBase):
+        """``nn.Linear`` (torch's ``(out, in)`` weight) computed by ``kernels.linear``."""
+
+        def execute(self, x: Any) -> Any:
+            y = linear_op(x, self.weight)
+            return y + self.bias if self.bias is not None else y
+
+    def linear(n_in: int, n_out: int, bias: bool) -> Any:
+        return Linear(n_in, n_out, bias=bias)
+
+    class RMSNorm(Module):
+        def __init__(self, dim: int, eps: float) -> None:
+            self.weight = jt.ones(dim)
+            self.eps = eps
+
+        def execute(self, x: Any) -> Any:
+            var = (x * x).mean(-1, keepdims=True)
+            return self.weight * (x * jt.rsqrt(var + self.eps))
+
+    class Attention(Module):
+        def __init__(self) -> None:
+            h, d = args.hidden_size, args.head_dim
+            self.q_proj = linear(h, args.num_heads * d, args.qkv_bias)
+            self.k_proj = linear(h, args.num_kv_heads * d, args.qkv_bias)
+            self.v_proj = linear(h, args.num_kv_heads * d, args.qkv_bias)
+            self.o_proj = linear(args.num_heads * d, h, args.o_bias)
+
+        def execute(self, x: Any, cos: Any, sin: Any, mask: Any) -> Any:
+            b, t, _ = x.shape
+            d, nh, nkv = args.head_dim, args.num_heads, args.num_kv_heads
+            q = self.q_proj(x).reshape(b, t, nh, d).transpose(0, 2, 1, 3)
+            k = self.k_proj(x).reshape(b, t, nkv, d).transpose(0, 2, 1, 3)
+            v = self.v_proj(x).reshape(b, t, nkv, d).transpose(0, 2, 1, 3)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            if nh != nkv:  # each K/V head serves nh // nkv query heads, in order
+                rep = nh // nkv
+                k = k.unsqueeze(2).broadcast([b, nkv, rep, t, d]).reshape(b, nh, t, d)
+                v = v.unsqueeze(2).broadcast([b, nkv, rep, t, d]).reshape(b, nh, t, d)
+            scores = bmm(q, k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d)) + mask
+            probs = nn.softmax(scores, dim=-1)
+            out = bmm(probs, v).transpose(0, 2, 1, 3).reshape(b, t, nh * d)
+            return self.o_proj(out)
+
+    class MLP(Module):
+        def __init__(self) -> None:
+            h, m = args.hidden_size, args.intermediate_size
+            self.gate_proj = linear(h, m, args.mlp_bias)
+            self.up_proj = linear(h, m, args.mlp_bias)
+            self.down_proj = linear(m, h, args.mlp_bias)
+
+        def execute(self, x: Any) -> Any:
+            g = self.gate_proj(x)
+            return self.down_proj(g * jt.sigmoid(g) * self.up_proj(x))
+
+    class Layer(Module):
+        def __init__(self) -> None:
+            self.self_attn = Attention()
+            self.mlp = MLP()
+            self.input_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps)
+            self.post_attention_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps)
+
+        def execute(self, x: Any, cos: Any, sin: Any, mask: Any) -> Any:
+            x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+            return x + self.mlp(self.post_attention_layernorm(x))
+
+    class Body(Module):
+        def __init__(self) -> None:
+            self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)
+            self.layers = nn.ModuleList([Layer() for _ in range(args.num_layers)])
+            self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
+
+        def execute(self, ids: Any) -> Any:
+            t = ids.shape[1]
+            cos_np, sin_np = rope_tables(args, t)
+            cos, sin = jt.array(cos_np).stop_grad(), jt.array(sin_np).stop_grad()
+            mask = jt.array(causal_bias(t)).stop_grad()
+            x = self.embed_tokens(ids)
+            for layer in self.layers:
+                x = layer(x, cos, sin, mask)
+            return self.norm(x)
+
+    class CausalLM(Module):
+        def __init__(self) -> None:
+            self.args = args
+            self.model = Body()
+            if not args.tie_word_embeddings:
+                self.lm_head = linear(args.hidden_size, args.vocab_size, False)
+
+        def head(self, h: Any) -> Any:
+            if args.tie_word_embeddings:
+                return linear_op(h, self.model.embed_tokens.weight)
+            return self.lm_head(h)
+
+        def execute(self, ids: Any) -> Any:
+            """Logits ``(batch, length, vocab)`` of int token ids ``(batch, length)``."""
+            return self.head(self.model(ids))
+
+        def loss(self, ids: np.ndarray, labels: np.ndarray, scale: float | None = None) -> tuple[Any, int]:
+            """``(loss, n)``: the summed next-token cross-entropy over the ``n`` positions whose shifted
+            label is not -100, divided by ``scale`` (default ``n``: the mean). ``ids``/``labels``:
+            int arrays ``(batch, length)``, labels unshifted as transformers takes them."""
+            target = labels[:, 1:]
+            rows, cols = np.nonzero(target != IGNORE)
+            n = len(rows)
+            h = self.model(jt.array(ids.astype(np.int32)))
+            flat = h.reshape(-1, args.hidden_size)
+            picked = flat[jt.array((rows * ids.shape[1] + cols).astype(np.int32))]
+            logits = self.head(picked)
+            gold = jt.array(target[rows, cols].astype(np.int32))
+            mx = logits.max(dim=1, keepdims=True).stop_grad()
+            lse = (logits - mx).exp().sum(dim=1).log() + mx.squeeze(1)
+            gold_logit = (logits * jt.nn.one_hot(gold, args.vocab_size)).sum(dim=1)
+            return (lse - gold_logit).sum() / float(scale or max(n, 1)), n
+
+    def rotate(x: Any, cos: Any, sin: Any) -> Any:
+        half = x.shape[-1] // 2
+        rot = jt.concat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rot * sin
+
+    return CausalLM()

@@ -1,0 +1,79 @@
+"""The Jittor Llama computes what transformers' Llama / Qwen2 compute: logits, loss and gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reactlab.train.jittor.model import LlamaArgs, inv_freq
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_logits_loss_and_gradients_match_transformers(arch, make_tiny, torch_model, token_batch):
+    import torch
+
+    from reactlab.train.jittor.convert import load_hf
+    from reactlab.train.jittor.runtime import import_jittor
+
+    jt = import_jittor()
+    path = make_tiny(arch)
+    ref, ours = torch_model(path), load_hf(path)
+    ids, labels = token_batch(ref.config.vocab_size)
+    out = ref(input_ids=torch.tensor(ids), labels=torch.tensor(labels))
+    logits = ours(jt.array(ids.astype(np.int32))).numpy()
+    assert np.abs(logits - out.logits.detach().numpy()).max() < 1e-4
+    assert (logits.argmax(-1) == out.logits.argmax(-1).numpy()).all()
+
+    out.loss.backward()
+    loss, n = ours.loss(ids, labels)
+    assert n == int((labels[:, 1:] != -100).sum())
+    assert abs(float(loss.item()) - out.loss.item()) < 1e-5
+    names = ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight",
+             "model.layers.0.input_layernorm.weight", "model.embed_tokens.weight"]
+    params = dict(ours.state_dict())
+    grads = jt.grad(loss, [params[n] for n in names])
+    for name, g in zip(names, grads, strict=True):
+        want = dict(ref.named_parameters())[name].grad.numpy()
+        assert np.abs(g.numpy() - want).max() < 1e-5 * max(1.0, np.abs(want).max()), name
+
+
+def test_right_padding_leaves_the_real_tokens_alone(tiny_model_dir, token_batch):
+    from reactlab.train.jittor.convert import load_hf
+    from reactlab.train.jittor.runtime import import_jittor
+
+    jt = import_jittor()
+    model = load_hf(tiny_model_dir)
+    ids, _ = token_batch(model.args.vocab_size, rows=1, length=10)
+    padded = np.concatenate([ids, np.full((1, 6), 2)], axis=1)
+    a = model(jt.array(ids.astype(np.int32))).numpy()
+    b = model(jt.array(padded.astype(np.int32))).numpy()[:, :10]
+    assert np.abs(a - b).max() < 1e-4  # BLAS sums in another order for another shape: fp32 noise only
+
+
+def test_llama3_rope_scaling_matches_transformers():
+    import torch
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 64, "rope_theta": 500000.0}
+    cfg = LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+                      num_hidden_layers=1, vocab_size=100, max_position_embeddings=512, rope_parameters=scaling)
+    want, _ = ROPE_INIT_FUNCTIONS["llama3"](cfg, torch.device("cpu"))
+    args = LlamaArgs.from_hf(cfg.to_dict())
+    assert args.rope_scaling is not None and args.rope_theta == 500000.0
+    assert np.allclose(inv_freq(args), want.numpy(), rtol=1e-6)
+    assert not np.allclose(inv_freq(args), inv_freq(LlamaArgs.from_hf({**cfg.to_dict(), "rope_parameters": {
+        "rope_type": "default", "rope_theta": 500000.0}})))
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"model_type": "gemma3"}, "model_type"), ({"hidden_act": "gelu"}, "hidden_act"),
+    ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}}, "rope type 'yarn'"),
+    ({"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),
+])
+def test_unsupported_configs_are_refused_by_name(change, field):
+    cfg = {"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+           "num_hidden_layers": 1, "num_attention_heads": 2}
+    with pytest.raises(ValueError, match=field):
+        LlamaArgs.from_hf(cfg | change)
