@@ -49,6 +49,7 @@ from reactlab.config import (
     load_config,
     split_key_value,
 )
+from reactlab.demo_report import DEFAULT_RECIPE, GRPO_RECIPE
 from reactlab.io import DataError, write_text_atomic
 from reactlab.paths import recipes_dir
 from reactlab.report import Arm, Summary
@@ -57,8 +58,6 @@ from reactlab.train.common import TRAINING_FILE
 if TYPE_CHECKING:
     from reactlab.wiki.index import WikiIndex
 
-DEFAULT_RECIPE = recipes_dir() / "sft_smollm2_lora.yaml"
-GRPO_RECIPE = recipes_dir() / "grpo_smollm2_lora.yaml"
 # A time budget ends GRPO, so the learning rate must not depend on a planned end.
 GRPO_OVERRIDES = ("trl.lr_scheduler_type=constant_with_warmup", "trl.warmup_steps=2", "trl.save_steps=5")
 FIREACT = "fireact:hotpotqa"

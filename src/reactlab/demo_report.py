@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reactlab.config import SFTRecipe
-from reactlab.demo import DEFAULT_RECIPE, GRPO_RECIPE, Demo
+from reactlab.paths import recipes_dir
 from reactlab.report import Arm, Summary, arms_table, duration
 from reactlab.train.common import TRAINING_FILE
+
+if TYPE_CHECKING:
+    from reactlab.demo import Demo
+
+DEFAULT_RECIPE = recipes_dir() / "sft_smollm2_lora.yaml"
+GRPO_RECIPE = recipes_dir() / "grpo_smollm2_lora.yaml"
 
 __all__ = ["commands", "render_report", "table_rows"]
 
