@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+from reactlab.hardware import describe_cpu
 
 
 def main() -> None:
@@ -43,7 +37,7 @@ def main() -> None:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="ae-api-"))
     llm = HFLLM(parse_model(args.model).path(), name=args.model)
-    print(f"CPU: {cpu_name()}; {args.task} {args.split} limit {args.limit} seed {args.seed}; model {args.model}")
+    print(f"CPU: {describe_cpu()}; {args.task} {args.split} limit {args.limit} seed {args.seed}; model {args.model}")
     print("| method | path | n | accuracy | Answer alone | fallback | wall s | same final answer as in process |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     with serve(llm, model_name=args.model) as server:

@@ -26,16 +26,10 @@ from pathlib import Path
 
 from reactlab.agents.consistency import CoTSCAgent, example_seed
 from reactlab.config import ModelRef, RunConfig
+from reactlab.hardware import describe_cpu
 from reactlab.runner import open_llm, run_from_config
 from reactlab.tasks import make_task
 from reactlab.wiki.index import get_index
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def separate(llm, task_name: str, n: int, k: int) -> float:
@@ -72,7 +66,7 @@ def main() -> None:
             times[method] = time.perf_counter() - t0
     times["separate"] = separate(llm, args.task, args.n, args.k)
     shutil.rmtree(tmp, ignore_errors=True)
-    print(f"CPU: {cpu_name()}; model {args.model}; task {args.task}; {args.n} questions; k = {args.k}")
+    print(f"CPU: {describe_cpu()}; model {args.model}; task {args.task}; {args.n} questions; k = {args.k}")
     print("| arm | wall time | vs cot |")
     print("|---|---:|---:|")
     for name, label in (("cot", "cot (greedy, 1 chain)"), ("cot_sc", f"cot_sc (n = {args.k}, one query)"),

@@ -11,8 +11,8 @@ process (a crash is a row, not the end of the script), with this CPU's settings
 from __future__ import annotations
 
 import argparse
-import platform
-from pathlib import Path
+
+from reactlab.hardware import describe_cpu
 
 PROMPTS = [
     "有一个方程的系数分别为A, B和C。如果B^2 - 4AC = 0，则方程有一个实数解。当A=1, B=2, C=1时，方程有几个实数解？",
@@ -24,13 +24,6 @@ PROMPTS = [
     "Name the capital of France and one river that flows through it.",
     "Explain in one sentence why the sky is blue.",
 ]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def first_difference(a: list[int], b: list[int]) -> int:
@@ -47,12 +40,11 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reactlab.export.llamacpp import cpu_flags, has_amx, model_defaults, probe_isolated
+    from reactlab.export.llamacpp import model_defaults, probe_isolated
     from reactlab.isolate import ChildCrashed
     from reactlab.models import gguf_path, resolve
 
-    flags = cpu_flags()
-    print(f"CPU: {cpu_name()}; avx2={'avx2' in flags} avx512f={'avx512f' in flags} amx={has_amx(flags)}; "
+    print(f"CPU: {describe_cpu()}; "
           f"llama.cpp settings: {model_defaults()}")
     hf_dir, gguf = resolve("gemma3-270m"), gguf_path("gemma3-270m")
     tok = AutoTokenizer.from_pretrained(hf_dir)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -34,18 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def cpu() -> str:
-    """lscpu's model name, AVX-512 / AMX flags, cores, load average."""
-    name = platform.processor()
-    flags: set[str] = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    has = [f for f in ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16") if f in flags]
-    return f"{name}; {os.cpu_count()} cores; {', '.join(has) or 'no AVX-512/AMX'}; load avg {os.getloadavg()[0]:.1f}"
+from reactlab.hardware import describe_cpu
 
 
 def load_rows(data: Path, n: int) -> list[dict]:
@@ -236,8 +224,8 @@ def main() -> None:
         args.json.write_text(json.dumps(res))
         return
 
-    print(f"CPU: {cpu()}")
-    report: dict = {"cpu_start": cpu()}
+    print(f"CPU: {describe_cpu()}")
+    report: dict = {"cpu_start": describe_cpu()}
     report["logits"] = lg = logits_parity(load_rows(args.data, 8))
     print(f"logits, {lg['prompts']} prompts ({lg['positions']} positions), fp32: max |diff| {lg['max_abs_diff']:.2e}; "
           f"greedy agreement {lg['greedy_agree_all_positions']:.1%} of positions, {lg['greedy_agree_next_token']:.0%} "
@@ -256,7 +244,7 @@ def main() -> None:
     worst = max(abs(r - 1) for r in ratios)
     print(f"max |ratio - 1| = {worst:.2e} ({'within' if worst <= 0.01 else 'NOT within'} 1% at every step); "
           f"merged weights max |diff| = {report['merged_max_abs_diff']:.2e}")
-    print(f"\nspeed (CPU: {cpu()}; {args.threads or 'default'} thread(s) per worker; the machine was shared "
+    print(f"\nspeed (CPU: {describe_cpu()}; {args.threads or 'default'} thread(s) per worker; the machine was shared "
           "with other jobs):")
     arms = [("torch (PEFT)", t), ("jittor (numpy BLAS matmul)", j)]
     if "jittor_naive" in report:
@@ -264,7 +252,7 @@ def main() -> None:
     for name, r in arms:
         print(f"  {name:<28} {r['tokens'] / r['wall_s']:7.1f} tokens/s  peak RSS {r['peak_rss_mb']:8.0f} MB  "
               f"({r['tokens']} tokens in {r['wall_s']:.0f} s)")
-    report |= {"threads": args.threads, "torch": t, "jittor": j, "ratios": ratios, "max_abs_ratio_minus_1": worst, "cpu_end": cpu()}
+    report |= {"threads": args.threads, "torch": t, "jittor": j, "ratios": ratios, "max_abs_ratio_minus_1": worst, "cpu_end": describe_cpu()}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 from pathlib import Path
 
+from reactlab.hardware import describe_cpu
+
 MESSAGES = [{"role": "user", "content": "Question: What is the capital of France?"}]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:
@@ -34,15 +28,14 @@ def main() -> None:
 
     from reactlab.agents.react import ReActAgent
     from reactlab.export import export_model
-    from reactlab.export.llamacpp import ENV_EXTRA_BUFTS, cpu_flags, has_amx, probe_isolated
+    from reactlab.export.llamacpp import ENV_EXTRA_BUFTS, probe_isolated
     from reactlab.isolate import ChildCrashed
     from reactlab.tasks.hotpotqa import HotpotQA
 
     out = args.out or Path(tempfile.mkdtemp(prefix="llama-parity-"))
     if not (out / "model-q8_0.gguf").is_file():
         export_model("smollm2", out, gguf=["f16", "q8_0"], dtype="fp16")
-    flags = cpu_flags()
-    print(f"CPU: {cpu_name()}; avx2={'avx2' in flags} avx512f={'avx512f' in flags} amx={has_amx(flags)}")
+    print(f"CPU: {describe_cpu()}")
     tok = AutoTokenizer.from_pretrained(out / "hf")
     model = AutoModelForCausalLM.from_pretrained(out / "hf", dtype=torch.float32).eval()
     ids = tok.apply_chat_template(MESSAGES, add_generation_prompt=True, return_dict=True)["input_ids"]

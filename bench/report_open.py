@@ -13,23 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from reactlab.hardware import describe_cpu
 from reactlab.viewer import build_report
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def synthetic(run: Path, episodes: int, out: Path) -> Path:
@@ -80,7 +70,7 @@ def main() -> None:
     cases += [(p.name, [p]) for p in args.also]
     cases.append((f"synthetic {args.episodes:,} episodes",
                    [synthetic(args.runs[0], args.episodes, tmp / f"synthetic-{args.episodes}")]))
-    print(f"CPU: {cpu_name()}; Chromium: {args.chromium} (headless)")
+    print(f"CPU: {describe_cpu()}; Chromium: {args.chromium} (headless)")
     print("| page | episodes | size | build | first paint | viewer ready | filter | open episode |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     with sync_playwright() as p:

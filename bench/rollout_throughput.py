@@ -28,20 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
+from reactlab.hardware import describe_cpu
 from reactlab.types import Completion, GenParams, Usage
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 class GenerateRounds:
@@ -119,7 +112,7 @@ def main() -> None:
                      out="/tmp/unused")
     model, tok, _, _ = load_policy(cfg)
     spec = RolloutSpec(multi_turn=True, max_steps=args.max_steps, max_new_tokens=args.new, temperature=1.0, seed=0)
-    print(f"CPU: {cpu_name()}; torch threads {torch.get_num_threads()}; {args.questions} questions x {args.group} "
+    print(f"CPU: {describe_cpu()}; torch threads {torch.get_num_threads()}; {args.questions} questions x {args.group} "
           f"episodes, <= {args.max_steps} turns of <= {args.new} tokens, temperature 1")
     results = {}
     with get_index() as index:

@@ -7,30 +7,25 @@ import importlib.util
 import pytest
 
 from reactlab.export import llamacpp
+from reactlab.hardware import cpu_flags, has_amx
 
 XEON_AMX = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
 EPYC = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
 
 
-def test_amx_is_detected_from_cpuinfo():
-    assert llamacpp.has_amx(llamacpp.cpu_flags(XEON_AMX))
-    assert not llamacpp.has_amx(llamacpp.cpu_flags(EPYC))
-    assert llamacpp.cpu_flags("no flags line here") == set()
-
-
 def test_extra_buffer_types_are_off_on_amx_only(monkeypatch):
     monkeypatch.delenv(llamacpp.ENV_EXTRA_BUFTS, raising=False)
-    assert llamacpp.use_extra_bufts(llamacpp.cpu_flags(XEON_AMX)) is False
-    assert llamacpp.use_extra_bufts(llamacpp.cpu_flags(EPYC)) is True
+    assert llamacpp.use_extra_bufts(cpu_flags(XEON_AMX)) is False
+    assert llamacpp.use_extra_bufts(cpu_flags(EPYC)) is True
     monkeypatch.setenv(llamacpp.ENV_EXTRA_BUFTS, "0")
-    assert llamacpp.use_extra_bufts(llamacpp.cpu_flags(EPYC)) is False
+    assert llamacpp.use_extra_bufts(cpu_flags(EPYC)) is False
     monkeypatch.setenv(llamacpp.ENV_EXTRA_BUFTS, "1")
-    assert llamacpp.use_extra_bufts(llamacpp.cpu_flags(XEON_AMX)) is True
+    assert llamacpp.use_extra_bufts(cpu_flags(XEON_AMX)) is True
 
 
 def test_this_cpu_gets_the_setting_its_flags_call_for(monkeypatch):
     monkeypatch.delenv(llamacpp.ENV_EXTRA_BUFTS, raising=False)
-    assert llamacpp.model_defaults() == {"use_extra_bufts": not llamacpp.has_amx()}
+    assert llamacpp.model_defaults() == {"use_extra_bufts": not has_amx()}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed")

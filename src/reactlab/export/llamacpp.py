@@ -23,31 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-AMX_FLAGS = ("amx_tile", "amx_int8", "amx_bf16")
+from reactlab.hardware import has_amx
+
 ENV_EXTRA_BUFTS = "REACTLAB_LLAMA_EXTRA_BUFTS"
-
-
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none).
-
-    >>> sorted(cpu_flags("processor : 0\\nflags : fpu avx2 amx_int8\\n"))
-    ['amx_int8', 'avx2', 'fpu']
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return set()
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "flags":
-            return set(value.split())
-    return set()
-
-
-def has_amx(flags: set[str] | None = None) -> bool:
-    """True on a CPU with AMX tiles (Intel Sapphire Rapids and later)."""
-    return any(f in (cpu_flags() if flags is None else flags) for f in AMX_FLAGS)
 
 
 def use_extra_bufts(flags: set[str] | None = None, env: dict[str, str] | None = None) -> bool:
