@@ -69,7 +69,7 @@ class CoTSCAgent:
         self.k, self.model = sc_k, model
         self.cot = ReActAgent(task, method="cot", style=style, prompt=prompt, model=model, max_new_tokens=max_new_tokens)
         self.prompt_id = self.cot.prompt_id
-        greedy = self.cot.cot_query("").params
+        greedy = self.cot.cot_params()
         self.params = replace(greedy, temperature=sc_temperature, n=sc_k)
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:

@@ -177,15 +177,15 @@ class ReActAgent:
             return self.params
         return replace(self.params, seed=example_seed(f"{traj.id}/{step}"))
 
-    def _cot_params(self, traj: Trajectory) -> GenParams | None:
-        if self.params.temperature <= 0:
-            return None
-        return replace(self.params, max_new_tokens=self.params.max_new_tokens * 2, stop=[self.next_stop, "\n\n"],
-                       seed=example_seed(f"{traj.id}/1"))
+    def cot_params(self, traj: Trajectory | None = None) -> GenParams:
+        """A chain of thought's decoding: one turn of twice a step's tokens, ending at the next
+        question or a blank line; greedy, or sampled like step 1 of ``traj`` when the agent samples."""
+        base = self.params if traj is None else self._params(traj, 1)
+        return replace(base, max_new_tokens=self.params.max_new_tokens * 2, stop=[self.next_stop, "\n\n"])
 
     def cot_query(self, question: str, params: GenParams | None = None, context: str = "") -> Query:
         """The chain-of-thought prompt for ``question`` (``params``: the decoding, greedy by default)."""
-        params = params or GenParams(max_new_tokens=self.params.max_new_tokens * 2, stop=[self.next_stop, "\n\n"])
+        params = params or self.cot_params()
         if self.style == "chat":
             messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
             messages += [*self.exemplars, {"role": "user", "content": context + question}]
@@ -203,7 +203,7 @@ class ReActAgent:
         return thought, action
 
     def _cot(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
-        c = yield self.cot_query(question, context=context, params=self._cot_params(traj))
+        c = yield self.cot_query(question, context=context, params=self.cot_params(traj))
         if failed(c, traj):
             return traj
         thought, action = self.cot_answer(c.text)
