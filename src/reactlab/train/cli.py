@@ -30,6 +30,31 @@ def _group() -> None:
     # A callback keeps each method a subcommand (typer collapses a lone command into the group).
 
 
+TRAINERS = {  # method (/framework) -> "module:function"; each takes (recipe, resume=) and returns a RunResult
+    "sft": "reactlab.train.sft:train_sft",
+    "sft/jittor": "reactlab.train.jittor.train:train_sft_jittor",
+    "dpo": "reactlab.train.dpo:train_dpo",
+    "kto": "reactlab.train.kto:train_kto",
+    "grpo": "reactlab.train.grpo:train_grpo",
+    "rloo": "reactlab.train.rloo:train_rloo",
+}
+
+
+def _train(method: str, config: list[str], resume: bool, overrides: tuple[str, ...] = ()) -> None:
+    """Load ``reactlab.config.<METHOD>Recipe`` from the ``-c`` specs, train, print the ``RunResult``."""
+    import importlib
+
+    from reactlab import config as configs
+
+    files, specs = configs.split_specs(config)
+    with user_errors():
+        cfg = configs.load_config(getattr(configs, f"{method.upper()}Recipe"), files, [*specs, *overrides])
+        key = f"{method}/{cfg.framework}" if getattr(cfg, "framework", "torch") != "torch" else method
+        module, function = TRAINERS[key].split(":")
+        result = getattr(importlib.import_module(module), function)(cfg, resume=resume)
+    typer.echo(json.dumps(asdict(result), indent=2))
+
+
 @train_app.command("sft")
 def sft_cmd(
     config: ConfigOpt,
@@ -38,52 +63,21 @@ def sft_cmd(
         "--framework", help="torch (TRL + PEFT) or jittor (LoRA only); default: the recipe's `framework`, else torch")] = None,
 ) -> None:
     """Supervised fine-tuning: writes the adapter (or model), training.json, loss.png and TensorBoard logs to `out`."""
-    from reactlab.config import SFTRecipe, load_config, split_specs
-
-    files, overrides = split_specs(config)
-    if framework is not None:
-        overrides = [*overrides, f"framework={framework}"]
-    with user_errors():
-        cfg = load_config(SFTRecipe, files, overrides)
-        if cfg.framework == "jittor":
-            from reactlab.train.jittor.train import train_sft_jittor
-
-            result = train_sft_jittor(cfg, resume=resume)
-        else:
-            from reactlab.train.sft import train_sft
-
-            result = train_sft(cfg, resume=resume)
-    typer.echo(json.dumps(asdict(result), indent=2))
+    _train("sft", config, resume, () if framework is None else (f"framework={framework}",))
 
 
 @train_app.command("dpo")
 def dpo_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
     """DPO on `data build --format dpo` pairs, from the base or an SFT adapter (model.adapter): writes the adapter
     (or model), training.json, loss.png and TensorBoard logs to `out`."""
-    from reactlab.config import DPORecipe, load_config, split_specs
-
-    files, overrides = split_specs(config)
-    with user_errors():
-        cfg = load_config(DPORecipe, files, overrides)
-        from reactlab.train.dpo import train_dpo
-
-        result = train_dpo(cfg, resume=resume)
-    typer.echo(json.dumps(asdict(result), indent=2))
+    _train("dpo", config, resume)
 
 
 @train_app.command("kto")
 def kto_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
     """KTO on `data build --format kto` rows (label: correct or not), from the base or an SFT adapter
     (model.adapter): writes the adapter (or model), training.json, loss.png and TensorBoard logs to `out`."""
-    from reactlab.config import KTORecipe, load_config, split_specs
-
-    files, overrides = split_specs(config)
-    with user_errors():
-        cfg = load_config(KTORecipe, files, overrides)
-        from reactlab.train.kto import train_kto
-
-        result = train_kto(cfg, resume=resume)
-    typer.echo(json.dumps(asdict(result), indent=2))
+    _train("kto", config, resume)
 
 
 @train_app.command("grpo")
@@ -91,27 +85,11 @@ def grpo_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
     """GRPO on `data build --format prompts` rows, whose rollouts are ReAct episodes against the wiki (env: wiki) sampled
     from the current weights: writes the adapter (or model), training.json, loss.png, reward.png and TensorBoard logs to
     `out`."""
-    from reactlab.config import GRPORecipe, load_config, split_specs
-
-    files, overrides = split_specs(config)
-    with user_errors():
-        cfg = load_config(GRPORecipe, files, overrides)
-        from reactlab.train.grpo import train_grpo
-
-        result = train_grpo(cfg, resume=resume)
-    typer.echo(json.dumps(asdict(result), indent=2))
+    _train("grpo", config, resume)
 
 
 @train_app.command("rloo")
 def rloo_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
     """RLOO on `data build --format prompts` rows, with the same episode rollouts as `train grpo`: writes what it
     writes."""
-    from reactlab.config import RLOORecipe, load_config, split_specs
-
-    files, overrides = split_specs(config)
-    with user_errors():
-        cfg = load_config(RLOORecipe, files, overrides)
-        from reactlab.train.rloo import train_rloo
-
-        result = train_rloo(cfg, resume=resume)
-    typer.echo(json.dumps(asdict(result), indent=2))
+    _train("rloo", config, resume)
