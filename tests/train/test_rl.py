@@ -353,12 +353,14 @@ def test_packaged_rl_recipes_validate():
     from reactlab.train.common import check_trl_keys
 
     for name, cls, conf in (("grpo_smollm2_lora", GRPORecipe, GRPOConfig), ("rloo_smollm2_lora", RLOORecipe, RLOOConfig),
-                            ("grpo_gpu_qwen2.5-0.5b", GRPORecipe, GRPOConfig)):
+                            ("grpo_gpu_qwen2.5-0.5b", GRPORecipe, GRPOConfig),
+                            ("rloo_gpu_qwen2.5-0.5b", RLOORecipe, RLOOConfig)):
         cfg = load_config(cls, [name])
         check_trl_keys(cfg.trl, conf)
         assert cfg.multi_turn and cfg.env == "wiki"
-    gpu = load_config(GRPORecipe, ["grpo_gpu_qwen2.5-0.5b"])
-    assert gpu.trl["bf16"] is True and gpu.num_generations >= 8
+    for name, cls in (("grpo_gpu_qwen2.5-0.5b", GRPORecipe), ("rloo_gpu_qwen2.5-0.5b", RLOORecipe)):
+        gpu = load_config(cls, [name])
+        assert gpu.trl["bf16"] is True and gpu.num_generations >= 8
 
 
 @pytest.mark.parametrize("args, message", [
