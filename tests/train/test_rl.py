@@ -240,6 +240,26 @@ def test_grpo_mean_reward_rises(tiny_model_dir, prompt_data, tmp_path):
     assert info["trainer"] == "grpo" and info["recipe"]["rewards"] == {"toy_reward": 1.0, "format_reward": 0.0}
 
 
+def test_a_group_split_into_micro_batches_is_one_update(tiny_model_dir, prompt_data, tmp_path, monkeypatch):
+    """8 episodes of one question per update, backpropagated 4 at a time (what keeps a CPU's memory
+    down): the rollouts are asked for once per update, for the whole group of one question."""
+    from reactlab.train import grpo
+
+    calls = []
+    original = grpo.EpisodeRollouts.__call__
+
+    def counted(self, prompts, trainer):
+        calls.append([json.dumps(p, sort_keys=True) for p in prompts])
+        return original(self, prompts, trainer)
+
+    monkeypatch.setattr(grpo.EpisodeRollouts, "__call__", counted)
+    cfg = recipe(GRPORecipe, tiny_model_dir, prompt_data, tmp_path / "g", num_generations=8,
+                 trl={"max_steps": 2, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2})
+    result = grpo.train_grpo(cfg)
+    assert result.steps == 2 and len(result.extra["rewards"]) == 2
+    assert [(len(c), len(set(c))) for c in calls] == [(8, 1), (8, 1)]
+
+
 def test_grpo_resume_equals_uninterrupted(tiny_model_dir, prompt_data, tmp_path):
     """Interrupted after checkpoint-2 and resumed: the same adapter as a run of 4 steps (rollouts are
     seeded by the global step, so the resumed run samples the same episodes)."""
