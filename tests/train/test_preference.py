@@ -292,20 +292,6 @@ def test_recipe_trl_keys_win_over_our_cpu_defaults(tmp_path):
     assert theirs.activation_checkpointing is True and theirs.report_to == ["tensorboard"]
 
 
-def test_packaged_preference_recipes_validate():
-    """The packaged recipes load and their ``trl:`` keys are TRL's (the GPU ones are never run here)."""
-    from trl import DPOConfig, KTOConfig
-
-    from reactlab.config import load_config
-    from reactlab.train.common import check_trl_keys
-
-    for name, cls, conf in (("dpo_smollm2_lora", DPORecipe, DPOConfig), ("kto_smollm2_lora", KTORecipe, KTOConfig),
-                            ("dpo_gpu_qwen2.5-0.5b", DPORecipe, DPOConfig), ("kto_gpu_qwen2.5-0.5b", KTORecipe, KTOConfig)):
-        cfg = load_config(cls, [name])
-        check_trl_keys(cfg.trl, conf)
-        assert (cfg.trl.get("bf16") is True) == ("gpu" in name)
-
-
 # --- bad recipes, data and the CLI ---------------------------------------------------------------
 
 
