@@ -232,6 +232,9 @@ class RunConfig(_Strict):
     resumed run samples what an uninterrupted one would). 0 (default): greedy, one episode each.
     ``batch_size``: episodes live at once (one model batch per step); ``workers``: concurrent
     requests of an ``openai:`` model. ``corpus``: page corpora for the wiki (default: vendored).
+    ``order_by``: ``budget:PATH`` starts the episodes a budget predictor (``reactlab budget train``)
+    says are longest first (less tail; what each episode does is unchanged, so not part of the run's
+    identity); None: the task's order.
     """
 
     out: str
@@ -258,6 +261,7 @@ class RunConfig(_Strict):
     batch_size: int = Field(default=32, ge=1)
     workers: int = Field(default=8, ge=1)
     corpus: list[str] = Field(default_factory=list)
+    order_by: str | None = None
 
 
 class EvalTask(_Strict):

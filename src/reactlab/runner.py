@@ -149,6 +149,11 @@ def run_from_config(
             raise ValueError(f"samples={cfg.samples} of a greedy run would be {cfg.samples} copies: "
                              "give temperature > 0 (e.g. -c temperature=0.7)")
         examples = [replace(e, id=f"{e.id}#{k}") for e in examples for k in range(1, cfg.samples + 1)]
+    if cfg.order_by:
+        from reactlab.budget.schedule import order_examples
+
+        examples = order_examples(examples, cfg.order_by, task=task.name, agent=agent.name, method=agent.method,
+                                  model=model_label)
     needs_model = getattr(agent, "needs_model", True)
     if needs_model and llms is None and DEFAULT_ROLE not in refs:
         missing = [r for r in getattr(agent, "roles", (DEFAULT_ROLE,)) if r not in refs]

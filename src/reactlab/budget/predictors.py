@@ -89,7 +89,7 @@ class MeanMode:
         return {"kind": self.kind, "table": self.table, "overall": self.overall, "edges": self.edges}
 
 
-_CAPS = re.compile(r"\b[A-Z][\w'.-]*(?:\s+(?:of|the|and|de|von|van)?\s*[A-Z][\w'.-]*)*")
+_CAPS = re.compile(r"\b[A-Z][\w'.-]*(?:\s+(?:(?:of|the|de|von|van|da)\s+)?[A-Z][\w'.-]*)*")
 _WH = ("what", "which", "who", "whom", "whose", "where", "when", "how", "why", "is", "are", "was", "were", "do", "did")
 _COMPARE = re.compile(r"\b(or|both|same|older|younger|first|earlier|later|more|less|larger|smaller|longer)\b", re.I)
 
@@ -99,12 +99,13 @@ def features(q: Question) -> dict[str, float]:
 
     >>> f = features(Question("Who is older, Ed Wood or Tim Burton?", type="comparison"))
     >>> f["entities"], f["compare_cues"], f["wh=who"], f["type=comparison"]
-    (3.0, 2.0, 1.0, 1.0)
+    (2.0, 2.0, 1.0, 1.0)
     """
     text = q.question
     words = text.split()
     first = words[0].lower().strip("\"'") if words else ""
-    out = {"chars": float(len(text)), "words": float(len(words)), "entities": float(len(_CAPS.findall(text))),
+    rest = " ".join(words[1:]) if first in _WH else text  # a capitalised question word is no entity
+    out = {"chars": float(len(text)), "words": float(len(words)), "entities": float(len(_CAPS.findall(rest))),
            "numbers": float(len(re.findall(r"\d+", text))), "quotes": float(text.count('"') // 2),
            "compare_cues": float(len(_COMPARE.findall(text))), "commas": float(text.count(","))}
     out |= {f"wh={w}": float(first == w) for w in _WH}
