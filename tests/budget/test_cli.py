@@ -25,7 +25,7 @@ def test_build_train_eval_predict(sampled_run, tmp_path):
     res = invoke("eval", tmp_path / "b", "-p", "mean", "-p", tmp_path / "f")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0].startswith("| predictor | n | steps exact") and lines[2].startswith("| mean |")
+    assert lines[0].startswith("| predictor | steps n | steps exact") and lines[2].startswith("| mean |")
     assert lines[3].startswith(f"| {tmp_path / 'f'} |") and len(lines) == 4
     (tmp_path / "qs.txt").write_text("question 1: how are NameA Person1 related?\n\n"
                                      "question 2: how are NameA Ann and NameB Bo and NameC Cy and NameD Di related?\n")

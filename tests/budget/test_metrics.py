@@ -37,5 +37,5 @@ def test_tau_b_agrees_with_scipy():
 def test_table_has_a_line_per_predictor_and_dashes_for_undefined():
     t = table({"mean": {"steps": score([3, 3], [2, 4]), "bucket": score([1, 1], [1, 2])}})
     head, rule, line = t.splitlines()
-    assert "steps within2" in head and "bucket tau" in head
-    assert line.startswith("| mean | 2 | 0.000 | 1.000 | 1.000 | 1.000 | — |")
+    assert "steps within2" in head and "bucket tau" in head and "bucket n" in head
+    assert line == "| mean | 2 | 0.000 | 1.000 | 1.000 | 1.000 | — | 2 | 0.500 | 1.000 | 1.000 | 0.500 | — |"

@@ -67,12 +67,14 @@ def _cell(v: float) -> str:
 
 
 def table(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
-    """A markdown table: one line per predictor, ``steps`` and ``bucket`` metrics side by side.
-    ``results``: predictor -> target (``steps``, ``bucket``) -> ``score(...)``."""
-    cols = [f"{t} {m}" for t in ("steps", "bucket") for m in METRICS]
-    lines = ["| predictor | n | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+    """A markdown table: one line per predictor, ``steps`` and ``bucket`` metrics side by side, each
+    with its ``n`` (rows without token counts have no bucket). ``results``: predictor -> target
+    (``steps``, ``bucket``) -> ``score(...)``."""
+    keys = ("n", *METRICS)
+    cols = [f"{t} {m}" for t in ("steps", "bucket") for m in keys]
+    lines = ["| predictor | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, by_target in results.items():
-        n = by_target.get("steps", {}).get("n", 0)
-        cells = [_cell(by_target.get(t, {}).get(m, float("nan"))) for t in ("steps", "bucket") for m in METRICS]
-        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+        cells = [_cell(by_target.get(t, {}).get(m, float("nan"))) if m != "n" else str(by_target.get(t, {}).get("n", 0))
+                 for t in ("steps", "bucket") for m in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
