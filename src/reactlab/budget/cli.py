@@ -103,8 +103,11 @@ def predict_cmd(
     with user_errors():
         if (question is None) == (file is None):
             raise ValueError("give a QUESTION or --file FILE (one of them)")
-        texts = [question] if question is not None else [x.strip() for x in file.read_text(encoding="utf-8").splitlines()
-                                                         if x.strip()]
+        if question is not None:
+            texts = [question]
+        else:
+            assert file is not None
+            texts = [x.strip() for x in file.read_text(encoding="utf-8").splitlines() if x.strip()]
         p = load_predictor(predictor)
         qs = [Question(t, task=task, method=method, model=model, type=qtype) for t in texts]
         preds = p.predict(qs)

@@ -36,8 +36,8 @@ def evaluate(data_dir: str | Path, predictors: Sequence[str] = DEFAULT_PREDICTOR
     out: dict[str, dict[str, Any]] = {}
     for spec in predictors:
         preds = resolve(spec, data).predict(rows)
-        with_bucket = [(p, r) for p, r in zip(preds, rows, strict=True) if r.bucket is not None]
+        with_bucket = [(p, r.bucket) for p, r in zip(preds, rows, strict=True) if r.bucket is not None]
         out[spec] = {"steps": score([p.steps for p in preds], [r.steps for r in rows]),
-                     "bucket": score([p.bucket for p, _ in with_bucket], [r.bucket for _, r in with_bucket]),
+                     "bucket": score([p.bucket for p, _ in with_bucket], [b for _, b in with_bucket]),
                      "unparsed": sum(not p.parsed for p in preds)}
     return out

@@ -83,7 +83,11 @@ class MeanMode:
         return cls(kind, {g: pair(rs) for g, rs in groups.items()}, pair(rows), list(edges))
 
     def predict(self, questions: Sequence[Question]) -> list[Prediction]:
-        return [Prediction(*self.table.get(_group(q), self.overall)) for q in questions]
+        out = []
+        for q in questions:
+            steps, bucket = self.table.get(_group(q), self.overall)
+            out.append(Prediction(steps, bucket))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "table": self.table, "overall": self.overall, "edges": self.edges}
