@@ -98,3 +98,80 @@ def test_ordered_run_has_a_shorter_tail_and_the_same_answers(tmp_path):
 def test_question_carries_who_answers():
     q = Question("Q?", task="hotpotqa", agent="react", method="act", model="smollm2")
     assert (q.method, q.model, q.type) == ("act", "smollm2", "")
+
+
+def test_the_react_agent_stops_at_its_token_budget():
+    """Budget 8: step 1 may use 8 tokens and uses 6 (whitespace tokens of the scripted model), step 2
+    gets the 2 left and is cut there, then the episode is closed as at the step limit."""
+    from reactlab.agents.react import ReActAgent
+    from reactlab.llm.scripted import ScriptedLLM
+
+    llm = ScriptedLLM(lambda prompt: "Thought: look it up\nAction: search[x]")
+    agent = ReActAgent(style="chat", prompt="zeroshot", max_steps=5)
+    results = {}
+    for budget in (8, None):
+        ex = Example(id="q", question="Q?", answer="a", meta={} if budget is None else {"token_budget": budget})
+        gen, sent = agent.episode(ex, NoEnv()), []
+        q = next(gen)
+        try:
+            while True:
+                sent.append(q.params.max_new_tokens)
+                q = gen.send(llm.generate([q.prompt], q.params)[0])
+        except StopIteration as stop:
+            results[budget] = (stop.value, sent)
+    traj, sent = results[8]
+    assert sent == [8, 2] and [s.usage.completion_tokens for s in traj.steps] == [6, 2]
+    assert traj.status == "max_steps" and traj.meta["stopped_by"] == "token_budget" and traj.meta["token_budget"] == 8
+    free, sent = results[None]
+    assert sent == [128] * 5 and "stopped_by" not in free.meta and free.status == "max_steps"
+
+
+def test_a_run_gives_episodes_token_budgets_from_the_predictor(tmp_path):
+    from reactlab.config import ModelRef, RunConfig
+    from reactlab.llm.scripted import ScriptedLLM
+    from reactlab.runner import run_from_config
+    from reactlab.tasks import TASKS
+
+    rows = [BudgetRow(question=q, task="toy-tokens", model="scripted", steps=s, tokens=t, bucket=int(s > 3))
+            for q, s, t in questions(40)]
+    path = save_predictor(FeatureRegressor.fit(rows, [5]), tmp_path / "p")  # bucket 0: < 5 tokens; 1: the top
+    exs = [Example(id=f"q{i}", question=q, answer="a") for i, (q, _, _) in enumerate(questions(8))]
+
+    class Toy:
+        name, metrics, main_metric = "toy-tokens", ("em",), "em"
+        splits, eval_splits, default_prompt = ("s",), (), "zeroshot"
+
+        def examples(self, split, limit=None, seed=None, data=None):
+            return exs
+
+        def score(self, example, answer):
+            return {"em": float(answer == example.answer)}
+
+        def environments(self, examples, **kw):
+            return contextlib.nullcontext(NoEnv)
+
+    TASKS["toy-tokens"] = Toy
+    try:
+        def go(name, **keys):
+            cfg = RunConfig(out=str(tmp_path / name), task="toy-tokens", split="s", style="chat", max_steps=3,
+                            model=ModelRef(name="scripted"), **keys)
+            llm = ScriptedLLM(lambda p: "Thought: one two three four\nAction: search[x]")
+            run_from_config(cfg, llms={"default": llm}, progress=False)
+            return {t["id"]: t for t in map(json.loads, (tmp_path / name / "trajectories.jsonl").read_text().splitlines())}
+
+        capped = go("capped", token_budget=f"budget:{path}", token_budget_slack=2.0)
+        asked = [Question(e.question, task="toy-tokens", model="scripted") for e in exs]
+        predicted = {e.id: p.bucket for e, p in zip(exs, FeatureRegressor.fit(rows, [5]).predict(asked), strict=True)}
+        assert set(predicted.values()) == {0, 1}
+        for i, t in capped.items():
+            if predicted[i] == 0:  # a budget of 2 x 5 tokens: 6 in step 1, step 2 cut to the 4 left, then stopped
+                assert t["meta"]["token_budget"] == 10 and t["usage"]["completion_tokens"] == 10
+                assert t["meta"]["stopped_by"] == "token_budget" and len(t["steps"]) == 2
+            else:  # the top bucket has no upper edge: no budget
+                assert "token_budget" not in t["meta"] and len(t["steps"]) == 3
+        settings = json.loads((tmp_path / "capped" / "run.json").read_text())["settings"]
+        assert settings["token_budget"]["slack"] == 2.0 and len(settings["token_budget"]["predictor_sha256"]) == 64
+        with pytest.raises(ValueError, match="token_budget applies to --agent react with methods react, act"):
+            go("cot", token_budget=f"budget:{path}", method="cot")
+    finally:
+        del TASKS["toy-tokens"]
