@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from reactlab.budget.cli import budget_app
 from reactlab.data.cli import data_app
 from reactlab.errors import user_errors
 from reactlab.export.cli import export_cmd
@@ -20,6 +21,7 @@ wiki_app = typer.Typer(no_args_is_help=True, help="The local Wikipedia (SQLite F
 app.add_typer(wiki_app, name="wiki")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+app.add_typer(budget_app, name="budget")
 app.command("export")(export_cmd)
 
 @app.callback()

@@ -232,6 +232,11 @@ class RunConfig(_Strict):
     resumed run samples what an uninterrupted one would). 0 (default): greedy, one episode each.
     ``batch_size``: episodes live at once (one model batch per step); ``workers``: concurrent
     requests of an ``openai:`` model. ``corpus``: page corpora for the wiki (default: vendored).
+    ``order_by``: ``budget:PATH`` starts the episodes a budget predictor (``reactlab budget train``)
+    says are longest first (less tail; what each episode does is unchanged, so not part of the run's
+    identity); None: the task's order. ``token_budget``: ``budget:PATH`` gives each react / act
+    episode ``token_budget_slack`` x the upper edge of its predicted token bucket as its budget of
+    generated tokens (``reactlab.budget.schedule``; part of the run's identity).
     """
 
     out: str
@@ -258,6 +263,9 @@ class RunConfig(_Strict):
     batch_size: int = Field(default=32, ge=1)
     workers: int = Field(default=8, ge=1)
     corpus: list[str] = Field(default_factory=list)
+    order_by: str | None = None
+    token_budget: str | None = None
+    token_budget_slack: float = Field(default=1.5, gt=0)
 
 
 class EvalTask(_Strict):

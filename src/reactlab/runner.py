@@ -149,6 +149,17 @@ def run_from_config(
             raise ValueError(f"samples={cfg.samples} of a greedy run would be {cfg.samples} copies: "
                              "give temperature > 0 (e.g. -c temperature=0.7)")
         examples = [replace(e, id=f"{e.id}#{k}") for e in examples for k in range(1, cfg.samples + 1)]
+    if cfg.order_by or cfg.token_budget:
+        from reactlab.budget import schedule
+
+        who = dict(task=task.name, agent=agent.name, method=agent.method, model=model_label)
+        if cfg.order_by:
+            examples = schedule.order_examples(examples, cfg.order_by, **who)
+        if cfg.token_budget:
+            if not getattr(agent, "token_budgets", False):
+                raise ValueError(f"token_budget applies to --agent react with methods react, act; not to --agent "
+                                 f"{cfg.agent} --method {agent.method}")
+            examples = schedule.with_token_budgets(examples, cfg.token_budget, cfg.token_budget_slack, **who)
     needs_model = getattr(agent, "needs_model", True)
     if needs_model and llms is None and DEFAULT_ROLE not in refs:
         missing = [r for r in getattr(agent, "roles", (DEFAULT_ROLE,)) if r not in refs]
@@ -190,6 +201,11 @@ def _settings(cfg: RunConfig, agent: Agent, refs: Mapping[str, ModelRef]) -> dic
         out["answer_temperature"] = cfg.answer_temperature
     if cfg.data:
         out["data_sha256"] = files_sha256([cfg.data])
+    if cfg.token_budget:
+        predictor = Path(cfg.token_budget.partition(":")[2])
+        out["token_budget"] = {"predictor_sha256": files_sha256([predictor / "predictor.json" if predictor.is_dir()
+                                                                  else predictor]),
+                               "slack": cfg.token_budget_slack}
     for role, ref in sorted(refs.items()):
         if ref.adapter:
             weights = sorted(Path(ref.adapter).glob("adapter_model*")) + [Path(ref.adapter) / "adapter_config.json"]

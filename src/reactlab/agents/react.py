@@ -8,6 +8,11 @@
 - ``chat`` (FireAct): user = question, assistant = ``Thought: ...\\nAction: ...``, user =
   ``Observation: ...``; zero-shot, for fine-tuned models and chat APIs.
 
+A token budget (``example.meta["token_budget"]``, set by the runner from a budget predictor) caps
+the completion tokens of a react / act episode: each step's call gets at most what is left (the
+paper's action-only fallback call may overrun it by its own line), and an episode that has spent
+it is closed like one at the step limit (``meta["stopped_by"]`` says why).
+
 The loop is a generator (see ``reactlab.types.EpisodeGen``): it yields each LLM query and is sent
 the completion, so the runner can batch all live episodes into one call per round. A model's
 mistake (no action, a malformed or unknown action) becomes an observation, never an exception.
@@ -56,6 +61,8 @@ STOP_OBS = "\nObservation"  # the paper stops at "\nObservation {i}:"; un-number
 # after that line is ever parsed (the action is the first line after "Action i:"), so stopping there
 # changes no step and saves up to max_new_tokens of decoding per finish.
 STOP_NEXT = "\nQuestion:"
+TOKEN_BUDGET = "token_budget"
+"""The ``Example.meta`` / ``Trajectory.meta`` key of an episode's completion-token budget."""
 
 
 class ReActAgent:
@@ -87,6 +94,7 @@ class ReActAgent:
         if style not in ("completion", "chat"):
             raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
+        self.token_budgets = method in ("react", "act")  # a CoT is one call: nothing to budget across
         self.label = "Question"
         self.exemplars: list[Message] = []
         explicit = prompt is not None  # chat: few-shot only when a prompt is named (zero-shot by default)
@@ -118,6 +126,8 @@ class ReActAgent:
             id=example.id, task="", question=example.question, gold=example.answer, agent=self.name,
             method=self.method, prompt_id=self.prompt_id, model=self.model, type=example.type,
         )
+        if TOKEN_BUDGET in example.meta and self.token_budgets:
+            traj.meta[TOKEN_BUDGET] = int(example.meta[TOKEN_BUDGET])
         question = env.reset(example)
         loop = self._cot if self.method == "cot" else self._chat if self.style == "chat" else self._completion
         yield from loop(question, env, traj, context)
@@ -133,6 +143,8 @@ class ReActAgent:
     def _completion(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
         prompt = f"{self.prefix}{context}{self.label}: {question}\n"
         for i in range(1, self.max_steps + 1):
+            if self._spent(traj):
+                break
             head = f"Thought {i}:" if self.method == "react" else f"Action {i}:"
             c = yield Query(prompt + head, self._params(traj, i))
             if failed(c, traj):
@@ -158,6 +170,8 @@ class ReActAgent:
         messages += self.exemplars
         messages.append({"role": "user", "content": context + question})
         for i in range(1, self.max_steps + 1):
+            if self._spent(traj):
+                break
             c = yield Query(list(messages), self._params(traj, i))
             if failed(c, traj):
                 return traj
@@ -172,10 +186,23 @@ class ReActAgent:
         return traj
 
     def _params(self, traj: Trajectory, step: int) -> GenParams:
-        """The decoding of ``step``: greedy as is; sampled with a seed of this episode and step."""
-        if self.params.temperature <= 0:
-            return self.params
-        return replace(self.params, seed=example_seed(f"{traj.id}/{step}"))
+        """The decoding of ``step``: greedy as is; sampled with a seed of this episode and step; at
+        most the tokens left of the episode's budget."""
+        params = self.params
+        if params.temperature > 0:
+            params = replace(params, seed=example_seed(f"{traj.id}/{step}"))
+        left = _tokens_left(traj)
+        if left is not None and left < params.max_new_tokens:
+            params = replace(params, max_new_tokens=max(1, left))
+        return params
+
+    @staticmethod
+    def _spent(traj: Trajectory) -> bool:
+        left = _tokens_left(traj)
+        if left is not None and left <= 0:
+            traj.meta["stopped_by"] = TOKEN_BUDGET
+            return True
+        return False
 
     def cot_params(self, traj: Trajectory | None = None) -> GenParams:
         """A chain of thought's decoding: one turn of twice a step's tokens, ending at the next
@@ -219,6 +246,14 @@ class ReActAgent:
         if done:
             traj.answer, traj.status = action.arg, "finished"
         return done
+
+
+def _tokens_left(traj: Trajectory) -> int | None:
+    """Completion tokens left of the episode's budget (None: no budget)."""
+    budget = traj.meta.get(TOKEN_BUDGET)
+    if budget is None:
+        return None
+    return int(budget) - sum(s.usage.completion_tokens for s in traj.steps)
 
 
 def failed(c: Completion, traj: Trajectory) -> bool:

@@ -1,0 +1,77 @@
+"""A run in the task's order vs the same run with the predicted-longest episodes started first
+(``RunConfig.order_by = budget:PREDICTOR``), side by side on one loaded model.
+
+Both arms run the same agent, model and questions through ``run_from_config``; only the order in
+which episodes start differs. Prints each arm's wall time (median over ``--repeats``, the arms
+alternating), their ratio, the longest episode's start position in each, and the share of
+identical final answers, which must be 100% under greedy decoding: ordering decides when an
+episode starts, never what it does.
+
+    .venv/bin/python bench/budget_schedule.py --predictor runs/budget/features [--model smollm2]
+        [--adapter DIR] [--task hotpotqa --split eval --limit 40] [--batch-size 8] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--predictor", required=True, help="a predictor.json or its directory (reactlab budget train)")
+    ap.add_argument("--model", default="smollm2", help="model spec (smollm2, hf:PATH, DIR, scripted:FILE, ...)")
+    ap.add_argument("--adapter", default=None)
+    ap.add_argument("--task", default="hotpotqa")
+    ap.add_argument("--split", default="eval")
+    ap.add_argument("--limit", type=int, default=40)
+    ap.add_argument("--style", default="chat", choices=("chat", "completion"))
+    ap.add_argument("--max-steps", type=int, default=7)
+    ap.add_argument("--batch-size", type=int, default=8, help="episodes live at once (the tail shows below the count)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    from reactlab.config import ModelRef, RunConfig
+    from reactlab.hardware import describe_cpu
+    from reactlab.runner import open_llm, run_from_config
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="budget-schedule-"))
+    ref = ModelRef(name=args.model, adapter=args.adapter)
+    llm = open_llm(ref)
+    print(f"CPU: {describe_cpu()}; {args.task} {args.split} limit {args.limit}; model {ref.label()}; "
+          f"batch {args.batch_size}; predictor {args.predictor}")
+    walls: dict[str, list[float]] = {"task order": [], "longest first": []}
+    answers: dict[str, dict[str, str]] = {}
+    steps: dict[str, list[int]] = {}
+    for rep in range(args.repeats):
+        for name, order in (("task order", None), ("longest first", f"budget:{args.predictor}")):
+            d = out / f"{name.replace(' ', '-')}-{rep}"
+            shutil.rmtree(d, ignore_errors=True)
+            cfg = RunConfig(out=str(d), task=args.task, split=args.split, limit=args.limit, style=args.style,
+                            max_steps=args.max_steps, batch_size=args.batch_size, model=ref, order_by=order)
+            if hasattr(llm, "reset_cache"):
+                llm.reset_cache()  # no arm starts with the other's kept KV
+            t0 = time.perf_counter()
+            run_from_config(cfg, llms={"default": llm}, progress=False)
+            walls[name].append(time.perf_counter() - t0)
+            trajs = [json.loads(x) for x in (d / "trajectories.jsonl").read_text().splitlines()]
+            answers[name] = {t["id"]: t["answer"] for t in trajs}
+            steps[name] = [len(t["steps"]) for t in trajs]  # in the order episodes finished
+    base, ordered = (statistics.median(walls[k]) for k in ("task order", "longest first"))
+    ids = answers["task order"]
+    same = sum(answers["longest first"].get(i) == a for i, a in ids.items())
+    print(f"{'arm':<14} {'wall s':>8}  steps (finish order)")
+    for name, w in (("task order", base), ("longest first", ordered)):
+        print(f"{name:<14} {w:8.1f}  {steps[name]}")
+    print(f"wall ratio (task order / longest first): {base / ordered:.2f}x")
+    print(f"identical final answers: {same}/{len(ids)} = {same / max(1, len(ids)):.1%}   (must be 100%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""``reactlab budget``: label runs with their cost, train and score predictors, predict.
+
+Mounted by ``reactlab.cli`` as ``app.add_typer(budget_app, name="budget")``. Each command is one
+call into the library; heavy imports happen inside the command.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reactlab.errors import user_errors
+
+budget_app = typer.Typer(no_args_is_help=True,
+                         help="Predict what a question will cost an agent (steps, token range): labels, predictors, scores.")
+
+
+@budget_app.command("build")
+def build_cmd(
+    sources: Annotated[list[str], typer.Option(
+        "--from", help="run dir | trajectories file | fireact:NAME (steps only); NAME=SOURCE names it; repeatable")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory (train/val/test.jsonl, stats.json)")],
+    val_frac: Annotated[float, typer.Option(help="share of non-evaluation questions in val.jsonl (by a hash)")] = 0.2,
+    buckets: Annotated[str | None, typer.Option(
+        help="token bucket edges, comma-separated (e.g. 60,90,130); default: quantiles of the training labels")] = None,
+    n_buckets: Annotated[int, typer.Option(help="buckets when the edges are quantiles")] = 5,
+    exclude: Annotated[list[Path] | None, typer.Option(
+        help="also treat this file's questions as evaluation questions (test rows only); repeatable")] = None,
+) -> None:
+    """Label runs with steps and token buckets (median over a question's runs); prints the stats."""
+    from reactlab.budget.labels import build_budget
+
+    with user_errors():
+        edges = None
+        if buckets is not None:
+            try:
+                edges = [int(x) for x in buckets.split(",") if x.strip()]
+            except ValueError:
+                raise ValueError(f"--buckets {buckets!r}: expected integers separated by commas") from None
+        stats = build_budget(sources, out, val_frac=val_frac, edges=edges, n_buckets=n_buckets,
+                             exclude=[str(p) for p in exclude or []])
+    typer.echo(json.dumps(stats, indent=2))
+
+
+@budget_app.command("train")
+def train_cmd(
+    method: Annotated[str, typer.Argument(help="mean | mode | features (baselines) | sft | grpo | rloo | dpo | kto")],
+    data: Annotated[Path, typer.Option("--data", help="a `budget build` directory")],
+    out: Annotated[str | None, typer.Option("--out", "-o", help="where the predictor goes (LLM methods: the recipe's out)")] = None,
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", "-c", help="LLM methods: a recipe (default budget_METHOD_smollm2_lora) or KEY=VALUE; repeatable")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in out")] = False,
+) -> None:
+    """Fit a baseline or fine-tune the LLM predictor; prints what was written."""
+    from reactlab.budget.train import train_budget
+
+    with user_errors():
+        result = train_budget(method, data, config or [], out=out, resume=resume)
+    typer.echo(json.dumps(result, indent=2))
+
+
+@budget_app.command("eval")
+def eval_cmd(
+    data: Annotated[Path, typer.Argument(help="a `budget build` directory")],
+    predictor: Annotated[list[str] | None, typer.Option(
+        "--predictor", "-p", help="mean | mode | features | a predictor.json or its directory; repeatable "
+                                  "(default: the three baselines)")] = None,
+    split: Annotated[str, typer.Option(help="val | test (evaluation questions) | train")] = "val",
+    as_json: Annotated[bool, typer.Option("--json", help="print the scores as JSON instead of a table")] = False,
+) -> None:
+    """Score predictors on one split: exact / within-1 / within-2, MAE and Kendall tau, steps and buckets."""
+    from reactlab.budget.evaluate import DEFAULT_PREDICTORS, evaluate
+    from reactlab.budget.metrics import table
+
+    with user_errors():
+        results = evaluate(data, predictor or list(DEFAULT_PREDICTORS), split=split)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    typer.echo(table(results))
+    unparsed = {k: v["unparsed"] for k, v in results.items() if v["unparsed"]}
+    if unparsed:
+        typer.echo(f"answers with no number (the fallback was used): {unparsed}")
+
+
+@budget_app.command("predict")
+def predict_cmd(
+    predictor: Annotated[str, typer.Option("--predictor", "-p", help="a predictor.json or its directory")],
+    question: Annotated[str | None, typer.Argument(help="the question (or give --file)")] = None,
+    file: Annotated[Path | None, typer.Option(help="a text file of questions, one a line")] = None,
+    task: Annotated[str, typer.Option(help="the task the question is from")] = "hotpotqa",
+    method: Annotated[str, typer.Option(help="the agent's method")] = "react",
+    model: Annotated[str, typer.Option(help="the model label, as in the runs the labels came from")] = "",
+    qtype: Annotated[str, typer.Option("--type", help="question type where known (bridge, comparison)")] = "",
+) -> None:
+    """Print predicted steps and token range of a question (or each line of a file)."""
+    from reactlab.budget.labels import Question, bucket_range
+    from reactlab.budget.predictors import load_predictor
+
+    with user_errors():
+        if (question is None) == (file is None):
+            raise ValueError("give a QUESTION or --file FILE (one of them)")
+        if question is not None:
+            texts = [question]
+        else:
+            assert file is not None
+            texts = [x.strip() for x in file.read_text(encoding="utf-8").splitlines() if x.strip()]
+        p = load_predictor(predictor)
+        qs = [Question(t, task=task, method=method, model=model, type=qtype) for t in texts]
+        preds = p.predict(qs)
+    for q, pr in zip(qs, preds, strict=True):
+        tokens = bucket_range(pr.bucket, p.edges) if p.edges else f"bucket {pr.bucket}"
+        typer.echo(f"steps {pr.steps}\ttokens {tokens}\t{q.question}")
+

@@ -1,0 +1,233 @@
+"""Budget labels from our own runs: what a question cost an agent, in steps and generated tokens.
+
+A label row is one (question, task, agent, method, model): ``steps`` (ReAct steps taken),
+``tokens`` (completion tokens generated over the whole episode) and ``bucket`` (the token count's
+bucket under the dataset's ``edges``). Where K runs of one question exist (sampled runs, ids
+``<id>#1`` .. ``<id>#K``, or one question in several sources of the same agent and model) the
+label is their lower median (an observed value, so an integer) and ``steps_all`` / ``tokens_all``
+keep every run's value (``steps_spread``: max - min).
+
+Splits: a question of any task's evaluation split (the contamination guard of ``reactlab.data``:
+``excluded_questions``) is a ``test`` row, never a training one; the others go to ``train`` or
+``val`` by a hash of the question (``data.select.split_of``), so all runs of one question land on
+the same side. Token bucket edges are, by default, the quintiles of the training rows' token
+labels (``quantile_edges``; ``stats.json`` records them and the rule).
+
+Episodes that failed (``status == "error"``) or have no step are dropped and counted. FireAct's
+GPT-4 trajectories carry no token counts: their rows have steps and ``tokens``/``bucket`` None.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reactlab.data.sources import Sample
+from reactlab.io import DataError, iter_jsonl, require, write_json_atomic, write_jsonl_atomic
+
+SPLITS = ("train", "val", "test")
+STATS_FILE = "stats.json"
+DEFAULT_BUCKETS = 5
+
+
+@dataclass
+class Question:
+    """What a predictor is asked about: the question and who will answer it."""
+
+    question: str
+    task: str = ""
+    agent: str = "react"
+    method: str = "react"
+    model: str = ""
+    type: str = ""
+
+
+@dataclass
+class BudgetRow(Question):
+    """One label row of a budget dataset (module docstring)."""
+
+    steps: int = 0
+    tokens: int | None = None
+    bucket: int | None = None
+    steps_all: list[int] = field(default_factory=list)
+    tokens_all: list[int] = field(default_factory=list)
+    steps_spread: int = 0
+    ids: list[str] = field(default_factory=list)
+    source: str = ""
+    split: str = "train"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BudgetData:
+    """A budget dataset directory, read: its rows by split and its token bucket ``edges``."""
+
+    rows: dict[str, list[BudgetRow]]
+    edges: list[int]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def episode_tokens(sample: Sample) -> int | None:
+    """Completion tokens of an episode: the trajectory's usage, else the sum over its steps; None
+    when neither counts any (FireAct's rows)."""
+    t = sample.traj
+    total = t.usage.completion_tokens or sum(s.usage.completion_tokens for s in t.steps)
+    return total or None
+
+
+def quantile_edges(values: Sequence[int], n_buckets: int = DEFAULT_BUCKETS) -> list[int]:
+    """Inner edges splitting ``values`` into ``n_buckets`` near-equal groups (the ``k / n_buckets``
+    quantiles, rounded up to integers, duplicates dropped).
+
+    >>> quantile_edges(list(range(1, 101)), 4)
+    [26, 51, 76]
+    >>> quantile_edges([5, 5, 5, 5], 3)
+    [5]
+    """
+    if not values:
+        raise ValueError("no token labels to choose bucket edges from (give --buckets EDGES)")
+    if n_buckets < 2:
+        raise ValueError(f"--n-buckets must be at least 2, not {n_buckets}")
+    v = sorted(values)
+    edges = [v[min(len(v) - 1, (k * len(v)) // n_buckets)] for k in range(1, n_buckets)]
+    return sorted(set(edges))
+
+
+def bucket_of(tokens: int, edges: Sequence[int]) -> int:
+    """The bucket of a token count: ``i`` when ``edges[i-1] <= tokens < edges[i]``.
+
+    >>> [bucket_of(t, [50, 100]) for t in (0, 49, 50, 99, 100, 1000)]
+    [0, 0, 1, 1, 2, 2]
+    """
+    return bisect.bisect_right(edges, tokens)
+
+
+def bucket_range(bucket: int, edges: Sequence[int]) -> str:
+    """A bucket as a token range.
+
+    >>> [bucket_range(b, [50, 100]) for b in (0, 1, 2)]
+    ['< 50', '50-99', '>= 100']
+    """
+    if bucket <= 0:
+        return f"< {edges[0]}" if edges else "any"
+    if bucket >= len(edges):
+        return f">= {edges[-1]}"
+    return f"{edges[bucket - 1]}-{edges[bucket] - 1}"
+
+
+def label_rows(samples: Iterable[Sample], excluded: set[str], val_frac: float = 0.2) -> tuple[list[BudgetRow], Counter]:
+    """Group runs by (question, task, agent, method, model) and label each group (module
+    docstring); buckets are not set yet (``assign_buckets``). Returns the rows and the drop counts."""
+    from reactlab.data.select import normalize_question, split_of
+
+    groups: dict[tuple[str, ...], list[Sample]] = {}
+    dropped: Counter = Counter()
+    for s in samples:
+        t = s.traj
+        if t.status in ("error", "unrun"):
+            dropped[t.status] += 1
+            continue
+        if not t.steps:
+            dropped["no_steps"] += 1
+            continue
+        key = (normalize_question(t.question), t.task, t.agent, t.method or "react", t.model)
+        groups.setdefault(key, []).append(s)
+    rows = []
+    for (norm, task, agent, method, model), runs in groups.items():
+        first = runs[0].traj
+        steps = [len(r.traj.steps) for r in runs]
+        tokens = [x for r in runs if (x := episode_tokens(r)) is not None]
+        rows.append(BudgetRow(
+            question=first.question, task=task, agent=agent, method=method, model=model, type=first.type,
+            steps=statistics.median_low(steps), tokens=statistics.median_low(tokens) if tokens else None,
+            steps_all=steps, tokens_all=tokens, steps_spread=max(steps) - min(steps),
+            ids=[r.traj.id for r in runs], source=",".join(dict.fromkeys(r.source for r in runs)),
+            split="test" if norm in excluded else split_of(first.question, val_frac)))
+    return rows, dropped
+
+
+def assign_buckets(rows: list[BudgetRow], edges: Sequence[int]) -> None:
+    for r in rows:
+        r.bucket = bucket_of(r.tokens, edges) if r.tokens is not None else None
+
+
+def build_budget(sources: Sequence[str], out: str | Path, *, val_frac: float = 0.2, edges: Sequence[int] | None = None,
+                 n_buckets: int = DEFAULT_BUCKETS, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """Read ``sources`` (any ``reactlab.data.sources`` spec), label, bucket, and write
+    ``out/{train,val,test}.jsonl`` and ``out/stats.json`` atomically; return the stats."""
+    from reactlab.data.select import excluded_questions
+    from reactlab.data.sources import load_source
+
+    if not sources:
+        raise ValueError("give at least one --from SOURCE (a run directory, a trajectories file, fireact:NAME)")
+    if not 0 <= val_frac < 1:
+        raise ValueError(f"--val-frac must be in [0, 1), not {val_frac}")
+    samples = [s for spec in sources for s in load_source(spec)]
+    rows, dropped = label_rows(samples, excluded_questions(files=exclude), val_frac)
+    train_tokens = [r.tokens for r in rows if r.split == "train" and r.tokens is not None]
+    if edges is None:
+        edges, rule = quantile_edges(train_tokens, n_buckets), f"quantiles of the training token labels ({n_buckets} buckets)"
+    else:
+        edges, rule = sorted(set(int(e) for e in edges)), "given"
+    assign_buckets(rows, edges)
+    out = Path(out)
+    for split in SPLITS:
+        write_jsonl_atomic(out / f"{split}.jsonl", [r.to_dict() for r in rows if r.split == split])
+    stats = {
+        "sources": list(sources), "runs": len(samples), "dropped": dict(dropped), "val_frac": val_frac,
+        "rows": {s: sum(r.split == s for r in rows) for s in SPLITS},
+        "edges": list(edges), "edges_rule": rule,
+        "buckets": [bucket_range(b, edges) for b in range(len(edges) + 1)],
+        "label": "lower median over a question's runs (steps_all / tokens_all keep them)",
+        "steps": dict(sorted(Counter(r.steps for r in rows if r.split == "train").items())),
+        "bucket_counts": dict(sorted(Counter(r.bucket for r in rows if r.split == "train" and r.bucket is not None).items())),
+        "steps_spread_mean": (statistics.fmean(r.steps_spread for r in rows if len(r.steps_all) > 1)
+                              if any(len(r.steps_all) > 1 for r in rows) else None),
+    }
+    write_json_atomic(out / STATS_FILE, stats)
+    return stats
+
+
+def row_from_record(rec: dict[str, Any], where: str) -> BudgetRow:
+    """A label row from its JSON record, checked field by field (errors name the field)."""
+    require(rec, "question", str, where)
+    steps = require(rec, "steps", int, where)
+    if steps < 0:
+        raise DataError(f"{where}: field 'steps' must be >= 0, not {steps}")
+    for key in ("tokens", "bucket"):
+        if rec.get(key) is not None and not isinstance(rec[key], int):
+            raise DataError(f"{where}: field {key!r} must be an integer or null, not {rec[key]!r}")
+    known = set(BudgetRow.__dataclass_fields__)
+    unknown = sorted(set(rec) - known)
+    if unknown:
+        raise DataError(f"{where}: unknown field(s) {unknown}; a budget row has {sorted(known)}")
+    return BudgetRow(**rec)
+
+
+def read_rows(path: str | Path) -> list[BudgetRow]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file (build a budget dataset with `reactlab budget build`)")
+    return [row_from_record(rec, where) for where, rec in iter_jsonl(path)]
+
+
+def load_budget(path: str | Path) -> BudgetData:
+    """A ``budget build`` directory: every split's rows (a missing split is empty) and the edges."""
+    import json
+
+    root = Path(path)
+    stats_path = root / STATS_FILE
+    if not stats_path.is_file():
+        raise FileNotFoundError(f"{stats_path}: no such file (is {root} a `reactlab budget build --out` directory?)")
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    edges = stats.get("edges")
+    if not isinstance(edges, list) or not all(isinstance(e, int) for e in edges):
+        raise DataError(f"{stats_path}: field 'edges' must be a list of integers")
+    rows = {s: read_rows(root / f"{s}.jsonl") if (root / f"{s}.jsonl").exists() else [] for s in SPLITS}
+    return BudgetData(rows=rows, edges=edges, stats=stats)

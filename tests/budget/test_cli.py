@@ -1,0 +1,59 @@
+"""``reactlab budget build|train|eval|predict`` through the CLI, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from reactlab.cli import app
+
+from .conftest import write_run
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["budget", *map(str, args)])
+
+
+def test_build_train_eval_predict(sampled_run, tmp_path):
+    res = invoke("build", "--from", sampled_run, "--out", tmp_path / "b", "--n-buckets", "4")
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.output)["edges"]) == 3
+    res = invoke("train", "features", "--data", tmp_path / "b", "--out", tmp_path / "f")
+    assert res.exit_code == 0, res.output
+    res = invoke("eval", tmp_path / "b", "-p", "mean", "-p", tmp_path / "f")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("| predictor | steps n | steps exact") and lines[2].startswith("| mean |")
+    assert lines[3].startswith(f"| {tmp_path / 'f'} |") and len(lines) == 4
+    (tmp_path / "qs.txt").write_text("question 1: how are NameA Person1 related?\n\n"
+                                     "question 2: how are NameA Ann and NameB Bo and NameC Cy and NameD Di related?\n")
+    res = invoke("predict", "-p", tmp_path / "f", "--file", tmp_path / "qs.txt", "--model", "m")
+    assert res.exit_code == 0, res.output
+    out = res.output.splitlines()
+    assert len(out) == 2 and out[0].startswith("steps ") and "\ttokens " in out[0]
+    assert int(out[1].split()[1]) > int(out[0].split()[1])  # more names, more steps
+
+
+@pytest.mark.parametrize("args, message", [
+    (["build", "--from", "{run}", "--out", "{tmp}/x", "--buckets", "10,abc"], "--buckets '10,abc': expected integers"),
+    (["build", "--from", "{tmp}/nowhere", "--out", "{tmp}/x"], "no such file"),
+    (["eval", "{tmp}"], "stats.json: no such file"),
+    (["eval", "{budget}", "--split", "dev"], "unknown split 'dev'"),
+    (["predict", "-p", "{tmp}", "Who?"], "no such predictor"),
+    (["predict", "-p", "{tmp}"], "give a QUESTION or --file"),
+    (["train", "sft", "--data", "{budget}", "-c", "lora.rank=3"], "lora.rank: unknown key"),
+])
+def test_bad_input_is_one_line_exit_2(sampled_run, budget_dir, tmp_path, args, message):
+    bad = write_run(tmp_path / "bad", [])
+    (bad / "trajectories.jsonl").write_text('{"id": "x", "question": "q", "steps": [{"thought": 1}]}\n')
+    res = invoke(*[a.format(run=sampled_run, tmp=tmp_path, budget=budget_dir) for a in args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+
+
+def test_a_malformed_run_names_file_line_and_field(tmp_path):
+    bad = write_run(tmp_path / "bad", [])
+    (bad / "trajectories.jsonl").write_text('{"id": "x", "question": "q", "steps": [{"thought": 1}]}\n')
+    res = invoke("build", "--from", bad, "--out", tmp_path / "x")
+    assert res.exit_code == 2 and "trajectories.jsonl:1" in res.output and "thought" in res.output, res.output
