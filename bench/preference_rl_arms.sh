@@ -30,8 +30,8 @@ grep -m1 "model name" /proc/cpuinfo | tee "$OUT/cpu.txt"
   --val-frac 0 --tokenizer none --out "$OUT/data-rl"
 common=(-c "model.adapter=$SFT" -c "max_minutes=$MIN" -c trl.lr_scheduler_type=constant_with_warmup -c trl.warmup_steps=2
         -c trl.save_steps=5)
-# 8 episodes (one question) per update, in two micro-batches of 4: one backward over all 8 whole
-# episodes took GRPO past 12 GB of RSS in its first update.
+# 8 episodes (one question) per update, in two micro-batches of 4 (GRPO peaked at 11.9 GB RSS so;
+# with one batch of 8 it had passed 12 GB within its first update when it was stopped).
 rl=(-c trl.learning_rate=3e-5 -c max_episode_steps=5 -c max_new_tokens=64
     -c trl.per_device_train_batch_size=4 -c trl.gradient_accumulation_steps=2)
 for arm in ${ARMS:-dpo kto grpo rloo}; do
