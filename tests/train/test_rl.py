@@ -234,6 +234,7 @@ def test_grpo_mean_reward_rises(tiny_model_dir, prompt_data, tmp_path):
     print("GRPO toy reward per step:", [round(x, 3) for x in curve])  # measured: 0.25, then 1.0 from step 2
     first, last = sum(curve[:2]) / 2, sum(curve[-2:]) / 2
     assert len(curve) == 6 and last > first + 0.3, curve
+    assert result.train_tokens > 0 and result.tokens_per_s
     out = Path(cfg.out)
     assert (out / "reward.png").is_file() and (out / "loss.png").is_file()
     info = read_training_record(out)

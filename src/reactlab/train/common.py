@@ -475,7 +475,8 @@ def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, fil
     trainer.save_model(str(out))
     history = trainer.state.log_history
     plot_losses(history, out / "loss.png", title=f"{name.upper()} {cfg.method} · {Path(cfg.model.name).name}")
-    tokens = int(getattr(trainer, "_total_train_tokens", 0))  # TRL's count of non-pad tokens trained on
+    # TRL's count of non-pad tokens trained on; GRPO / RLOO count theirs (prompt + completion) in the state
+    tokens = int(getattr(trainer, "_total_train_tokens", 0) or trainer.state.num_input_tokens_seen or 0)
     runtime = output.metrics.get("train_runtime") or 0.0
     losses = [h["loss"] for h in history if "loss" in h]
     result = RunResult(
