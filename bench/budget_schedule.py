@@ -7,8 +7,14 @@ alternating), their ratio, the longest episode's start position in each, and the
 identical final answers, which must be 100% under greedy decoding: ordering decides when an
 episode starts, never what it does.
 
+``--token-budget`` adds a third arm (once, after the repeats): the task order with each episode's
+token budget set from the predictor (``RunConfig.token_budget``, ``--slack`` x the upper edge of
+its predicted token range). Budgets do change episodes, so this arm prints what they cost and
+save: EM and tokens per question against the unbudgeted run, and the episodes the budget closed.
+
     .venv/bin/python bench/budget_schedule.py --predictor runs/budget/features [--model smollm2]
         [--adapter DIR] [--task hotpotqa --split eval --limit 40] [--batch-size 8] [--repeats 2]
+        [--token-budget [--slack 1.5]]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main() -> None:
@@ -34,6 +41,8 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=7)
     ap.add_argument("--batch-size", type=int, default=8, help="episodes live at once (the tail shows below the count)")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--token-budget", action="store_true", help="also run the task order with predicted token budgets")
+    ap.add_argument("--slack", type=float, default=1.5, help="token budget = slack x the predicted range's upper edge")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -49,20 +58,25 @@ def main() -> None:
     walls: dict[str, list[float]] = {"task order": [], "longest first": []}
     answers: dict[str, dict[str, str]] = {}
     steps: dict[str, list[int]] = {}
-    for rep in range(args.repeats):
-        for name, order in (("task order", None), ("longest first", f"budget:{args.predictor}")):
-            d = out / f"{name.replace(' ', '-')}-{rep}"
-            shutil.rmtree(d, ignore_errors=True)
-            cfg = RunConfig(out=str(d), task=args.task, split=args.split, limit=args.limit, style=args.style,
-                            max_steps=args.max_steps, batch_size=args.batch_size, model=ref, order_by=order)
-            if hasattr(llm, "reset_cache"):
-                llm.reset_cache()  # no arm starts with the other's kept KV
-            t0 = time.perf_counter()
-            run_from_config(cfg, llms={"default": llm}, progress=False)
-            walls[name].append(time.perf_counter() - t0)
-            trajs = [json.loads(x) for x in (d / "trajectories.jsonl").read_text().splitlines()]
-            answers[name] = {t["id"]: t["answer"] for t in trajs}
-            steps[name] = [len(t["steps"]) for t in trajs]  # in the order episodes finished
+    summaries: dict[str, Any] = {}
+    spec = f"budget:{args.predictor}"
+    arms = [(rep, name, opts) for rep in range(args.repeats)
+            for name, opts in (("task order", {}), ("longest first", {"order_by": spec}))]
+    if args.token_budget:
+        arms.append((0, "token budget", {"token_budget": spec, "token_budget_slack": args.slack}))
+    for rep, name, opts in arms:
+        d = out / f"{name.replace(' ', '-')}-{rep}"
+        shutil.rmtree(d, ignore_errors=True)
+        cfg = RunConfig(out=str(d), task=args.task, split=args.split, limit=args.limit, style=args.style,
+                        max_steps=args.max_steps, batch_size=args.batch_size, model=ref, **opts)
+        if hasattr(llm, "reset_cache"):
+            llm.reset_cache()  # no arm starts with the other's kept KV
+        t0 = time.perf_counter()
+        summaries[name] = run_from_config(cfg, llms={"default": llm}, progress=False)
+        walls.setdefault(name, []).append(time.perf_counter() - t0)
+        trajs = [json.loads(x) for x in (d / "trajectories.jsonl").read_text().splitlines()]
+        answers[name] = {t["id"]: t["answer"] for t in trajs}
+        steps[name] = [len(t["steps"]) for t in trajs]  # in the order episodes finished
     base, ordered = (statistics.median(walls[k]) for k in ("task order", "longest first"))
     ids = answers["task order"]
     same = sum(answers["longest first"].get(i) == a for i, a in ids.items())
@@ -71,6 +85,16 @@ def main() -> None:
         print(f"{name:<14} {w:8.1f}  {steps[name]}")
     print(f"wall ratio (task order / longest first): {base / ordered:.2f}x")
     print(f"identical final answers: {same}/{len(ids)} = {same / max(1, len(ids)):.1%}   (must be 100%)")
+    if args.token_budget:
+        closed = sum(1 for x in (out / "token-budget-0" / "trajectories.jsonl").read_text().splitlines()
+                     if json.loads(x)["meta"].get("stopped_by") == "token_budget")
+        same_b = sum(answers["token budget"].get(i) == a for i, a in ids.items())
+        print(f"{'arm':<14} {'wall s':>8} {'EM':>14} {'tokens/q':>9}")  # tokens: prompt + completion
+        for name in ("task order", "token budget"):
+            s = summaries[name]
+            print(f"{name:<14} {walls[name][0]:8.1f} {s.metrics['em']:7.3f} ± {s.stderr['em']:.3f} {s.tokens_per_question:9.1f}")
+        print(f"token budget (slack {args.slack}): {closed} episodes closed by it; "
+              f"{same_b}/{len(ids)} answers identical to the unbudgeted run")
 
 
 if __name__ == "__main__":

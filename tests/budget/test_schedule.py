@@ -42,11 +42,36 @@ class NoEnv:
         return "Nothing here.", action.name == "finish"
 
 
+@contextlib.contextmanager
+def toy_task(name, exs, score):
+    """A task ``name`` registered for the ``with`` block: ``exs`` as its one split ``s``, no environment."""
+    from reactlab.tasks import TASKS
+
+    class Toy:
+        metrics, main_metric = ("em",), "em"
+        splits, eval_splits, default_prompt = ("s",), (), "zeroshot"
+
+        def examples(self, split, limit=None, seed=None, data=None):
+            return exs
+
+        def score(self, example, answer):
+            return score(answer, example)
+
+        def environments(self, examples, **kw):
+            return contextlib.nullcontext(NoEnv)
+
+    Toy.name = name
+    TASKS[name] = Toy
+    try:
+        yield Toy
+    finally:
+        del TASKS[name]
+
+
 def test_ordered_run_has_a_shorter_tail_and_the_same_answers(tmp_path):
     from reactlab.config import ModelRef, RunConfig
     from reactlab.llm.scripted import ScriptedLLM
     from reactlab.runner import run_from_config
-    from reactlab.tasks import TASKS
     from reactlab.tasks.metrics import qa_scores
 
     qs = questions(40)
@@ -57,19 +82,6 @@ def test_ordered_run_has_a_shorter_tail_and_the_same_answers(tmp_path):
     picked = [q for q, s, _ in qs if s == 2][:6] + [q for q, s, _ in qs if s == 5][:1]
     exs = [Example(id=f"q{i}", question=q, answer=f"a{i}") for i, q in enumerate(picked)]
 
-    class Toy:
-        name, metrics, main_metric = "toy-budget", ("em",), "em"
-        splits, eval_splits, default_prompt = ("s",), (), "zeroshot"
-
-        def examples(self, split, limit=None, seed=None, data=None):
-            return exs
-
-        def score(self, example, answer):
-            return qa_scores(answer, example.answer)
-
-        def environments(self, examples, **kw):
-            return contextlib.nullcontext(NoEnv)
-
     def reply(prompt):
         question = prompt[-1]["content"] if len(prompt) == 1 else next(m["content"] for m in prompt if m["role"] == "user")
         key = next(q for q in steps if q in question)
@@ -78,8 +90,7 @@ def test_ordered_run_has_a_shorter_tail_and_the_same_answers(tmp_path):
             return "Thought: more.\nAction: search[x]"
         return f"Thought: done.\nAction: finish[a{picked.index(key)}]"
 
-    TASKS["toy-budget"] = Toy
-    try:
+    with toy_task("toy-budget", exs, lambda answer, ex: qa_scores(answer, ex.answer)):
         out, rounds = {}, {}
         for name, order in (("plain", None), ("ordered", f"budget:{path}")):
             llm = ScriptedLLM(reply)
@@ -91,8 +102,6 @@ def test_ordered_run_has_a_shorter_tail_and_the_same_answers(tmp_path):
             rounds[name] = len(llm.calls)
         assert out["ordered"] == out["plain"] and sorted(s for _, s in out["plain"].values()) == [2] * 6 + [5]
         assert rounds == {"plain": 6 + 5, "ordered": 9}  # 17 queries: 2 per round but for the tail
-    finally:
-        del TASKS["toy-budget"]
 
 
 def test_question_carries_who_answers():
@@ -130,28 +139,13 @@ def test_a_run_gives_episodes_token_budgets_from_the_predictor(tmp_path):
     from reactlab.config import ModelRef, RunConfig
     from reactlab.llm.scripted import ScriptedLLM
     from reactlab.runner import run_from_config
-    from reactlab.tasks import TASKS
 
     rows = [BudgetRow(question=q, task="toy-tokens", model="scripted", steps=s, tokens=t, bucket=int(s > 3))
             for q, s, t in questions(40)]
     path = save_predictor(FeatureRegressor.fit(rows, [5]), tmp_path / "p")  # bucket 0: < 5 tokens; 1: the top
     exs = [Example(id=f"q{i}", question=q, answer="a") for i, (q, _, _) in enumerate(questions(8))]
 
-    class Toy:
-        name, metrics, main_metric = "toy-tokens", ("em",), "em"
-        splits, eval_splits, default_prompt = ("s",), (), "zeroshot"
-
-        def examples(self, split, limit=None, seed=None, data=None):
-            return exs
-
-        def score(self, example, answer):
-            return {"em": float(answer == example.answer)}
-
-        def environments(self, examples, **kw):
-            return contextlib.nullcontext(NoEnv)
-
-    TASKS["toy-tokens"] = Toy
-    try:
+    with toy_task("toy-tokens", exs, lambda answer, ex: {"em": float(answer == ex.answer)}):
         def go(name, **keys):
             cfg = RunConfig(out=str(tmp_path / name), task="toy-tokens", split="s", style="chat", max_steps=3,
                             model=ModelRef(name="scripted"), **keys)
@@ -173,5 +167,3 @@ def test_a_run_gives_episodes_token_budgets_from_the_predictor(tmp_path):
         assert settings["token_budget"]["slack"] == 2.0 and len(settings["token_budget"]["predictor_sha256"]) == 64
         with pytest.raises(ValueError, match="token_budget applies to --agent react with methods react, act"):
             go("cot", token_budget=f"budget:{path}", method="cot")
-    finally:
-        del TASKS["toy-tokens"]
