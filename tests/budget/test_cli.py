@@ -26,7 +26,11 @@ def test_build_train_eval_predict(sampled_run, tmp_path):
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[0].startswith("| predictor | steps n | steps exact") and lines[2].startswith("| mean |")
-    assert lines[3].startswith(f"| {tmp_path / 'f'} |") and len(lines) == 4
+    assert lines[3].startswith(f"| {tmp_path / 'f'} |") and len(lines) == 5
+    assert lines[4].startswith("the agent against itself (") and "steps exact 0.000 within1 1.000" in lines[4]
+    res = invoke("eval", tmp_path / "b", "-p", "mean", "--json")
+    got = json.loads(res.output)
+    assert set(got) == {"predictors", "run_agreement"} and got["predictors"]["mean"]["steps"]["n"] > 0
     (tmp_path / "qs.txt").write_text("question 1: how are NameA Person1 related?\n\n"
                                      "question 2: how are NameA Ann and NameB Bo and NameC Cy and NameD Di related?\n")
     res = invoke("predict", "-p", tmp_path / "f", "--file", tmp_path / "qs.txt", "--model", "m")

@@ -52,6 +52,10 @@ def test_build_writes_splits_and_stats(budget_dir):
     train_buckets = [r.bucket for r in data.rows["train"]]
     assert max(train_buckets.count(b) for b in set(train_buckets)) <= len(train_buckets) / 2  # quantiles spread them
     assert {r.question for r in data.rows["train"]}.isdisjoint({r.question for r in data.rows["val"]})
+    # each question's runs are label, label - 1, label + 1: the first run is never the others' lower
+    # median (label - 1) but always within 1 of it
+    agree = stats["run_agreement"]
+    assert agree["questions"] == 40 and agree["steps"] == {"exact": 0.0, "within1": 1.0}
 
 
 def test_given_edges_and_rows_without_token_counts(tmp_path):

@@ -73,14 +73,22 @@ def eval_cmd(
 ) -> None:
     """Score predictors on one split: exact / within-1 / within-2, MAE and Kendall tau, steps and buckets."""
     from reactlab.budget.evaluate import DEFAULT_PREDICTORS, evaluate
+    from reactlab.budget.labels import load_budget, run_agreement
     from reactlab.budget.metrics import table
 
     with user_errors():
         results = evaluate(data, predictor or list(DEFAULT_PREDICTORS), split=split)
+        budget = load_budget(data)
+        agreement = run_agreement(budget.rows[split], budget.edges)
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(json.dumps({"predictors": results, "run_agreement": agreement}, indent=2))
         return
     typer.echo(table(results))
+    if agreement:
+        parts = [f"{t} exact {agreement[t]['exact']:.3f} within1 {agreement[t]['within1']:.3f}"
+                 for t in ("steps", "bucket") if t in agreement]
+        typer.echo(f"the agent against itself ({agreement['questions']} questions with 2+ runs; one run vs the "
+                   f"others' median): {'; '.join(parts)}")
     unparsed = {k: v["unparsed"] for k, v in results.items() if v["unparsed"]}
     if unparsed:
         typer.echo(f"answers with no number (the fallback was used): {unparsed}")

@@ -158,6 +158,33 @@ def assign_buckets(rows: list[BudgetRow], edges: Sequence[int]) -> None:
         r.bucket = bucket_of(r.tokens, edges) if r.tokens is not None else None
 
 
+def run_agreement(rows: Sequence[BudgetRow], edges: Sequence[int]) -> dict[str, Any] | None:
+    """How well the agent predicts itself: over questions with two or more runs, the share whose
+    first run's steps (and token bucket) equal the lower median of its other runs (``exact``) or
+    fall within 1 of it (``within1``). A predictor that saw a whole run of the question would
+    score this; it bounds what the question text can tell. None when no question has two runs.
+
+    >>> r = BudgetRow("q", steps_all=[2, 3, 3], tokens_all=[50, 70, 90])
+    >>> run_agreement([r], [60, 80])["steps"], run_agreement([r], [60, 80])["bucket"]
+    ({'exact': 0.0, 'within1': 1.0}, {'exact': 0.0, 'within1': 1.0})
+    """
+    pairs: dict[str, list[tuple[int, int]]] = {"steps": [], "bucket": []}
+    for r in rows:
+        if len(r.steps_all) > 1:
+            pairs["steps"].append((r.steps_all[0], statistics.median_low(r.steps_all[1:])))
+        if len(r.tokens_all) > 1:
+            pairs["bucket"].append((bucket_of(r.tokens_all[0], edges),
+                                    bucket_of(statistics.median_low(r.tokens_all[1:]), edges)))
+    if not pairs["steps"]:
+        return None
+    out: dict[str, Any] = {"questions": len(pairs["steps"])}
+    for target, ps in pairs.items():
+        if ps:
+            out[target] = {"exact": round(sum(a == b for a, b in ps) / len(ps), 4),
+                           "within1": round(sum(abs(a - b) <= 1 for a, b in ps) / len(ps), 4)}
+    return out
+
+
 def build_budget(sources: Sequence[str], out: str | Path, *, val_frac: float = 0.2, edges: Sequence[int] | None = None,
                  n_buckets: int = DEFAULT_BUCKETS, exclude: Sequence[str] = ()) -> dict[str, Any]:
     """Read ``sources`` (any ``reactlab.data.sources`` spec), label, bucket, and write
@@ -190,6 +217,7 @@ def build_budget(sources: Sequence[str], out: str | Path, *, val_frac: float = 0
         "bucket_counts": dict(sorted(Counter(r.bucket for r in rows if r.split == "train" and r.bucket is not None).items())),
         "steps_spread_mean": (statistics.fmean(r.steps_spread for r in rows if len(r.steps_all) > 1)
                               if any(len(r.steps_all) > 1 for r in rows) else None),
+        "run_agreement": run_agreement([r for r in rows if r.split != "test"], edges),
     }
     write_json_atomic(out / STATS_FILE, stats)
     return stats
