@@ -17,6 +17,7 @@ torch, transformers and peft are imported inside the functions (nothing happens 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -116,7 +117,8 @@ def load_model(cfg: ModelConfig, method: str = "lora") -> tuple[Any, Any]:
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=torch.bfloat16)
-            kwargs["device_map"] = {"": 0}
+            # each process of a torchrun / accelerate launch on its own GPU (DDP), else GPU 0
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
         tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
@@ -459,7 +461,11 @@ def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, fil
                extra: dict[str, Any] | None = None) -> RunResult:
     """After ``output = trainer.train()``: a final eval (when there is an eval set), the adapter or
     model + tokenizer saved to ``cfg.out`` (without TRL's frozen ``ref`` adapter), ``loss.png`` and
-    ``training.json`` (``trainer: name``). Returns the ``RunResult`` written."""
+    ``training.json`` (``trainer: name``). Returns the ``RunResult`` written.
+
+    Under ``torchrun`` / ``accelerate launch`` every process evaluates and saves (both are collective:
+    the Trainer writes from the main process only) and the main process alone writes the plot and the
+    record; the others return the same result without writing."""
     import time
 
     from reactlab.train.plots import plot_losses
@@ -474,7 +480,8 @@ def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, fil
     out = Path(cfg.out)
     trainer.save_model(str(out))
     history = trainer.state.log_history
-    plot_losses(history, out / "loss.png", title=f"{name.upper()} {cfg.method} · {Path(cfg.model.name).name}")
+    if trainer.is_world_process_zero():
+        plot_losses(history, out / "loss.png", title=f"{name.upper()} {cfg.method} · {Path(cfg.model.name).name}")
     # TRL's count of non-pad tokens trained on; GRPO / RLOO count theirs (prompt + completion) in the state
     tokens = int(getattr(trainer, "_total_train_tokens", 0) or trainer.state.num_input_tokens_seen or 0)
     runtime = output.metrics.get("train_runtime") or 0.0
@@ -494,6 +501,7 @@ def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, fil
                "log_history": [{k: h[k] for k in ("step", "loss", "eval_loss") if k in h} for h in history
                                if "loss" in h or "eval_loss" in h]},
     )
-    write_training_record(out, base_model=cfg.model.name, method=cfg.method, recipe=cfg.model_dump(mode="json"),
-                          data_files=files, prompt_id_counts=prompt_ids(rows), result=result, trainer=name)
+    if trainer.is_world_process_zero():
+        write_training_record(out, base_model=cfg.model.name, method=cfg.method, recipe=cfg.model_dump(mode="json"),
+                              data_files=files, prompt_id_counts=prompt_ids(rows), result=result, trainer=name)
     return result

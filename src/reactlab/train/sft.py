@@ -17,9 +17,11 @@ Read top to bottom, a run is:
 5. ``trainer.train`` (``resume`` continues from the last checkpoint in ``out``), a final eval, then
    the adapter (or full model) + tokenizer saved to ``out``, ``loss.png`` and ``training.json``.
 
-The recipe's ``trl:`` block goes to ``SFTConfig`` untouched; we only fill in what it leaves unset:
-``output_dir`` (= ``out``), ``report_to`` (TensorBoard) and ``bf16`` (only on CUDA: TRL defaults it to
-True, which on a CPU is slow).
+The recipe's ``trl:`` block goes to ``SFTConfig`` untouched; we only fill in what it leaves unset,
+as for every trainer (``common.trl_defaults``): ``output_dir`` (= ``out``), ``report_to``
+(TensorBoard), ``bf16`` only on CUDA, ``use_cpu`` without CUDA (which is also what lets ``torchrun``
+processes on a CPU form one gloo process group; without it each trains alone), no activation
+checkpointing unless asked.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ from reactlab.train.common import (
     RunResult,
     check_method,
     check_resume,
-    cuda_available,
     finish_run,
     load_model,
     load_rows,
     load_splits,
     peft_config,
+    trl_defaults,
     with_time_limit,
 )
 from reactlab.train.common import check_trl_keys as common_check_trl_keys
@@ -88,15 +90,14 @@ def check_trl_keys(trl: dict[str, Any]) -> None:
 
 
 def sft_config(cfg: SFTRecipe, evaluate: bool = True):
-    """TRL's ``SFTConfig`` from the recipe's ``trl:`` block plus our three defaults (module doc).
+    """TRL's ``SFTConfig`` from the recipe's ``trl:`` block plus our defaults (module doc).
     An unknown TRL argument fails with the closest names (``check_trl_keys``). ``evaluate=False``
     (no val rows) turns periodic evaluation off: ``DataConfig`` allows an empty or missing val file,
     and the Trainer refuses an ``eval_strategy`` with nothing to evaluate."""
     from trl import SFTConfig
 
     check_trl_keys(cfg.trl)
-    kwargs: dict[str, Any] = {"output_dir": cfg.out, "report_to": ["tensorboard"], "bf16": cuda_available()}
-    kwargs.update(cfg.trl)
+    kwargs: dict[str, Any] = trl_defaults(cfg.trl, cfg.out)
     if not evaluate:
         kwargs["eval_strategy"] = "no"
     return SFTConfig(**kwargs)
