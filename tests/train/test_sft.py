@@ -218,6 +218,19 @@ def test_max_minutes_ends_training_after_the_update_that_crosses_it(tiny_dir, re
     assert result.steps == 3 and result.extra["stopped_by_time"] is False
 
 
+def test_a_step_evaluated_in_training_is_not_evaluated_again(tiny_dir, react_data, tmp_path):
+    from reactlab.train.sft import train_sft
+
+    evals = []
+    counter = callback(on_evaluate=lambda self, args, state, control, **kw: evals.append(state.global_step))
+    for name, every in (("aligned", 2), ("not-aligned", 3)):
+        evals.clear()
+        cfg = recipe(tiny_dir, react_data, tmp_path / name, max_steps=4, eval_strategy="steps", eval_steps=every)
+        result = train_sft(cfg, callbacks=[counter])
+        assert evals == ([2, 4] if every == 2 else [3, 4])  # the final eval runs only when step 4 had none
+        assert result.eval_loss is not None
+
+
 def test_qlora_on_cpu_fails_early(react_data, tmp_path):
     import torch
 

@@ -459,7 +459,8 @@ def time_limit(minutes: float) -> Any:
 def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, files: Sequence[Path],
                rows: Sequence[dict[str, Any]], n_train: int, n_val: int, resume: bool,
                extra: dict[str, Any] | None = None) -> RunResult:
-    """After ``output = trainer.train()``: a final eval (when there is an eval set), the adapter or
+    """After ``output = trainer.train()``: a final eval (when there is an eval set and the last step
+    was not evaluated already, e.g. at the end of an epoch), the adapter or
     model + tokenizer saved to ``cfg.out`` (without TRL's frozen ``ref`` adapter), ``loss.png`` and
     ``training.json`` (``trainer: name``). Returns the ``RunResult`` written.
 
@@ -470,7 +471,13 @@ def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, fil
 
     from reactlab.train.plots import plot_losses
 
-    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if trainer.eval_dataset is None:
+        metrics = {}
+    elif last_eval is not None and last_eval.get("step") == trainer.state.global_step:
+        metrics = {k: v for k, v in last_eval.items() if k.startswith("eval_")}  # evaluated at this step already
+    else:
+        metrics = trainer.evaluate()
     limit = next((c for c in trainer.callback_handler.callbacks if hasattr(c, "stopped_at_step")), None)
     if limit is not None:
         extra = {**(extra or {}), "max_minutes": cfg.max_minutes, "stopped_by_time": limit.hit}
