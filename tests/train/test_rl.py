@@ -222,6 +222,16 @@ def test_rollouts_come_from_the_current_policy(tiny_model_dir, prompt_data, tmp_
     assert min(moved) > 1e-2  # the check would pass trivially if training had not moved the policy
 
 
+def test_each_process_samples_its_slice_of_the_global_batch(tiny_model_dir, prompt_data, tmp_path, monkeypatch):
+    """Under several processes, process 1's two prompts are entries 2 and 3 of a global batch of 4:
+    its episodes are those one process samples there, not a copy of process 0's."""
+    trainer, rollouts = grpo_trainer(tiny_model_dir, prompt_data, tmp_path / "s", temperature=1.0)
+    whole = rollouts([QUESTION] * 4, trainer)["completion_ids"]
+    assert whole[:2] != whole[2:]  # else a copy of process 0's slice would pass too
+    monkeypatch.setattr(type(trainer.accelerator), "process_index", property(lambda self: 1))
+    assert rollouts([QUESTION] * 2, trainer)["completion_ids"] == whole[2:]
+
+
 def test_grpo_mean_reward_rises(tiny_model_dir, prompt_data, tmp_path):
     """The toy bandit (``TARGET``): the last steps' mean reward clearly beats the first steps'."""
     from reactlab.train.common import read_training_record

@@ -129,7 +129,9 @@ class EpisodeRollouts:
     env_mask, episode}``, one episode per prompt (module docstring, step 4). The engine around the
     trainer's model is made at the first call (the trainer wraps the model in PEFT first). Rollout
     round ``k`` of the run is seeded from ``spec.seed`` and the trainer's global step, so a resumed
-    run samples what the uninterrupted one would have."""
+    run samples what the uninterrupted one would have; under several processes each sample is seeded
+    by its place in the global batch, so a group split across processes gets distinct samples and
+    the processes together sample what one process with the whole batch would."""
 
     def __init__(self, spec: RolloutSpec, env_factory: Callable[[], Environment] | None = None):
         self.spec, self.env_factory = spec, env_factory
@@ -144,9 +146,12 @@ class EpisodeRollouts:
             self.llm = HFLLM.from_model(model, trainer.processing_class, batch_size=max(1, len(prompts)))
         training = model.training
         model.eval()  # no dropout while sampling: the logprobs are the policy's
+        # process p's n prompts are entries p*n .. p*n+n-1 of the global batch (accelerate hands out
+        # per-device batches in process order)
+        first = trainer.accelerator.process_index * len(prompts)
         try:
             outs = run_rollouts(self.llm, prompts, self.spec, self.env_factory,
-                                round_seed=trainer.state.global_step * 100_003)
+                                round_seed=trainer.state.global_step * 100_003 + first)
         finally:
             model.train(training)
         self.last = outs
@@ -210,8 +215,9 @@ def run_rl(cfg: RLRecipe, name: str, make_trainer: Callable[..., Any], config: A
     rewards = reward_log(trainer.state.log_history)
     result = finish_run(trainer, output, cfg, name=name, t0=t0, files=[train_file], rows=rows, n_train=len(dataset),
                         n_val=0, resume=resume, extra={"rewards": rewards})
-    plot_rewards(trainer.state.log_history, Path(cfg.out) / "reward.png",
-                 title=f"{name.upper()} {cfg.method} · {Path(cfg.model.name).name}")
+    if trainer.is_world_process_zero():
+        plot_rewards(trainer.state.log_history, Path(cfg.out) / "reward.png",
+                     title=f"{name.upper()} {cfg.method} · {Path(cfg.model.name).name}")
     return result
 
 
