@@ -184,6 +184,12 @@ def prompt_ids(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+def main_process() -> bool:
+    """False only in a process of global rank > 0 under ``torchrun`` / ``accelerate launch`` (both set
+    ``RANK``), i.e. the one process that reports a run is the one that writes its record."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def write_training_record(out: str | Path, *, base_model: str, method: str, recipe: dict[str, Any],
                    data_files: Sequence[str | Path], prompt_id_counts: dict[str, int], result: RunResult,
                    trainer: str = "sft") -> dict[str, Any]:
