@@ -64,6 +64,41 @@ def test_two_gloo_processes_train_like_one(tiny_dir, react_data, tmp_path):
     assert loss_curve(tmp_path / "lone") != both
 
 
+def _time_limit_on(rank: int, port: int, over: bool, results) -> None:
+    import time
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+    from transformers import TrainerControl
+
+    from reactlab.train.common import time_limit
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        limit = time_limit(1.0)
+        limit.t0 = time.perf_counter() - (120 if over else 0)
+        control = limit.on_step_end(SimpleNamespace(device="cpu"), SimpleNamespace(global_step=3), TrainerControl())
+        results.put((rank, control.should_training_stop, limit.stopped_at_step))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_max_minutes_stops_every_process_at_the_same_step():
+    """Process 0 is past its time budget and process 1 is not (they started at different times):
+    both stop after this update, or process 1 would wait alone in its next all-reduce."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    results, port = ctx.Queue(), free_port()
+    procs = [ctx.Process(target=_time_limit_on, args=(rank, port, rank == 0, results)) for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert sorted(results.get(timeout=5) for _ in procs) == [(0, True, 3), (1, True, 3)]
+
+
 @pytest.mark.parametrize("name, kind, precision, cpu, extra", [
     ("cpu_gloo", "MULTI_GPU", "no", True, None),  # MULTI_GPU: the torchrun launcher (the file says why)
     ("ddp", "MULTI_GPU", "bf16", False, None),

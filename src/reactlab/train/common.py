@@ -440,7 +440,8 @@ def time_limit(minutes: float) -> Any:
     """A ``transformers.TrainerCallback`` that ends training after the update during which
     ``minutes`` of wall time (from this invocation's start: a resumed run gets its own budget)
     have passed; ``hit`` and ``stopped_at_step`` say whether and where. The run then ends as if
-    its last step were that one: final eval, save, record."""
+    its last step were that one: final eval, save, record. Under several processes all stop after
+    the update during which the first of them ran out (``any_process``)."""
     import time
 
     from transformers import TrainerCallback
@@ -454,12 +455,26 @@ def time_limit(minutes: float) -> Any:
             return control
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
-            if time.perf_counter() - self.t0 >= self.seconds:
+            if any_process(time.perf_counter() - self.t0 >= self.seconds, args.device):
                 self.hit, self.stopped_at_step = True, state.global_step
                 control.should_training_stop = True
             return control
 
     return TimeLimit()
+
+
+def any_process(flag: bool, device: Any) -> bool:
+    """``flag`` or-ed over the processes of a ``torch.distributed`` group (``flag`` itself without
+    one): every process gets the same answer, so they stop at the same step. One that stopped alone
+    would leave the others waiting in their next gradient all-reduce until the group times out."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, files: Sequence[Path],
