@@ -508,8 +508,6 @@ def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, fil
     out = Path(cfg.out)
     trainer.save_model(str(out))
     history = trainer.state.log_history
-    if trainer.is_world_process_zero():
-        plot_losses(history, out / "loss.png", title=f"{name.upper()} {cfg.method} · {Path(cfg.model.name).name}")
     # TRL's count of non-pad tokens trained on; GRPO / RLOO count theirs (prompt + completion) in the state
     tokens = int(getattr(trainer, "_total_train_tokens", 0) or trainer.state.num_input_tokens_seen or 0)
     runtime = output.metrics.get("train_runtime") or 0.0
@@ -530,6 +528,7 @@ def finish_run(trainer: Any, output: Any, cfg: Any, *, name: str, t0: float, fil
                                if "loss" in h or "eval_loss" in h]},
     )
     if trainer.is_world_process_zero():
+        plot_losses(history, out / "loss.png", title=f"{name.upper()} {cfg.method} · {Path(cfg.model.name).name}")
         write_training_record(out, base_model=cfg.model.name, method=cfg.method, recipe=cfg.model_dump(mode="json"),
                               data_files=files, prompt_id_counts=prompt_ids(rows), result=result, trainer=name)
     return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +95,7 @@ class AdamW:
         return out
 
     def save(self, path: str | Path) -> None:
-        arrays = {f"m{i}": a for i, a in enumerate(self.m)} | {f"v{i}": a for i, a in enumerate(self.v)}
+        arrays: dict[str, Any] = {f"m{i}": a for i, a in enumerate(self.m)} | {f"v{i}": a for i, a in enumerate(self.v)}
         np.savez(path, t=np.array(self.t), **arrays)
 
     def load(self, path: str | Path) -> None:
