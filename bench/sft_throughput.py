@@ -1,5 +1,17 @@
-"""SFT throughput: our trainer (TRL, dynamic padding or padding-free, masked labels) vs a naive HF
-``Trainer`` loop that pads every row to a fixed 600 tokens (as the seed scripts did).
+"""SFT throughput and memory: our trainer (TRL, masked labels) with its defaults and with each lever
+switched on or off, vs a naive HF ``Trainer`` loop that pads every row to a fixed 600 tokens (as the
+seed scripts did).
+
+Variants (``--variants``, comma-separated):
+
+- ``ours``: `reactlab train sft`'s defaults on this CPU (activation checkpointing; bf16 autocast only
+  where AMX is detected);
+- ``full_head``: fp32, the LM head projecting every position (TRL's choice off Triton devices), the
+  defaults before the head was compacted to the labelled positions on CPUs;
+- ``fp32`` / ``bf16``: the compacted head with bf16 autocast off / on;
+- ``fp32_ckpt`` / ``bf16_ckpt``: the same with activation checkpointing;
+- ``padding_free``: ours with ``padding_free`` (one flattened row per batch, no pad tokens);
+- ``naive600``: HF ``Trainer`` + PEFT, rows padded to 600 tokens.
 
 Both see the same rows in the same order (sequential sampler, no shuffling), the same labels
 (``reactlab.data.masking``: assistant-only), the same LoRA config (dropout 0, so no random masks
@@ -34,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--variants", default="ours,padding_free,naive600")
+    p.add_argument("--variants", default="full_head,fp32,bf16,fp32_ckpt,bf16_ckpt,naive600")
     p.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     return p.parse_args(argv)
 
@@ -59,19 +71,33 @@ def common_trl(a) -> dict:
                 max_length=FIXED)
 
 
-def run_ours(a, padding_free: bool) -> dict:
+OURS = {  # variant -> trl overrides of our defaults
+    "ours": {},
+    "full_head": {"bf16": False, "activation_checkpointing": False},
+    "fp32": {"bf16": False, "activation_checkpointing": False},
+    "bf16": {"bf16": True, "activation_checkpointing": False},
+    "fp32_ckpt": {"bf16": False, "activation_checkpointing": True},
+    "bf16_ckpt": {"bf16": True, "activation_checkpointing": True},
+    # TRL leaves truncation to the caller here; the few rows over 600 tokens stay whole.
+    "padding_free": {"padding_free": True, "max_length": None},
+}
+
+
+def run_ours(a, variant: str) -> dict:
+    import reactlab.train.common as common
     from reactlab.config import SFTRecipe
     from reactlab.train.sft import train_sft
 
+    if variant == "full_head":
+        common.score_labelled_positions_only = lambda: False  # load_model leaves TRL's CPU choice as is
     trl = common_trl(a)
-    if padding_free:
-        # TRL leaves truncation to the caller here; the few rows over 600 tokens stay whole.
-        trl |= {"padding_free": True, "max_length": None}
+    trl.pop("activation_checkpointing")  # our default (off) unless the variant says
+    trl |= OURS[variant]
     with tempfile.TemporaryDirectory() as out:
         cfg = SFTRecipe(model=a.model, data={"path": a.data, "limit": a.rows, "val_file": None}, out=out,
                         lora=lora(), trl=trl)
         res = train_sft(cfg)
-    return {"tokens": res.train_tokens, "fed": None, "train_s": res.extra["train_runtime_s"],
+    return {"precision": res.extra["precision"], "ckpt": res.extra["activation_checkpointing"], "tokens": res.train_tokens, "fed": None, "train_s": res.extra["train_runtime_s"],
             "final_loss": res.train_loss, "mean_loss": res.extra["mean_train_loss"], "steps": res.steps}
 
 
@@ -126,7 +152,7 @@ def child(a) -> None:
     if a.variant == "naive600":
         r = run_naive(a)
     else:
-        r = run_ours(a, padding_free=a.variant == "padding_free")
+        r = run_ours(a, a.variant)
     r["wall_s"] = time.perf_counter() - t0
     r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(r))
@@ -136,6 +162,9 @@ def main(argv=None) -> None:
     a = parse_args(argv)
     if a.variant:
         return child(a)
+    from reactlab.hardware import describe_cpu
+
+    print(f"CPU: {describe_cpu()}", flush=True)
     tmp = tempfile.TemporaryDirectory()
     a.data = a.data or build_data(Path(tmp.name) / "data")
     results = {}
@@ -148,16 +177,18 @@ def main(argv=None) -> None:
             sys.exit(f"{v} failed:\n{proc.stderr[-3000:]}")
         results[v] = r = json.loads(line[7:])
         r["tokens_per_s"] = r["tokens"] / r["train_s"]
-        print(f"{v:>13}: {r['tokens_per_s']:7.1f} real tok/s  fed {r['fed'] or r['tokens']:>7} tok  "
+        how = f"{r.get('precision', 'fp32')}{' ckpt' if r.get('ckpt') else ''}"
+        print(f"{v:>13} ({how:>9}): {r['tokens_per_s']:7.1f} real tok/s  fed {r['fed'] or r['tokens']:>7} tok  "
               f"({r['tokens']} real)  train {r['train_s']:7.1f}s  wall {r['wall_s']:7.1f}s  "
               f"peak RSS {r['peak_rss_mb']:7.0f} MB  final loss {r['final_loss']:.4f}  mean loss {r['mean_loss']:.4f}",
               flush=True)
-    if "naive600" in results:
-        base = results["naive600"]
+    base_name = next((b for b in ("full_head", "naive600") if b in results), None)
+    if base_name:
+        base = results[base_name]
         for v, r in results.items():
-            if v == "naive600":
+            if v == base_name:
                 continue
-            print(f"{v} / naive600: speed x{r['tokens_per_s'] / base['tokens_per_s']:.2f}  "
+            print(f"{v} / {base_name}: speed x{r['tokens_per_s'] / base['tokens_per_s']:.2f}  "
                   f"memory x{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}  "
                   f"final loss ratio {r['final_loss'] / base['final_loss']:.4f}  "
                   f"mean loss ratio {r['mean_loss'] / base['mean_loss']:.4f}")

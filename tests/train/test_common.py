@@ -1,0 +1,79 @@
+"""What every trainer shares (``reactlab.train.common``): the LM head scoring only labelled positions
+on a CPU with the same result, and the per-CPU bf16 default."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("trl")
+
+
+def fused_scores(model_dir: str, compact: bool, monkeypatch) -> tuple[list[int], object, object]:
+    """``(rows the head projected, per-token log-probs, gradient of the input embeddings)`` of one
+    fused-head forward/backward of a fresh tiny model on a half-labelled batch."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.kernels.chunked_logprob import ChunkedLogProbFunction, _use_triton
+    from trl.trainer.utils import add_fused_lm_head
+
+    from reactlab.train.common import score_labelled_positions_only
+
+    monkeypatch.setattr(trl_utils, "_use_triton", _use_triton)  # TRL's own choice, restored after the test
+    if compact:
+        assert score_labelled_positions_only()
+    projected: list[int] = []
+
+    class Counting:
+        @staticmethod
+        def apply(hidden, *args):
+            projected.append(hidden.shape[0])
+            return ChunkedLogProbFunction.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(0, 1000, (2, 12))
+    labels = ids.clone()
+    labels[:, :7] = -100
+    embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    out = model(inputs_embeds=embeds, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True)
+    out.loss.backward()
+    return projected, out.log_probs.detach(), embeds.grad
+
+
+def test_the_cpu_head_projects_only_labelled_positions_with_the_same_result(tiny_dir, monkeypatch):
+    import torch
+
+    full_rows, full_lp, full_grad = fused_scores(tiny_dir, False, monkeypatch)
+    rows, lp, grad = fused_scores(tiny_dir, True, monkeypatch)
+    assert full_rows == [2 * 11]  # every shifted position
+    assert rows == [2 * 5]  # the labelled ones: 12 - 7 per row
+    torch.testing.assert_close(lp, full_lp, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, full_grad, rtol=1e-4, atol=1e-7)
+    assert bool((lp[:, :6] == 0).all()) and bool((lp[:, 6:] < 0).all())
+
+
+def test_score_labelled_positions_only_is_idempotent():
+    import trl.trainer.utils as trl_utils
+
+    from reactlab.train.common import score_labelled_positions_only
+
+    assert score_labelled_positions_only()
+    patched = trl_utils._use_triton
+    assert score_labelled_positions_only()
+    assert trl_utils._use_triton is patched
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_cpu_bf16_default_follows_the_detected_cpu_and_the_recipe_wins(fast, monkeypatch):
+    import reactlab.hardware
+    from reactlab.train.common import trl_defaults
+
+    monkeypatch.setattr(reactlab.hardware, "bf16_matmuls_fast", lambda flags=None: fast)
+    monkeypatch.setattr("reactlab.train.common.cuda_available", lambda: False)
+    assert trl_defaults({}, "o", cpu_bf16=True)["bf16"] is fast
+    assert trl_defaults({}, "o")["bf16"] is False  # trainers that did not ask keep fp32
+    assert trl_defaults({"bf16": False}, "o", cpu_bf16=True)["bf16"] is False
+    assert trl_defaults({}, "o", cpu_bf16=True)["use_cpu"] is True
