@@ -78,6 +78,7 @@ OURS = {  # variant -> trl overrides of our defaults
     "bf16": {"bf16": True, "activation_checkpointing": False},
     "fp32_ckpt": {"bf16": False, "activation_checkpointing": True},
     "bf16_ckpt": {"bf16": True, "activation_checkpointing": True},
+    "bf16_ckpt_pad64": {"bf16": True, "activation_checkpointing": True, "pad_to_multiple_of": 64},
     # TRL leaves truncation to the caller here; the few rows over 600 tokens stay whole.
     "padding_free": {"padding_free": True, "max_length": None},
 }

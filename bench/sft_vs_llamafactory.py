@@ -24,7 +24,8 @@ checked row by row before training), the first ``--rows`` of them in file order 
 ``train_sampling_strategy: sequential`` / LLaMA-Factory's ``disable_shuffling``), their tokens (SmolLM2's
 ChatML with its default system prompt; LLaMA-Factory: template ``smollm2`` with ``default_system`` set
 to the one in the model's ``chat_template.jinja``, as its own ends with a period SmolLM2's lacks), fp32
-weights on the CPU, LoRA r=16, alpha=32, dropout 0 on every linear layer but the head, batch,
+weights on the CPU (ours computes under bf16 autocast where the CPU has AMX: its default there; the
+others in fp32, their defaults on a CPU; each arm's precision is printed), LoRA r=16, alpha=32, dropout 0 on every linear layer but the head, batch,
 accumulation, steps, constant learning rate, seed 0, and truncation length (``--cutoff``).
 
 What could not be made identical (each tool as its user would run it):
@@ -37,8 +38,9 @@ What could not be made identical (each tool as its user would run it):
 - truncation of rows longer than ``--cutoff``: TRL (ours, plain TRL) keeps the first tokens;
   LLaMA-Factory shares the budget between each turn's prompt and response and drops the later turns.
   Moot at the defaults: the longest of the first 48 rows is 590 tokens.
-- gradient checkpointing: ours off (our default), LLaMA-Factory on (``disable_gradient_checkpointing``
-  defaults to false), plain TRL on (``SFTConfig`` default) — left as each tool defaults, printed.
+- gradient checkpointing: on in all three, each tool's default (ours; LLaMA-Factory's
+  ``disable_gradient_checkpointing`` defaults to false; ``SFTConfig``), printed.
+- precision: see above.
 - padding: TRL pads each batch to its longest row; LLaMA-Factory to a multiple of 8. Throughput
   counts real tokens only (attention-mask sums: TRL's own count; LLaMA-Factory's
   ``include_num_input_tokens_seen: non_padding``).
@@ -297,7 +299,7 @@ def run_ours(a, work: Path) -> dict[str, Any]:
                         out=out, lora=LoraConfig(r=16, alpha=32, dropout=0.0), trl=trl)
         res = train_sft(cfg, callbacks=[gc_probe(seen)])
     return {"tokens": res.train_tokens, "train_s": res.extra["train_runtime_s"], "final_loss": res.train_loss,
-            "mean_loss": res.extra["mean_train_loss"], "steps": res.steps, **seen}
+            "mean_loss": res.extra["mean_train_loss"], "steps": res.steps, "precision": res.extra["precision"], **seen}
 
 
 def run_trl(a, work: Path) -> dict[str, Any]:
@@ -406,7 +408,7 @@ def main(argv=None) -> None:
         print(f"LLaMA-Factory template {LF_TEMPLATE}, default_system "
               + (f"{system!r} (the model's chat template's)" if system else "the template's"))
     print(f"{a.rows} rows, batch {a.batch} x accum {a.accum}, {a.steps} steps, cutoff {a.cutoff}, lr {a.lr}, "
-          f"LoRA r16 a32 dropout 0 all linear, fp32, constant lr, no shuffling", flush=True)
+          f"LoRA r16 a32 dropout 0 all linear, fp32 weights, constant lr, no shuffling", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
     for arm in arms:
@@ -425,7 +427,7 @@ def main(argv=None) -> None:
         print(f"{arm:>12}: {r['tokens_per_s']:7.1f} real tok/s ({r['tokens']} tok, {r['steps']} steps)  "
               f"train {r['train_s']:7.1f}s  wall {wall:7.1f}s  peak RSS {r['peak_rss_mb']:6.0f} MB  "
               f"final loss {r['final_loss']:.4f}  mean loss {r['mean_loss']:.4f}  "
-              f"grad ckpt {'on' if r.get('grad_ckpt') else 'off'}", flush=True)
+              f"grad ckpt {'on' if r.get('grad_ckpt') else 'off'}  {r.get('precision', 'fp32')}", flush=True)
     if "ours" in results:
         for arm, name in (("llamafactory", "LLaMA-Factory"), ("trl", "plain TRL")):
             if arm in results:
