@@ -9,12 +9,18 @@ with the same model:
 - ours:  ``HFLLM`` + the runner: continuous batching, the few-shot prefix encoded once and attended
   in place (cascade attention), each episode's KV kept between its calls, prompt-lookup drafts
 - ours without drafts (``draft_tokens=0``): what the rest is worth alone
+- transformers CB: the same runner and agent, the model behind ``TransformersCBLLM``: each runner
+  step's prompts go to transformers' own continuous batching (``model.generate_batch``, its paged
+  KV cache); it has no stop strings, so rows decode to EOS or ``max_new_tokens`` and are cut at
+  the stop strings afterwards (``--arms`` picks arms; where ``generate_batch`` fails the arm prints
+  that it was skipped and the error)
 
 Prints questions/min for each arm, their ratio (target >= 10x), and the share of questions whose
 final answers are identical (target >= 95%; greedy decoding, so differences come only from
 floating-point summation order between batched and single-row kernels).
 
     .venv/bin/python bench/run_throughput.py --n 20 [--model smollm2] [--out runs/bench-throughput]
+        [--arms ours,ours-nodraft,paper,transformers-cb]
 """
 
 from __future__ import annotations
@@ -29,11 +35,11 @@ from reactlab.agents.react import ReActAgent
 from reactlab.envs.wikienv import WikiEnv
 from reactlab.llm.cpu_kernels import use_onednn_linear
 from reactlab.llm.hf import HFLLM, _eos_ids
-from reactlab.llm.stops import find_stop
+from reactlab.llm.stops import cut_at_stop, find_stop
 from reactlab.models import NAMED, resolve
 from reactlab.runner import RunSpec, run
 from reactlab.tasks.hotpotqa import HotpotQA
-from reactlab.types import Completion, Usage
+from reactlab.types import Completion, GenParams, Usage
 from reactlab.wiki.index import get_index
 
 
@@ -73,6 +79,71 @@ class PaperLLM:
         return out
 
 
+class TransformersCBLLM:
+    """transformers' own continuous batching behind ``reactlab.types.LLM``: ``generate`` sends the
+    whole batch to ``model.generate_batch`` (greedy, paged KV cache, a fresh manager per call, so no
+    KV survives between runner steps) and cuts each output at the first stop string, as every
+    reactlab backend does. ``generate_batch`` takes no stop strings: a row decodes until EOS or
+    ``max_new_tokens``, and what follows its stop string is decoded for nothing. Greedy, ``n == 1``
+    only (what this bench runs)."""
+
+    def __init__(self, path: str, name: str, model=None, tokenizer=None):
+        self.name = name
+        if model is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            model = AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
+            use_onednn_linear(model)  # the same matmul kernels as the other arms
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model, self.tokenizer = model, tokenizer
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+
+    def generate(self, prompts, params: GenParams) -> list[Completion]:
+        if params.temperature > 0 or params.n != 1:
+            raise NotImplementedError("TransformersCBLLM: greedy, one completion per prompt only")
+        if not prompts:
+            return []
+        ids = [HFLLM.encode(self, p) for p in prompts]  # the tokenization HFLLM feeds
+        outs = list(self.model.generate_batch(ids, generation_config=self.generation_config(params),
+                                              continuous_batching_config=self.cb_config(ids, params),
+                                              progress_bar=False, warmup=False).values())
+        errors = [o.error for o in outs if o.error is not None]
+        if len(outs) != len(ids) or errors:
+            raise RuntimeError(f"generate_batch returned {len(outs)}/{len(ids)} results; errors: {errors[:3]}")
+        res = []
+        for p_ids, o in zip(ids, outs, strict=True):
+            c = self.finish(list(o.generated_tokens), params)
+            c.usage = Usage(prompt_tokens=len(p_ids), completion_tokens=len(o.generated_tokens))
+            res.append(c)
+        return res
+
+    def cb_config(self, ids: list[list[int]], params: GenParams, page: int = 256):
+        """The paged cache sized for this call's rows (left to itself on a CPU, transformers sizes it
+        from the host's RAM and spends seconds zeroing it at every call); at most 512 tokens per
+        forward pass, as HFLLM's prefill chunk."""
+        from transformers import ContinuousBatchingConfig
+
+        blocks = sum(-(-(len(i) + params.max_new_tokens) // page) for i in ids)
+        return ContinuousBatchingConfig(page_size=page, num_blocks=blocks + len(ids), max_batch_tokens=512)
+
+    def generation_config(self, params: GenParams):
+        from transformers import GenerationConfig
+
+        eos = sorted(self.eos_ids)
+        return GenerationConfig(do_sample=False, max_new_tokens=params.max_new_tokens,
+                                eos_token_id=eos if len(eos) > 1 else eos[0],
+                                pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id
+                                is not None else eos[0])
+
+    def finish(self, tokens: list[int], params: GenParams) -> Completion:
+        """A row's generated ids as a Completion: EOS dropped, text cut at its first stop string;
+        ``finish_reason`` as HFLLM gives it (a row that passed its stop string ends with "stop")."""
+        eos = bool(tokens) and tokens[-1] in self.eos_ids
+        text = self.tokenizer.decode(tokens[:-1] if eos else tokens, skip_special_tokens=False)
+        text, stop = cut_at_stop(text, params.stop)
+        return Completion(text=text, stop=stop, finish_reason="stop" if eos or stop else "length")
+
+
 def arm(name: str, llm, batch_size: int, examples, index, out: Path) -> tuple[float, dict]:
     shutil.rmtree(out / name, ignore_errors=True)
     agent = ReActAgent(model=llm.name)
@@ -94,35 +165,57 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-throughput"))
+    ap.add_argument("--arms", default="ours,ours-nodraft,paper,transformers-cb",
+                    help="comma-separated; 'paper' is the reference the others are compared with")
     args = ap.parse_args()
+    arms = set(args.arms.split(","))
     path = resolve(args.model) if args.model in NAMED else args.model
     examples = HotpotQA().examples("eval", limit=args.n)
     index = get_index()
 
-    ours_llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True)
-    t_ours, ours = arm("ours", ours_llm, len(examples), examples, index, args.out)
-    del ours_llm
-    plain_llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True, draft_tokens=0)
-    t_plain, plain = arm("ours-nodraft", plain_llm, len(examples), examples, index, args.out)
-    del plain_llm
-    t_paper, paper = arm("paper", PaperLLM(path, args.model), 1, examples, index, args.out)
-
     n = len(examples)
-    same = sum(paper["answers"][e.id] == ours["answers"][e.id] for e in examples)
-    qpm_paper, qpm_ours = n / t_paper * 60, n / t_ours * 60
+    res: dict[str, tuple[float, dict]] = {}
+    skipped: dict[str, str] = {}
+    if "ours" in arms:
+        llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True)
+        res["ours"] = arm("ours", llm, n, examples, index, args.out)
+        del llm
+    if "ours-nodraft" in arms:
+        llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True, draft_tokens=0)
+        res["ours-nodraft"] = arm("ours-nodraft", llm, n, examples, index, args.out)
+        del llm
+    if "transformers-cb" in arms:
+        llm = TransformersCBLLM(path, args.model)
+        try:
+            res["transformers-cb"] = arm("transformers-cb", llm, n, examples, index, args.out)
+        except Exception as e:  # noqa: BLE001 - whatever generate_batch raises on this machine is the finding
+            skipped["transformers-cb"] = f"{type(e).__name__}: {e}"
+        del llm
+    if "paper" in arms:
+        res["paper"] = arm("paper", PaperLLM(path, args.model), 1, examples, index, args.out)
+
+    labels = {"paper": "paper-style (batch 1, no KV reuse)", "ours": "continuous batching + KV reuse",
+              "ours-nodraft": "  the same without drafts", "transformers-cb": "transformers generate_batch"}
     print()
     print(f"questions: {n}  model: {args.model}")
-    print(f"paper-style (batch 1, no KV reuse): {t_paper:8.1f} s  {qpm_paper:6.2f} q/min  EM {paper['summary'].main:.3f}")
-    print(f"continuous batching + KV reuse:     {t_ours:8.1f} s  {qpm_ours:6.2f} q/min  EM {ours['summary'].main:.3f}")
-    print(f"  the same without drafts:          {t_plain:8.1f} s  {n / t_plain * 60:6.2f} q/min  EM {plain['summary'].main:.3f}")
-    print(f"speed-up (q/min ratio): {qpm_ours / qpm_paper:.1f}x   (target >= 10x; without drafts {t_paper / t_plain:.1f}x)")
-    print(f"identical final answers: {same}/{n} = {same / n:.1%}   (target >= 95%)")
-    same_plain = sum(paper["answers"][e.id] == plain["answers"][e.id] for e in examples)
-    print(f"  without drafts: {same_plain}/{n}")
-    for e in examples:
-        if paper["answers"][e.id] != ours["answers"][e.id]:
-            print(f"  differs {e.id}: paper={paper['answers'][e.id]!r} ours={ours['answers'][e.id]!r}")
-
+    for name, label in labels.items():
+        if name in skipped:
+            print(f"{label + ':':36s} skipped: {skipped[name]}")
+        elif name in res:
+            t, r = res[name]
+            print(f"{label + ':':36s}{t:8.1f} s  {n / t * 60:6.2f} q/min  EM {r['summary'].main:.3f}")
+    if "paper" not in res:
+        return
+    t_paper, paper = res["paper"]
+    for name, (t, r) in res.items():
+        if name == "paper":
+            continue
+        same = sum(paper["answers"][e.id] == r["answers"][e.id] for e in examples)
+        target = "   (targets >= 10x, >= 95%)" if name == "ours" else ""
+        print(f"{name}: speed-up {t_paper / t:.1f}x, identical final answers {same}/{n} = {same / n:.1%}{target}")
+        for e in examples:
+            if paper["answers"][e.id] != r["answers"][e.id]:
+                print(f"  differs {e.id}: paper={paper['answers'][e.id]!r} {name}={r['answers'][e.id]!r}")
 
 if __name__ == "__main__":
     main()
