@@ -1,24 +1,18 @@
 """bench/run_throughput.py: the transformers continuous-batching backend's batching and stop cutting,
 around a fake ``generate_batch`` (no model, no torch kernels run)."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from reactlab.types import GenParams
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "run_throughput.py"
 EOS = 0
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("run_throughput", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(load_bench):
+    return load_bench("run_throughput")
 
 
 class CharTok:

@@ -1,22 +1,16 @@
 """bench/sft_vs_llamafactory.py: the LLaMA-Factory config it writes and what it reads back from
 LLaMA-Factory's output (no LLaMA-Factory, no model, no training)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "sft_vs_llamafactory.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("sft_vs_llamafactory", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(load_bench):
+    return load_bench("sft_vs_llamafactory")
 
 
 def test_defaults_match_the_issue(bench):
