@@ -49,8 +49,8 @@ def has_amx(flags: set[str] | None = None) -> bool:
 def bf16_matmuls_fast(flags: set[str] | None = None) -> bool:
     """True where bf16 matrix products beat fp32 by several times: AMX bf16 tiles. On such a Xeon
     a 576x1536 bf16 ``linear`` ran 3x faster than fp32 at 32 rows and 6.6x at 2048 rows (but 2x
-    slower at 1 row), and a LoRA SFT step of SmolLM2 under bf16 autocast ~1.5x faster
-    (bench/sft_throughput.py). AVX-512 BF16 alone (no AMX) only converts and dots vectors: not
+    slower at 1 row), and LoRA SFT of SmolLM2 under bf16 autocast ran 1.17x fp32's tokens/s,
+    1.5x with activation checkpointing in both (bench/sft_throughput.py). AVX-512 BF16 alone (no AMX) only converts and dots vectors: not
     measured to win, so not counted.
 
     >>> bf16_matmuls_fast({"avx512_bf16"}), bf16_matmuls_fast({"amx_bf16", "amx_tile"})
