@@ -92,14 +92,14 @@ def run_ours(a, variant: str) -> dict:
     if variant == "full_head":
         common.score_labelled_positions_only = lambda: False  # load_model leaves TRL's CPU choice as is
     trl = common_trl(a)
-    trl.pop("activation_checkpointing")  # our default (off) unless the variant says
+    trl.pop("activation_checkpointing")  # our default (on) unless the variant says
     trl |= OURS[variant]
     with tempfile.TemporaryDirectory() as out:
         cfg = SFTRecipe(model=a.model, data={"path": a.data, "limit": a.rows, "val_file": None}, out=out,
                         lora=lora(), trl=trl)
         res = train_sft(cfg)
-    return {"precision": res.extra["precision"], "ckpt": res.extra["activation_checkpointing"], "tokens": res.train_tokens, "fed": None, "train_s": res.extra["train_runtime_s"],
-            "final_loss": res.train_loss, "mean_loss": res.extra["mean_train_loss"], "steps": res.steps}
+    return {"precision": res.extra["precision"], "ckpt": res.extra["activation_checkpointing"],
+            "tokens": res.train_tokens, "fed": None, "train_s": res.extra["train_runtime_s"], "final_loss": res.train_loss, "mean_loss": res.extra["mean_train_loss"], "steps": res.steps}
 
 
 def run_naive(a) -> dict:

@@ -21,8 +21,9 @@ The recipe's ``trl:`` block goes to ``SFTConfig`` untouched; we only fill in wha
 as for every trainer (``common.trl_defaults``): ``output_dir`` (= ``out``), ``report_to``
 (TensorBoard), ``use_cpu`` without CUDA (which is also what lets ``torchrun`` processes on a CPU form
 one gloo process group; without it each trains alone), activation checkpointing (it halves the peak
-memory for ~16% of the time in fp32, and costs nothing under bf16 on AMX), and ``bf16`` (autocast over fp32 weights) on CUDA and on CPUs whose bf16 matmuls are fast (AMX, detected
-at run time: ``hardware.bf16_matmuls_fast``); ``training.json`` records the precision used.
+memory for ~16% of the time in fp32, and costs nothing under bf16 on AMX), and ``bf16`` (autocast over
+fp32 weights) on CUDA and on CPUs whose bf16 matmuls are fast (AMX, detected at run time:
+``hardware.bf16_matmuls_fast``); ``training.json`` records the precision used.
 
 The loss is computed by TRL's chunked LM head, which never builds the full-vocabulary logits; on a CPU
 we make it project only the positions that carry a label (``common.score_labelled_positions_only``),
