@@ -9,6 +9,9 @@ with the same model:
 - ours:  ``HFLLM`` + the runner: continuous batching, the few-shot prefix encoded once and attended
   in place (cascade attention), each episode's KV kept between its calls, prompt-lookup drafts
 - ours without drafts (``draft_tokens=0``): what the rest is worth alone
+- ours in bf16 (``dtype="bfloat16"``: weights, activations and KV in bf16, the rest as ``ours``):
+  whether bf16 matmuls (AMX on recent Xeons) pay for the engine's mix of few-row decoding and
+  chunked prefill, and how many greedy answers move
 - transformers CB: the same runner and agent, the model behind ``TransformersCBLLM``: each runner
   step's prompts go to transformers' own continuous batching (``model.generate_batch``, its paged
   KV cache); it has no stop strings, so rows decode to EOS or ``max_new_tokens`` and are cut at
@@ -20,7 +23,7 @@ final answers are identical (target >= 95%; greedy decoding, so differences come
 floating-point summation order between batched and single-row kernels).
 
     .venv/bin/python bench/run_throughput.py --n 20 [--model smollm2] [--out runs/bench-throughput]
-        [--arms ours,ours-nodraft,paper,transformers-cb]
+        [--arms ours,ours-nodraft,ours-bf16,paper,transformers-cb]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 
 from reactlab.agents.react import ReActAgent
 from reactlab.envs.wikienv import WikiEnv
+from reactlab.hardware import bf16_matmuls_fast, cpu_name
 from reactlab.llm.cpu_kernels import use_onednn_linear
 from reactlab.llm.hf import HFLLM, _eos_ids
 from reactlab.llm.stops import cut_at_stop, find_stop
@@ -184,6 +188,10 @@ def main() -> None:
         llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True, draft_tokens=0)
         res["ours-nodraft"] = arm("ours-nodraft", llm, n, examples, index, args.out)
         del llm
+    if "ours-bf16" in arms:
+        llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True, dtype="bfloat16")
+        res["ours-bf16"] = arm("ours-bf16", llm, n, examples, index, args.out)
+        del llm
     if "transformers-cb" in arms:
         llm = TransformersCBLLM(path, args.model)
         try:
@@ -195,9 +203,9 @@ def main() -> None:
         res["paper"] = arm("paper", PaperLLM(path, args.model), 1, examples, index, args.out)
 
     labels = {"paper": "paper-style (batch 1, no KV reuse)", "ours": "continuous batching + KV reuse",
-              "ours-nodraft": "  the same without drafts", "transformers-cb": "transformers generate_batch"}
+              "ours-nodraft": "  the same without drafts", "ours-bf16": "  the same in bf16", "transformers-cb": "transformers generate_batch"}
     print()
-    print(f"questions: {n}  model: {args.model}")
+    print(f"questions: {n}  model: {args.model}  CPU: {cpu_name()} (fast bf16 matmuls: {bf16_matmuls_fast()})")
     for name, label in labels.items():
         if name in skipped:
             print(f"{label + ':':36s} skipped: {skipped[name]}")

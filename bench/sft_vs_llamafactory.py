@@ -65,6 +65,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from reactlab.hardware import cpu_name
+
 LF_VERSION = "0.9.5"
 LF_TEMPLATE = "smollm2"  # ChatML + SmolLM2's default system prompt, as its tokenizer's chat template
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -347,16 +349,6 @@ def child(a) -> None:
 
 
 # --- the parent ------------------------------------------------------------------------------------
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def fmt_versions(v: dict[str, Any]) -> str:
