@@ -222,3 +222,13 @@ def test_cli_demo_reports_bad_flags(tmp_path):
     res = CliRunner().invoke(app, ["demo", "-c", "model.name=other", "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and "the demo sets model.name itself" in res.output
     assert not (tmp_path / "d").exists()
+
+
+def test_cli_and_api_share_the_default_row_count():
+    import inspect
+
+    from reactlab.cli import demo_cmd
+    from reactlab.demo import TRAIN_ROWS, Demo
+
+    assert inspect.signature(demo_cmd).parameters["train_rows"].default == TRAIN_ROWS
+    assert inspect.signature(run_demo).parameters["train_rows"].default == TRAIN_ROWS == Demo(Path(".")).train_rows
