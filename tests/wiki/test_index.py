@@ -102,6 +102,7 @@ def _content(db):
             "pages": con.execute("SELECT * FROM pages ORDER BY id").fetchall(),
             "meta": con.execute("SELECT * FROM meta WHERE key != 'built_at' ORDER BY key").fetchall(),
             "terms": con.execute("SELECT * FROM terms ORDER BY term").fetchall(),
+            "fts_config": con.execute("SELECT * FROM fts_config ORDER BY k").fetchall(),
             "postings": con.execute("SELECT * FROM temp.v ORDER BY term, doc, col, offset").fetchall(),
         }
     finally:
@@ -120,6 +121,7 @@ def test_build_result_does_not_depend_on_the_batch_size(tmp_path):
     a, b = _content(one), _content(tiny)
     assert a == b
     assert [r[0] for r in a["pages"]] == list(range(1, 72))  # ids stay dense, in first-seen order
+    assert a["fts_config"] == [("rank", "bm25(10.0, 1.0)"), ("version", 4)]  # no build-only settings
     assert a["pages"][5][1:] == ("T5", "t5", "t5", '["alpha page 5.", "alpha more 5."]', "s1")
     with WikiIndex.open(one) as x, WikiIndex.open(tiny) as y:
         for q in ["alpha more", "gamma page 42", "T69", "unicode", "late duplicate", "the"]:

