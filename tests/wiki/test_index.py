@@ -93,6 +93,44 @@ def test_build_keeps_first_duplicate_and_is_atomic(tmp_path):
         assert ix.get("A").sentences == ["first."]
 
 
+def _content(db):
+    """Everything a reader sees of an index file, except its build time."""
+    con = sqlite3.connect(db)
+    try:
+        con.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, 'fts', 'instance')")
+        return {
+            "pages": con.execute("SELECT * FROM pages ORDER BY id").fetchall(),
+            "meta": con.execute("SELECT * FROM meta WHERE key != 'built_at' ORDER BY key").fetchall(),
+            "terms": con.execute("SELECT * FROM terms ORDER BY term").fetchall(),
+            "fts_config": con.execute("SELECT * FROM fts_config ORDER BY k").fetchall(),
+            "postings": con.execute("SELECT * FROM temp.v ORDER BY term, doc, col, offset").fetchall(),
+        }
+    finally:
+        con.close()
+
+
+def test_build_result_does_not_depend_on_the_batch_size(tmp_path):
+    words = ["alpha", "beta", "gamma", "delta", "the"]
+    pages = [
+        Page(f"T{i % 70}", [f"{words[i % 5]} page {i}.", f"{words[(i * 3) % 5]} more {i % 7}."], f"s{i % 2}")
+        for i in range(100)  # titles repeat from page 70 on: across batches of 3, within the big one
+    ]
+    pages += [Page("T5", ["a late duplicate."]), Page("Ünïcode &amp; co", ["x &amp; y."])]
+    one = build_index(pages, tmp_path / "one.sqlite", meta={"k": "v"})
+    tiny = build_index(iter(pages), tmp_path / "tiny.sqlite", meta={"k": "v"}, batch_size=3)
+    a, b = _content(one), _content(tiny)
+    assert a == b
+    assert [r[0] for r in a["pages"]] == list(range(1, 72))  # ids stay dense, in first-seen order
+    assert a["fts_config"] == [("rank", "bm25(10.0, 1.0)"), ("version", 4)]  # no build-only settings
+    assert a["pages"][5][1:] == ("T5", "t5", "t5", '["alpha page 5.", "alpha more 5."]', "s1")
+    with WikiIndex.open(one) as x, WikiIndex.open(tiny) as y:
+        for q in ["alpha more", "gamma page 42", "T69", "unicode", "late duplicate", "the"]:
+            assert x.similar(q) == y.similar(q)
+        assert y.get("T5").sentences == ["alpha page 5.", "alpha more 5."]  # the first page of a title
+    with pytest.raises(ValueError, match="batch_size"):
+        build_index(pages, tmp_path / "bad.sqlite", batch_size=0)
+
+
 def test_build_failure_leaves_nothing(tmp_path):
     def pages():
         yield Page("A", ["a."])

