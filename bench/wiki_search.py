@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import random
 import resource
 import statistics
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from reactlab.envs.wikienv import WikiEnv
+from reactlab.hardware import cpu_name
 from reactlab.types import Action, Example
 from reactlab.wiki.corpus import Page
 from reactlab.wiki.index import INDEX_VERSION, WikiIndex, build_index, get_index
@@ -311,17 +311,6 @@ def bench_scale(args: argparse.Namespace, home: Path) -> None:
     # ru_maxrss is in KiB on Linux
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     index.close()
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo ("unknown" where there is none)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def sample_queries(
