@@ -149,6 +149,13 @@ class TransformersCBLLM:
         return Completion(text=text, stop=stop, finish_reason="stop" if eos or stop else "length")
 
 
+# Arms of our engine: HFLLM options beside batch 32 with the prefix cache.
+OUR_ARMS: dict[str, dict] = {"ours": {}, "ours-nodraft": {"draft_tokens": 0}, "ours-bf16": {"dtype": "bfloat16"}}
+LABELS = {"paper": "paper-style (batch 1, no KV reuse)", "ours": "continuous batching + KV reuse",
+          "ours-nodraft": "  the same without drafts", "ours-bf16": "  the same in bf16",
+          "transformers-cb": "transformers generate_batch"}
+
+
 def arm(name: str, llm, batch_size: int, examples, index, out: Path) -> tuple[float, dict]:
     shutil.rmtree(out / name, ignore_errors=True)
     agent = ReActAgent(model=llm.name)
@@ -174,6 +181,8 @@ def main() -> None:
                     help="comma-separated; 'paper' is the reference the others are compared with")
     args = ap.parse_args()
     arms = set(args.arms.split(","))
+    if arms - set(LABELS):
+        ap.error(f"--arms: unknown {', '.join(sorted(arms - set(LABELS)))} (known: {', '.join(LABELS)})")
     path = resolve(args.model) if args.model in NAMED else args.model
     examples = HotpotQA().examples("eval", limit=args.n)
     index = get_index()
@@ -181,18 +190,11 @@ def main() -> None:
     n = len(examples)
     res: dict[str, tuple[float, dict]] = {}
     skipped: dict[str, str] = {}
-    if "ours" in arms:
-        llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True)
-        res["ours"] = arm("ours", llm, n, examples, index, args.out)
-        del llm
-    if "ours-nodraft" in arms:
-        llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True, draft_tokens=0)
-        res["ours-nodraft"] = arm("ours-nodraft", llm, n, examples, index, args.out)
-        del llm
-    if "ours-bf16" in arms:
-        llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True, dtype="bfloat16")
-        res["ours-bf16"] = arm("ours-bf16", llm, n, examples, index, args.out)
-        del llm
+    for name, options in OUR_ARMS.items():
+        if name in arms:
+            llm = HFLLM(path, name=args.model, batch_size=32, prefix_cache=True, **options)
+            res[name] = arm(name, llm, n, examples, index, args.out)
+            del llm
     if "transformers-cb" in arms:
         llm = TransformersCBLLM(path, args.model)
         try:
@@ -203,11 +205,9 @@ def main() -> None:
     if "paper" in arms:
         res["paper"] = arm("paper", PaperLLM(path, args.model), 1, examples, index, args.out)
 
-    labels = {"paper": "paper-style (batch 1, no KV reuse)", "ours": "continuous batching + KV reuse",
-              "ours-nodraft": "  the same without drafts", "ours-bf16": "  the same in bf16", "transformers-cb": "transformers generate_batch"}
     print()
     print(f"questions: {n}  model: {args.model}  CPU: {cpu_name()} (fast bf16 matmuls: {bf16_matmuls_fast()})")
-    for name, label in labels.items():
+    for name, label in LABELS.items():
         if name in skipped:
             print(f"{label + ':':36s} skipped: {skipped[name]}")
         elif name in res:
