@@ -5,7 +5,7 @@ seed scripts did).
 Variants (``--variants``, comma-separated):
 
 - ``ours``: `reactlab train sft`'s defaults on this CPU (activation checkpointing; bf16 autocast only
-  where AMX is detected);
+  where AMX or AVX-512 BF16 is detected);
 - ``full_head``: fp32, the LM head projecting every position (TRL's choice off Triton devices), the
   defaults before the head was compacted to the labelled positions on CPUs;
 - ``fp32`` / ``bf16``: the compacted head with bf16 autocast off / on;

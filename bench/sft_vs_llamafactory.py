@@ -24,7 +24,7 @@ checked row by row before training), the first ``--rows`` of them in file order 
 ``train_sampling_strategy: sequential`` / LLaMA-Factory's ``disable_shuffling``), their tokens (SmolLM2's
 ChatML with its default system prompt; LLaMA-Factory: template ``smollm2`` with ``default_system`` set
 to the one in the model's ``chat_template.jinja``, as its own ends with a period SmolLM2's lacks), fp32
-weights on the CPU (ours computes under bf16 autocast where the CPU has AMX: its default there; the
+weights on the CPU (ours computes under bf16 autocast where the CPU has AMX or AVX-512 BF16: its default there; the
 others in fp32, their defaults on a CPU; each arm's precision is printed), LoRA r=16, alpha=32, dropout 0 on every linear layer but the head, batch,
 accumulation, steps, constant learning rate, seed 0, and truncation length (``--cutoff``).
 

@@ -407,7 +407,7 @@ def trl_defaults(trl: dict[str, Any], out: str, cpu_bf16: bool = False, checkpoi
     always win): ``output_dir`` = ``out``; TensorBoard logs; ``use_cpu`` without CUDA (KTO's and
     GRPO's configs refuse bf16 otherwise: "doesn't support bf16/gpu"); bf16 (autocast, fp32 master
     weights) on CUDA, and on a CPU only with ``cpu_bf16`` where bf16 matmuls are fast
-    (``hardware.bf16_matmuls_fast``: AMX), detected at run time (TRL defaults it to True, which a
+    (``hardware.bf16_matmuls_fast``: AMX or AVX-512 BF16), detected at run time (TRL defaults it to True, which a
     CPU without bf16 kernels runs slowly); activation (gradient) checkpointing only with
     ``checkpointing`` (TRL turns it on everywhere) unless either of its names is set. SFT asks for
     both: on SmolLM2 LoRA, batch 4 on an AMX Xeon, bf16 + checkpointing ran 200 real tokens/s in

@@ -22,7 +22,7 @@ as for every trainer (``common.trl_defaults``): ``output_dir`` (= ``out``), ``re
 (TensorBoard), ``use_cpu`` without CUDA (which is also what lets ``torchrun`` processes on a CPU form
 one gloo process group; without it each trains alone), activation checkpointing (it halves the peak
 memory for ~16% of the time in fp32, and costs nothing under bf16 on AMX), and ``bf16`` (autocast over
-fp32 weights) on CUDA and on CPUs whose bf16 matmuls are fast (AMX, detected at run time:
+fp32 weights) on CUDA and on CPUs whose bf16 matmuls are fast (AMX or AVX-512 BF16, detected at run time:
 ``hardware.bf16_matmuls_fast``); ``training.json`` records the precision used.
 
 The loss is computed by TRL's chunked LM head, which never builds the full-vocabulary logits; on a CPU
