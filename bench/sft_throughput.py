@@ -11,6 +11,8 @@ Variants (``--variants``, comma-separated):
 - ``fp32`` / ``bf16``: the compacted head with bf16 autocast off / on;
 - ``fp32_ckpt`` / ``bf16_ckpt``: the same with activation checkpointing;
 - ``padding_free``: ours with ``padding_free`` (one flattened row per batch, no pad tokens);
+- ``trl_tiles``: ours with TRL's LM head tiles (4,096 tokens x 32,768 vocabulary entries) instead of
+  ``common.CPU_HEAD_TILE``;
 - ``naive600``: HF ``Trainer`` + PEFT, rows padded to 600 tokens.
 
 Both see the same rows in the same order (sequential sampler, no shuffling), the same labels
@@ -81,6 +83,7 @@ OURS = {  # variant -> trl overrides of our defaults
     "bf16_ckpt_pad64": {"bf16": True, "activation_checkpointing": True, "pad_to_multiple_of": 64},
     # TRL leaves truncation to the caller here; the few rows over 600 tokens stay whole.
     "padding_free": {"padding_free": True, "max_length": None},
+    "trl_tiles": {},
 }
 
 
@@ -91,6 +94,8 @@ def run_ours(a, variant: str) -> dict:
 
     if variant == "full_head":
         common.score_labelled_positions_only = lambda: False  # load_model leaves TRL's CPU choice as is
+    if variant in ("full_head", "trl_tiles"):
+        common.cpu_lm_head_tiles = lambda tile=None: False  # TRL's tile sizes
     trl = common_trl(a)
     trl.pop("activation_checkpointing")  # our default (on) unless the variant says
     trl |= OURS[variant]

@@ -8,20 +8,28 @@ import pytest
 pytest.importorskip("trl")
 
 
-def fused_scores(model_dir: str, compact: bool, monkeypatch) -> tuple[list[int], object, object]:
+def fused_scores(model_dir: str, compact: bool, monkeypatch, tile: tuple[int, int] | None = None
+                 ) -> tuple[list[int], object, object]:
     """``(rows the head projected, per-token log-probs, gradient of the input embeddings)`` of one
-    fused-head forward/backward of a fresh tiny model on a half-labelled batch."""
+    fused-head forward/backward of a fresh tiny model on a half-labelled batch; ``tile``: the CPU
+    tiles (``cpu_lm_head_tiles``) instead of TRL's."""
     import torch
+    import trl.kernels.chunked_logprob as kernel
     import trl.trainer.utils as trl_utils
     from transformers import AutoModelForCausalLM
     from trl.kernels.chunked_logprob import ChunkedLogProbFunction, _use_triton
     from trl.trainer.utils import add_fused_lm_head
 
-    from reactlab.train.common import score_labelled_positions_only
+    from reactlab.train.common import cpu_lm_head_tiles, score_labelled_positions_only
 
     monkeypatch.setattr(trl_utils, "_use_triton", _use_triton)  # TRL's own choice, restored after the test
+    monkeypatch.setattr(kernel, "TOKEN_CHUNK_SIZE", kernel.TOKEN_CHUNK_SIZE)
+    monkeypatch.setattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE)
     if compact:
         assert score_labelled_positions_only()
+    if tile:
+        assert cpu_lm_head_tiles(tile)
+        assert tile == (kernel.TOKEN_CHUNK_SIZE, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE)
     projected: list[int] = []
 
     class Counting:
@@ -53,6 +61,33 @@ def test_the_cpu_head_projects_only_labelled_positions_with_the_same_result(tiny
     torch.testing.assert_close(lp, full_lp, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, full_grad, rtol=1e-4, atol=1e-7)
     assert bool((lp[:, :6] == 0).all()) and bool((lp[:, 6:] < 0).all())
+
+
+def test_small_cpu_tiles_give_the_same_log_probs_and_gradients(tiny_dir, monkeypatch):
+    import torch
+    from transformers import AutoConfig
+
+    vocab = AutoConfig.from_pretrained(tiny_dir).vocab_size
+    rows, lp, grad = fused_scores(tiny_dir, True, monkeypatch)
+    # 3 tokens x 7 vocabulary entries per tile: 4 token chunks x ceil(vocab / 7) vocabulary chunks
+    small_rows, small_lp, small_grad = fused_scores(tiny_dir, True, monkeypatch, tile=(3, 7))
+    assert vocab > 7 and small_rows == rows
+    torch.testing.assert_close(small_lp, lp, rtol=1e-5, atol=1e-6)
+    # the input gradient sums over the vocabulary chunks in another order: fp32 rounding only
+    assert float(grad.abs().max()) > 1e-3
+    torch.testing.assert_close(small_grad, grad, rtol=1e-4, atol=2e-6)
+
+
+def test_cpu_tiles_are_left_alone_where_cuda_is_there(monkeypatch):
+    import trl.kernels.chunked_logprob as kernel
+
+    from reactlab.train import common
+
+    monkeypatch.setattr(kernel, "TOKEN_CHUNK_SIZE", kernel.TOKEN_CHUNK_SIZE)
+    before = kernel.TOKEN_CHUNK_SIZE
+    monkeypatch.setattr(common, "cuda_available", lambda: True)
+    assert common.cpu_lm_head_tiles((5, 9)) is False
+    assert before == kernel.TOKEN_CHUNK_SIZE
 
 
 def test_score_labelled_positions_only_is_idempotent():

@@ -118,6 +118,31 @@ def score_labelled_positions_only() -> bool:
     return True
 
 
+# Tiles of TRL's chunked LM head where its torch fallback folds them (a CPU): tokens x vocabulary
+# entries per projection. TRL's sizes (4,096 x 32,768, for Triton on a GPU) make the fallback build
+# several fp32 temporaries of labelled tokens x 32,768 at once: for 4 rows of 590 tokens, half
+# labelled, 155 MB each and a +1.9 GB transient over the step; 256 x 4,096 tiles take it to +0.6 GB,
+# at the same speed or slightly faster (measured on SmolLM2 LoRA, AMD EPYC, bf16 autocast).
+CPU_HEAD_TILE = (256, 4096)
+
+
+def cpu_lm_head_tiles(tile: tuple[int, int] = CPU_HEAD_TILE) -> bool:
+    """Size TRL's LM head tiles for a CPU (``CPU_HEAD_TILE``): the same log-probabilities (an online
+    log-sum-exp over the vocabulary chunks; only the summation order moves), a fraction of the
+    memory. Process-wide, so only where no CUDA device is there (on a GPU TRL's Triton kernels keep
+    their own sizes). False when this TRL lacks either knob (then nothing changes)."""
+    import trl.trainer.utils as trl_utils
+
+    try:
+        import trl.kernels.chunked_logprob as kernel
+    except ImportError:
+        return False
+    if cuda_available() or not hasattr(kernel, "TOKEN_CHUNK_SIZE") or not hasattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE"):
+        return False
+    kernel.TOKEN_CHUNK_SIZE, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = tile
+    return True
+
+
 def load_model(cfg: ModelConfig, method: str = "lora") -> tuple[Any, Any]:
     """``(model, tokenizer)`` for training. The tokenizer gets a pad token (EOS when it has none);
     it never pads on the left here, collators pad right."""
@@ -125,6 +150,7 @@ def load_model(cfg: ModelConfig, method: str = "lora") -> tuple[Any, Any]:
 
     check_method(method, cfg.name)
     score_labelled_positions_only()
+    cpu_lm_head_tiles()
     dtype = torch_dtype(cfg, method)
     path = model_path(cfg.name)
     kwargs: dict[str, Any] = {"dtype": dtype}
