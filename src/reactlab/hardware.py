@@ -57,7 +57,7 @@ def bf16_matmuls_fast(flags: set[str] | None = None) -> bool:
       1 row); SFT 153 vs 108 real tokens/s (1.42x) in less memory (3.54 vs 3.73 GB).
 
     A CPU with neither converts bf16 in software: not counted. Inference stays fp32 on both CPUs
-    (``bench/run_throughput.py``: bf16 moved a quarter of greedy answers and was no faster on EPYC).
+    (``bench/run_throughput.py``: bf16 moved 25-30% of greedy answers and was no faster on the EPYC).
 
     >>> bf16_matmuls_fast({"avx2"}), bf16_matmuls_fast({"avx512_bf16"}), bf16_matmuls_fast({"amx_bf16", "amx_tile"})
     (False, True, True)
