@@ -31,9 +31,10 @@ class HFLLM:
 
     ``model``: a local HF directory, a hub id (where a hub is reachable), or a ``.gguf`` file
     (dequantised to dense weights). ``adapter``: a PEFT LoRA directory for that base. ``dtype``:
-    ``auto`` (fp32 on CPU, bf16 on CUDA) or a torch dtype name (on an AMX CPU, ``bfloat16`` ran the
-    runner 1.5x faster but changed 6 of 20 greedy answers: ``bench/run_throughput.py --arms
-    ours,ours-bf16``; so ``auto`` keeps fp32 there). ``device``: ``auto``, ``cpu``,
+    ``auto`` (fp32 on CPU, bf16 on CUDA) or a torch dtype name (``bfloat16`` ran the runner 1.5x
+    faster on an AMX Xeon but changed 6 of 20 greedy answers, and 0.88x on an AMD EPYC with AVX-512
+    BF16, changing 5 of 20: ``bench/run_throughput.py --arms ours,ours-bf16``; so ``auto`` keeps fp32
+    on every CPU). ``device``: ``auto``, ``cpu``,
     ``cuda``... ``batch_size``: rows decoded together. ``prefix_cache``: share the KV of a common
     prompt prefix between rows and keep finished rows' KV for prompts that extend them (off: every
     row encodes its whole prompt). ``prefill_chunk``: prompt tokens fed per decoding step.
