@@ -215,7 +215,7 @@ def report_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="where the five stage dirs and report.md go")] = Path("runs/demo"),
     n: Annotated[int, typer.Option("--n", help="HotpotQA eval questions per arm (the first N)")] = 100,
-    train_rows: Annotated[int, typer.Option(help="rows of the SFT dataset (train + val), a seeded sample")] = 200,
+    train_rows: Annotated[int, typer.Option(help="rows of the SFT dataset (train + val), a seeded sample")] = 300,
     config: Annotated[list[str] | None, typer.Option(
         "--config", "-c", help="KEY=VALUE overriding the recipe (dotted keys, YAML values: trl.max_steps=20, "
                                "lora.r=8); repeatable")] = None,

@@ -97,7 +97,7 @@ def commands(demo: Demo) -> list[str]:
 
     data = demo.data_options()
     build = ["reactlab", "data", "build", *(x for s in data["sources"] for x in ("--from", s)), "--format",
-             data["format"], "--max-rows", str(data["max_rows"]), "--seed", str(data["seed"]), "--tokenizer",
+             data["format"], *(["--grounded"] if data["grounded"] else []), "--max-rows", str(data["max_rows"]), "--seed", str(data["seed"]), "--tokenizer",
              data["tokenizer"], "--out", str(data["out"])]
     train = ["reactlab", "train", "sft", "-c", _shown(demo.recipe), *(x for o in demo.recipe_overrides() for x in ("-c", o))]
     one = ["reactlab", "demo", "--out", str(demo.out), "--n", str(demo.n), "--train-rows", str(demo.train_rows),

@@ -160,6 +160,20 @@ def test_acceptance_oracle_train_pool_plus_fireact(tmp_path, vendored_index, smo
     assert stats["dropped"].get("eval_overlap", 0) > 0  # the pool holds dev questions the paper500 sample drew
     assert not {normalize_question(r["messages"][0]["content"]) for r in all_rows} & eval_questions
 
+    grounded = build_dataset([str(tmp_path / "oracle-train"), "fireact:hotpotqa"], tmp_path / "grounded", "messages",
+                             grounded=True, tokenizer=None)
+    # FireAct's searches are Google queries, about half the oracle's second titles are not in its first page
+    assert 300 < sum(grounded["rows"].values()) < len(all_rows) / 2
+    assert grounded["dropped"]["ungrounded"] > 800 and grounded["options"]["grounded"] is True
+    kept = rows(tmp_path / "grounded/train.jsonl")
+    for row in kept[:50]:  # every search argument was in the question or an earlier observation
+        seen = normalize_question(row["messages"][0]["content"])
+        for m in row["messages"][1:]:
+            if m["role"] == "user":
+                seen += " " + normalize_question(m["content"])
+            elif "Action: search[" in m["content"]:
+                assert normalize_question(m["content"].split("Action: search[", 1)[1].rstrip("]\n")) in seen
+
 
 def test_cli_build_and_show(tmp_path, mixed_run):
     runner = CliRunner()
@@ -195,6 +209,11 @@ def test_cli_reports_malformed_input(tmp_path):
     assert "bad.jsonl:2: field 'instruction' must be str, got int" in res.output
     res = CliRunner().invoke(data_app, ["build", "--from", str(bad), "--out", str(tmp_path / "x"), "--format", "nope"])
     assert res.exit_code == 2 and "unknown format 'nope'" in res.output
+    good = tmp_path / "good.jsonl"
+    good.write_text(bad.read_text().splitlines()[0] + "\n")
+    res = CliRunner().invoke(data_app, ["build", "--from", str(good), "--out", str(tmp_path / "x"), "--format", "dpo",
+                                        "--grounded", "--tokenizer", "none"])
+    assert res.exit_code == 2 and "grounded selects SFT rows" in res.output and not (tmp_path / "x").exists()
 
 
 def test_prompts_solved_only_keeps_questions_some_run_answered(tmp_path, write_run, mk, hotpot_questions):

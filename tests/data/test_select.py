@@ -86,3 +86,41 @@ def test_is_correct_without_scores_uses_gold(mk):
     good.scores = bad.scores = {}
     kept, dropped = select([S(good), S(bad)], Selection(), set())
     assert [s.traj for s in kept] == [good] and dropped == Counter(incorrect=1)
+
+
+def _traj(question, actions, observations, task="hotpotqa", gold=None):
+    from reactlab.types import Action, Step, Trajectory
+
+    steps = [Step(i, "", Action(*a), o) for i, (a, o) in enumerate(zip(actions, observations, strict=True))]
+    return Trajectory(id=question[:10], task=task, question=question, gold=gold or actions[-1][1], agent="oracle",
+                      prompt_id="", model="", steps=steps, answer=actions[-1][1])
+
+
+def test_grounded_keeps_only_steps_copied_from_what_was_seen():
+    from reactlab.data.select import is_grounded
+
+    q = "What instrument did the founder of The Acme Band play?"
+    obs = ["The Acme Band was founded by John Smith-Jones in 1970.", "John Smith-Jones played the oboe.", ""]
+
+    def t(search1, search2, answer, question=q, task="hotpotqa"):
+        return _traj(question, [("search", search1), ("search", search2), ("finish", answer)], obs, task=task)
+
+    assert is_grounded(t("Acme Band", "John Smith-Jones", "oboe"))
+    assert is_grounded(t("the acme band", "john smithjones", "The Oboe"))  # compared after answer normalisation
+    assert not is_grounded(t("Acme Band (band)", "John Smith-Jones", "oboe"))  # a title never seen
+    assert not is_grounded(t("Acme Band", "Jane Doe", "oboe"))
+    assert not is_grounded(t("John Smith-Jones", "Acme Band", "oboe"))  # named only in a later observation
+    assert not is_grounded(t("Acme Band", "John Smith-Jones", "bassoon"))  # an answer never seen
+    assert not is_grounded(t("Acme", "John Smith-Jones", "obo"))  # whole words only: "obo" is not in "oboe"
+    assert not is_grounded(t("Acme Band", "", "oboe"))
+    assert is_grounded(t("Acme Band", "John Smith-Jones", "yes"))
+    assert is_grounded(t("Acme Band", "John Smith-Jones", "REFUTES", task="fever"))  # a label, not a copied span
+    lookup = _traj(q, [("search", "Acme Band"), ("lookup", "founded"), ("finish", "1970")], obs)
+    assert is_grounded(lookup)
+
+    samples = [S(t("Acme Band", "John Smith-Jones", "oboe")), S(t("Acme Band", "Jane Doe", "oboe", question="Which" + q[4:]))]
+    for s in samples:
+        s.traj.scores = {"em": 1.0}
+    assert len(select(samples, Selection(), set())[0]) == 2
+    kept, dropped = select(samples, Selection(grounded=True), set())
+    assert [s.traj for s in kept] == [samples[0].traj] and dropped == Counter(ungrounded=1)

@@ -52,6 +52,7 @@ def build_dataset(
     mix_weights: dict[str, float] | None = None,
     max_steps: int | None = None,
     min_f1: float | None = None,
+    grounded: bool = False,
     max_rows: int | None = None,
     val_frac: float = 0.05,
     seed: int = 0,
@@ -65,7 +66,7 @@ def build_dataset(
 
     ``format``: one of ``FORMATS``. ``exclude_splits`` / ``exclude``: task splits (``task:split``;
     default: every task's evaluation splits) and files whose questions never become rows. ``mix_weights``: ``{source name: weight}`` (``select.mix``).
-    ``max_steps`` / ``min_f1``: ``select.Selection``. ``max_rows``: keep a random subset of at most
+    ``max_steps`` / ``min_f1`` / ``grounded``: ``select.Selection``. ``max_rows``: keep a random subset of at most
     this many rows (drawn with ``seed`` after the mix, before the split; the rest count as dropped
     ``max_rows``). ``val_frac``: share of questions in val.
     ``tokenizer``: a spec for ``masking.load_tokenizer``, a loaded tokenizer, or None (no token
@@ -85,6 +86,9 @@ def build_dataset(
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     if min_f1 is not None and not 0.0 <= min_f1 <= 1.0:
         raise ValueError(f"min_f1 must be in [0, 1], got {min_f1}")
+    if grounded and (PURPOSE.get(format) or role):
+        raise ValueError(f"grounded selects SFT rows of whole trajectories; not with format {format!r}"
+                         + (f" or role {role!r}" if role else ""))
     if not 0.0 <= val_frac < 1.0:
         raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
     names = [split_name(s)[0] for s in sources]
@@ -95,7 +99,7 @@ def build_dataset(
     loaded = [s for spec in sources for s in load_source(spec)]
     exclude_splits = eval_splits() if exclude_splits is None else list(exclude_splits)
     excluded = excluded_questions(exclude_splits, exclude)
-    sel = Selection(purpose=PURPOSE.get(format, "sft"), max_steps=max_steps, min_f1=min_f1)
+    sel = Selection(purpose=PURPOSE.get(format, "sft"), max_steps=max_steps, min_f1=min_f1, grounded=grounded)
     role_counts: dict[str, int] = {}
     rows: list[tuple[dict[str, Any], Sample | None]]
     if role:  # one agent's turns of Answer -> Evaluate runs (data/roles.py)
@@ -127,8 +131,8 @@ def build_dataset(
         stats["role"] = role
         stats["role_counts"] = role_counts
     stats["options"] = {"exclude": [str(x) for x in exclude], "exclude_splits": list(exclude_splits),
-                        "mix": mix_weights or {}, "max_steps": max_steps, "min_f1": min_f1, "max_rows": max_rows,
-                        "val_frac": val_frac, "seed": seed, "system": system, **options}
+                        "mix": mix_weights or {}, "max_steps": max_steps, "min_f1": min_f1, "grounded": grounded,
+                        "max_rows": max_rows, "val_frac": val_frac, "seed": seed, "system": system, **options}
     files = {"train": "train.jsonl", "val": "val.jsonl"}
     for split, name in files.items():
         write_jsonl_atomic(out / name, [r for r, _ in splits[split]])

@@ -34,6 +34,9 @@ def build_cmd(
         help="SOURCE=WEIGHT: keep round(WEIGHT * n) of a source's rows (>1 repeats); repeatable")] = None,
     max_steps: Annotated[int | None, typer.Option(help="drop trajectories with more steps")] = None,
     min_f1: Annotated[float | None, typer.Option(help="also keep answers with F1 >= this (default: EM = 1 only)")] = None,
+    grounded: Annotated[bool, typer.Option(
+        help="keep only trajectories whose searches and answer appear in the question or an earlier observation "
+             "(SFT formats)")] = False,
     max_rows: Annotated[int | None, typer.Option(
         help="keep a random N of the rows (drawn with --seed after --mix, before the train/val split)")] = None,
     val_frac: Annotated[float, typer.Option(help="share of questions in val.jsonl (by a hash of the question)")] = 0.05,
@@ -54,7 +57,8 @@ def build_cmd(
     with user_errors():
         stats = build_dataset(
             sources, out, format, exclude=exclude or [], exclude_splits=exclude_split or None,
-            mix_weights=parse_mix(mix or []), max_steps=max_steps, min_f1=min_f1, max_rows=max_rows, val_frac=val_frac,
+            mix_weights=parse_mix(mix or []), max_steps=max_steps, min_f1=min_f1, grounded=grounded,
+            max_rows=max_rows, val_frac=val_frac,
             seed=seed, system=system, tokenizer=tokenizer, options=parse_options(option or [], "--option"), role=role,
         )
     typer.echo(json.dumps({k: stats[k] for k in ("format", "rows", "rows_by_source", "dropped", "steps_hist",

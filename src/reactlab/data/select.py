@@ -11,6 +11,8 @@ Filters, in the order they are checked (the first that fails is the reason count
 - ``incorrect``: the task's main metric < 1 (EM, accuracy) and F1 below ``min_f1`` (SFT only;
   rows without gold, like FireAct's, pass);
 - ``too_many_steps``: more than ``max_steps`` steps;
+- ``ungrounded`` (only with ``grounded``, SFT only): a step the agent could not have taken from what it saw
+  (``is_grounded``);
 - ``no_gold``: preference and prompt rows need a gold answer;
 - ``duplicate``: a question seen before (first source on the command line wins; SFT and prompts).
 
@@ -32,6 +34,7 @@ from typing import Any, TypeVar
 
 from reactlab.data.sources import Sample
 from reactlab.tasks.metrics import normalize_answer, qa_scores
+from reactlab.types import Trajectory
 
 T = TypeVar("T")
 
@@ -40,11 +43,13 @@ T = TypeVar("T")
 class Selection:
     """What to keep. ``purpose``: ``sft`` (correct, finished, deduped), ``preference`` (any finished
     or step-limited trajectory with gold, all kept so pairs can form) or ``prompts`` (questions with
-    gold, deduped). ``max_steps=None``: no limit; ``min_f1=None``: only EM = 1 counts as correct."""
+    gold, deduped). ``max_steps=None``: no limit; ``min_f1=None``: only EM = 1 counts as correct.
+    ``grounded``: SFT keeps only trajectories whose every step ``is_grounded``."""
 
     purpose: str = "sft"
     max_steps: int | None = None
     min_f1: float | None = None
+    grounded: bool = False
 
 
 def normalize_question(q: str) -> str:
@@ -67,6 +72,39 @@ def eval_splits() -> list[str]:
     from reactlab.tasks import TASKS, make_task
 
     return [f"{name}:{s}" for name in sorted(TASKS) for s in make_task(name).eval_splits]
+
+
+def is_grounded(traj: Trajectory) -> bool:
+    """True when every ``search``/``lookup`` argument and the final answer appear, as whole words after
+    answer normalisation, in the question or an earlier observation (yes/no answers, and the labels of
+    tasks scored by accuracy, always pass).
+
+    Rows that fail teach a step the model could not have derived from its context: a page title it
+    never saw (the oracle's gold titles, disambiguated like ``Claudio López (footballer)``) or a web
+    query written for Google (FireAct's HotpotQA trajectories). A small model imitating them learns to
+    invent titles; measured on 150 held-out train-pool questions (SmolLM2-135M, LoRA, same recipe),
+    EM was 0.080 with every row and 0.140 with grounded rows only.
+
+    >>> from reactlab.types import Action, Step, Trajectory
+    >>> t = Trajectory(id="1", task="hotpotqa", question="Where was Ed Wood born?", gold="Poughkeepsie",
+    ...                agent="oracle", prompt_id="", model="", steps=[
+    ...     Step(0, "", Action("search", "Ed Wood"), "Edward Davis Wood Jr. was born in Poughkeepsie."),
+    ...     Step(1, "", Action("finish", "Poughkeepsie"), "")])
+    >>> is_grounded(t)
+    True
+    >>> t.steps[0].action = Action("search", "Ed Wood (filmmaker)")
+    >>> is_grounded(t)
+    False
+    """
+    seen = f" {normalize_answer(traj.question)} "
+    free_text = _scorer(traj.task)[0] == "em"
+    for step in traj.steps:
+        name, arg = step.action.name, f" {normalize_answer(step.action.arg)} "
+        copied = name in ("search", "lookup") or (name == "finish" and free_text and arg.strip() not in ("yes", "no"))
+        if copied and (not arg.strip() or arg not in seen):
+            return False
+        seen += f"{normalize_answer(step.observation)} "
+    return True
 
 
 def _qualified(split: str) -> list[tuple[str, str]]:
@@ -152,6 +190,8 @@ def drop_reason(sample: Sample, sel: Selection, excluded: set[str]) -> str | Non
             return "unfinished"
         if is_correct(sample, sel.min_f1) is False:
             return "incorrect"
+        if sel.grounded and not is_grounded(t):
+            return "ungrounded"
     if sel.max_steps is not None and len(t.steps) > sel.max_steps and sel.purpose != "prompts":
         return "too_many_steps"
     if sel.purpose != "sft" and not t.gold:
