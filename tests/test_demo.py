@@ -64,6 +64,7 @@ def test_every_stage_and_the_report(demo, tiny_model_dir):
     stats = json.loads((out / "data/stats.json").read_text())
     assert sum(stats["rows"].values()) == ROWS == stats["options"]["max_rows"] and stats["format"] == "messages"
     assert stats["dropped"]["max_rows"] > 0 and set(stats["kept_by_source"]) == {"oracle-train", "fireact:hotpotqa"}
+    assert stats["options"]["grounded"] is True and stats["dropped"]["ungrounded"] > 0
     for f in (*ADAPTER_FILES, "loss.png"):
         assert (out / "adapter" / f).is_file(), f
     info = json.loads((out / "adapter/training.json").read_text())
@@ -143,6 +144,16 @@ def test_changed_options_are_refused_before_anything_runs(demo, options):
         run_demo(out, **(options | {"overrides": (*FAST, "lora.r=4")}))
     with pytest.raises(DataError, match="baseline: was made from other inputs"):
         run_demo(out, **(options | {"model": "smollm2"}))
+    stats_file = out / "data/stats.json"
+    kept = stats_file.read_text()
+    stats = json.loads(kept)
+    del stats["options"]["grounded"]  # data built before the grounded filter
+    stats_file.write_text(json.dumps(stats))
+    try:
+        with pytest.raises(DataError, match=r"data: was made from other inputs \(grounded: False there vs True now\)"):
+            run_demo(out, **options)
+    finally:
+        stats_file.write_text(kept)
 
 
 def test_a_cut_training_resumes_from_its_checkpoint(demo, options, tmp_path):

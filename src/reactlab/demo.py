@@ -63,12 +63,11 @@ if TYPE_CHECKING:
 # A time budget ends GRPO, so the learning rate must not depend on a planned end.
 GRPO_OVERRIDES = ("trl.lr_scheduler_type=constant_with_warmup", "trl.warmup_steps=2", "trl.save_steps=5")
 FIREACT = "fireact:hotpotqa"
-# The recipe is sized for the full ~1,230-row set (1 epoch, lr 2e-4, 10 warmup updates). On the
-# demo's 200 rows that is 24 updates, 10 of them warmup: measured, the adapter then never learns the
-# action format (invalid-action rate 1.000, EM 0.000; train loss 2.03 -> 1.30). Two epochs at lr
-# 1e-3 with 3 warmup updates (48 updates, ~18 min here) reached train loss 0.47 and EM 0.130 vs the
-# baseline's 0.080. Checkpoints every 10 updates (the recipe's 50 are never reached) so a killed
-# training resumes. `-c` overrides any of these.
+# The recipe is sized for the full ~1,230-row set (1 epoch, lr 2e-4, 10 warmup updates). On a few
+# hundred rows that is ~24 updates, 10 of them warmup, and the adapter never learns the action format
+# (measured: invalid-action rate 1.000, EM 0.000). Two epochs at lr 1e-3 with 3 warmup updates do.
+# Checkpoints every 10 updates (the recipe's 50 are never reached) so a killed training resumes.
+# `-c` overrides any of these.
 DEMO_OVERRIDES = ("trl.save_steps=10", "trl.num_train_epochs=2", "trl.learning_rate=1e-3", "trl.warmup_steps=3")
 # Rows of the SFT set (train + val), grounded trajectories only. Chosen on 150 held-out train-pool
 # questions, never on the evaluation questions (AMD EPYC, 2 cores, SmolLM2-135M, these overrides):
