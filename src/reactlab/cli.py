@@ -93,13 +93,14 @@ def run_cmd(
         help="react (an LLM agent) | oracle (gold trajectories, no LLM) | pipeline (Answer -> Evaluate, "
              "multiple choice)  [default: react]")] = None,
     method: Annotated[str | None, typer.Option(
-        help="react: react | act | cot | cot_sc | react_then_cot_sc | cot_sc_then_react | reflexion (CoT-SC: "
+        help="react: react | act | cot | standard | cot_sc | react_then_cot_sc | cot_sc_then_react | reflexion (CoT-SC: "
              "-c sc_k=21 -c sc_temperature=0.7; -c reflexion_trials=3); pipeline: answer_evaluate | answer | "
              "direct (-c answer_samples=5)  [default: the agent's first]")] = None,
     style: Annotated[str | None, typer.Option(
         help="completion (paper, few-shot) | chat (FireAct, zero-shot)  [default: completion]")] = None,
     prompt: Annotated[str | None, typer.Option(
-        help="few-shot prompt (packaged name or YAML file) | zeroshot  [default: the task's]")] = None,
+        help="few-shot prompt (packaged name or YAML file) | zeroshot | devK (method standard: K dev exemplars of "
+             "the question's type, MMLU's 5-shot prompt with dev5)  [default: the task's]")] = None,
     model: Annotated[list[str] | None, typer.Option(
         help="smollm2 | gemma3-270m | hf:PATH_OR_ID | DIR | FILE.gguf | openai:MODEL | scripted:FILE; "
              "ROLE=SPEC gives a role its own model (--model answer=openai:deepseek-chat --model "

@@ -147,3 +147,26 @@ def test_prompt_rendering_golden(method):
 def test_zero_shot_completion_layout(vendored_index):
     t, qs = drive(ReActAgent(prompt="zeroshot"), EX, WikiEnv(vendored_index), [" done\nAction 1: Finish[The Exies]"])
     assert qs[0].prompt == f"Question: {EX.question}\nThought 1:" and t.prompt_id == "zeroshot@1/react"
+
+
+def test_standard_prompting_is_one_call_answered_by_its_first_line(vendored_index):
+    """The ReAct paper's Standard prompting: exemplars as question + answer, one call stopped at a
+    newline, the first line the answer (in the chat layout less a leading ``Answer:``)."""
+    agent = ReActAgent(method="standard")
+    t, (q,) = drive(agent, EX, WikiEnv(vendored_index), [" The Exies"])
+    assert agent.prompt_id == "hotpotqa_react@1/standard" and t.answer == "The Exies" and t.status == "finished"
+    assert q.prompt.endswith(f"Question: {EX.question}\nAnswer:") and q.params.stop == ["\n"]
+    assert "Question: At the 2011 census, what was the population of the town where Kerry Saxby-Junna was born?\n" \
+           "Answer: 6,960\n" in q.prompt
+    assert [(s.thought, s.action) for s in t.steps] == [("", Action("finish", "The Exies"))]
+    chat = ReActAgent(method="standard", style="chat", prompt="hotpotqa_react")
+    t, (q,) = drive(chat, EX, WikiEnv(vendored_index), ["Answer: The Exies\nBecause 1997 < 2006."])
+    assert t.answer == "The Exies" and q.prompt[-1] == {"role": "user", "content": EX.question}
+    assert {"role": "assistant", "content": "Answer: 6,960"} in q.prompt
+
+
+def test_dev_shots_need_standard_completion_and_a_task_with_dev_exemplars():
+    with pytest.raises(ValueError, match="needs --method standard in the completion style"):
+        ReActAgent(HotpotQA(), method="cot", prompt="dev5")
+    with pytest.raises(ValueError, match="task 'hotpotqa' has no dev exemplars"):
+        ReActAgent(HotpotQA(), method="standard", prompt="dev5")

@@ -9,6 +9,7 @@ import pytest
 from reactlab.report import Summary
 from reactlab.tasks.metrics import choice_letter
 from reactlab.tasks.mmlu import MMLU, load_file
+from reactlab.types import Completion
 
 OPTIONS = ["London", "Paris", "Rome", "Oslo"]
 
@@ -48,3 +49,27 @@ def test_malformed_csv_names_file_and_line(tmp_path):
     (tmp_path / "y_test.csv").write_text("q,1,2,3\n")
     with pytest.raises(ValueError, match=r"y_test.csv:1: expected 6 fields"):
         load_file(tmp_path / "y_test.csv")
+
+
+def test_five_shot_prompt_is_the_benchmarks_own(vendored_index):
+    """``--method standard --prompt dev5``: Hendrycks et al.'s prompt, the subject's five dev questions."""
+    from reactlab.agents.react import ReActAgent
+    from reactlab.envs.wikienv import WikiEnv
+
+    task = MMLU()
+    ex = task.examples("eval", limit=1)[0]
+    dev = [d for d in task.examples("dev") if d.type == ex.type]
+    agent = ReActAgent(task, method="standard", prompt="dev5")
+    gen = agent.episode(ex, WikiEnv(vendored_index))
+    q = next(gen)
+    with pytest.raises(StopIteration) as stop:
+        gen.send(Completion(text=f" {ex.answer}"))
+    t = stop.value.value
+    want = (f"The following are multiple choice questions (with answers) about {ex.type.replace('_', ' ')}.\n\n"
+            + "".join(f"{d.question}\nAnswer: {d.answer}\n\n" for d in dev) + f"{ex.question}\nAnswer:")
+    assert len(dev) == 5 and q.prompt == want and q.params.stop == ["\n"]
+    assert agent.prompt_id == "mmlu_dev5@1/standard" and t.answer == ex.answer
+    assert task.score(ex, t.answer) == {"accuracy": 1.0}
+    assert task.dev_prefix(ex.type, 0) == want.split("\n\n")[0] + "\n\n"
+    with pytest.raises(ValueError, match="the dev split has 0 exemplars of subject 'cooking'"):
+        task.dev_prefix("cooking")

@@ -3,6 +3,10 @@
 A prompt file holds an ``id``, a ``version``, per-method instructions and exemplars (question,
 steps of thought / action / observation, a chain-of-thought and the answer). Its id
 ``<id>@<version>/<method>`` is stamped into every trajectory and every dataset row built from it.
+
+``standard`` is the ReAct paper's "Standard" prompting: the question, then ``Answer: <answer>``, no
+thought and no tool. ``devK`` (``dev5``) is not a file: the first K exemplars of the question's own
+type from the task's ``dev`` split, in the task's layout (MMLU: Hendrycks et al.'s 5-shot prompt).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import yaml
 
 from reactlab.agents.parsing import parse_action
 
-METHODS = ("react", "act", "cot")
+METHODS = ("react", "act", "cot", "standard")
 ZERO_SHOT = "zeroshot"
 """The prompt name for the paper's completion layout with no few-shot prefix (fine-tuned models)."""
 LAYOUT_VERSION = 1
@@ -77,6 +81,8 @@ def load_prompt(name: str = "hotpotqa_react") -> PromptSpec:
 def render_example(ex: dict[str, Any], method: str, label: str = "Question") -> str:
     """One exemplar in the paper's completion layout for ``method``."""
     lines = [f"{label}: {ex['question']}"]
+    if method == "standard":
+        return f"{lines[0]}\nAnswer: {ex['answer']}\n"
     if method == "cot":
         lines += [f"Thought: Let's think step by step. {ex['cot']}", f"Action: Finish[{ex['answer']}]"]
         return "\n".join(lines) + "\n"
@@ -100,6 +106,9 @@ def chat_exemplars(spec: PromptSpec, method: str) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     for ex in spec.examples:
         out.append({"role": "user", "content": str(ex["question"])})
+        if method == "standard":
+            out.append({"role": "assistant", "content": f"Answer: {ex['answer']}"})
+            continue
         if method == "cot":
             out.append({"role": "assistant", "content": f"Thought: Let's think step by step. {ex['cot']}\n"
                                                          f"Action: finish[{ex['answer']}]"})
@@ -114,6 +123,8 @@ def chat_exemplars(spec: PromptSpec, method: str) -> list[dict[str, str]]:
 
 def render_chat_system(spec: PromptSpec, method: str) -> str:
     """The system turn of a few-shot chat prompt: the method's instruction, the exemplars' layout said."""
+    if method not in spec.instruction:
+        raise ValueError(f"prompt {spec.id!r} has no instruction for method {method!r}")
     return spec.instruction[method].rstrip() + " They follow as earlier conversations; then comes your task."
 
 
@@ -121,4 +132,17 @@ def render_prefix(spec: PromptSpec, method: str) -> str:
     """Instruction + exemplars, ending with a blank line: the shared prefix whose KV cache is reused."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    if method not in spec.instruction:
+        raise ValueError(f"prompt {spec.id!r} has no instruction for method {method!r}")
     return spec.instruction[method] + "\n" + "\n".join(render_example(ex, method, spec.label) for ex in spec.examples) + "\n"
+
+
+def dev_shots(prompt: str | None) -> int | None:
+    """K of a ``devK`` prompt name (the task's dev exemplars), None for any other name.
+
+    >>> dev_shots("dev5"), dev_shots("dev0"), dev_shots("hotpotqa_react"), dev_shots(None)
+    (5, 0, None, None)
+    """
+    if prompt and prompt.startswith("dev") and prompt[3:].isdigit():
+        return int(prompt[3:])
+    return None

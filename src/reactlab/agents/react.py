@@ -8,6 +8,10 @@
 - ``chat`` (FireAct): user = question, assistant = ``Thought: ...\\nAction: ...``, user =
   ``Observation: ...``; zero-shot, for fine-tuned models and chat APIs.
 
+Method ``standard`` (the paper's "Standard" prompting) is one call: the question, then ``Answer:``;
+the first line of the reply is the answer. With ``prompt="dev5"`` its exemplars are the five dev
+questions of the question's own type, in the task's layout (MMLU's 5-shot prompt, per subject).
+
 A token budget (``example.meta["token_budget"]``, set by the runner from a budget predictor) caps
 the completion tokens of a react / act episode: each step's call gets at most what is left (the
 paper's action-only fallback call may overrun it by its own line), and an episode that has spent
@@ -36,6 +40,7 @@ from reactlab.agents.prompting import (
     METHODS,
     ZERO_SHOT,
     chat_exemplars,
+    dev_shots,
     layout_prompt_id,
     load_prompt,
     render_chat_system,
@@ -49,6 +54,7 @@ from reactlab.types import (
     Example,
     GenParams,
     Message,
+    Prompt,
     Query,
     Step,
     Task,
@@ -66,8 +72,9 @@ TOKEN_BUDGET = "token_budget"
 
 
 class ReActAgent:
-    """``method``: react | act | cot; ``style``: completion | chat; ``prompt``: a packaged prompt
-    name, a YAML file or ``zeroshot`` (None: ``task``'s default prompt). See the module docstring."""
+    """``method``: react | act | cot | standard; ``style``: completion | chat; ``prompt``: a packaged
+    prompt name, a YAML file, ``zeroshot``, or ``devK`` (method standard: K exemplars of the question's
+    type from ``task``'s dev split); None: ``task``'s default prompt. See the module docstring."""
 
     name = "react"
     samples_episodes = True  # RunConfig.temperature / samples apply (see the runner)
@@ -97,10 +104,18 @@ class ReActAgent:
         self.token_budgets = method in ("react", "act")  # a CoT is one call: nothing to budget across
         self.label = "Question"
         self.exemplars: list[Message] = []
+        self.task, self.shots = task, dev_shots(prompt)
         explicit = prompt is not None  # chat: few-shot only when a prompt is named (zero-shot by default)
         if prompt is None:
             prompt = task.default_prompt if task is not None else "hotpotqa_react"
-        if style == "completion" and prompt == ZERO_SHOT:  # fine-tuned models: no exemplars
+        if self.shots is not None:  # the task's own dev exemplars, per question type
+            if method != "standard" or style != "completion":
+                raise ValueError(f"prompt {prompt!r} (the task's dev exemplars: question and answer, no reasoning) "
+                                 "needs --method standard in the completion style")
+            if task is None or not hasattr(task, "dev_prefix"):
+                raise ValueError(f"prompt {prompt!r}: task {getattr(task, 'name', None)!r} has no dev exemplars")
+            self.prefix, self.prompt_id = "", f"{task.name}_dev{self.shots}@1/standard"
+        elif style == "completion" and prompt == ZERO_SHOT:  # fine-tuned models: no exemplars
             self.prefix, self.prompt_id = "", layout_prompt_id(ZERO_SHOT, method)
         elif style == "completion":
             spec = load_prompt(prompt)
@@ -129,7 +144,8 @@ class ReActAgent:
         if TOKEN_BUDGET in example.meta and self.token_budgets:
             traj.meta[TOKEN_BUDGET] = int(example.meta[TOKEN_BUDGET])
         question = env.reset(example)
-        loop = self._cot if self.method == "cot" else self._chat if self.style == "chat" else self._completion
+        loop = (self._cot if self.method == "cot" else self._standard if self.method == "standard"
+                else self._chat if self.style == "chat" else self._completion)
         yield from loop(question, env, traj, context)
         if traj.status != "error" and not (traj.steps and traj.steps[-1].action.name == "finish"):
             env.step(Action("finish", ""))  # the paper's forced finish[] after the step limit
@@ -235,6 +251,27 @@ class ReActAgent:
             return traj
         thought, action = self.cot_answer(c.text)
         self._act(env, traj, 1, thought, action, c.text, c.usage, c.latency_s)
+        return traj
+
+    def _standard(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
+        """One call: the question, then ``Answer:``; the reply's first line (less a leading
+        ``Answer:`` in the chat layout) is the answer."""
+        params = replace(self._params(traj, 1), max_new_tokens=min(32, self.params.max_new_tokens), stop=["\n"])
+        prompt: Prompt
+        if self.shots is not None:
+            prompt = f"{self.task.dev_prefix(traj.type, self.shots)}{context}{question}\nAnswer:"  # type: ignore[union-attr]
+        elif self.style == "chat":
+            prompt = [{"role": "system", "content": self.system}] if self.system else []
+            prompt += [*self.exemplars, {"role": "user", "content": context + question}]
+        else:
+            prompt = f"{self.prefix}{context}{self.label}: {question}\nAnswer:"
+        c = yield Query(prompt, params)
+        if failed(c, traj):
+            return traj
+        answer = c.text.strip().split("\n", 1)[0].strip()
+        if answer.lower().startswith("answer:"):
+            answer = answer[len("answer:"):].strip()
+        self._act(env, traj, 1, "", Action("finish", answer), c.text, c.usage, c.latency_s)
         return traj
 
     def _act(self, env: Environment, traj: Trajectory, i: int, thought: str, action: Action,

@@ -6,12 +6,17 @@ subject (the question type) and macro-averaged over subjects (``Summary.macro``)
 Splits: ``eval`` (test, 14,042), ``val`` (1,531) and ``dev`` (285, the 5 exemplars per subject).
 ``--data`` reads the original layout: a header-less CSV ``question, A, B, C, D, answer`` named
 ``<subject>_<split>.csv`` (``.gz`` ok), or a directory of them. The agent may search the wiki
-(FireAct's setting: method ``react``) or not (method ``cot``).
+(FireAct's setting: method ``react``) or not (method ``cot``). Method ``standard`` with
+``--prompt dev5`` is the benchmark's own 5-shot prompt (Hendrycks et al.): a header naming the
+subject, the subject's five dev questions each followed by ``Answer: X``, then the question and
+``Answer:`` (``dev_prefix``).
 """
 
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
+from functools import cached_property
 from pathlib import Path
 
 from reactlab.io import DataError, open_file, reading
@@ -72,6 +77,35 @@ class MMLU(WikiTask):
 
     def load(self, path: Path) -> list[Example]:
         return load_file(path)
+
+    @cached_property
+    def _dev(self) -> dict[str, list[Example]]:
+        by_subject: dict[str, list[Example]] = defaultdict(list)
+        for ex in self.examples("dev"):
+            by_subject[ex.type].append(ex)
+        return by_subject
+
+    def dev_prefix(self, subject: str, k: int = 5) -> str:
+        """The few-shot part of MMLU's own prompt for ``subject``: its header and the first ``k`` dev
+        questions with their answers (the question and ``Answer:`` follow).
+
+        >>> print(MMLU().dev_prefix("astronomy", 1))
+        The following are multiple choice questions (with answers) about astronomy.
+        <BLANKLINE>
+        You are pushing a truck along a road. Would it be easier to accelerate this truck on Mars? Why? (Assume there is no friction)
+        A. It would be harder since the truck is heavier on Mars.
+        B. It would be easier since the truck is lighter on Mars.
+        C. It would be harder since the truck is lighter on Mars.
+        D. It would be the same no matter where you are.
+        Answer: D
+        <BLANKLINE>
+        <BLANKLINE>
+        """
+        shots = self._dev.get(subject, [])
+        if k > len(shots):
+            raise ValueError(f"mmlu: the dev split has {len(shots)} exemplars of subject {subject!r}, not {k}")
+        head = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        return head + "".join(f"{ex.question}\nAnswer: {ex.answer}\n\n" for ex in shots[:k])
 
     def score(self, example: Example, answer: str) -> dict[str, float]:
         return {"accuracy": float(choice_letter(answer, example.meta.get("options", ())) == example.answer)}
