@@ -173,6 +173,26 @@ def test_attention_parts_and_their_merge_are_exact(softcap, masked):
         assert torch.allclose(merged, want, atol=1e-5)
 
 
+def test_rows_decoding_over_as_many_keys_are_one_batched_call_with_the_same_result():
+    """``_batch_decoding``: rows of one token over the same number of own keys go through one call;
+    a row with another length or several tokens is left for its own call; results equal ``_part``'s."""
+    torch.manual_seed(0)
+    kvh, g, d = 2, 3, 8
+    lens = [5, 9, 5, 5]  # rows 0, 2, 3 batch together; row 1 alone; a 2-token row is left too
+    slots = [scheduler.Slot(kv=torch.randn(1, 2, kvh, 16, d)) for _ in range(5)]
+    segs = [scheduler.Seg(row=None, slot=sl, c0=L - 1, n=1, t0=i) for i, (sl, L) in enumerate(zip(slots, lens))]
+    segs.append(scheduler.Seg(row=None, slot=slots[4], c0=3, n=2, t0=4))
+    qt = torch.randn(kvh, 6, g, d)
+    lse, o = torch.full((kvh, 6, g, 1), 7.0), torch.full((kvh, 6, g, d), 7.0)
+    rest = attention._batch_decoding(qt, 0, segs, 0, lse, o, 0.3)
+    assert rest == [segs[4], segs[1]]
+    assert torch.all(o[:, [1, 4, 5]] == 7.0)  # left alone
+    for s in (segs[0], segs[2], segs[3]):
+        L = s.c0 + 1
+        want_lse, want = attention._part(qt[:, s.t0], s.slot.keys[0][:, :L], s.slot.values[0][:, :L], 0.3, None, g, None)
+        assert torch.allclose(o[:, s.t0], want, atol=1e-6) and torch.allclose(lse[:, s.t0], want_lse, atol=1e-5)
+
+
 def test_a_fully_hidden_part_weighs_nothing():
     q, k, v = torch.randn(1, 2, 4), torch.randn(1, 3, 4), torch.randn(1, 3, 4)
     lse, o = attention._part(q, k, v, 1.0, torch.ones(2, 3, dtype=torch.bool), 1, None)

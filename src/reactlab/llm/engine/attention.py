@@ -94,8 +94,10 @@ def cascade_attention(module, query, key, value, attention_mask, **kwargs):
                 hide = (qpos[:, None] - torch.arange(plen, device=q.device)[None, :]) >= window
             pre = _part(qt[:, a:b].reshape(kvh, n * g, d), prefix.keys[layer][:, :plen],
                         prefix.values[layer][:, :plen], scale, hide, g, softcap)
-        lses, outs = [], []
-        for s in segs:
+        lse = q.new_empty(kvh, b - a, g, 1)
+        o = q.new_empty(kvh, b - a, g, d)
+        rest = _batch_decoding(qt, layer, segs, a, lse, o, scale) if not window and not softcap else segs
+        for s in rest:
             L = s.c0 + s.n
             hide = None
             if s.n > 1 or window:
@@ -104,18 +106,41 @@ def cascade_attention(module, query, key, value, attention_mask, **kwargs):
                 hide = cols[None, :] > rows[:, None]
                 if window:
                     hide |= (rows[:, None] - cols[None, :]) >= window
-            lse, o = _part(qt[:, s.t0 : s.t0 + s.n].reshape(kvh, s.n * g, d), s.slot.keys[layer][:, :L],
-                           s.slot.values[layer][:, :L], scale, hide, g, softcap)
-            lses.append(lse.reshape(kvh, s.n, g, 1))
-            outs.append(o.reshape(kvh, s.n, g, d))
-        lse = torch.cat(lses, 1) if len(lses) > 1 else lses[0]
-        o = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+            lse_s, o_s = _part(qt[:, s.t0 : s.t0 + s.n].reshape(kvh, s.n * g, d), s.slot.keys[layer][:, :L],
+                               s.slot.values[layer][:, :L], scale, hide, g, softcap)
+            lse[:, s.t0 - a : s.t0 - a + s.n] = lse_s.reshape(kvh, s.n, g, 1)
+            o[:, s.t0 - a : s.t0 - a + s.n] = o_s.reshape(kvh, s.n, g, d)
         if pre is not None:  # merge with the prefix part, exactly, for the whole group at once
             lse1, o1 = pre[0].reshape(kvh, b - a, g, 1), pre[1].reshape(kvh, b - a, g, d)
             both = torch.logaddexp(lse1, lse)
             o = o1 * torch.exp(lse1 - both) + o * torch.exp(lse - both)
         out[:, a:b] = o
     return out.transpose(0, 1).reshape(1, T, heads, d), None
+
+
+def _batch_decoding(qt, layer: int, segs: list[Seg], a: int, lse, o, scale: float) -> list[Seg]:
+    """The own part of the rows that decode one token over the same number of their own keys (the
+    ``n`` samples of one prompt do, step after step) as one batched CPU kernel call instead of one
+    per row; results go into ``lse`` / ``o`` at the rows' places in the group (flat position minus
+    ``a``). Returns the segments left for one call each."""
+    if qt.device.type != "cpu":
+        return segs
+    by_len: dict[int, list[Seg]] = {}
+    rest = []
+    for s in segs:
+        (by_len.setdefault(s.c0 + 1, []) if s.n == 1 else rest).append(s)
+    for L, same in by_len.items():
+        if len(same) == 1:
+            rest.extend(same)
+            continue
+        q = torch.stack([qt[:, s.t0] for s in same])  # [rows, kv_heads, group, dim]
+        k = torch.stack([s.slot.keys[layer][:, :L] for s in same])
+        v = torch.stack([s.slot.values[layer][:, :L] for s in same])
+        out, lse_b = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, scale=scale)[:2]
+        idx = torch.tensor([s.t0 - a for s in same], device=qt.device)
+        o.index_copy_(1, idx, out.transpose(0, 1))
+        lse.index_copy_(1, idx, lse_b.transpose(0, 1)[..., None])
+    return rest
 
 
 def _part(q, k, v, scale: float, hide, g: int, softcap):
