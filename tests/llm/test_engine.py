@@ -180,7 +180,7 @@ def test_rows_decoding_over_as_many_keys_are_one_batched_call_with_the_same_resu
     kvh, g, d = 2, 3, 8
     lens = [5, 9, 5, 5]  # rows 0, 2, 3 batch together; row 1 alone; a 2-token row is left too
     slots = [scheduler.Slot(kv=torch.randn(1, 2, kvh, 16, d)) for _ in range(5)]
-    segs = [scheduler.Seg(row=None, slot=sl, c0=L - 1, n=1, t0=i) for i, (sl, L) in enumerate(zip(slots, lens))]
+    segs = [scheduler.Seg(row=None, slot=sl, c0=L - 1, n=1, t0=i) for i, (sl, L) in enumerate(zip(slots[:4], lens, strict=True))]
     segs.append(scheduler.Seg(row=None, slot=slots[4], c0=3, n=2, t0=4))
     qt = torch.randn(kvh, 6, g, d)
     lse, o = torch.full((kvh, 6, g, 1), 7.0), torch.full((kvh, 6, g, d), 7.0)
