@@ -94,7 +94,7 @@ def cascade_attention(module, query, key, value, attention_mask, **kwargs):
                 hide = (qpos[:, None] - torch.arange(plen, device=q.device)[None, :]) >= window
             pre = _part(qt[:, a:b].reshape(kvh, n * g, d), prefix.keys[layer][:, :plen],
                         prefix.values[layer][:, :plen], scale, hide, g, softcap)
-        lse = q.new_empty(kvh, b - a, g, 1)
+        lse = torch.empty(kvh, b - a, g, 1, dtype=torch.float32, device=q.device)  # merged in fp32 for any q dtype
         o = q.new_empty(kvh, b - a, g, d)
         rest = _batch_decoding(qt, layer, segs, a, lse, o, scale) if not window and not softcap else segs
         for s in rest:
