@@ -126,7 +126,7 @@ def _batch_decoding(qt, layer: int, segs: list[Seg], a: int, lse, o, scale: floa
     if qt.device.type != "cpu":
         return segs
     by_len: dict[int, list[Seg]] = {}
-    rest = []
+    rest: list[Seg] = []
     for s in segs:
         (by_len.setdefault(s.c0 + 1, []) if s.n == 1 else rest).append(s)
     for L, same in by_len.items():
