@@ -49,6 +49,12 @@ class PromptSpec:
     def prompt_id(self, method: str) -> str:
         return f"{self.id}@{self.version}/{method}"
 
+    def instruction_for(self, method: str) -> str:
+        """The instruction of ``method``; ``ValueError`` naming the prompt when it has none."""
+        if method not in self.instruction:
+            raise ValueError(f"prompt {self.id!r} has no instruction for method {method!r}")
+        return self.instruction[method]
+
 
 def read_prompt_file(name: str, kind: str = "prompt") -> dict[str, Any]:
     """The YAML mapping of a packaged prompt (``agents/prompts/NAME.yaml``) or of a YAML file by path;
@@ -123,18 +129,14 @@ def chat_exemplars(spec: PromptSpec, method: str) -> list[dict[str, str]]:
 
 def render_chat_system(spec: PromptSpec, method: str) -> str:
     """The system turn of a few-shot chat prompt: the method's instruction, the exemplars' layout said."""
-    if method not in spec.instruction:
-        raise ValueError(f"prompt {spec.id!r} has no instruction for method {method!r}")
-    return spec.instruction[method].rstrip() + " They follow as earlier conversations; then comes your task."
+    return spec.instruction_for(method).rstrip() + " They follow as earlier conversations; then comes your task."
 
 
 def render_prefix(spec: PromptSpec, method: str) -> str:
     """Instruction + exemplars, ending with a blank line: the shared prefix whose KV cache is reused."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    if method not in spec.instruction:
-        raise ValueError(f"prompt {spec.id!r} has no instruction for method {method!r}")
-    return spec.instruction[method] + "\n" + "\n".join(render_example(ex, method, spec.label) for ex in spec.examples) + "\n"
+    return spec.instruction_for(method) + "\n" + "\n".join(render_example(ex, method, spec.label) for ex in spec.examples) + "\n"
 
 
 def dev_shots(prompt: str | None) -> int | None:

@@ -182,9 +182,7 @@ class ReActAgent:
         return traj
 
     def _chat(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
-        messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
-        messages += self.exemplars
-        messages.append({"role": "user", "content": context + question})
+        messages = self._chat_opening(question, context)
         for i in range(1, self.max_steps + 1):
             if self._spent(traj):
                 break
@@ -200,6 +198,11 @@ class ReActAgent:
             messages.append({"role": "assistant", "content": chat_assistant(thought, action)})
             messages.append({"role": "user", "content": chat_observation(traj.steps[-1].observation)})
         return traj
+
+    def _chat_opening(self, question: str, context: str = "") -> list[Message]:
+        """A chat episode's first messages: the system turn (if any), the exemplars' turns, the question."""
+        system: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
+        return [*system, *self.exemplars, {"role": "user", "content": context + question}]
 
     def _params(self, traj: Trajectory, step: int) -> GenParams:
         """The decoding of ``step``: greedy as is; sampled with a seed of this episode and step; at
@@ -230,9 +233,7 @@ class ReActAgent:
         """The chain-of-thought prompt for ``question`` (``params``: the decoding, greedy by default)."""
         params = params or self.cot_params()
         if self.style == "chat":
-            messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
-            messages += [*self.exemplars, {"role": "user", "content": context + question}]
-            return Query(messages, params)
+            return Query(self._chat_opening(question, context), params)
         return Query(f"{self.prefix}{context}{self.label}: {question}\nThought: Let's think step by step.", params)
 
     @staticmethod
@@ -261,8 +262,7 @@ class ReActAgent:
         if self.shots is not None:
             prompt = f"{self.task.dev_prefix(traj.type, self.shots)}{context}{question}\nAnswer:"  # type: ignore[union-attr]
         elif self.style == "chat":
-            prompt = [{"role": "system", "content": self.system}] if self.system else []
-            prompt += [*self.exemplars, {"role": "user", "content": context + question}]
+            prompt = self._chat_opening(question, context)
         else:
             prompt = f"{self.prefix}{context}{self.label}: {question}\nAnswer:"
         c = yield Query(prompt, params)
