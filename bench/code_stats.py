@@ -15,15 +15,14 @@ import argparse
 import ast
 import io
 import tokenize
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 _LAYOUT = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
            tokenize.ENCODING, tokenize.ENDMARKER}
 
 
-@dataclass
-class Counts:
+class Counts(NamedTuple):
     lines: int
     code: int
     docstring: int
