@@ -1,6 +1,5 @@
 """SFT throughput and memory: our trainer (TRL, masked labels) with its defaults and with each lever
-switched on or off, vs a naive HF ``Trainer`` loop that pads every row to a fixed 600 tokens (as the
-seed scripts did).
+switched on or off, vs a naive HF ``Trainer`` loop that pads every row to a fixed 600 tokens.
 
 Variants (``--variants``, comma-separated):
 
@@ -15,13 +14,12 @@ Variants (``--variants``, comma-separated):
   ``common.CPU_HEAD_TILE``;
 - ``naive600``: HF ``Trainer`` + PEFT, rows padded to 600 tokens.
 
-Both see the same rows in the same order (sequential sampler, no shuffling), the same labels
-(``reactlab.data.masking``: assistant-only), the same LoRA config (dropout 0, so no random masks
-depend on the padded shape), seed, learning rate and steps; so their losses must agree (within 2%)
-while their cost differs. Each variant runs in its own subprocess so that its peak RSS is its own.
+All see the same rows in the same order, the same labels, LoRA config (dropout 0), seed, learning
+rate and steps, so their losses must agree (within 2%) while their cost differs. Each variant runs
+in its own subprocess so that its peak RSS is its own.
 
     .venv/bin/python bench/sft_throughput.py                 # 200 FireAct rows, batch 8
-    .venv/bin/python bench/sft_throughput.py --data /tmp/data/sft-msgs --rows 48 --threads 1
+    .venv/bin/python bench/sft_throughput.py --data datasets/sft --rows 48 --threads 1
 
 Prints, per variant: real (non-pad) tokens/s, tokens fed (pad included), wall time of training,
 peak RSS, final and mean train loss; then the ratios.

@@ -4,51 +4,12 @@ CLI (``llamafactory-cli train cfg.yaml``) vs plain TRL ``SFTTrainer`` with its d
     .venv/bin/python bench/sft_vs_llamafactory.py                      # 48 FireAct rows, batch 4 x accum 2, 6 steps
     nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python bench/sft_vs_llamafactory.py --rows 8 --steps 1
 
-Each arm runs in its own subprocess, so each peak RSS is its own: ours and plain TRL report their own
-``ru_maxrss``; LLaMA-Factory's CLI runs under a small wrapper process that reports
-``getrusage(RUSAGE_CHILDREN)`` after waiting for it. Printed per arm: real (non-pad) tokens/s over
-the trainer's own ``train_runtime``, that runtime, the whole subprocess's wall time (start-up, model
-load and tokenization included), peak RSS, final and mean train loss, and whether gradient
-checkpointing was on; then ours / LLaMA-Factory and ours / plain TRL (speed, memory, final loss).
-
-LLaMA-Factory lives in its own venv (``--lf-venv``, default ``/work/lf-venv``), created when it lacks
-``llamafactory-cli``: ``pip install llamafactory==0.9.5``, with CPU builds of torch, torchvision and
-torchaudio from ``download.pytorch.org/whl/cpu`` when that index answers; else pip's torch, a CUDA
-build (a 6-8 GB venv; it runs on the CPU all the same). Pinning a CPU torch without that index does not
-work: PyPI's torchvision/torchaudio are CUDA builds that cannot load against it, and LLaMA-Factory
-imports torchaudio even for text. The torch build and libraries of each arm are printed.
-
-What is the same in all three arms: the FireAct HotpotQA rows (``reactlab data build fireact:hotpotqa``,
-``--format messages`` for ours and TRL, ``--format sharegpt`` for LLaMA-Factory: the same conversations,
-checked row by row before training), the first ``--rows`` of them in file order (no shuffling:
-``train_sampling_strategy: sequential`` / LLaMA-Factory's ``disable_shuffling``), their tokens (SmolLM2's
-ChatML with its default system prompt; LLaMA-Factory: template ``smollm2`` with ``default_system`` set
-to the one in the model's ``chat_template.jinja``, as its own ends with a period SmolLM2's lacks), fp32
-weights on the CPU (ours computes under bf16 autocast where the CPU has AMX or AVX-512 BF16: its default there; the
-others in fp32, their defaults on a CPU; each arm's precision is printed), LoRA r=16, alpha=32, dropout 0 on every linear layer but the head, batch,
-accumulation, steps, constant learning rate, seed 0, and truncation length (``--cutoff``).
-
-What could not be made identical (each tool as its user would run it):
-
-- the loss mask. Ours: assistant turns and their ``<|im_end|>``. LLaMA-Factory: assistant turns, their
-  ``<|im_end|>`` and the newline after it (its template's assistant slot). Plain TRL: every token
-  (``assistant_only_loss`` needs ``{% generation %}`` markers, which SmolLM2's template lacks), system
-  prompt, questions and observations included. So the loss ratios compare different averages: a mask
-  check, not a quality verdict; ours vs LLaMA-Factory should be close, ours vs TRL will not be.
-- truncation of rows longer than ``--cutoff``: TRL (ours, plain TRL) keeps the first tokens;
-  LLaMA-Factory shares the budget between each turn's prompt and response and drops the later turns.
-  Moot at the defaults: the longest of the first 48 rows is 590 tokens.
-- gradient checkpointing: on in all three, each tool's default (ours; LLaMA-Factory's
-  ``disable_gradient_checkpointing`` defaults to false; ``SFTConfig``), printed.
-- precision: see above.
-- padding: TRL pads each batch to its longest row; LLaMA-Factory to a multiple of 8. Throughput
-  counts real tokens only (attention-mask sums: TRL's own count; LLaMA-Factory's
-  ``include_num_input_tokens_seen: non_padding``).
-- the library versions: LLaMA-Factory 0.9.5 pins transformers <= 5.6, trl <= 0.24, peft <= 0.18.1
-  (ours and plain TRL run this venv's), and its venv's torch may be another version and a CUDA build
-  (see above; both printed).
-- LLaMA-Factory saves the adapter at the end whatever ``save_strategy`` says; outside
-  ``train_runtime``, inside the wall time (ours saves too).
+Each arm runs in its own subprocess (so each peak RSS is its own) on the same FireAct rows, tokens,
+LoRA config, batch, steps, learning rate, seed and cut-off; each tool keeps its own loss mask,
+truncation, padding and precision defaults, as its user would run it (docs/performance.md lists
+what is and is not the same). LLaMA-Factory lives in its own venv (``--lf-venv``), created when it
+lacks ``llamafactory-cli``. Prints per arm real tokens/s, runtimes, peak RSS and losses, then the
+ratios ours / LLaMA-Factory and ours / plain TRL.
 """
 
 from __future__ import annotations

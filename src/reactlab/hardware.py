@@ -48,16 +48,8 @@ def has_amx(flags: set[str] | None = None) -> bool:
 
 def bf16_matmuls_fast(flags: set[str] | None = None) -> bool:
     """True where the CPU multiplies bf16 matrices natively (AMX bf16 tiles, or AVX-512 BF16 dot
-    products), so that LoRA SFT under bf16 autocast beats fp32. Measured (``bench/sft_throughput.py
-    --rows 48 --batch 4``, activation checkpointing in both, 2 cores):
-
-    - Intel Xeon with AMX: a 576x1536 ``linear`` 3x faster in bf16 than fp32 at 32 rows, 6.6x at 2048
-      (2x slower at 1 row); SFT 1.5x fp32's tokens/s;
-    - AMD EPYC with AVX-512 BF16, no AMX: the same ``linear`` 1.9x at 32 rows, 2.0x at 2048 (equal at
-      1 row); SFT 153 vs 108 real tokens/s (1.42x) in less memory (3.54 vs 3.73 GB).
-
-    A CPU with neither converts bf16 in software: not counted. Inference stays fp32 on both CPUs
-    (``bench/run_throughput.py``: bf16 moved 25-30% of greedy answers and was no faster on the EPYC).
+    products), so that LoRA SFT under bf16 autocast beats fp32; a CPU with neither converts bf16 in
+    software. Inference stays fp32 everywhere: bf16 moved greedy answers (docs/performance.md).
 
     >>> bf16_matmuls_fast({"avx2"}), bf16_matmuls_fast({"avx512_bf16"}), bf16_matmuls_fast({"amx_bf16", "amx_tile"})
     (False, True, True)

@@ -1,13 +1,7 @@
-"""Run a function in a child process, so that a native crash there is an error here, not our death.
-
-Native libraries (llama.cpp above all) can die on a CPU they were not tested on: a segfault inside
-``decode`` takes the whole Python process with it, a test run included. ``run_isolated(fn, ...)``
-runs ``fn`` in a fresh interpreter (the ``spawn`` start method: no forked threads, no inherited
-OpenMP state) and returns its result; a child killed by a signal raises ``ChildCrashed`` naming the
-signal, an exception in the child raises ``ChildFailed`` with the child's traceback.
-
-``fn`` must be importable by the child (a module-level function), and its arguments and result
-picklable.
+"""Run a function in a child process, so that a native crash there (llama.cpp above all) is an error
+here, not our death: ``run_isolated(fn, ...)`` runs ``fn`` in a fresh ``spawn`` interpreter; a
+signal raises ``ChildCrashed`` naming it, an exception ``ChildFailed`` with the child's traceback.
+``fn`` must be a module-level function, its arguments and result picklable.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """Budget labels from our own runs: what a question cost an agent, in steps and generated tokens.
 
-A label row is one (question, task, agent, method, model): ``steps`` (ReAct steps taken),
-``tokens`` (completion tokens generated over the whole episode) and ``bucket`` (the token count's
-bucket under the dataset's ``edges``). Where K runs of one question exist (sampled runs, ids
-``<id>#1`` .. ``<id>#K``, or one question in several sources of the same agent and model) the
-label is their lower median (an observed value, so an integer) and ``steps_all`` / ``tokens_all``
-keep every run's value (``steps_spread``: max - min).
-
-Splits: a question of any task's evaluation split (the contamination guard of ``reactlab.data``:
-``excluded_questions``) is a ``test`` row, never a training one; the others go to ``train`` or
-``val`` by a hash of the question (``data.select.split_of``), so all runs of one question land on
-the same side. Token bucket edges are, by default, the quintiles of the training rows' token
-labels (``quantile_edges``; ``stats.json`` records them and the rule).
-
-Episodes that failed (``status == "error"``) or have no step are dropped and counted. FireAct's
-GPT-4 trajectories carry no token counts: their rows have steps and ``tokens``/``bucket`` None.
+One row per (question, task, agent, method, model); where K runs of a question exist the label is
+their lower median (an observed value) and every run's value is kept. A question of any task's
+evaluation split is a ``test`` row, never a training one; the rest split by a hash of the question.
+Token bucket edges default to the quintiles of the training labels.
 """
 
 from __future__ import annotations

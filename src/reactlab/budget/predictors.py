@@ -1,16 +1,7 @@
-"""Budget predictors behind one interface: ``predict(questions) -> list[Prediction]``.
-
-- ``MeanMode``: the training labels' mean (``kind="mean"``: steps rounded, bucket rounded) or mode
-  (``kind="mode"``), per (task, agent, method, model) when that group was seen, else overall;
-- ``FeatureRegressor``: ridge regression (scikit-learn) on features of the question (length,
-  capitalised spans as an entity count, numbers, quotes, wh-word, comparison cues, HotpotQA's
-  question type where known) and one-hot (task, method, model), one model per target; the fitted
-  weights are plain numbers, so it is saved as JSON and predicts without scikit-learn;
-- ``LLMPredictor``: a model (any ``reactlab.models`` spec, + a LoRA adapter) asked the two prompts
-  of ``budget.prompts``, greedy; an answer with no number falls back to the training mode (counted).
-
-Every predictor is saved as ``predictor.json`` (``save_predictor``) and read back by
-``load_predictor(path)``, which is what ``budget eval|predict`` and ``run -c order_by=...`` take.
+"""Budget predictors behind one interface, ``predict(questions) -> list[Prediction]``: ``MeanMode``
+(the baselines), ``FeatureRegressor`` (ridge regression on question features, saved as JSON so it
+predicts without scikit-learn) and ``LLMPredictor`` (any model spec + adapter asked the prompts of
+``budget.prompts``). Each is saved as ``predictor.json`` and read back by ``load_predictor``.
 """
 
 from __future__ import annotations

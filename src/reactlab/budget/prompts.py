@@ -5,7 +5,7 @@ A question gets two prompts: ``steps`` (how many Thought/Action/Observation roun
 graded reward's own reader (``train.rewards.predicted_number``: the first number), so what the RL
 trainers reward is exactly what prediction parses. Training targets are the bare number.
 
->>> q = Question("Who is older, A or B?", task="hotpotqa", model="smollm2+/tmp/adapter")
+>>> q = Question("Who is older, A or B?", task="hotpotqa", model="smollm2+out/adapter")
 >>> print(prompt(q, "tokens", [60, 120])[0]["content"])
 A ReAct agent (react, method react, model smollm2+adapter) will answer this hotpotqa question.
 Question: Who is older, A or B?
@@ -29,7 +29,7 @@ PROMPT_ID = "budget@1"
 def model_name(model: str) -> str:
     """A model label without paths: ``smollm2+/x/adapter`` -> ``smollm2+adapter``.
 
-    >>> model_name("smollm2+/work/demo-run/adapter"), model_name("hf:/models/tiny"), model_name("")
+    >>> model_name("smollm2+runs/demo/adapter"), model_name("hf:/models/tiny"), model_name("")
     ('smollm2+adapter', 'tiny', 'unknown')
     """
     if not model:

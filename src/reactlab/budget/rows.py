@@ -1,18 +1,7 @@
-"""Training rows for the LLM predictor, in the columns the existing trainers read.
-
-Each labelled question gives one row per target (``steps``, and ``tokens`` when the row has a
-bucket), prompted as ``budget.prompts.prompt``; the answer is the bare number.
-
-- ``sft``: ``messages`` = [user prompt, assistant number] (``reactlab train sft``);
-- ``prompts``: ``prompt`` + ``budget`` (the gold number), for ``train grpo|rloo`` with
-  ``rewards: {budget_reward: 1}`` and ``multi_turn: false`` (single completions, graded 12/6/3/0);
-- ``dpo``: ``prompt`` / ``chosen`` (the exact number) / ``rejected`` (a far one: off by more than
-  2, the graded reward's 0, or the farthest the target's range allows);
-- ``kto``: ``prompt`` / ``completion`` / ``label``: the exact number (true) and a far one (false).
-
-Wrong numbers are drawn from the target's range in the training labels (steps: 1 to the largest
-seen + 2; buckets: 0 to the last), with a generator seeded by the question, so a rebuild writes the
-same rows. Only ``train`` and ``val`` rows are used: ``test`` rows (evaluation questions) never are.
+"""Training rows for the LLM predictor, in the columns the existing trainers read: ``sft``,
+``prompts`` (GRPO / RLOO under ``budget_reward``), ``dpo`` and ``kto`` (the exact number against a far
+one). Wrong numbers are drawn with a generator seeded by the question, so a rebuild writes the same
+rows; ``test`` rows (evaluation questions) are never used.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """``build_dataset``: sources -> selection -> mix -> rows -> cap -> train/val split -> files + stats.
 
-Output directory (each file written atomically: a temp file in the same directory, then renamed,
-so a reader sees a whole old or a whole new file):
-
-- ``train.jsonl``, ``val.jsonl``: one row per line in the chosen format (see ``FORMATS``);
-- ``stats.json``: rows by split and source, steps and token histograms, dropped-by-reason, prompt
-  ids, the options used;
-- ``dataset_info.json`` for ``alpaca`` and ``sharegpt`` (LLaMA-Factory; the entry is named after the
-  output directory, ``<name>_val`` for the val file; an empty file is not declared).
+Writes ``train.jsonl``, ``val.jsonl``, ``stats.json`` (counts, histograms, drops by reason, the
+options used) and, for ``alpaca`` / ``sharegpt``, LLaMA-Factory's ``dataset_info.json``; each file
+atomically, so a reader sees a whole old or a whole new file.
 """
 
 from __future__ import annotations

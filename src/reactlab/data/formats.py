@@ -1,32 +1,9 @@
-"""Supervised fine-tuning rows from trajectories: pure functions ``Trajectory -> row`` per layout.
+"""Supervised fine-tuning rows from trajectories: pure functions ``Trajectory -> row`` per layout
+(``messages``, ``completion``, ``alpaca``, ``sharegpt``, ``openai``; see ``FORMATS``).
 
-Every step is rendered by ``reactlab.agents.parsing`` (``chat_assistant``, ``chat_observation``,
-``completion_step``), the functions the agent itself uses, so a row shows the model exactly what
-``reactlab run`` will show it. Layouts:
-
-- ``messages`` (TRL conversational): [system], user = question, assistant = ``Thought: ...\\nAction:
-  search[X]``, user = ``Observation: ...``, ..., ending with the assistant's ``finish[...]`` turn —
-  the messages ``ReActAgent(style="chat")`` sends, plus the turn it answered with.
-- ``completion`` (TRL prompt/completion, the paper's text, zero-shot): prompt = ``Question: q\\n``,
-  completion = ``Thought 1: ...\\nAction 1: Search[X]\\nObservation 1: ...\\n...Action k: Finish[y]``.
-  The observations sit inside the completion, so TRL's completion-only loss trains on them too
-  (``train_on: all``); ``masking.mask_completion(train_on="assistant")`` leaves them out.
-- ``alpaca`` (FireAct's layout; LLaMA-Factory ``formatting: alpaca``): instruction = question,
-  output = the chat steps as ``Thought:/Action:/Observation:`` lines (LLaMA-Factory trains on all of
-  the output, observations included, as FireAct did).
-- ``sharegpt`` (LLaMA-Factory ``formatting: sharegpt``): ``conversations`` of ``human`` (question),
-  ``gpt`` (thought + action), ``observation`` (``Observation: ...``; LLaMA-Factory wraps and masks
-  it with the model's tool-response template) — or ``human`` with ``observation_role="human"``,
-  which renders exactly like ``messages`` under any template.
-- ``openai`` (OpenAI fine-tuning JSONL): ``messages`` like ``messages``; with
-  ``skip_invalid=True`` the assistant turns whose action was invalid carry ``"weight": 0``.
-
-Metadata: ``source`` (where the trajectory came from) and ``prompt_id`` (the layout the row is
-rendered in, ``<layout>@<version>/<method>``, e.g. ``chat@1/react`` as ``ReActAgent`` stamps it)
-are extra columns in ``messages``, ``completion``, ``alpaca`` and ``sharegpt`` rows: TRL drops
-columns its collator does not use and LLaMA-Factory reads only the columns ``dataset_info.json``
-maps. OpenAI's validator accepts no extra keys, so ``openai`` rows carry none (``stats.json`` counts
-them by source).
+Every step is rendered by ``reactlab.agents.parsing``, the functions the agent itself uses, so a
+row shows the model exactly what ``reactlab run`` will show it. ``source`` and ``prompt_id`` ride
+along as extra columns, except in ``openai`` rows (OpenAI's validator accepts no extra keys).
 """
 
 from __future__ import annotations

@@ -1,26 +1,10 @@
 """Loss masks: which tokens of a training row the model learns to produce.
 
-``mask_conversation(tokenizer, messages, train_on)`` renders a conversation with the tokenizer's
-chat template and returns ``input_ids``, ``labels`` and ``attention_mask`` (plain lists, labels
-unshifted as transformers models expect). With ``train_on="assistant"`` every label is -100 except
-the assistant turns: their content (thought + action) and the end-of-turn token that closes them,
-which the model must learn to emit to stop. The template's role headers (``<|im_start|>assistant\\n``)
-and whatever it writes after the end-of-turn token (ChatML's newline) are not trained: the runtime
-writes them, not the model. ``train_on="all"`` trains on every token.
-
-Two ways to find the assistant tokens, chosen by the template:
-
-- a template with ``{% generation %}`` markers: transformers' ``return_assistant_tokens_mask``
-  (what TRL's ``assistant_only_loss`` uses) — the template decides what is trained;
-- a template without them (SmolLM2's ChatML, most shipped templates): each assistant turn's
-  character span is found by rendering the conversation's prefixes (up to the turn with a
-  generation prompt, then through the turn), checked to be prefixes of the full rendering, cut
-  after the end-of-turn token (the tokenizer's ``eos_token``, or a known end-of-turn token such as
-  Gemma's ``<end_of_turn>`` whose EOS is another token), and mapped to tokens with the fast
-  tokenizer's ``return_offsets_mapping``. A template that renders a turn differently depending
-  on what follows (not prefix-stable) is refused with a clear error.
-
-Nothing here imports transformers; callers pass a loaded tokenizer (see ``load_tokenizer``).
+``mask_conversation`` renders a conversation with the tokenizer's chat template and, with
+``train_on="assistant"``, trains only the assistant turns and the end-of-turn token that closes them
+(the model must learn to stop); role headers are the runtime's, not the model's. A template with
+``{% generation %}`` markers decides itself; otherwise each turn's span is found by rendering
+prefixes, and a template that is not prefix-stable is refused. Nothing here imports transformers.
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """Preference rows in TRL's conversational columns: DPO ``prompt/chosen/rejected`` and KTO
 ``prompt/completion/label``.
 
-DPO pairs a correct, finished trajectory with an incorrect one of the same question. Both are
-rendered as the chat agent's messages (``formats.chat_messages``); ``prompt`` is the messages they
-share (the question and any identical steps), ``chosen`` / ``rejected`` the assistant continuation
-from the first turn where they differ: the rest of each trajectory (``continuation="full"``,
-observations included as user turns, ending with an assistant turn) or only that one turn
-(``continuation="turn"``: a step-level preference). Pairs that diverge at an observation (the two
-runs saw different environments) are skipped and counted.
-
-KTO labels every trajectory on its own: ``prompt`` = [system] + question, ``completion`` = the rest
-of the conversation, ``label`` = correct.
-
-Rows carry ``source`` (``a`` or ``a+b`` for a pair across sources) and ``prompt_id`` columns, which
-TRL's DPO/KTO trainers drop before training.
+DPO pairs a correct, finished trajectory with an incorrect one of the same question: ``prompt`` is
+the messages they share, ``chosen`` / ``rejected`` the continuations from the first turn where they
+differ (the rest, or that one turn). KTO labels every trajectory on its own.
 """
 
 from __future__ import annotations

@@ -1,25 +1,10 @@
 """Training rows for one role of the Answer -> Evaluate pipeline (``agents/pipeline.py``), from its runs.
 
-A pipeline trajectory holds one child per turn (``agent`` = the role) with the messages that turn
-was sent (``meta["messages"]``; ``meta["train_messages"]`` when a hint was added) and its reply
-(the step's ``raw``; every sample's in ``meta["samples"]``). A row of role R is R's last user
-message — what the agent sends with ``--prompt zeroshot``, as fine-tuned models run, byte for byte —
-and one reply up to its first answer line, kept when the reply's strictly parsed letter is the gold one (the task's own check).
-Who wrote the reply decides the kind of teacher data:
-
-- a teacher model through any OpenAI-compatible API (``--model answer=openai:...``): its right answers;
-- the local model's own samples (``-c answer_samples=K``, temperature): rejection sampling, every
-  right sample a row (duplicates dropped);
-- a hinted prompt (``-c hint=true``: the gold letter shown, the reasoning asked for): rationalisation;
-  the row's prompt is the one without the hint, and a reply that repeats a line of the hint is
-  dropped (``hint_leak``).
-
-Evaluate rows come from the Evaluate turns, whose prompts hold the Answer agent's output, wrong
-candidates included: ``corrections`` counts the rows whose candidate was wrong (the rows that teach
-the Evaluate agent to correct one).
-
-Layouts: ``messages`` (TRL: user, assistant) and ``alpaca`` (instruction = the user message, output =
-the reply; LLaMA-Factory's ``dataset_info.json`` is written as for any Alpaca set).
+A row of role R is R's last user message (what the agent sends with ``--prompt zeroshot``, byte for
+byte) and one reply up to its first answer line, kept when its strictly parsed letter is the gold
+one. Who wrote the replies makes the kind of teacher data: a teacher model through an API, the
+local model's own samples (rejection sampling) or a hinted prompt (rationalisation; the row's
+prompt is the one without the hint). Layouts: ``messages`` and ``alpaca``.
 """
 
 from __future__ import annotations

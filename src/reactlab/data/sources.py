@@ -1,25 +1,9 @@
 """Where training trajectories come from, read into one record: a ``Sample`` holding a ``Trajectory``.
 
-A source is named by a string:
-
-- a run directory (``reactlab run --out DIR``: its ``trajectories.jsonl``) or a trajectories JSONL file;
-- ``fireact:hotpotqa`` (the vendored FireAct Alpaca file) or ``fireact:hotpotqa-gpt`` (its chat copy);
-  ``fireact:multitask`` (HotpotQA + multiple choice + StrategyQA), ``fireact:hotpotqa-multimethod``,
-  ``fireact:multitask-multimethod`` (ReAct + CoT + Reflexion) and ``-gpt`` chat copies: every row
-  tagged with its task and method (``tag_fireact``);
-- ``hotpotqa:SPLIT``: questions with gold answers and no steps (for prompt-only GRPO/RLOO rows);
-- any JSON / JSONL file in FireAct's Alpaca layout (``instruction``/``input``/``output`` where the
-  output is ``Thought:``/``Action:``/``Observation:`` lines) or chat layout (``messages``).
-
-``NAME=SOURCE`` names a source (the name goes into each row's ``source`` column and is what
-``--mix NAME=WEIGHT`` refers to); by default a directory or file is named by its stem.
-
-Converted FireAct rows become trajectories with ``agent="fireact"``, no gold (``gold=""``, no scores)
-and ``status="finished"`` when their last action is ``finish[...]``. A leading ``Question:`` label
-is dropped, and lines of an Alpaca output before the first label (FireAct's multiple-choice rows put
-the options there) are part of the question, as the chat copy of the same rows shows.
-
-Malformed input raises ``reactlab.io.DataError`` naming the file, the line (or record) and the field.
+A source is a run directory or trajectories JSONL, a ``fireact:NAME`` file of the data pack,
+``hotpotqa:SPLIT`` (questions and gold answers, no steps) or a file in FireAct's Alpaca or chat
+layout; ``NAME=SOURCE`` names it for ``--mix``. Malformed input raises ``reactlab.io.DataError``
+naming the file, the line (or record) and the field.
 """
 
 from __future__ import annotations

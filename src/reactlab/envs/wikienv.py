@@ -1,20 +1,9 @@
 """The ReAct paper's Wikipedia environment (as its authors' code has it), over the offline index.
 
 Observations follow the paper word for word, because prompts, exemplars and fine-tuning data were
-all written against them:
-
-- ``search[entity]``: a page with that title -> its first 5 sentences joined by spaces (the page
-  becomes current, lookup state resets); otherwise ``Could not find {entity}. Similar: [...]`` with
-  the Python repr of up to 5 similar titles (the current page, if any, stays current).
-- ``lookup[keyword]``: ``(Result i / n) sentence`` over the current page's sentences containing the
-  keyword (case-insensitive), one per call; ``No more results.`` past the end. A keyword different
-  from the previous one starts a new list.
-- ``finish[answer]``: ``Episode finished.`` and ``done``; ``think[...]``: ``Nice thought.``;
-  anything else: ``Invalid action: {action}``.
-
-Differences from the paper, all deliberate: our corpus is already sentence-split, so pages are not
-re-split on ". " (the paper appended a "." to every fragment); observations carry no newlines and
-no ``reward = 0`` suffix. As in the paper, a failed search keeps the previous page current.
+all written against them. Deliberate deviations: our corpus is already sentence-split, so pages are
+not re-split on ". " (the paper appended a "." to every fragment); observations carry no newlines
+and no ``reward = 0`` suffix.
 """
 
 from __future__ import annotations

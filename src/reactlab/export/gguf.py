@@ -1,25 +1,7 @@
-"""HF directory -> one GGUF file that llama.cpp, Ollama and transformers' GGUF loader read.
-
-``export_gguf(hf_dir, out, outtype)`` writes, with the ``gguf`` package (no llama.cpp checkout):
-
-- the architecture metadata llama.cpp reads (context / embedding / feed-forward length, block
-  count, head counts incl. KV heads, head size, rope base and scaling, RMS eps, vocab size);
-- every tensor under its GGUF name (``gguf.get_tensor_name_map``); the Llama Q/K projections are
-  permuted the way llama.cpp's own HF converter does, because llama.cpp's rope for ``llama`` pairs
-  dimensions (i, i+1) while HF's pairs (i, i + d/2); a tied ``lm_head`` is left out (llama.cpp
-  then reuses ``token_embd``);
-- Gemma 3 (``gemma3``) differs in metadata, norm weights and its SentencePiece tokenizer: see
-  ``gguf_gemma3.py``;
-- the BPE tokenizer (``tokenizer.ggml.model = "gpt2"``: tokens, token types, merges, the
-  pre-tokenizer name, bos/eos/unk/pad ids, ``add_bos_token``) and ``tokenizer.chat_template``.
-
-Output types: ``f32``, ``f16``, ``q8_0``, ``q4_0``. As in llama.cpp, 1-D tensors (norms, biases)
-stay f32; a matrix whose rows are not a whole number of quantization blocks falls back to f16; in
-``q4_0`` the token embedding and the output projection are kept at q8_0 (llama.cpp's quantizer keeps
-them at a higher precision too, since every logit goes through them; gguf-py cannot write its Q6_K).
-
-Supported architectures: see ``ARCHITECTURES``; anything else fails with that list.
-torch, safetensors and gguf are imported only inside the functions.
+"""HF directory -> one GGUF file that llama.cpp, Ollama and transformers' GGUF loader read, written
+with the ``gguf`` package (no llama.cpp checkout), as llama.cpp's own converter writes it: the Llama
+Q/K projections permuted for its rope, 1-D tensors kept f32, and in ``q4_0`` the embedding and
+output projection kept at q8_0. Gemma 3: ``gguf_gemma3.py``. Details: docs/export-serving.md.
 """
 
 from __future__ import annotations

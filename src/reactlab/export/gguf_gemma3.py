@@ -1,49 +1,12 @@
 """The Gemma 3 (text) parts of the GGUF export: ``Gemma3ForCausalLM`` -> llama.cpp's ``gemma3``.
 
 Written to match, key by key, what llama.cpp's ``convert_hf_to_gguf.py`` wrote for the embedded
-``gemma3-270m`` (``reactlab.models.gguf_path``; checked by ``tests/export/test_gemma3_export.py``):
-
-- hyper-parameters: context / embedding / feed-forward length, block count, head counts (KV too),
-  key/value length (``head_dim``, 256), RMS eps, ``rope.freq_base`` (the full-attention layers'
-  theta) and ``attention.sliding_window``. Added beyond the reference: ``rope.freq_base_swa`` (the
-  sliding layers' theta; llama.cpp assumes 10000 for gemma3 without it, the value the 270M has) and,
-  only when the config has one, ``final_logit_softcapping`` and linear rope scaling of the
-  full-attention layers. Left out: the reference's ``general.type/basename/size_label/license/tags``
-  (provenance, not read by the runtime).
-- What llama.cpp does *not* read and hard-codes for gemma3 is checked instead, and a config that
-  differs raises ``ValueError``: one full-attention layer after every 5 sliding ones
-  (``layer_types``), attention scale ``1/sqrt(head_dim)`` (``query_pre_attn_scalar == head_dim``;
-  llama.cpp uses another one only for the 27B), no attention-logit softcapping, GELU-tanh MLP,
-  causal attention.
-- tensors: HF's Gemma3RMSNorm computes ``x * (1 + w)`` and llama.cpp's ``x * w``, so every norm
-  weight (input / post-attention / pre- and post-feed-forward, Q and K norms, final norm) is written
-  as ``w + 1`` (the reference file holds exactly the HF weights + 1). Q/K are not permuted (gemma3
-  uses NEOX rope in llama.cpp, as HF); the output head is tied to ``token_embd``.
-- tokenizer: llama.cpp's SentencePiece model (``tokenizer.ggml.model = "llama"``, pre ``default``)
-  built from the HF ``tokenizer.json`` (BPE with byte fallback): tokens by id, types (added special
-  token -> CONTROL; other added token, and a run of 2+ ``▁`` -> USER_DEFINED, its ``▁`` written as
-  spaces; ``<0xHH>`` -> BYTE; the rest NORMAL), and scores. The whitespace runs (ids 138-167) are
-  user-defined pieces of Gemma's SentencePiece model, which llama.cpp's converter writes with
-  spaces; a tokenizer.json that transformers made from a GGUF (the embedded model's) lists them
-  in the BPE vocabulary instead, so they are recognised by their text. tokenizer.json has no scores; SentencePiece's, which llama.cpp merges by, are minus the
-  piece's rank, so a normal token gets ``first normal id - id`` (0 for the first, -1 for the next,
-  ...), CONTROL and USER_DEFINED -1000, BYTE 0. Against the reference: equal up to id 236742; from
-  ``▁`` (236743, where Gemma's single-character pieces start) on, the reference's are 31 lower
-  (a gap in SentencePiece's ranks that tokenizer.json does not record). llama.cpp's SentencePiece
-  tokenizer only compares scores (the best-scoring merge first), and both are strictly decreasing
-  in id over the normal tokens, so the order, and so the tokenization, is the same. ``add_bos_token`` as the HF tokenizer does it (Gemma: BOS, no EOS), no SEP, a space prefix only where
-  the normalizer prepends one (Gemma 3: no).
-
-Measured (tests/export/test_gemma3_export.py, 2026-11-28, Intel Xeon with AMX, llama-cpp-python
-0.3.36 with extra buffer types off, 2 threads): the embedded 270M + a perturbed LoRA adapter merged
-in fp16, run by llama.cpp against transformers in fp32 on the merged dir, teacher-forced at every
-position after <bos> of a Chinese and an English chat prompt plus 16 greedy tokens (logits up to
-~100; ranges over two runs, each with a fresh random adapter, ~35-40 positions per prompt): f16
-top-1 agreement 100%, max |logit diff| 0.03-0.06, mean 0.004-0.006; q8_0 top-1 94.7-97.6% (one or
-two near-ties flip), max 2.0-3.3, mean 0.21-0.34; llama.cpp's own 8 greedy tokens equal
-transformers' in every case; llama.cpp tokenizes a chat (system, Chinese, emoji, space and newline runs, a tab)
-as the HF tokenizer does. Files: f16 542.8 MB, q8_0 291.5 MB, written in 11 s and 10 s from the
-fp32 HF dir (the shipped Q4_K_M reference is about 250 MB).
+``gemma3-270m`` (checked by ``tests/export/test_gemma3_export.py``). Deliberate deviations from that
+file: ``rope.freq_base_swa`` is added (and, where the config has them, ``final_logit_softcapping``
+and linear rope scaling); the ``general.*`` provenance keys are left out; the tokenizer's scores are
+derived from token ids (tokenizer.json has none) and, though some differ, keep the same order, so
+the tokenization is the same. What llama.cpp hard-codes for gemma3 is checked, and a config that
+differs is refused. Details: docs/export-serving.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
-"""Run an exported GGUF in llama.cpp (llama-cpp-python): settings that work on every x86 CPU, and a
-probe that always runs in a child process.
+"""Run an exported GGUF in llama.cpp (llama-cpp-python) with settings that work on every x86 CPU,
+and a probe that always runs in a child process.
 
-On Intel CPUs with AMX (``amx_int8``/``amx_bf16`` flags), llama-cpp-python 0.3.36 repacks q8_0 and
-Q4_1 weights into its AMX "extra buffer types" and then dies in ``decode``: SIGSEGV or SIGILL,
-seen on two Intel Xeon machines with AVX-512 + AMX (the untouched upstream SmolLM2 Q4_1 GGUF dies
-the same way); AMD EPYC with AVX2 runs them. ``bench/llama_cpp_parity.py`` shows it on the CPU at
-hand. With the extra buffer types off the same files run and match the f16 output.
-``model_defaults()`` says which setting this CPU gets; it is detected at run time
-(``REACTLAB_LLAMA_EXTRA_BUFTS=0|1`` forces it). llama.cpp's own CLI tools take ``--no-repack``.
-
-``probe(...)`` loads a GGUF, checks its tokenizer, and returns teacher-forced logits and a greedy
-continuation; callers run it through ``reactlab.isolate.run_isolated`` (``probe_isolated``), so a
-crash in llama.cpp is a ``ChildCrashed`` error naming the signal, never the caller's death.
+llama.cpp's extra CPU buffer types (weight repacking) are off where AMX is detected: there
+llama-cpp-python crashes on repacked q8_0 / Q4_1 weights (docs/platforms.md).
+``REACTLAB_LLAMA_EXTRA_BUFTS=0|1`` forces the setting. ``probe`` returns teacher-forced logits
+and a greedy continuation; ``probe_isolated`` runs it through ``reactlab.isolate.run_isolated``, so
+a crash is a ``ChildCrashed`` error naming the signal.
 """
 
 from __future__ import annotations

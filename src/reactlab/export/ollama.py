@@ -1,16 +1,7 @@
-"""An Ollama ``Modelfile`` for an exported GGUF, with the chat template translated to Go templates.
-
-Ollama does not run the HF (Jinja) chat template; it needs a Go ``TEMPLATE``. ``translate`` picks
-the template family (``FAMILIES``: ChatML as SmolLM2 and Qwen use, Llama 3 headers, Gemma's
-turns), builds the Go
-template, including a default system prompt the HF template inserts when there is none, and
-*checks* it: probe conversations are rendered by the HF template and by ``render_template`` (a
-small interpreter of exactly the Go constructs emitted here, fed the way Ollama feeds a template,
-see ``ollama_inputs``); a template no family reproduces fails with ``UnsupportedTemplate``.
-
-Stops: the family's end-of-turn token(s), the tokenizer's EOS, and for agent models ``Observation:``
-(the chat agent's observation arrives as the next user turn, so an agent writing one itself must
-stop; a plain chat model keeps the word).
+"""An Ollama ``Modelfile`` for an exported GGUF, with the HF chat template translated to a Go
+``TEMPLATE`` (Ollama does not run Jinja). ``translate`` picks the template family and *checks* the
+result: probe conversations rendered by the HF template and by ``render_template`` (an interpreter
+of exactly the Go constructs emitted here) must agree. Agent models also stop at ``Observation:``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""CPU kernels for inference: ``nn.Linear`` through oneDNN where that is faster.
-
-Measured on an AMD EPYC (AVX2, no AVX-512): MKL's sgemm is 1.5-2x slower than oneDNN for the
-few-row products of decoding (1 row 98 vs 54 us, 4 rows 238 vs 160 us for a 576x1536 weight) and
-a few percent slower for long prefills. ``hf.py`` swaps the linears of a model it serves.
+"""CPU kernels for inference: ``nn.Linear`` through oneDNN, which beats MKL's sgemm on the few-row
+products of decoding (docs/performance.md). ``hf.py`` swaps the linears of a model it serves.
 """
 
 from __future__ import annotations

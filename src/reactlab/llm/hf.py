@@ -1,17 +1,10 @@
-"""The transformers backend: a local HF dir, a hub id or a ``.gguf`` file, optionally with a LoRA
-adapter, generating for many prompts at once through ``reactlab.llm.engine`` (continuous batching,
-the shared few-shot prefix encoded once and attended in place, an episode's earlier KV reused by
-its next call). Completions carry their token ids and log-probabilities; ``GenParams.n`` samples
-several completions of one prompt (``Completion.samples``).
+"""The transformers backend: a local HF dir, a hub id or a ``.gguf`` file (+ a LoRA adapter),
+generating for many prompts at once through ``reactlab.llm.engine``.
 
-Two ways in: ``generate(prompts, params)`` (the ``LLM`` protocol: a batch in, completions out, in
-order), and ``submit`` / ``poll`` (``reactlab.types.StreamingLLM``): the runner submits each
-episode's next query as soon as its previous one is answered, so a finished row is replaced at the
-next decoding step instead of waiting for the slowest row of a round.
-
-Greedy outputs match ``model.generate`` one prompt at a time token for token on the tests' tiny
-models (they differ from it only in floating-point summation order). torch and transformers are
-imported only when a model is built.
+Two ways in: ``generate`` (the ``LLM`` protocol: a batch in, completions out, in order) and
+``submit`` / ``poll`` (``StreamingLLM``: a finished row is replaced at the next decoding step, not
+after the slowest row of a round). Greedy outputs match one-at-a-time ``model.generate`` up to
+floating-point summation order. torch and transformers are imported only when a model is built.
 """
 
 from __future__ import annotations
@@ -31,15 +24,13 @@ class HFLLM:
 
     ``model``: a local HF directory, a hub id (where a hub is reachable), or a ``.gguf`` file
     (dequantised to dense weights). ``adapter``: a PEFT LoRA directory for that base. ``dtype``:
-    ``auto`` (fp32 on CPU, bf16 on CUDA) or a torch dtype name (``bfloat16`` ran the runner 1.5x
-    faster on an AMX Xeon but changed 6 of 20 greedy answers, and 0.88x on an AMD EPYC with AVX-512
-    BF16, changing 5 of 20: ``bench/run_throughput.py --arms ours,ours-bf16``; so ``auto`` keeps fp32
-    on every CPU). ``device``: ``auto``, ``cpu``,
-    ``cuda``... ``batch_size``: rows decoded together. ``prefix_cache``: share the KV of a common
-    prompt prefix between rows and keep finished rows' KV for prompts that extend them (off: every
-    row encodes its whole prompt). ``prefill_chunk``: prompt tokens fed per decoding step.
-    ``draft_tokens``: greedy rows guess up to this many next tokens from their own context and
-    verify them in one step (prompt-lookup decoding; 0: off); outputs are unchanged.
+    ``auto`` (fp32 on CPU, bf16 on CUDA: bf16 on a CPU moved greedy answers) or a torch dtype name.
+    ``device``: ``auto``, ``cpu``, ``cuda``... ``batch_size``: rows decoded together.
+    ``prefix_cache``: share the KV of a common prompt prefix between rows and keep finished rows' KV
+    for prompts that extend them (off: every row encodes its whole prompt). ``prefill_chunk``:
+    prompt tokens fed per decoding step. ``draft_tokens``: greedy rows guess up to this many next
+    tokens from their own context and verify them in one step (prompt-lookup decoding; 0: off);
+    outputs are unchanged.
     """
 
     def __init__(

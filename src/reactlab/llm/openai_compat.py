@@ -1,15 +1,9 @@
 """An OpenAI-compatible HTTP backend: OpenAI, DeepSeek, DashScope, vLLM, Ollama, llama.cpp servers.
 
-``OpenAILLM.generate`` sends one request per prompt from a thread pool (``concurrency`` at a time)
-and returns the completions in prompt order. Every row either succeeds or comes back as
-``Completion(text="", finish_reason="error", error=...)``: one bad row never costs the others.
-
-Failures that may pass (429, 408, 409, 5xx, timeouts, connection errors, and 200 responses that are
-not valid completions) are retried with exponential backoff and full jitter, honouring
-``Retry-After`` (capped at ``backoff_max``); other 4xx fail the row at once with the server's message.
-
-The API key is a secret: it is kept in a wrapper whose ``repr`` is ``***`` and is scrubbed from
-every error message and log line this module writes (a server may echo it back).
+One request per prompt from a thread pool; a row that fails comes back as an error completion and
+never costs the others. Retryable failures (429, 408, 409, 5xx, timeouts, bad 200s) are retried
+with jittered exponential backoff honouring ``Retry-After``. The API key is kept in a wrapper
+whose ``repr`` is ``***`` and scrubbed from every message this module writes.
 """
 
 from __future__ import annotations

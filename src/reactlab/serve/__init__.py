@@ -1,34 +1,10 @@
 """A local OpenAI-compatible server in front of any ``reactlab`` LLM, with continuous batching.
 
-Files: this one (HTTP: routes, status codes, the server and ``serve``), ``protocol.py`` (reading and
-validating a request body), ``batcher.py`` (feeding the model from many request threads).
-
-``serve(llm)`` starts a stdlib ``ThreadingHTTPServer`` in a background thread and returns it
-(``.url``, ``.shutdown()``). It answers:
-
-- ``POST /v1/completions``: ``prompt`` (a string or a list of strings), ``max_tokens``,
-  ``temperature``, ``top_p``, ``stop`` (string or list), ``seed``, ``n``, ``stream`` (server-sent
-  events, token by token with a streaming model; ``stream_options.include_usage``), ``model``
-  (``model_name`` or an alias; another name gets 404 ``model_not_found``);
-- ``POST /v1/chat/completions``: the same with ``messages`` (``max_completion_tokens`` also read);
-- ``GET /v1/models``, ``GET /v1/models/{id}``: the model, named ``model_name``, and its aliases.
-
-Fields left out take ``GenParams``' defaults (greedy, 128 new tokens), not OpenAI's. Choices carry
-vLLM's ``stop_reason`` (the stop string that ended the text) so a client can recover
-``Completion.stop``. Every answer is JSON: a bad request gets 400 with an OpenAI-shaped
-``{"error": {...}}`` body (an empty prompt, text that is not valid Unicode, a body that is not
-UTF-8 JSON, numbers out of range, ``max_tokens`` over the server's cap), an unknown route 404, a
-wrong method 405, no length 411, a body too large 413, a body that never arrives 408; a failure
-of the model gets 500 (which OpenAI clients retry) and reaches only the request that caused it.
-
-One request never hurts another: requests are validated before they join a batch, and when a
-batched model call fails, each of its requests is retried alone, so only the culprit gets the 500.
-
-Why micro-batching: HTTP clients send one prompt per request, but a local model is fast only when
-it sees a batch. Requests are queued; one worker thread waits ``batch_window_s`` after the first
-arrival (or until ``max_batch`` prompts), groups the queued prompts by decoding parameters and makes
-one ``llm.generate`` call per group. Only that thread calls the model, so a backend need not be
-thread-safe; prompts that arrive while the model is busy form the next batch.
+This file: HTTP (routes, status codes, ``serve``); ``protocol.py``: reading and validating a request;
+``batcher.py``: feeding the model from many request threads. Deliberate deviations from OpenAI:
+fields left out take ``GenParams``' defaults (greedy, 128 new tokens), and choices carry vLLM's
+``stop_reason``. One request never hurts another: requests are validated before they join a batch,
+and a failed batched call is retried request by request. The API: docs/export-serving.md.
 """
 
 from __future__ import annotations

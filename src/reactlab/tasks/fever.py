@@ -1,15 +1,9 @@
 """FEVER (Thorne et al. 2018) as the ReAct paper ran it: verify a claim against Wikipedia and
 finish with SUPPORTS, REFUTES or NOT ENOUGH INFO; label accuracy.
 
-Splits of the vendored ``paper_dev.jsonl`` (ReAct's copy of the dev set, 9,999 claims): ``eval``,
-the paper's sample (the first 7,405 shuffled with seed 233, first 500); ``dev``, those 7,405;
-``train``, lines 7,406 on, which no ``eval`` or ``dev`` run sees (our few-shot exemplars come from
-there). ``--data`` reads any file in FEVER's JSONL layout (``id, label, claim, evidence``).
-
-The local corpus is not all of Wikipedia: ``prepare`` records for each verifiable claim whether
-every page of one of its evidence sets is in the index (``covered``), and the scores then split
-accuracy into covered and uncovered claims. Evidence titles are FEVER's page ids with the
-Penn-Treebank escapes undone (``Soul_Food_-LRB-film-RRB-`` -> ``Soul Food (film)``).
+``eval`` is the paper's 500-claim sample of ReAct's dev copy, ``train`` the lines no ``eval`` or
+``dev`` run sees. The local corpus is not all of Wikipedia, so ``prepare`` records whether a claim's
+evidence pages are indexed (``covered``) and accuracy is split by it.
 """
 
 from __future__ import annotations

@@ -1,13 +1,5 @@
-"""HotpotQA: loaders for the official, Hugging Face and simplified layouts, the vendored splits,
-and the official scoring (EM / F1 from ``tasks.metrics``).
-
-Splits (vendored, see data/README.md):
-- ``eval``: 491 dev questions with distractor context (the local evaluation set)
-- ``train``: 776 questions with context, disjoint from ``eval`` (training data: oracle, rejection sampling)
-- ``paper500``: the ReAct paper's sample of the 7,405 dev questions: ``list(range(7405))`` shuffled with
-  ``random.Random(233)``, first 500 (ids ``dev-<index>``, question/answer/type only)
-- ``dev``: all 7,405 dev questions (question/answer/type only)
-Any file in these layouts can be evaluated instead with ``data=PATH`` (``reactlab run --data``).
+"""HotpotQA: loaders for the official, Hugging Face and simplified layouts, the vendored splits
+(``eval``, ``train``, ``paper500``, ``dev``: data/README.md), and the official EM / F1.
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""Chinese logical-reasoning multiple choice (the Tianchi complex-reasoning contest, round 1): each
-problem is a shared text (rules, facts) with several questions, each with 2-7 lettered options
-(A-G) and one gold letter. Accuracy per question; the question type is its problem's id, so
-``summary.json``'s ``by_type`` is the accuracy per problem and ``macro`` its mean over problems.
-``chance`` is 1 / the number of options: its mean is the accuracy of a uniform guess.
-
-Splits, by problem (all questions of a problem fall on one side): ``eval`` holds the problems whose
-seeded hash (``problem_split``) falls in the first ``EVAL_SHARE`` of the range, ``train`` the rest,
-``all`` both. ``--data`` reads the contest's JSONL layout ``{id, problem, questions: [{question,
-options, answer}]}`` (the test file without answers is refused: nothing to score).
-
-No tool: the environment is ``NoToolEnv``; the agent is the Answer -> Evaluate pipeline
-(``--agent pipeline``), whose prompts are in Chinese (``agents/prompts/logic_mcq_pipeline.yaml``).
+"""Chinese logical-reasoning multiple choice (the Tianchi complex-reasoning contest, round 1): a
+problem's shared text with several lettered questions; accuracy per question, and per problem as
+``by_type``. Splits by a seeded hash of the problem, so all its questions fall on one side. No tool:
+the agent is the Answer -> Evaluate pipeline (``--agent pipeline``).
 """
 
 from __future__ import annotations

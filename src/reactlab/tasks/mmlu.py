@@ -1,15 +1,7 @@
-"""MMLU (Hendrycks et al. 2021): four-option multiple choice over 57 subjects; correct when the
-answer picks the gold letter (FireAct: the lower-cased answer starts with it; here a leading letter,
-``the answer is C`` or the text of exactly one option, see ``metrics.choice_letter``); accuracy, per
-subject (the question type) and macro-averaged over subjects (``Summary.macro``).
-
-Splits: ``eval`` (test, 14,042), ``val`` (1,531) and ``dev`` (285, the 5 exemplars per subject).
-``--data`` reads the original layout: a header-less CSV ``question, A, B, C, D, answer`` named
-``<subject>_<split>.csv`` (``.gz`` ok), or a directory of them. The agent may search the wiki
-(FireAct's setting: method ``react``) or not (method ``cot``). Method ``standard`` with
-``--prompt dev5`` is the benchmark's own 5-shot prompt (Hendrycks et al.): a header naming the
-subject, the subject's five dev questions each followed by ``Answer: X``, then the question and
-``Answer:`` (``dev_prefix``).
+"""MMLU (Hendrycks et al. 2021): four-option multiple choice over 57 subjects; accuracy per subject
+and macro-averaged. Deliberate deviation from FireAct's rule (the lower-cased answer starts with the
+letter): a leading letter, ``the answer is C`` or the text of exactly one option counts
+(``metrics.choice_letter``). ``--prompt dev5`` is the benchmark's own 5-shot prompt.
 """
 
 from __future__ import annotations

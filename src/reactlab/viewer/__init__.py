@@ -1,19 +1,7 @@
-"""``reactlab report RUN_DIR... --out report.html``: runs as one self-contained HTML page.
-
-The page needs no server and no network: styles, script and data are inlined. What it shows:
-
-- the summary of each run side by side (the main metric ± stderr and the others, steps, invalid
-  actions, tokens per question, time, statuses) and the main metric by question type;
-- charts drawn here as inline SVG (``viewer.svg``): the main metric by number of steps, a histogram
-  of tokens per episode, and the training loss curves of a run whose model has an adapter with a
-  ``training.json`` beside it;
-- a trajectory viewer (``viewer/assets/report.js``): filter episodes by run, correct/wrong, status
-  and question type, search the question text, open one to read its thought/action/observation
-  steps with the gold answer and the supporting facts highlighted, next to the same question's
-  episodes in the other runs. The list is paged, so 10,000 episodes stay responsive.
-
-``load_run`` reads a run directory, ``build_report`` writes the page. An episode counts as correct
-when its main metric is at least 0.5 (EM or accuracy: exactly right).
+"""``reactlab report RUN_DIR... --out report.html``: runs as one self-contained HTML page (no server,
+no network: styles, script and data inlined). Tables and SVG charts are rendered here
+(``viewer.svg``); the trajectory viewer is one script (``assets/report.js``) over the inlined JSON.
+An episode counts as correct when its main metric is at least 0.5. What it shows: docs/usage.md.
 """
 
 from __future__ import annotations

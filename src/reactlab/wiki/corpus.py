@@ -1,15 +1,6 @@
-"""Read page corpora into :class:`Page` records.
-
-Three on-disk layouts are recognised per line of a JSONL file (plain, ``.gz`` or ``.bz2``):
-
-(a) this pack's ``{"title", "text": [sentences], "source"?}``;
-(b) HotpotQA's fullwiki abstracts ``{"id", "url", "title", "text": [sentences] | [[sentences], ...]}``
-    (``text_with_links`` is ignored; stray ``<a href>`` markup in ``text`` is removed);
-(c) BEIR ``corpus.jsonl`` ``{"_id", "title", "text": "a paragraph", "metadata"}``, split into
-    sentences with a conservative splitter (:func:`split_sentences`).
-
-Malformed input is a program error, not something to skip silently: :class:`CorpusError` names the
-file, the 1-based line number and the offending field, so a broken download is found in seconds.
+"""Read page corpora into ``Page`` records: this pack's JSONL, HotpotQA's fullwiki abstracts and
+BEIR ``corpus.jsonl`` (split into sentences), plain, ``.gz`` or ``.bz2``. Malformed input is an
+error, not a skip: ``CorpusError`` names the file, the line and the field.
 """
 
 from __future__ import annotations

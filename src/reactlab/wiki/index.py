@@ -1,17 +1,8 @@
-"""The offline Wikipedia: pages in SQLite, titles looked up exactly, everything else through FTS5.
+"""The offline Wikipedia: pages in SQLite, titles looked up exactly (and case- and diacritic-folded,
+as Wikipedia's redirects would), everything else through FTS5 with BM25.
 
-One index file holds::
-
-    pages(id, title UNIQUE, fold, norm, sentences JSON, source)   -- title / fold / norm indexed
-    fts(title, text)   -- contentless FTS5, rowid = pages.id, unicode61 remove_diacritics 2
-    meta(key, value)   -- index version, corpus hash, build time
-    terms(term, df)    -- document frequency of the commoner FTS terms (to prune costly query words)
-
-``fold`` (``title.casefold()``) and ``norm`` (:func:`normalize_title`) are extra keys so that
-``Scott derrickson`` and ``Beyonce`` find their pages, as Wikipedia's own redirects would.
-
-Index files are content-addressed (:func:`get_index`): built once per corpus into a temp file, then
-moved into place with ``os.replace``, and never modified afterwards, so readers open them read-only.
+Index files are content-addressed (``get_index``): built once per corpus into a temp file, moved into
+place, never modified afterwards, so readers open them read-only.
 """
 
 from __future__ import annotations
@@ -191,7 +182,7 @@ def build_index(
             con.executescript(_SCHEMA)
             # FTS5 flushes its pending postings to a new segment every 'hashsize' bytes (1 MB by
             # default) and keeps merging segments; 32 MB buffers mean far fewer segments and merges
-            # (builds ~20% faster at 100k pages, ~35% at 200k). A build setting only: removed below.
+            # (faster builds: docs/performance.md). A build setting only: removed below.
             con.execute("INSERT INTO fts(fts, rank) VALUES ('hashsize', ?)", (_BUILD_FTS_HASH_BYTES,))
             rows: list[tuple[Any, ...]] = []
             fts_rows: list[tuple[Any, ...]] = []
