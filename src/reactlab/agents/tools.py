@@ -192,7 +192,7 @@ def parse_tool_calls(reply: str | Mapping[str, Any], actions: Sequence[ToolActio
     if not isinstance(reply, str) and reply.get("tool_calls"):
         given = reply["tool_calls"]
         if not isinstance(given, list):
-            return ParseFailure("bad_call", "'tool_calls' must be a list", text)
+            return ParseFailure("bad_call", "'tool_calls' must be a list", text or json.dumps(given, default=str))
         raws = [(c, f"tool call {i + 1}") for i, c in enumerate(given)]
     else:
         for i, m in enumerate(_BLOCK.finditer(text)):
