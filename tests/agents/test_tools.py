@@ -321,3 +321,15 @@ def test_a_rendered_assistant_turn_parses_back(qwen_style_tokenizer):
     turns = [t.split("<|im_end|>")[0] for t in text.split("<|im_start|>assistant\n")[1:]]
     assert [reply_to_action(t) for t in turns] == [Action("search", "Milhouse"), Action("finish", "Matt Groening")]
     assert reply_thought(turns[0]) == "I need Milhouse."
+
+
+def test_a_malformed_api_call_becomes_an_invalid_step_and_still_renders(smollm2_tokenizer, qwen_style_tokenizer):
+    msgs = [{"role": "user", "content": "Q"},
+            {"role": "assistant", "content": None, "tool_calls": [_call("search", '{"entity": "Mil')]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "Invalid action"}]
+    (step,) = messages_to_steps(msgs)
+    assert step.action.name == "invalid" and '{\\"entity\\": \\"Mil' in step.action.arg
+    assert step.raw == '<tool_call>\n{"name": "search", "arguments": "{\\"entity\\": \\"Mil"}\n</tool_call>'
+    assert isinstance(parse_tool_calls(step.raw), ParseFailure)  # its Hermes text is as invalid
+    for tok in (smollm2_tokenizer, qwen_style_tokenizer):
+        assert '"arguments": "{\\"entity\\": \\"Mil"}' in render_tools_prompt(tok, msgs, [])

@@ -156,6 +156,21 @@ class ParseFailure:
     raw: str = ""
 
 
+def _known(actions: Sequence[ToolAction] | None) -> dict[str, ToolAction]:
+    """The offered tools by name (default: every ReAct action)."""
+    return {a.name: a for a in (actions if actions is not None else REACT_ACTIONS.values())}
+
+
+def _arguments(value: Any) -> Any:
+    """Arguments as a dict when they are a JSON string of one (the OpenAI shape), else as given."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 
 
@@ -186,13 +201,14 @@ def parse_tool_calls(reply: str | Mapping[str, Any], actions: Sequence[ToolActio
     >>> parse_tool_calls('<tool_call>{"name": "search", "arguments": {}}</tool_call>').reason
     "tool 'search' needs the argument 'entity'"
     """
-    known = {a.name: a for a in (actions if actions is not None else REACT_ACTIONS.values())}
+    known = _known(actions)
     text = reply_text(reply)
     raws: list[tuple[Any, str]] = []  # (the call as given, where it came from)
     if not isinstance(reply, str) and reply.get("tool_calls"):
         given = reply["tool_calls"]
+        text = text or json.dumps(given, ensure_ascii=False, default=str)  # what an invalid action shows
         if not isinstance(given, list):
-            return ParseFailure("bad_call", "'tool_calls' must be a list", text or json.dumps(given, default=str))
+            return ParseFailure("bad_call", "'tool_calls' must be a list", text)
         raws = [(c, f"tool call {i + 1}") for i, c in enumerate(given)]
     else:
         for i, m in enumerate(_BLOCK.finditer(text)):
@@ -208,7 +224,7 @@ def parse_tool_calls(reply: str | Mapping[str, Any], actions: Sequence[ToolActio
     for raw, where in raws:
         call = _check_call(raw, where, known)
         if isinstance(call, ParseFailure):
-            call.raw = text or json.dumps(raw, ensure_ascii=False, default=str)
+            call.raw = text
             return call
         calls.append(call)
     return calls
@@ -250,12 +266,8 @@ def _check_call(raw: Any, where: str, known: Mapping[str, ToolAction]) -> ToolCa
 # --- calls <-> actions -----------------------------------------------------------------------------
 
 
-def _known(actions: Sequence[ToolAction] | None) -> dict[str, ToolAction]:
-    return {a.name: a for a in (actions if actions is not None else REACT_ACTIONS.values())}
-
-
 def call_to_action(call: ToolCall, actions: Sequence[ToolAction] | None = None) -> Action:
-    """A checked call as the ``Action`` its text spelling parses to (argument stripped and bounded).
+    """A call ``parse_tool_calls`` returned as the ``Action`` its text spelling parses to (argument stripped and bounded).
 
     >>> call_to_action(ToolCall("search", {"entity": " Scott Derrickson "}))
     Action(name='search', arg='Scott Derrickson')
@@ -330,9 +342,9 @@ def hermes_text(message: Mapping[str, Any]) -> str:
     (as Qwen2.5's template joins them)."""
     parts = [str(message.get("content") or "")] if message.get("content") else []
     for c in message.get("tool_calls") or []:
-        f = c.get("function", c)
-        args = f.get("arguments")
-        parts.append(ToolCall(f.get("name", ""), json.loads(args) if isinstance(args, str) else args).to_hermes())
+        f = c.get("function", c) if isinstance(c, dict) else {}
+        body = {"name": f.get("name"), "arguments": _arguments(f.get("arguments"))}  # bad JSON stays a string
+        parts.append(f"<tool_call>\n{json.dumps(body, ensure_ascii=False, default=str)}\n</tool_call>")
     return "\n".join(parts)
 
 
@@ -394,8 +406,7 @@ def native_messages(messages: Sequence[Mapping[str, Any]]) -> list[ToolMessage]:
             calls = []
             for c in m["tool_calls"]:
                 f = dict(c.get("function", c))
-                if isinstance(f.get("arguments"), str):
-                    f["arguments"] = json.loads(f["arguments"])
+                f["arguments"] = _arguments(f.get("arguments"))
                 calls.append({**c, "function": f} if "function" in c else f)
             m["tool_calls"] = calls
         out.append(m)
