@@ -333,3 +333,16 @@ def test_a_malformed_api_call_becomes_an_invalid_step_and_still_renders(smollm2_
     assert isinstance(parse_tool_calls(step.raw), ParseFailure)  # its Hermes text is as invalid
     for tok in (smollm2_tokenizer, qwen_style_tokenizer):
         assert '"arguments": "{\\"entity\\": \\"Mil"}' in render_tools_prompt(tok, msgs, [])
+
+
+def test_the_fallback_on_gemma3s_template(gemma_dir):
+    """Gemma 3's template has no tools and folds the system text into the first user turn; the fallback's
+    turns still alternate, so it renders, tools and calls included."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gemma_dir)
+    assert not template_uses_tools(tok)
+    text = render_tools_prompt(tok, _conversation(), tool_schemas(action_tools()))
+    assert "Answer the question.\n\n# Tools\n" in text and '"name": "lookup"' in text
+    assert '<tool_call>\n{"name": "finish", "arguments": {"answer": "Matt Groening"}}\n</tool_call>' in text
+    assert "<tool_response>\nEpisode finished.\n</tool_response>" in text
