@@ -101,6 +101,8 @@ def test_a_tasks_own_action_and_bad_lists():
                             actions) == [ToolCall("calculate", {"expression": "1+1"})]
     with pytest.raises(KeyError, match="unknown action 'calculate'"):
         action_tools(["calculate"])
+    with pytest.raises(ValueError, match="tool name 'Calculate'"):
+        ToolAction("Calculate", "Evaluate.", "expression")
     with pytest.raises(ValueError, match="duplicate"):
         action_tools(["search", "search"])
 

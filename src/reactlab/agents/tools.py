@@ -50,6 +50,10 @@ class ToolAction:
     argument_description: str = ""
     enum: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.name):  # Action names are lower-case identifiers
+            raise ValueError(f"tool name {self.name!r}: use lower-case letters, digits and '_'")
+
     def schema(self) -> Tool:
         """The OpenAI-style JSON-schema tool.
 
