@@ -52,7 +52,8 @@ SHAPES = {
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes of one check: the models, the counts, each step's time limit (seconds)."""
+    """Sizes of one check: the models, the counts, each step's time limit (seconds; the sft step's
+    two arms each get its limit). ``FULL``'s limits add up to the 8 minutes one H100 is given (making the models aside)."""
 
     small: str
     large: str
@@ -72,7 +73,7 @@ class Profile:
 
 FULL = Profile(small="0.5b", large="1.5b", run_n=64, run_batch=64, run_max_steps=7, sft_rows=256, sft_steps=20,
                sft_batch=8, grpo_generations=8, grpo_batch=32, grpo_new_tokens=128, grpo_episode_steps=4, dpo_batch=8,
-               limits={"run": 90, "sft": 120, "qlora": 60, "grpo": 120, "dpo": 60, "export": 60, "gpu-tests": 120})
+               limits={"run": 60, "sft": 60, "qlora": 60, "grpo": 90, "dpo": 45, "export": 45, "gpu-tests": 60})
 TINY = Profile(small="tiny", large="tiny2", run_n=16, run_batch=16, run_max_steps=1, sft_rows=16, sft_steps=2,
                sft_batch=2, grpo_generations=2, grpo_batch=4, grpo_new_tokens=8, grpo_episode_steps=1, dpo_batch=2,
                limits={"run": 150, "sft": 150, "qlora": 30, "grpo": 150, "dpo": 150, "export": 150, "gpu-tests": 150})

@@ -153,3 +153,60 @@ def test_plan_of_a_gguf_file_is_a_one_line_error(tmp_path):
     res = CliRunner().invoke(app, ["train", "dpo", "-c", str(p), "--plan"])
     assert res.exit_code == 2, res.output
     assert "GGUF" in res.output and "Traceback" not in res.output
+
+
+# --- the GPU recipes -------------------------------------------------------------------------------
+
+QWEN25 = {  # Qwen2.5 sizes (hidden, layers, heads, kv heads, MLP, vocabulary, tied head)
+    "0.5b": (896, 24, 14, 2, 4864, 151936, True),
+    "1.5b": (1536, 28, 12, 2, 8960, 151936, True),
+    "7b": (3584, 28, 28, 4, 18944, 152064, False),
+}
+
+
+@pytest.fixture(scope="module")
+def qwen25(tmp_path_factory):
+    """Saved Qwen2.5 configs (no weights): what ``--plan`` reads for a hub id."""
+    out = {}
+    for size, (h, n, heads, kv, i, v, tied) in QWEN25.items():
+        d = tmp_path_factory.mktemp(f"qwen2.5-{size}")
+        transformers.Qwen2Config(hidden_size=h, num_hidden_layers=n, num_attention_heads=heads, num_key_value_heads=kv,
+                                 intermediate_size=i, vocab_size=v, tie_word_embeddings=tied,
+                                 max_position_embeddings=32768).save_pretrained(d)
+        out[size] = str(d)
+    return out
+
+
+@pytest.mark.parametrize("method, recipe, size", [
+    ("dpo", "dpo_gpu_qwen2.5-0.5b", "0.5b"), ("kto", "kto_gpu_qwen2.5-0.5b", "0.5b"),
+    ("grpo", "grpo_gpu_qwen2.5-0.5b", "0.5b"), ("rloo", "rloo_gpu_qwen2.5-0.5b", "0.5b"),
+    ("sft", "sft_gpu_qlora", "0.5b"), ("sft", "sft_gpu_qlora", "1.5b"), ("sft", "sft_gpu_qlora", "7b"),
+])
+def test_gpu_recipes_fit_a_24gb_gpu(qwen25, method, recipe, size):
+    """What the recipes' comments state: each fits a 24 GB GPU as shipped (its model size)."""
+    from reactlab import config as configs
+    from reactlab.train.plan import load_config as model_config
+    from reactlab.train.plan import setup_from_recipe
+
+    cfg = configs.load_config(getattr(configs, f"{method.upper()}Recipe"), [recipe], [f"model.name={qwen25[size]}"])
+    setup = setup_from_recipe(cfg, method)
+    plan = estimate(model_shape(model_config(cfg.model.name)), setup)
+    assert plan.total <= 24 * GiB * (1 - HEADROOM), (recipe, size, plan.total / GiB)
+    if method in ("dpo", "kto", "grpo", "rloo"):  # and would not at the micro-batch it had before
+        assert estimate(plan.shape, replace(setup, batch=setup.batch * 2)).total > 24 * GiB * (1 - HEADROOM)
+
+
+def test_recipe_setup(qwen25):
+    """What ``--plan`` reads from a recipe: SFT checkpoints by default, QLoRA always; DPO runs two
+    sequences per row; an RL episode's length comes from its steps."""
+    from reactlab import config as configs
+    from reactlab.train.plan import EPISODE_PROMPT, OBSERVATION_TOKENS, setup_from_recipe
+
+    sft = setup_from_recipe(configs.load_config(configs.SFTRecipe, ["sft_smollm2_lora"]), "sft")
+    assert sft.checkpointing and sft.sequences_per_row == 1
+    dpo = setup_from_recipe(configs.load_config(configs.DPORecipe, ["dpo_gpu_qwen2.5-0.5b"]), "dpo")
+    assert dpo.sequences_per_row == 2 and not dpo.checkpointing and dpo.length == 1024
+    grpo = configs.load_config(configs.GRPORecipe, ["grpo_gpu_qwen2.5-0.5b"])
+    assert setup_from_recipe(grpo, "grpo").length == EPISODE_PROMPT + 6 * (128 + OBSERVATION_TOKENS)
+    qlora = setup_from_recipe(configs.load_config(configs.SFTRecipe, ["sft_gpu_qlora"], ["trl.activation_checkpointing=false"]), "sft")
+    assert qlora.method == "qlora" and qlora.checkpointing and qlora.optim == "paged_adamw_8bit"

@@ -31,6 +31,9 @@ HEADROOM = 0.10
 HEAD_TILE = (4096, 32768)
 """Tokens x vocabulary entries per projection of TRL's chunked LM head (its sizes on a GPU)."""
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+EPISODE_PROMPT, OBSERVATION_TOKENS = 512, 160
+"""An RL episode's length when the recipe sets no ``trl.max_length``: its prompt, then per step the
+model's turn (``max_new_tokens``) and an observation (a wiki search result's first sentences)."""
 
 
 @dataclass(frozen=True)
@@ -253,8 +256,8 @@ def setup_from_recipe(cfg: Any, method: str) -> Setup:
     bf16 = trl.get("bf16", True)
     ckpt = trl.get("activation_checkpointing", trl.get("gradient_checkpointing", method == "sft"))
     length = int(trl.get("max_length") or 0)
-    if not length and hasattr(cfg, "max_new_tokens"):  # an RL episode: prompt + its steps' completions
-        length = 512 + cfg.max_episode_steps * cfg.max_new_tokens
+    if not length and hasattr(cfg, "max_new_tokens"):  # an RL episode: prompt + each step's turn and observation
+        length = EPISODE_PROMPT + cfg.max_episode_steps * (cfg.max_new_tokens + OBSERVATION_TOKENS)
     ref = cfg.method == "full" and (method in ("dpo", "kto") or float(trl.get("beta", 0.0)) > 0)
     return Setup(
         method=cfg.method, weight_dtype=dtype,
