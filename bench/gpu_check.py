@@ -73,7 +73,7 @@ class Profile:
 
 FULL = Profile(small="0.5b", large="1.5b", run_n=64, run_batch=64, run_max_steps=7, sft_rows=256, sft_steps=20,
                sft_batch=8, grpo_generations=8, grpo_batch=32, grpo_new_tokens=128, grpo_episode_steps=4, dpo_batch=8,
-               limits={"run": 60, "sft": 60, "qlora": 60, "grpo": 90, "dpo": 45, "export": 45, "gpu-tests": 60})
+               limits={"run": 90, "sft": 60, "qlora": 45, "grpo": 90, "dpo": 40, "export": 55, "gpu-tests": 40})
 TINY = Profile(small="tiny", large="tiny2", run_n=16, run_batch=16, run_max_steps=1, sft_rows=16, sft_steps=2,
                sft_batch=2, grpo_generations=2, grpo_batch=4, grpo_new_tokens=8, grpo_episode_steps=1, dpo_batch=2,
                limits={"run": 150, "sft": 150, "qlora": 30, "grpo": 150, "dpo": 150, "export": 150, "gpu-tests": 150})
@@ -243,8 +243,11 @@ class Check:
         return out if status == "ok" else None
 
     def cpu_trl(self) -> list[str]:
-        """What the GPU recipes need changed on a machine without CUDA (no 8-bit optimizer, fp32)."""
-        return [] if self.cuda else ["-c", "trl.optim=adamw_torch", "-c", "trl.bf16=false"]
+        """What the GPU recipes need changed here: without CUDA fp32 and no 8-bit optimizer (also
+        none without bitsandbytes)."""
+        if not self.cuda:
+            return ["-c", "trl.optim=adamw_torch", "-c", "trl.bf16=false"]
+        return [] if _imports("bitsandbytes") else ["-c", "trl.optim=adamw_torch"]
 
     def step_prepare(self, s: Step) -> None:
         """The models and data, in this process (no step runs without them)."""
@@ -320,10 +323,8 @@ class Check:
         if not self.cuda:
             s.why = "no CUDA (4-bit kernels are CUDA only)"
             return
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError as e:
-            s.why = f"bitsandbytes does not import ({e})"
+        if not _imports("bitsandbytes"):
+            s.why = "bitsandbytes does not import"
             return
         text = self.run("qlora", self._sft_cmd("qlora", self.work / "qlora"), s)
         if text is not None:
@@ -336,6 +337,7 @@ class Check:
                        "-c", f"num_generations={p.grpo_generations}", "-c", f"max_new_tokens={p.grpo_new_tokens}",
                        "-c", f"max_episode_steps={p.grpo_episode_steps}",
                        "-c", "trl.max_steps=2", "-c", f"trl.per_device_train_batch_size={p.grpo_batch}",
+                       "-c", "trl.gradient_accumulation_steps=1",
                        "-c", "trl.save_strategy=no", "-c", "trl.report_to=[]", "-c", "trl.disable_tqdm=true",
                        *self.cpu_trl())
         text = self.run("grpo", cmd, s)
@@ -372,6 +374,16 @@ class Check:
         s.metrics = {"pytest": summary.strip("= ")}
         if s.status == "ok" and "passed" not in summary and "skipped" in summary:
             s.status, s.why = "skipped", "no CUDA: every gpu test skipped"
+
+
+def _imports(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception:  # not installed, or no kernels for this machine
+        return False
+    return True
 
 
 def _cuda() -> bool:
