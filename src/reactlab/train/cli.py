@@ -23,7 +23,7 @@ ConfigOpt = Annotated[list[str], typer.Option(
     help="a YAML recipe, or KEY=VALUE overriding one (dotted keys, YAML values: lora.r=16, "
          "trl.learning_rate=2e-4); repeatable, applied in order")]
 PlanOpt = Annotated[bool, typer.Option("--plan", help="print parameters and a GPU-memory estimate from the config; train nothing")]
-GpuMemOpt = Annotated[float | None, typer.Option("--gpu-memory", help="with --plan: GiB of the GPU to fit (largest batch x length)")]
+GpuMemOpt = Annotated[float | None, typer.Option("--gpu-memory", min=0.1, help="with --plan: GiB of the GPU to fit (largest batch x length)")]
 
 
 @train_app.callback()

@@ -54,15 +54,15 @@ class Shape:
     vocab: int
     max_positions: int | None = None
 
-    def lora_params(self, r: int, targets: str | list[str]) -> int:
-        """LoRA's A and B over the target linears: ``r * (in + out)`` each. ``all-linear`` is every
-        linear but the head (PEFT's rule); a list matches module names by their last component."""
-        names = None if targets == "all-linear" else {targets} if isinstance(targets, str) else set(targets)
-        return sum(r * (i + o) for name, i, o in self.linears if names is None or name.rsplit(".", 1)[-1] in names)
-
     def targeted(self, targets: str | list[str]) -> list[tuple[str, int, int]]:
+        """The linears LoRA adapts: ``all-linear`` is every linear but the head (PEFT's rule); a list
+        matches module names by their last component."""
         names = None if targets == "all-linear" else {targets} if isinstance(targets, str) else set(targets)
         return [x for x in self.linears if names is None or x[0].rsplit(".", 1)[-1] in names]
+
+    def lora_params(self, r: int, targets: str | list[str]) -> int:
+        """LoRA's A and B over the target linears: ``r * (in + out)`` each."""
+        return sum(r * (i + o) for _, i, o in self.targeted(targets))
 
 
 def model_shape(config: Any) -> Shape:
