@@ -11,11 +11,13 @@ no hub), each step a ``reactlab`` subprocess under its own time limit, none stop
 - export: merge the SFT adapter + GGUF q8_0
 - gpu-tests: ``pytest -m gpu tests/gpu``
 
-It prints one table and writes it to ``OUT/gpu_check.json``; each step is ok, skipped (why),
-failed (why) or timeout. ``--tiny``: the same steps on tiny models with small counts, for a CPU (CI).
-The exit status is 1 when a step failed or timed out.
+``prepare`` (models and data, in this process) comes first; export follows sft (it merges that
+adapter). It prints one table and writes it to ``OUT/gpu_check.json`` (logs in ``OUT/logs``); each
+step is ok, skipped (why), failed (why) or timeout; the exit status is 1 when one failed or timed
+out. ``--tiny``: the same steps on tiny models with small counts (``TINY``), three at a time, for a
+CPU (CI: tests/bench/test_gpu_check.py); there peak memory is the process' RSS, not CUDA's.
 
-    python bench/gpu_check.py [--tiny] [--out runs/gpu-check] [--only run,sft,...]
+    python bench/gpu_check.py [--tiny] [--out runs/gpu-check] [--only run,sft,...] [--jobs N]
 """
 
 from __future__ import annotations
