@@ -13,7 +13,7 @@ RUN_LIMIT ?= 100
 DEMO_OUT ?= runs/demo
 DEMO_N ?= 100
 
-.PHONY: setup run oracle demo test lint bench clean
+.PHONY: setup run oracle demo test lint bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ lint: setup
 
 bench: setup
 	$(PY) bench/wiki_search.py
+
+# Every GPU stage run and timed on random-weight Qwen2 models (bench/gpu_check.py); ARGS=--tiny: tiny
+# models on a CPU (a test in `make test` runs that).
+gpu-check: setup
+	$(PY) bench/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -22,6 +22,8 @@ ConfigOpt = Annotated[list[str], typer.Option(
     "--config", "-c",
     help="a YAML recipe, or KEY=VALUE overriding one (dotted keys, YAML values: lora.r=16, "
          "trl.learning_rate=2e-4); repeatable, applied in order")]
+PlanOpt = Annotated[bool, typer.Option("--plan", help="print parameters and a GPU-memory estimate from the config; train nothing")]
+GpuMemOpt = Annotated[float | None, typer.Option("--gpu-memory", min=0.1, help="with --plan: GiB of the GPU to fit (largest batch x length)")]
 
 
 @train_app.callback()
@@ -40,7 +42,8 @@ TRAINERS = {  # method (/framework) -> "module:function"; each takes (recipe, re
 }
 
 
-def _train(method: str, config: list[str], resume: bool, overrides: tuple[str, ...] = ()) -> None:
+def _train(method: str, config: list[str], resume: bool, overrides: tuple[str, ...] = (), plan: bool = False,
+           gpu_memory: float | None = None) -> None:
     """Load ``reactlab.config.<METHOD>Recipe`` from the ``-c`` specs, train, print the ``RunResult``."""
     import importlib
 
@@ -49,6 +52,11 @@ def _train(method: str, config: list[str], resume: bool, overrides: tuple[str, .
     files, specs = configs.split_specs(config)
     with user_errors():
         cfg = configs.load_config(getattr(configs, f"{method.upper()}Recipe"), files, [*specs, *overrides])
+        if plan:
+            from reactlab.train.plan import plan_recipe
+
+            typer.echo(plan_recipe(cfg, method, gpu_memory))
+            return
         key = f"{method}/{cfg.framework}" if getattr(cfg, "framework", "torch") != "torch" else method
         module, function = TRAINERS[key].split(":")
         result = getattr(importlib.import_module(module), function)(cfg, resume=resume)
@@ -62,37 +70,39 @@ def _train(method: str, config: list[str], resume: bool, overrides: tuple[str, .
 def sft_cmd(
     config: ConfigOpt,
     resume: ResumeOpt = False,
+    plan: PlanOpt = False,
+    gpu_memory: GpuMemOpt = None,
     framework: Annotated[str | None, typer.Option(
         "--framework", help="torch (TRL + PEFT) or jittor (LoRA only); default: the recipe's `framework`, else torch")] = None,
 ) -> None:
     """Supervised fine-tuning: writes the adapter (or model), training.json, loss.png and TensorBoard logs to `out`."""
-    _train("sft", config, resume, () if framework is None else (f"framework={framework}",))
+    _train("sft", config, resume, () if framework is None else (f"framework={framework}",), plan, gpu_memory)
 
 
 @train_app.command("dpo")
-def dpo_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
+def dpo_cmd(config: ConfigOpt, resume: ResumeOpt = False, plan: PlanOpt = False, gpu_memory: GpuMemOpt = None) -> None:
     """DPO on `data build --format dpo` pairs, from the base or an SFT adapter (model.adapter): writes the adapter
     (or model), training.json, loss.png and TensorBoard logs to `out`."""
-    _train("dpo", config, resume)
+    _train("dpo", config, resume, plan=plan, gpu_memory=gpu_memory)
 
 
 @train_app.command("kto")
-def kto_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
+def kto_cmd(config: ConfigOpt, resume: ResumeOpt = False, plan: PlanOpt = False, gpu_memory: GpuMemOpt = None) -> None:
     """KTO on `data build --format kto` rows (label: correct or not), from the base or an SFT adapter
     (model.adapter): writes the adapter (or model), training.json, loss.png and TensorBoard logs to `out`."""
-    _train("kto", config, resume)
+    _train("kto", config, resume, plan=plan, gpu_memory=gpu_memory)
 
 
 @train_app.command("grpo")
-def grpo_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
+def grpo_cmd(config: ConfigOpt, resume: ResumeOpt = False, plan: PlanOpt = False, gpu_memory: GpuMemOpt = None) -> None:
     """GRPO on `data build --format prompts` rows, whose rollouts are ReAct episodes against the wiki (env: wiki) sampled
     from the current weights: writes the adapter (or model), training.json, loss.png, reward.png and TensorBoard logs to
     `out`."""
-    _train("grpo", config, resume)
+    _train("grpo", config, resume, plan=plan, gpu_memory=gpu_memory)
 
 
 @train_app.command("rloo")
-def rloo_cmd(config: ConfigOpt, resume: ResumeOpt = False) -> None:
+def rloo_cmd(config: ConfigOpt, resume: ResumeOpt = False, plan: PlanOpt = False, gpu_memory: GpuMemOpt = None) -> None:
     """RLOO on `data build --format prompts` rows, with the same episode rollouts as `train grpo`: writes what it
     writes."""
-    _train("rloo", config, resume)
+    _train("rloo", config, resume, plan=plan, gpu_memory=gpu_memory)
