@@ -14,7 +14,7 @@ from reactlab.io import DataError
 from reactlab.report import Summary
 from reactlab.runner import RunSpec, run
 from reactlab.tasks.metrics import qa_scores
-from reactlab.types import Action, Completion, GenParams, Query, Step, Trajectory, Usage
+from reactlab.types import Action, Agent, Completion, GenParams, Query, Step, Trajectory, Usage
 
 
 class EchoLLM:
@@ -32,7 +32,7 @@ class EchoLLM:
         return [Completion(text=p.split()[-1], usage=Usage(3, 1)) for p in prompts]
 
 
-class CountdownAgent:
+class CountdownAgent(Agent):
     """Asks the LLM `k` times (k = int(example.type)), then finishes with the last completion."""
 
     name = "countdown"
@@ -358,3 +358,22 @@ def test_sampled_runs_give_each_example_k_seeded_episodes(tmp_path):
                                       temperature=0.5), llms={"default": SeedLLM()}, progress=False)
     finally:
         del TASKS["toy-sampled"]
+
+
+def test_the_runner_asks_agents_only_what_the_protocol_declares():
+    """``runner.py`` reads an agent's ``name``, ``method``, ``prompt_id``, ``traits``, ``episode`` and
+    ``scores`` (``types.Agent``), never an undeclared attribute, and never through ``getattr``."""
+    import ast
+    from pathlib import Path
+
+    import reactlab.runner
+    from reactlab.types import Agent
+
+    tree = ast.parse(Path(reactlab.runner.__file__).read_text(encoding="utf-8"))
+    declared = set(Agent.__annotations__) | {"episode", "scores"}
+    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+            and n.value.id in ("agent", "plan.agent")}
+    assert used and used <= declared, used - declared
+    getattrs = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                and n.func.id in ("getattr", "hasattr")]
+    assert all("agent" not in g for g in getattrs), getattrs

@@ -41,16 +41,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from reactlab.agents.prompting import read_prompt_file
-from reactlab.agents.react import example_seed
+from pydantic import BaseModel, ConfigDict, Field
+
+from reactlab.agents.prompting import load_pipeline_prompt
+from reactlab.agents.consistency import majority
+from reactlab.agents.react import example_seed, failed
 from reactlab.tasks.metrics import normalize_answer
 from reactlab.types import (
     Action,
+    Agent,
+    AgentTraits,
     Completion,
     Environment,
     EpisodeGen,
@@ -123,87 +126,32 @@ def parse_choice(text: str, n_options: int = 4, options: tuple[str, ...] | list[
     return Parsed("", "none", reply=text.strip())
 
 
-def vote(letters: list[str]) -> tuple[str, int]:
-    """The most frequent non-empty letter (the first to reach the top count) and its votes.
-
-    >>> vote(["B", "C", "", "C", "B"]), vote(["", ""])
-    (('B', 2), ('', 0))
-    """
-    counts = Counter(x for x in letters if x)
-    if not counts:
-        return "", 0
-    best = max(counts.values())
-    return next(x for x in letters if x and counts[x] == best), best
-
-
-# --- prompts ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PipelinePrompt:
-    """A pipeline prompt file: templates by turn (``direct``, ``answer``, ``evaluate``, plus
-    ``agreement``, ``no_candidate``, ``hint``) and exemplars; each exemplar has the keys of the turns
-    it illustrates (``answer``, ``direct``; ``reasoning`` + ``candidate`` + ``evaluate``)."""
-
-    id: str
-    version: int
-    templates: dict[str, str]
-    examples: tuple[dict[str, Any], ...]
-    shots: bool = True
-
-    def prompt_id(self, method: str) -> str:
-        return f"{self.id}@{self.version}{'' if self.shots else ':zeroshot'}/{method}"
-
-    def user(self, kind: str, **fields: str) -> str:
-        return self.templates[kind].format(**fields)
-
-    def messages(self, kind: str, question: str, **fields: str) -> list[Message]:
-        """The chat messages of a turn: exemplar turns (when ``shots``), then this question's."""
-        out: list[Message] = []
-        for ex in self.examples if self.shots else ():
-            if kind not in ex:
-                continue
-            if kind == "evaluate":
-                user = self.user(kind, question=ex["question"].strip(), reasoning=ex["reasoning"].strip(),
-                                 candidate=ex["candidate"], agreement="")
-            else:
-                user = self.user(kind, question=ex["question"].strip())
-            out += [{"role": "user", "content": user}, {"role": "assistant", "content": ex[kind].strip()}]
-        out.append({"role": "user", "content": self.user(kind, question=question, **fields)})
-        return out
-
-
-TEMPLATE_KEYS = ("direct", "answer", "evaluate", "agreement", "no_candidate", "hint")
-
-
-@lru_cache(maxsize=16)
-def load_pipeline_prompt(name: str, shots: bool = True) -> PipelinePrompt:
-    """A packaged pipeline prompt (``logic_mcq_pipeline``, ``mmlu_pipeline``) or a YAML file."""
-    doc = read_prompt_file(name, "pipeline prompt")
-    missing = [k for k in ("id", "version", *TEMPLATE_KEYS) if k not in doc]
-    if missing:
-        raise ValueError(f"pipeline prompt {name!r}: field {missing[0]!r} missing (a pipeline prompt has "
-                         f"{', '.join(TEMPLATE_KEYS)})")
-    return PipelinePrompt(doc["id"], int(doc["version"]), {k: str(doc[k]) for k in TEMPLATE_KEYS},
-                          tuple(doc.get("examples") or ()), shots)
-
-
 # --- the agent -------------------------------------------------------------------------------------
 
 
-class PipelineAgent:
+class PipelineOptions(BaseModel):
+    """The pipeline's knobs (``RunConfig.options.pipeline``): Answer ``samples`` (majority vote; 1:
+    greedy) at ``temperature``; ``hint``: rationalisation, for training data (refused on
+    evaluation splits)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    samples: int = Field(default=1, ge=1)
+    temperature: float = Field(default=0.7, ge=0)
+    hint: bool = False
+
+
+class PipelineAgent(Agent):
     """``method``: answer_evaluate | answer | direct (module doc). ``prompt``: a pipeline prompt
     name or file, ``zeroshot`` for the task's without exemplars (fine-tuned adapters), None for the
     task's (``<task>_pipeline``). ``samples`` / ``temperature``: Answer samples and their
     temperature (1: greedy). ``hint``: rationalisation (training data only)."""
 
     name = "pipeline"
-    roles = ROLES
     metrics = ("candidate_accuracy", "right_to_wrong", "wrong_to_right", "fallback", "unparsable")
 
     def __init__(self, task: Task | None = None, method: str = "answer_evaluate", prompt: str | None = None,
                  model: str = "", samples: int = 1, temperature: float = 0.7, hint: bool = False,
-                 max_new_tokens: int = 192, **_options: object) -> None:
+                 max_new_tokens: int = 192) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r} of the pipeline agent; known: {', '.join(METHODS)}")
         if samples < 1:
@@ -219,6 +167,7 @@ class PipelineAgent:
         self.direct_params = GenParams(max_new_tokens=16)
         self.sample_params = GenParams(max_new_tokens=max_new_tokens, temperature=temperature, n=samples)
         self.evaluator = EVALUATOR
+        self.traits = AgentTraits(roles=ROLES, metrics=self.metrics, params=self.params, model=model)
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:
         t0 = time.perf_counter()
@@ -272,13 +221,12 @@ class PipelineAgent:
     def _turn(self, traj: Trajectory, role: str, sent: list[Message], train: list[Message], c: Completion,
               options: list[str]) -> Trajectory | None:
         """Record one turn as a child trajectory (None when the call failed: the episode is an error)."""
-        if c.finish_reason == "error":
-            traj.status, traj.error = "error", c.error or "LLM call failed"
+        if failed(c, traj):
             _log(traj, "api_error", role, c.error or "", "episode marked error: a rerun of the same command retries it")
             return None
         samples = c.samples or [c]
         parsed = [parse_choice(s.text, len(options), options) for s in samples]
-        letter, votes = vote([p.letter for p in parsed])
+        letter, votes = majority([p.letter for p in parsed])
         pick = next((i for i, p in enumerate(parsed) if p.letter == letter), 0)
         text, how = samples[pick].text, parsed[pick]
         reply = how.reply

@@ -28,6 +28,8 @@ import time
 import zlib
 from dataclasses import replace
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from reactlab.agents.parsing import (
     chat_assistant,
     chat_observation,
@@ -48,6 +50,8 @@ from reactlab.agents.prompting import (
 )
 from reactlab.types import (
     Action,
+    Agent,
+    AgentTraits,
     Completion,
     Environment,
     EpisodeGen,
@@ -71,13 +75,19 @@ TOKEN_BUDGET = "token_budget"
 """The ``Example.meta`` / ``Trajectory.meta`` key of an episode's completion-token budget."""
 
 
-class ReActAgent:
+class ReActOptions(BaseModel):
+    """The react agent's own knob (``RunConfig.options.react``): tokens per step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_new_tokens: int = Field(default=128, ge=1)
+
+
+class ReActAgent(Agent):
     """``method``: react | act | cot | standard; ``style``: completion | chat; ``prompt``: a packaged
     prompt name, a YAML file, ``zeroshot``, or ``devK`` (method standard: K exemplars of the question's
     type from ``task``'s dev split); None: ``task``'s default prompt. See the module docstring."""
 
     name = "react"
-    samples_episodes = True  # RunConfig.temperature / samples apply (see the runner)
 
     def __init__(
         self,
@@ -90,18 +100,15 @@ class ReActAgent:
         system: str | None = None,
         model: str = "",
         episode_temperature: float = 0.0,
-        **_options: object,
     ) -> None:
         """``episode_temperature``: sample every step at this temperature (0: greedy), seeded per
-        episode id and step. ``_options``: what other agents take from a ``RunConfig`` (``sc_k``,
-        ...), ignored here."""
+        episode id and step."""
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}, "
                              "cot_sc, react_then_cot_sc, cot_sc_then_react, reflexion")
         if style not in ("completion", "chat"):
             raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
-        self.token_budgets = method in ("react", "act")  # a CoT is one call: nothing to budget across
         self.label = "Question"
         self.exemplars: list[Message] = []
         self.task, self.shots = task, dev_shots(prompt)
@@ -133,6 +140,9 @@ class ReActAgent:
         self.next_stop = STOP_NEXT if self.label == "Question" else f"\n{self.label}:"
         self.params = GenParams(max_new_tokens=max_new_tokens, temperature=episode_temperature,
                                 stop=[STOP_OBS] if style == "chat" else [STOP_OBS, self.next_stop])
+        # a CoT is one call: nothing to budget across
+        self.traits = AgentTraits(samples_episodes=True, token_budgets=method in ("react", "act"), params=self.params,
+                                  model=model)
 
     def episode(self, example: Example, env: Environment, context: str = "") -> EpisodeGen:
         """One episode; ``context``: text shown before the question (Reflexion's reflections)."""
@@ -141,7 +151,7 @@ class ReActAgent:
             id=example.id, task="", question=example.question, gold=example.answer, agent=self.name,
             method=self.method, prompt_id=self.prompt_id, model=self.model, type=example.type,
         )
-        if TOKEN_BUDGET in example.meta and self.token_budgets:
+        if TOKEN_BUDGET in example.meta and self.traits.token_budgets:
             traj.meta[TOKEN_BUDGET] = int(example.meta[TOKEN_BUDGET])
         question = env.reset(example)
         loop = (self._cot if self.method == "cot" else self._standard if self.method == "standard"

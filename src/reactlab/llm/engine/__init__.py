@@ -34,15 +34,16 @@ Rows never see padding and keep their exact positions, so greedy outputs match o
 ``model.generate`` up to floating-point summation order (tests check token equality on tiny
 models). torch and transformers are imported when this package is, so only ``hf.py`` imports it.
 
-Files: ``scheduler.py`` (``Engine``: admission, KV slots, one step), ``attention.py`` (cascade
-attention and its registration), ``drafts.py`` (prompt-lookup drafts), ``sampling.py`` (the next
+Files: ``scheduler.py`` (``Engine``: admission, KV slots, one step), ``types.py`` (the records
+they share: ``Row``, ``Slot``, ``Seg``), ``attention.py`` (cascade attention and its registration), ``drafts.py`` (prompt-lookup drafts), ``sampling.py`` (the next
 token and its log-probability).
 """
 
 from reactlab.llm.engine.attention import ATTN, cascade_attention, register
 from reactlab.llm.engine.drafts import propose
 from reactlab.llm.engine.sampling import pick
-from reactlab.llm.engine.scheduler import Engine, Row, Seg, Slot, common_prefix_len, kv_shape, supported
+from reactlab.llm.engine.scheduler import Engine, kv_shape, supported
+from reactlab.llm.engine.types import Row, Seg, Slot, common_prefix_len
 
 __all__ = ["ATTN", "Engine", "Row", "Seg", "Slot", "cascade_attention", "common_prefix_len", "kv_shape", "pick",
            "propose", "register", "supported"]
