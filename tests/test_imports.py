@@ -75,7 +75,7 @@ LAYERS = (
     ("train",),
     ("export", "budget", "viewer", "serve"),
     ("demo", "demo_report"),
-    ("cli", "__main__"),
+    ("cli",),
 )
 """reactlab's parts, low to high: a module may import its own layer and lower ones, never a higher one."""
 

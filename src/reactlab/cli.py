@@ -176,7 +176,7 @@ def role_models(models: list[str], adapters: list[str]) -> dict[str, Any]:
 def eval_cmd(
     matrix: Annotated[list[str], typer.Argument(
         help="the matrix: YAML file(s) or a packaged one (eval_paper_tasks), then KEY=VALUE overrides "
-             "(run.limit=20, run.options.cot_sc.k=5)")],
+             "(run.limit=20, run.sc_k=5)")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where the cells and table.md / table.csv go")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:

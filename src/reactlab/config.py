@@ -274,10 +274,11 @@ class RunConfig(_Strict):
         for flat, (agent, key) in FLAT_OPTIONS.items():
             if flat in v:
                 own = dict(options.get(agent) or {})
-                if key in own:
-                    raise ValueError(f"{flat} and options.{agent}.{key} set the same option: give only "
-                                     f"options.{agent}.{key}")
-                own[key] = v.pop(flat)
+                value = v.pop(flat)
+                if key in own and own[key] != value:
+                    raise ValueError(f"{flat}={value!r} and options.{agent}.{key}={own[key]!r} set one option twice "
+                                     f"({flat} is its old spelling): give it once")
+                own[key] = value
                 options[agent] = own
         v["options"] = options
         return v

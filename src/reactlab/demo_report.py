@@ -4,8 +4,8 @@ data and training lines, and the ``reactlab`` commands that reproduce every stag
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from reactlab.config import SFTRecipe
 from reactlab.report import Arm, Summary, arms_table, duration

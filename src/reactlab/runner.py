@@ -1,8 +1,10 @@
 """Run many episodes: all live episodes share the model(s), so every model call is batched.
 
 ``run_from_config(RunConfig)`` is the library call behind ``reactlab run`` and every ``reactlab demo``
-stage: it asks the task for its examples and environments, builds the agent and its model(s), and
-calls ``run``.
+stage: ``plan_run`` asks the task for its examples, builds the agent and the run's identity
+(``RunSpec``) with no model loaded; then the model(s) and environments are opened and ``run`` runs.
+What the runner knows of an agent is what ``types.Agent`` declares (``traits``, ``scores``); the
+order of the episodes and their token budgets come in as plain callables (``Schedule``).
 
 Each episode is a generator (``Agent.episode``) that yields the ``Query`` it needs completed and
 returns its ``Trajectory``. ``run`` keeps up to ``batch_size`` episodes live. A query goes to the

@@ -23,7 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reactlab.agents.react import ReActAgent, example_seed, failed
 from reactlab.tasks.metrics import normalize_answer
-from reactlab.types import Action, Agent, AgentTraits, Environment, EpisodeGen, Example, Step, Task, Trajectory, Usage
+from reactlab.types import (
+    Action,
+    Agent,
+    AgentTraits,
+    Environment,
+    EpisodeGen,
+    Example,
+    Step,
+    Task,
+    Trajectory,
+    Usage,
+)
 
 SC_K = 21
 SC_TEMPERATURE = 0.7

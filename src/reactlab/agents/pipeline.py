@@ -42,12 +42,11 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reactlab.agents.prompting import load_pipeline_prompt
 from reactlab.agents.consistency import majority
+from reactlab.agents.prompting import load_pipeline_prompt
 from reactlab.agents.react import example_seed, failed
 from reactlab.tasks.metrics import normalize_answer
 from reactlab.types import (

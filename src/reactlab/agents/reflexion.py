@@ -24,7 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reactlab.agents.parsing import completion_step
 from reactlab.agents.react import ReActAgent, failed
-from reactlab.types import Agent, AgentTraits, Environment, EpisodeGen, Example, GenParams, Query, Task, Trajectory, Usage
+from reactlab.types import (
+    Agent,
+    AgentTraits,
+    Environment,
+    EpisodeGen,
+    Example,
+    GenParams,
+    Query,
+    Task,
+    Trajectory,
+    Usage,
+)
 
 EVALUATOR = "gold: the task's main metric of the answer equals 1 (uses the gold answer)"
 REFLECT_INSTRUCTION = (

@@ -22,7 +22,6 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from reactlab.llm.engine.types import Seg, Slot
 
-
 ATTN = "reactlab_cascade"
 _local = threading.local()
 _NEG = -1e30  # a finite "minus infinity": exp(_NEG - m) is 0, never NaN

@@ -18,7 +18,6 @@ import torch
 from reactlab.llm.engine.types import Row
 
 
-
 def propose(ctx: array, k: int) -> list[int]:
     """Up to ``k`` tokens that followed the latest earlier occurrence of ``ctx``'s last 3 (else 2)
     tokens in ``ctx`` (an ``array`` of token ids; occurrences are matched on whole tokens).
