@@ -1,36 +1,10 @@
 """``reactlab demo``: the FireAct loop in miniature — baseline, data, LoRA SFT, evaluation, report —
 offline, on one model, in one command.
 
-Each stage is one ``reactlab`` command (``commands`` lists them; the report prints them) run in
-process, and is skipped when its output is complete, so rerunning the same command resumes:
-
-1. ``OUT/baseline``: few-shot ReAct (the paper's completion layout and default prompt) with MODEL on
-   the first N HotpotQA eval questions — ``reactlab run``, through the very function it calls
-   (``runner.run_from_config``);
-2. ``OUT/oracle-train``: the oracle's gold trajectories on the HotpotQA train pool (no model);
-3. ``OUT/data``: SFT rows (TRL ``messages``) from ``oracle-train`` + FireAct's HotpotQA trajectories,
-   evaluation questions dropped (``data.select``'s guard: the eval and paper500 splits), grounded
-   trajectories only (every search and the answer copied from the question or an earlier
-   observation: ``data.select.is_grounded``), a seeded random ``train_rows`` of them (train + val) —
-   ``reactlab data build --grounded --max-rows``;
-4. ``OUT/adapter``: LoRA SFT with the recipe (the packaged ``sft_smollm2_lora.yaml`` via the loader of
-   ``reactlab train sft``; ``out``, ``data.path`` and ``model.name`` set by the demo, ``-c`` overrides
-   after them), resumed from its last checkpoint when a run was cut short;
-5. ``OUT/finetuned``: the adapter, zero-shot, in FireAct's chat layout, on the same N questions;
-6. opt-in (``grpo_minutes`` > 0): ``OUT/grpo-data``, prompt rows of the oracle's train questions
-   (``data build --format prompts``, evaluation questions dropped); ``OUT/grpo``, GRPO with the wiki
-   in the loop continuing the SFT adapter for at most ``grpo_minutes`` (the packaged
-   ``grpo_smollm2_lora.yaml``, constant learning rate, ``grpo_overrides`` after); ``OUT/grpo-finetuned``,
-   that adapter on the same N questions as a third row;
-
-then ``OUT/report.md``: one row per arm from each run's ``summary.json`` (``reactlab.report``), the
-EM delta, the data and training numbers, and the commands; and ``OUT/report.html``, the two arms in
-``reactlab report``'s page (charts, loss curve, the trajectory viewer).
-
-A finished stage made from other inputs (another model, ``train_rows``, ``seed`` or recipe) is an
-error naming both, never silently reused; so is an adapter about to be trained while ``finetuned/``
-holds trajectories of an earlier one. All of these checks, the flags and the recipe are checked
-before the first stage runs: a typo fails in a second, not after the 10-minute baseline.
+Each stage is one ``reactlab`` command run in process (``commands`` lists them, the report prints
+them) into ``OUT/<stage>``, skipped when its output is complete, so a rerun resumes. Every option and
+every existing output is checked before the first stage runs: an output made from other inputs is
+an error naming both, never silently reused.
 """
 
 from __future__ import annotations
@@ -166,13 +140,15 @@ def run_demo(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Run the five stages into ``out`` and write ``out/report.md`` and ``out/report.html`` (module docstring).
+    """Run the stages into ``out`` (baseline, oracle-train, data, adapter, finetuned; each skipped when
+    done) and write ``out/report.md`` and ``out/report.html``.
 
     ``model``: a named model (``smollm2``) or ``hf:PATH`` — something this machine can fine-tune.
     ``n``: eval questions per arm. ``train_rows``: rows of the SFT dataset (train + val). ``overrides``:
     ``key=value`` for the ``recipe`` (``trl.max_steps=20``). ``batch_size`` / ``max_steps``: episodes
     stepped together and steps before the forced finish, as ``reactlab run``'s. ``seed``: which
-    rows are sampled. ``grpo_minutes``: > 0 adds the GRPO stages (module docstring, 6) with
+    rows are sampled. ``grpo_minutes``: > 0 adds the GRPO stages (``grpo-data``, ``grpo`` from the SFT
+    adapter, ``grpo-finetuned`` as a third row) with
     ``grpo_overrides`` (``key=value``) for their recipe. ``index``: an open ``WikiIndex`` (default: the vendored corpus's). ``log``:
     called with one line per stage. Bad options raise ``ValueError`` (``ConfigError`` for the recipe),
     inconsistent outputs ``DataError``, before any stage runs.

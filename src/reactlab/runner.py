@@ -1,24 +1,11 @@
 """Run many episodes: all live episodes share the model(s), so every model call is batched.
 
-``run_from_config(RunConfig)`` is the library call behind ``reactlab run`` and every ``reactlab demo``
-stage: ``plan_run`` asks the task for its examples, builds the agent and the run's identity
-(``RunSpec``) with no model loaded; then the model(s) and environments are opened and ``run`` runs.
-What the runner knows of an agent is what ``types.Agent`` declares (``traits``, ``scores``); the
-order of the episodes and their token budgets come in as plain callables (``Schedule``).
-
-Each episode is a generator (``Agent.episode``) that yields the ``Query`` it needs completed and
-returns its ``Trajectory``. ``run`` keeps up to ``batch_size`` episodes live. A query goes to the
-model of its ``role`` (one model serves every role unless the run maps roles to models). With one
-``StreamingLLM`` (the local HF backend) each query is submitted as soon as it exists and an episode
-moves on the moment its completion is ready (continuous batching); otherwise the live episodes
-advance in rounds, one ``generate`` per model and decoding parameters per round. The runner scores
-each finished trajectory with the task's scorer, appends it to ``OUT/trajectories.jsonl`` (flush +
-fsync) and, at the end, writes ``OUT/summary.json``. A rerun with the same ``OUT`` skips the ids
-already written: a killed run resumes where it stopped, with no lost and no duplicated ids. Episodes
-that ended in ``error`` (the model call failed after its retries: a wrong key, a server down) are
-not results: a rerun removes them and runs them again. A rerun must be the same run: everything
-that changes what an episode is (task, split or data file and its hash, agent, method, prompt,
-model and adapter with its hash, step limit, decoding parameters) is in ``run.json`` and compared.
+``run_from_config(RunConfig)`` (behind ``reactlab run`` and every demo stage) plans the run
+(``plan_run``: examples, agent, identity, no model loaded), opens its models and environments, and
+calls ``run``, which keeps ``batch_size`` episode generators live, routes each query to its role's
+model, appends each scored trajectory to ``OUT/trajectories.jsonl`` and writes ``OUT/summary.json``.
+A rerun with the same ``OUT`` resumes (errored episodes are run again) and must be the same run
+(``run.json``: ``RunSpec``). The runner knows of an agent only what ``types.Agent`` declares.
 """
 
 from __future__ import annotations

@@ -1,40 +1,10 @@
-"""Answer -> Evaluate: two agents for multiple choice (the ``logic_mcq`` task, MMLU), each a role
-that a run may give its own model (``--model answer=... --model evaluate=...``).
+"""Answer -> Evaluate for multiple choice (``logic_mcq``, MMLU): two agents, each a role a run may
+give its own model. Methods: ``answer_evaluate`` (Answer reasons and proposes, Evaluate checks and
+may correct), ``answer`` (Answer alone), ``direct`` (the answer line only).
 
-Methods:
-
-- ``answer_evaluate``: the **Answer** agent (role ``answer``) writes at most five reasoning steps
-  and a candidate (``答案是:X`` / ``Answer: X``); the **Evaluate** agent (role ``evaluate``) reads
-  the question, that reasoning and the candidate, substitutes each option, may correct the
-  candidate, and ends with the same answer line. Its answer is the episode's.
-- ``answer``: the Answer agent alone. ``direct``: one turn asking for the answer line only.
-
-With ``samples > 1`` the Answer agent samples that many replies of one prompt (``GenParams.n``,
-``temperature``, a per-question seed): the candidate is their majority letter, and the Evaluate
-prompt says how many agreed (a signal that helps a verifier; unconditional self-correction can
-lower accuracy). Every sample is kept (rejection sampling builds training rows from them).
-
-Parsing is strict first: the first ``答案是:X`` / ``Answer: X`` (full-width colon, spaces, lowercase
-letters accepted; a letter outside the question's options is not an answer). The reply ends there:
-what a model writes after its answer (a base model goes on to invent the next exercise, answer lines
-included) is not shown to the Evaluate agent nor trained on, and later answer lines naming another
-letter are logged (``several_answers``). When there is no answer line, a fallback takes the last
-stand-alone option letter (option lines the model merely copied are ignored), else the text of
-exactly one option. The fallback is counted, never hidden: it is an entry of the error log and the
-``fallback`` score.
-
-The error log: each episode's ``meta["errors"]`` holds records ``{kind, agent, raw, action}``
-(kinds: ``unparsable``, ``fallback``, ``several_answers``, ``changed`` — Evaluate disagreed with the
-candidate —, ``api_error``); the runner writes them all to ``errors.jsonl`` beside the
-trajectories and counts them in ``summary.json``.
-
-``hint`` (rationalisation, for building training data only: refused on evaluation splits): the
-gold letter is appended to the Answer and Evaluate prompts; the trajectory keeps both the messages
-sent and those without the hint (``meta["train_messages"]``), which the training rows use.
-
-The nested trajectory holds one child per turn (``agent`` = the role), each with the exact
-messages sent (``meta["messages"]``) and the raw reply (the step's ``raw``), so a training row of a
-role is byte-identical to what that agent was sent.
+Answers are parsed strictly first (``答案是:X`` / ``Answer: X``), then by a counted fallback; every
+parse failure, fallback, disagreement and API error is a record of ``meta["errors"]`` (the
+runner's ``errors.jsonl``). Each turn is a child trajectory holding the exact messages sent.
 """
 
 from __future__ import annotations
@@ -94,7 +64,9 @@ class Parsed:
 
 
 def parse_choice(text: str, n_options: int = 4, options: tuple[str, ...] | list[str] = ()) -> Parsed:
-    """The option letter a reply ends with (see the module doc).
+    """The option letter a reply ends with: the first strict answer line (``答案是:X`` / ``Answer: X``;
+    the reply is cut after it), else the last stand-alone option letter (copied option lines
+    ignored), else the text of exactly one option (``fallback``); ``none`` when there is no answer.
 
     >>> parse_choice("步骤1：...\\n答案是:C")
     Parsed(letter='C', how='strict', several=False, reply='步骤1：...\\n答案是:C')

@@ -1,25 +1,11 @@
-"""The ReAct loop (Yao et al. 2023), with Act and CoT as prompt variants, in two layouts.
+"""The ReAct loop (Yao et al. 2023), with Act, CoT and Standard as prompt variants, in two layouts:
+``completion`` (the paper's one growing few-shot text, stopped at ``\nObservation``) and ``chat``
+(FireAct: one turn per step, zero-shot unless a prompt is named).
 
-- ``completion`` (the paper): one growing text — few-shot prefix, ``Question: ...``, then
-  ``Thought i: ... / Action i: ... / Observation i: ...``; each call is stopped at ``\\nObservation`` (or at an invented next ``\\nQuestion:``).
-  If the model writes a thought but no action line, a second call asks for the action alone (the
-  paper's fallback). After ``max_steps`` (7) the episode is closed with a forced ``finish[]``.
-  With ``prompt="zeroshot"`` there is no few-shot prefix (models fine-tuned on that layout).
-- ``chat`` (FireAct): user = question, assistant = ``Thought: ...\\nAction: ...``, user =
-  ``Observation: ...``; zero-shot, for fine-tuned models and chat APIs.
-
-Method ``standard`` (the paper's "Standard" prompting) is one call: the question, then ``Answer:``;
-the first line of the reply is the answer. With ``prompt="dev5"`` its exemplars are the five dev
-questions of the question's own type, in the task's layout (MMLU's 5-shot prompt, per subject).
-
-A token budget (``example.meta["token_budget"]``, set by the runner from a budget predictor) caps
-the completion tokens of a react / act episode: each step's call gets at most what is left (the
-paper's action-only fallback call may overrun it by its own line), and an episode that has spent
-it is closed like one at the step limit (``meta["stopped_by"]`` says why).
-
-The loop is a generator (see ``reactlab.types.EpisodeGen``): it yields each LLM query and is sent
-the completion, so the runner can batch all live episodes into one call per round. A model's
-mistake (no action, a malformed or unknown action) becomes an observation, never an exception.
+An episode is a generator (``types.EpisodeGen``) so the runner batches all live episodes; a
+model's mistake becomes an observation, never an exception; after ``max_steps`` the episode is
+closed with the paper's forced ``finish[]``, and a token budget (``meta["token_budget"]``) closes it
+the same way.
 """
 
 from __future__ import annotations
