@@ -377,3 +377,21 @@ def test_the_runner_asks_agents_only_what_the_protocol_declares():
     getattrs = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
                 and n.func.id in ("getattr", "hasattr")]
     assert all("agent" not in g for g in getattrs), getattrs
+
+
+def test_a_spec_without_hashes_is_checked_on_the_rest(tmp_path):
+    """``plan_run(hashes=False)`` (the demo's early check, before an adapter exists) compares every
+    part of the identity but the content hashes ``run.json`` holds."""
+    from reactlab.runner import check_spec, spec_differences
+
+    full = RunSpec(task="toy", split="s", agent="a", model="m", prompt_id="p",
+                   settings={"max_steps": 7, "adapter_sha256.default": "abc"})
+    check_spec(tmp_path, full)
+    bare = RunSpec(task="toy", split="s", agent="a", model="m", prompt_id="p", settings={"max_steps": 7})
+    assert spec_differences(tmp_path, bare, hashes=False) == ""
+    assert "settings.adapter_sha256.default: 'abc' there vs None now" in spec_differences(tmp_path, bare)
+    other = RunSpec(task="toy", split="s", agent="a", model="m2", prompt_id="p", settings={"max_steps": 5})
+    assert spec_differences(tmp_path, other, hashes=False) == \
+        "model: 'm' there vs 'm2' now, settings.max_steps: 7 there vs 5 now"
+    with pytest.raises(DataError, match="holds a different run"):
+        check_spec(tmp_path, other, hashes=False)
