@@ -10,7 +10,7 @@ import pytest
 
 from reactlab.budget.labels import BudgetRow, Question
 from reactlab.budget.predictors import FeatureRegressor, Prediction, save_predictor
-from reactlab.budget.schedule import for_run, longest_first, order_examples
+from reactlab.budget.schedule import for_run, longest_first
 from reactlab.types import Example
 
 from .conftest import questions
@@ -30,8 +30,11 @@ def test_longest_first_is_a_stable_sort_on_predicted_steps():
     exs = [Example(id=str(i), question=q, answer="") for i, q in enumerate("abcd")]
     got = longest_first(exs, Fixed({"a": 2, "b": 5, "c": 2, "d": 5}), task="t", agent="react", method="react", model="m")
     assert [e.id for e in got] == ["1", "3", "0", "2"]
+    from reactlab.config import RunConfig
+
     with pytest.raises(ValueError, match="expected budget:PATH"):
-        order_examples(exs, "longest", task="t", agent="react", method="react", model="m")
+        for_run(RunConfig(out="o", order_by="longest"))
+    assert for_run(RunConfig(out="o")) is None
 
 
 class NoEnv:

@@ -48,21 +48,9 @@ def predictor_of(spec: str, key: str) -> Predictor:
     return load_predictor(path)
 
 
-def order_examples(examples: Sequence[Example], spec: str, *, task: str, agent: str, method: str,
-                   model: str) -> list[Example]:
-    """``RunConfig.order_by``: ``budget:PATH`` (a saved predictor) orders longest first."""
-    return longest_first(examples, predictor_of(spec, "order_by"), task=task, agent=agent, method=method, model=model)
-
-
-def with_token_budgets(examples: Sequence[Example], spec: str, slack: float, *, task: str, agent: str, method: str,
-                       model: str) -> list[Example]:
-    """``RunConfig.token_budget``: each example with its budget in ``meta`` (module docstring)."""
-    return _budgets(examples, predictor=predictor_of(spec, "token_budget"), slack=slack, task=task, agent=agent,
-                    method=method, model=model)
-
-
 def _budgets(examples: Sequence[Example], *, predictor: Predictor, slack: float, task: str, agent: str, method: str,
              model: str) -> list[Example]:
+    """Each example with its token budget in ``meta`` (module docstring)."""
     from reactlab.agents.react import TOKEN_BUDGET
 
     preds = predictor.predict([Question(e.question, task=task, agent=agent, method=method, model=model, type=e.type)
