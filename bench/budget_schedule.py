@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
+    from reactlab.budget.schedule import for_run
     from reactlab.config import ModelRef, RunConfig
     from reactlab.hardware import describe_cpu
     from reactlab.runner import open_llm, run_from_config
@@ -72,7 +73,7 @@ def main() -> None:
         if hasattr(llm, "reset_cache"):
             llm.reset_cache()  # no arm starts with the other's kept KV
         t0 = time.perf_counter()
-        summaries[name] = run_from_config(cfg, llms={"default": llm}, progress=False)
+        summaries[name] = run_from_config(cfg, llms={"default": llm}, progress=False, schedule=for_run(cfg))
         walls.setdefault(name, []).append(time.perf_counter() - t0)
         trajs = [json.loads(x) for x in (d / "trajectories.jsonl").read_text().splitlines()]
         answers[name] = {t["id"]: t["answer"] for t in trajs}

@@ -133,3 +133,36 @@ def test_unknown_trl_key_suggests_names():
 
     with pytest.raises(ValueError, match=r"trl.learning_rat \(did you mean learning_rate"):
         check_trl_keys({"learning_rat": 1e-4, "max_steps": 3})
+
+
+# --- RunConfig: the run's own keys, each agent's options in ``options`` ----------------------------
+
+
+def test_run_config_keeps_the_flat_spellings_of_agent_options():
+    from reactlab.config import FLAT_OPTIONS, RunConfig
+
+    old = {"sc_k": 5, "sc_temperature": 0.5, "reflexion_trials": 2, "answer_samples": 4, "answer_temperature": 0.9,
+           "hint": True}
+    assert set(old) == set(FLAT_OPTIONS)
+    cfg = load_config(RunConfig, [], [f"{k}={v}" for k, v in old.items()], values={"out": "/o"})
+    o = cfg.options
+    assert (o.cot_sc.k, o.cot_sc.temperature, o.reflexion.trials) == (5, 0.5, 2)
+    assert (o.pipeline.samples, o.pipeline.temperature, o.pipeline.hint) == (4, 0.9, True)
+    new = load_config(RunConfig, [], ["options.cot_sc.k=5", "options.cot_sc.temperature=0.5",
+                                      "options.reflexion.trials=2", "options.pipeline.samples=4",
+                                      "options.pipeline.temperature=0.9", "options.pipeline.hint=true"],
+                      values={"out": "/o"})
+    assert new == cfg
+    assert RunConfig(out="/o", sc_k=3, options={"cot_sc": {"k": 3}}).options.cot_sc.k == 3  # the same value twice
+
+
+def test_run_config_refuses_bad_or_doubled_agent_options():
+    from reactlab.config import RunConfig
+
+    with pytest.raises(ConfigError, match=r"options.cot_sc.k: Input should be greater than or equal to 1"):
+        load_config(RunConfig, [], ["out=/o", "sc_k=0"])
+    with pytest.raises(ConfigError, match=r"options.pipeline.samplez: unknown key \(known here: hint, samples"):
+        load_config(RunConfig, [], ["out=/o", "options.pipeline.samplez=2"])
+    with pytest.raises(ConfigError, match=r"sc_k=5 and options.cot_sc.k=3 set one option twice"):
+        load_config(RunConfig, [], ["out=/o", "options.cot_sc.k=3", "sc_k=5"])
+    assert "sc_k" not in RunConfig.model_fields and "options" in RunConfig.model_fields

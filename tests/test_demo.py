@@ -144,6 +144,8 @@ def test_changed_options_are_refused_before_anything_runs(demo, options):
         run_demo(out, **(options | {"overrides": (*FAST, "lora.r=4")}))
     with pytest.raises(DataError, match="baseline: was made from other inputs"):
         run_demo(out, **(options | {"model": "smollm2"}))
+    with pytest.raises(DataError, match=r"baseline: was made from other inputs \(settings.max_steps: 2 there vs 3"):
+        run_demo(out, **(options | {"max_steps": 3}))  # the runner's whole identity check, made before any stage
     stats_file = out / "data/stats.json"
     kept = stats_file.read_text()
     stats = json.loads(kept)

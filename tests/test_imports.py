@@ -1,6 +1,8 @@
 """The package's shape: no import cycle between reactlab's modules (lazy imports inside functions
-count too: they run the moment the function does), production code never imports the scripted test
-double or the tests, and importing the package does no heavy work."""
+count too: they run the moment the function does; so do ``TYPE_CHECKING`` ones: a circle of types is
+a circle of concepts), no layer imports a higher one (``LAYERS``), the runner never imports
+``budget``, production code never imports the scripted test double or the tests, and importing
+the package does no heavy work."""
 
 from __future__ import annotations
 
@@ -27,15 +29,15 @@ def modules() -> dict[str, Path]:
     return {_module_name(p): p for p in SRC.rglob("*.py")}
 
 
-def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
+def imports_of(path: Path, name: str, known: set[str], typing: bool = True) -> set[str]:
     """The reactlab modules ``path`` imports anywhere in its body (``from a import b`` counts as
-    ``a.b`` when that is a module, else ``a``); ``TYPE_CHECKING`` blocks are skipped."""
+    ``a.b`` when that is a module, else ``a``); ``typing``: False skips ``TYPE_CHECKING`` blocks."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     is_pkg = path.name == "__init__.py"
     out: set[str] = set()
     skip: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if not typing and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skip |= {id(n) for child in node.body for n in ast.walk(child)}
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -54,10 +56,39 @@ def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
     return {m for m in out if m in known and m != name}
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(typing: bool = True) -> dict[str, set[str]]:
     mods = modules()
     known = set(mods)
-    return {name: imports_of(path, name, known) for name, path in mods.items()}
+    return {name: imports_of(path, name, known, typing) for name, path in mods.items()}
+
+
+LAYERS = (
+    ("types",),
+    ("io", "errors", "paths", "hardware", "progress", "isolate"),
+    ("models", "wiki"),
+    ("llm", "envs", "tasks"),
+    ("agents",),
+    ("config",),  # above agents: RunConfig carries each agent's options record (agents.AgentOptions)
+    ("report", "runner"),
+    ("evaluate",),
+    ("data",),
+    ("train",),
+    ("export", "budget", "viewer", "serve"),
+    ("demo", "demo_report"),
+    ("cli",),
+)
+"""reactlab's parts, low to high: a module may import its own layer and lower ones, never a higher one."""
+
+UPWARD_EXCEPTIONS = {
+    ("reactlab.config", "reactlab.train.rewards"): "RLRecipe checks reward names against REWARDS when validated",
+}
+"""Known upward imports, each with why; a new one fails the test."""
+
+
+def layer_of(module: str) -> int:
+    """The index in ``LAYERS`` of a module's part (``reactlab.agents.react`` -> the ``agents`` layer)."""
+    part = module.split(".")[1]
+    return next(i for i, names in enumerate(LAYERS) if part in names)
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -89,10 +120,35 @@ def test_find_cycle_finds_one():
 
 
 def test_the_import_graph_is_acyclic():
-    graph = import_graph()
+    graph = import_graph()  # TYPE_CHECKING imports count
     assert len(graph) > 40
     assert "reactlab.runner" in graph["reactlab.cli"]  # imported inside the command function: seen too
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_find_cycle_sees_a_circle_of_types_only():
+    graph = import_graph(typing=False)
+    graph["reactlab.types"] = {"reactlab.runner"}  # as if types imported the runner for a hint
+    assert find_cycle(graph) is not None
+
+
+def test_every_part_has_a_layer():
+    parts = {m.split(".")[1] for m in modules() if m != PACKAGE}
+    assert parts == {p for names in LAYERS for p in names}, parts ^ {p for names in LAYERS for p in names}
+
+
+def test_no_layer_imports_a_higher_one():
+    graph = import_graph()
+    upward = sorted((m, d) for m, deps in graph.items() if m != PACKAGE for d in deps
+                    if d != PACKAGE and layer_of(d) > layer_of(m))
+    assert [e for e in upward if e not in UPWARD_EXCEPTIONS] == []
+    assert set(UPWARD_EXCEPTIONS) <= set(upward), "an exception that no longer happens: remove it"
+    assert layer_of("reactlab.budget.schedule") > layer_of("reactlab.runner")
+
+
+def test_the_runner_never_imports_budget():
+    graph = import_graph()
+    assert graph["reactlab.runner"] and not {d for d in graph["reactlab.runner"] if d.startswith("reactlab.budget")}
 
 
 def test_nothing_imports_the_cli_the_test_double_or_the_tests():

@@ -14,7 +14,7 @@ from reactlab.io import DataError
 from reactlab.report import Summary
 from reactlab.runner import RunSpec, run
 from reactlab.tasks.metrics import qa_scores
-from reactlab.types import Action, Completion, GenParams, Query, Step, Trajectory, Usage
+from reactlab.types import Action, Agent, Completion, GenParams, Query, Step, Trajectory, Usage
 
 
 class EchoLLM:
@@ -32,7 +32,7 @@ class EchoLLM:
         return [Completion(text=p.split()[-1], usage=Usage(3, 1)) for p in prompts]
 
 
-class CountdownAgent:
+class CountdownAgent(Agent):
     """Asks the LLM `k` times (k = int(example.type)), then finishes with the last completion."""
 
     name = "countdown"
@@ -358,3 +358,40 @@ def test_sampled_runs_give_each_example_k_seeded_episodes(tmp_path):
                                       temperature=0.5), llms={"default": SeedLLM()}, progress=False)
     finally:
         del TASKS["toy-sampled"]
+
+
+def test_the_runner_asks_agents_only_what_the_protocol_declares():
+    """``runner.py`` reads an agent's ``name``, ``method``, ``prompt_id``, ``traits``, ``episode`` and
+    ``scores`` (``types.Agent``), never an undeclared attribute, and never through ``getattr``."""
+    import ast
+    from pathlib import Path
+
+    import reactlab.runner
+    from reactlab.types import Agent
+
+    tree = ast.parse(Path(reactlab.runner.__file__).read_text(encoding="utf-8"))
+    declared = set(Agent.__annotations__) | {"episode", "scores"}
+    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+            and n.value.id in ("agent", "plan.agent")}
+    assert used and used <= declared, used - declared
+    getattrs = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                and n.func.id in ("getattr", "hasattr")]
+    assert all("agent" not in g for g in getattrs), getattrs
+
+
+def test_a_spec_without_hashes_is_checked_on_the_rest(tmp_path):
+    """``plan_run(hashes=False)`` (the demo's early check, before an adapter exists) compares every
+    part of the identity but the content hashes ``run.json`` holds."""
+    from reactlab.runner import check_spec, spec_differences
+
+    full = RunSpec(task="toy", split="s", agent="a", model="m", prompt_id="p",
+                   settings={"max_steps": 7, "adapter_sha256.default": "abc"})
+    check_spec(tmp_path, full)
+    bare = RunSpec(task="toy", split="s", agent="a", model="m", prompt_id="p", settings={"max_steps": 7})
+    assert spec_differences(tmp_path, bare, hashes=False) == ""
+    assert "settings.adapter_sha256.default: 'abc' there vs None now" in spec_differences(tmp_path, bare)
+    other = RunSpec(task="toy", split="s", agent="a", model="m2", prompt_id="p", settings={"max_steps": 5})
+    assert spec_differences(tmp_path, other, hashes=False) == \
+        "model: 'm' there vs 'm2' now, settings.max_steps: 7 there vs 5 now"
+    with pytest.raises(DataError, match="holds a different run"):
+        check_spec(tmp_path, other, hashes=False)

@@ -94,8 +94,8 @@ def run_cmd(
              "multiple choice)  [default: react]")] = None,
     method: Annotated[str | None, typer.Option(
         help="react: react | act | cot | standard | cot_sc | react_then_cot_sc | cot_sc_then_react | reflexion (CoT-SC: "
-             "-c sc_k=21 -c sc_temperature=0.7; -c reflexion_trials=3); pipeline: answer_evaluate | answer | "
-             "direct (-c answer_samples=5)  [default: the agent's first]")] = None,
+             "-c options.cot_sc.k=21 -c options.cot_sc.temperature=0.7; -c options.reflexion.trials=3); pipeline: "
+             "answer_evaluate | answer | direct (-c options.pipeline.samples=5)  [default: the agent's first]")] = None,
     style: Annotated[str | None, typer.Option(
         help="completion (paper, few-shot) | chat (FireAct, zero-shot)  [default: completion]")] = None,
     prompt: Annotated[str | None, typer.Option(
@@ -123,6 +123,7 @@ def run_cmd(
     """Run an agent over a task's examples; resumable (rerun with the same --out).
 
     The options are a ``RunConfig`` (``reactlab.config``): flags, then ``-c`` files and KEY=VALUE."""
+    from reactlab.budget.schedule import for_run
     from reactlab.config import RunConfig, load_config, split_specs
     from reactlab.runner import run_from_config
 
@@ -134,7 +135,7 @@ def run_cmd(
     with user_errors():
         values.update(role_models(model or [], adapter or []))
         cfg = load_config(RunConfig, files, overrides, values=values)
-        summary = run_from_config(cfg, progress=not quiet)
+        summary = run_from_config(cfg, progress=not quiet, schedule=for_run(cfg))
     typer.echo(summary.format())
     if summary.all_failed:
         typer.secho(f"error: every episode failed; the first: {summary.first_error}. Fix the cause and rerun the "
@@ -181,6 +182,7 @@ def eval_cmd(
 ) -> None:
     """Models x tasks x methods: every cell a resumable run directory (OUT/MODEL/TASK/METHOD), then
     one table (OUT/table.md, OUT/table.csv) with the metric, stderr, n, steps, tokens and time."""
+    from reactlab.budget.schedule import for_run
     from reactlab.config import find_recipe, split_specs
     from reactlab.evaluate import load_eval_config, run_matrix
 
@@ -188,7 +190,8 @@ def eval_cmd(
     files = [str(find_recipe(f)) for f in files]  # a packaged matrix by name: eval_paper_tasks
     with user_errors():
         cfg = load_eval_config(files, overrides, values={"out": str(out)} if out else None)
-        cells = run_matrix(cfg, progress=not quiet, log=lambda line: typer.secho(line, err=True, bold=True))
+        cells = run_matrix(cfg, progress=not quiet, log=lambda line: typer.secho(line, err=True, bold=True),
+                           schedule=for_run)
     from reactlab.evaluate import table_markdown
 
     typer.echo(table_markdown(cells) + f"\n{cfg.out}/table.md, {cfg.out}/table.csv")

@@ -24,6 +24,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from reactlab.agents.make import AgentOptions
+
 
 class ConfigError(ValueError):
     """A recipe that cannot be loaded; the message names the file and key."""
@@ -220,12 +222,6 @@ class RunConfig(_Strict):
     ``prompt``: a packaged prompt name, a YAML file or ``zeroshot`` (None: the task's default).
     ``model``: the model of the ``default`` role; ``roles``: models of other roles, for agents
     that ask several models (a pipeline). ``max_steps``: steps before the forced ``finish[]``.
-    ``sc_k`` / ``sc_temperature``: samples and temperature of CoT self-consistency (methods
-    ``cot_sc``, ``react_then_cot_sc``, ``cot_sc_then_react``; the paper's 21 and 0.7).
-    ``reflexion_trials``: trials of method ``reflexion`` (its evaluator is the task's gold check).
-    ``answer_samples`` / ``answer_temperature``: the pipeline's Answer samples (majority vote; 1:
-    greedy) and their temperature; ``hint``: the pipeline's rationalisation (the gold letter shown to
-    the model, for training data: refused on evaluation splits).
     ``temperature`` / ``samples``: sampled runs of the react agent (methods react, act, cot), e.g.
     for preference data: each example is run ``samples`` times, as ids ``<id>#1`` .. ``<id>#K``,
     every step sampled at ``temperature`` with a seed derived from the episode id and step (so a
@@ -237,6 +233,11 @@ class RunConfig(_Strict):
     identity); None: the task's order. ``token_budget``: ``budget:PATH`` gives each react / act
     episode ``token_budget_slack`` x the upper edge of its predicted token bucket as its budget of
     generated tokens (``reactlab.budget.schedule``; part of the run's identity).
+    ``options``: each agent's own knobs (``reactlab.agents.AgentOptions``): ``options.cot_sc.k`` /
+    ``.temperature`` (CoT-SC and its back-offs; the paper's 21 and 0.7), ``options.reflexion.trials``,
+    ``options.pipeline.samples`` / ``.temperature`` / ``.hint``, ``options.react.max_new_tokens``.
+    The flat spellings ``sc_k``, ``sc_temperature``, ``reflexion_trials``, ``answer_samples``,
+    ``answer_temperature`` and ``hint`` still work (``FLAT_OPTIONS``).
     """
 
     out: str
@@ -252,12 +253,6 @@ class RunConfig(_Strict):
     model: ModelRef | None = None
     roles: dict[str, ModelRef] = Field(default_factory=dict)
     max_steps: int = Field(default=7, ge=1)
-    sc_k: int = Field(default=21, ge=1)
-    sc_temperature: float = Field(default=0.7, ge=0)
-    reflexion_trials: int = Field(default=3, ge=1)
-    answer_samples: int = Field(default=1, ge=1)
-    answer_temperature: float = Field(default=0.7, ge=0)
-    hint: bool = False
     temperature: float = Field(default=0.0, ge=0)
     samples: int = Field(default=1, ge=1)
     batch_size: int = Field(default=32, ge=1)
@@ -266,6 +261,38 @@ class RunConfig(_Strict):
     order_by: str | None = None
     token_budget: str | None = None
     token_budget_slack: float = Field(default=1.5, gt=0)
+    options: AgentOptions = Field(default_factory=AgentOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_options(cls, v: Any) -> Any:
+        """The flat spellings of agent options (``-c sc_k=5``) moved to their place in ``options``."""
+        if not isinstance(v, dict) or not any(k in v for k in FLAT_OPTIONS):
+            return v
+        v = dict(v)
+        options = dict(v.get("options") or {})
+        for flat, (agent, key) in FLAT_OPTIONS.items():
+            if flat in v:
+                own = dict(options.get(agent) or {})
+                value = v.pop(flat)
+                if key in own and own[key] != value:
+                    raise ValueError(f"{flat}={value!r} and options.{agent}.{key}={own[key]!r} set one option twice "
+                                     f"({flat} is its old spelling): give it once")
+                own[key] = value
+                options[agent] = own
+        v["options"] = options
+        return v
+
+
+FLAT_OPTIONS: dict[str, tuple[str, str]] = {
+    "sc_k": ("cot_sc", "k"),
+    "sc_temperature": ("cot_sc", "temperature"),
+    "reflexion_trials": ("reflexion", "trials"),
+    "answer_samples": ("pipeline", "samples"),
+    "answer_temperature": ("pipeline", "temperature"),
+    "hint": ("pipeline", "hint"),
+}
+"""``RunConfig``'s flat spellings of agent options (the README's ``-c sc_k=5``) -> (agent, key) in ``options``."""
 
 
 class EvalTask(_Strict):
@@ -289,7 +316,7 @@ class EvalTask(_Strict):
 class EvalConfig(_Strict):
     """``reactlab eval``: models x tasks x methods, each cell a run directory
     ``out/<model>/<task>/<method>``, then ``out/table.md`` and ``out/table.csv``. ``run``: what every
-    cell's ``RunConfig`` gets besides (``limit``, ``seed``, ``batch_size``, ``sc_k``, ``style``, ...);
+    cell's ``RunConfig`` gets besides (``limit``, ``seed``, ``batch_size``, ``options``, ``sc_k``, ``style``, ...);
     a task's own ``limit`` / ``max_steps`` win over it."""
 
     out: str

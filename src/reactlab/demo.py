@@ -1,42 +1,17 @@
 """``reactlab demo``: the FireAct loop in miniature — baseline, data, LoRA SFT, evaluation, report —
 offline, on one model, in one command.
 
-Each stage is one ``reactlab`` command (``commands`` lists them; the report prints them) run in
-process, and is skipped when its output is complete, so rerunning the same command resumes:
-
-1. ``OUT/baseline``: few-shot ReAct (the paper's completion layout and default prompt) with MODEL on
-   the first N HotpotQA eval questions — ``reactlab run``, through the very function it calls
-   (``runner.run_from_config``);
-2. ``OUT/oracle-train``: the oracle's gold trajectories on the HotpotQA train pool (no model);
-3. ``OUT/data``: SFT rows (TRL ``messages``) from ``oracle-train`` + FireAct's HotpotQA trajectories,
-   evaluation questions dropped (``data.select``'s guard: the eval and paper500 splits), grounded
-   trajectories only (every search and the answer copied from the question or an earlier
-   observation: ``data.select.is_grounded``), a seeded random ``train_rows`` of them (train + val) —
-   ``reactlab data build --grounded --max-rows``;
-4. ``OUT/adapter``: LoRA SFT with the recipe (the packaged ``sft_smollm2_lora.yaml`` via the loader of
-   ``reactlab train sft``; ``out``, ``data.path`` and ``model.name`` set by the demo, ``-c`` overrides
-   after them), resumed from its last checkpoint when a run was cut short;
-5. ``OUT/finetuned``: the adapter, zero-shot, in FireAct's chat layout, on the same N questions;
-6. opt-in (``grpo_minutes`` > 0): ``OUT/grpo-data``, prompt rows of the oracle's train questions
-   (``data build --format prompts``, evaluation questions dropped); ``OUT/grpo``, GRPO with the wiki
-   in the loop continuing the SFT adapter for at most ``grpo_minutes`` (the packaged
-   ``grpo_smollm2_lora.yaml``, constant learning rate, ``grpo_overrides`` after); ``OUT/grpo-finetuned``,
-   that adapter on the same N questions as a third row;
-
-then ``OUT/report.md``: one row per arm from each run's ``summary.json`` (``reactlab.report``), the
-EM delta, the data and training numbers, and the commands; and ``OUT/report.html``, the two arms in
-``reactlab report``'s page (charts, loss curve, the trajectory viewer).
-
-A finished stage made from other inputs (another model, ``train_rows``, ``seed`` or recipe) is an
-error naming both, never silently reused; so is an adapter about to be trained while ``finetuned/``
-holds trajectories of an earlier one. All of these checks, the flags and the recipe are checked
-before the first stage runs: a typo fails in a second, not after the 10-minute baseline.
+Each stage is one ``reactlab`` command run in process (``commands`` lists them, the report prints
+them) into ``OUT/<stage>``, skipped when its output is complete, so a rerun resumes. Every option and
+every existing output is checked before the first stage runs: an output made from other inputs is
+an error naming both, never silently reused.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,28 +26,26 @@ from reactlab.config import (
     load_config,
     split_key_value,
 )
-from reactlab.demo_report import DEFAULT_RECIPE, GRPO_RECIPE
 from reactlab.io import DataError, write_text_atomic
 from reactlab.paths import recipes_dir
 from reactlab.report import Arm, Summary
+from reactlab.runner import differences
 from reactlab.train.common import TRAINING_FILE
 
 if TYPE_CHECKING:
     from reactlab.wiki.index import WikiIndex
 
+DEFAULT_RECIPE = recipes_dir() / "sft_smollm2_lora.yaml"
+GRPO_RECIPE = recipes_dir() / "grpo_smollm2_lora.yaml"
 # A time budget ends GRPO, so the learning rate must not depend on a planned end.
 GRPO_OVERRIDES = ("trl.lr_scheduler_type=constant_with_warmup", "trl.warmup_steps=2", "trl.save_steps=5")
 FIREACT = "fireact:hotpotqa"
-# The recipe is sized for the full ~1,230-row set (1 epoch, lr 2e-4, 10 warmup updates). On a few
-# hundred rows that is ~24 updates, 10 of them warmup, and the adapter never learns the action format
-# (measured: invalid-action rate 1.000, EM 0.000). Two epochs at lr 1e-3 with 3 warmup updates do.
-# Checkpoints every 10 updates (the recipe's 50 are never reached) so a killed training resumes.
-# `-c` overrides any of these.
+# The recipe is sized for the full ~1,230-row set; on a few hundred rows its updates are too few
+# (and mostly warmup) for the adapter to learn the action format: two epochs at lr 1e-3 with 3
+# warmup updates do. Checkpoints every 10 updates so a killed training resumes. `-c` overrides any.
 DEMO_OVERRIDES = ("trl.save_steps=10", "trl.num_train_epochs=2", "trl.learning_rate=1e-3", "trl.warmup_steps=3")
-# Rows of the SFT set (train + val), grounded trajectories only. Chosen on 150 held-out train-pool
-# questions, never on the evaluation questions (AMD EPYC, 2 cores, SmolLM2-135M, these overrides):
-# EM 0.087 few-shot; 0.080 after SFT on 200 rows of every kind (48 updates, 10 min); 0.140 after SFT
-# on ~290 grounded rows (2 epochs, 71 updates, 16 min). 300 keeps about that many.
+# Rows of the SFT set (train + val), grounded trajectories only; chosen on held-out train-pool
+# questions, never on the evaluation questions.
 TRAIN_ROWS = 300
 # Recipe keys the demo sets itself (the stages are chained through them): `-c` may not move them.
 OWNED = ("out", "data", "data.path", "model", "model.name")
@@ -167,13 +140,15 @@ def run_demo(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Run the five stages into ``out`` and write ``out/report.md`` and ``out/report.html`` (module docstring).
+    """Run the stages into ``out`` (baseline, oracle-train, data, adapter, finetuned; each skipped when
+    done) and write ``out/report.md`` and ``out/report.html``.
 
     ``model``: a named model (``smollm2``) or ``hf:PATH`` — something this machine can fine-tune.
     ``n``: eval questions per arm. ``train_rows``: rows of the SFT dataset (train + val). ``overrides``:
     ``key=value`` for the ``recipe`` (``trl.max_steps=20``). ``batch_size`` / ``max_steps``: episodes
     stepped together and steps before the forced finish, as ``reactlab run``'s. ``seed``: which
-    rows are sampled. ``grpo_minutes``: > 0 adds the GRPO stages (module docstring, 6) with
+    rows are sampled. ``grpo_minutes``: > 0 adds the GRPO stages (``grpo-data``, ``grpo`` from the SFT
+    adapter, ``grpo-finetuned`` as a third row) with
     ``grpo_overrides`` (``key=value``) for their recipe. ``index``: an open ``WikiIndex`` (default: the vendored corpus's). ``log``:
     called with one line per stage. Bad options raise ``ValueError`` (``ConfigError`` for the recipe),
     inconsistent outputs ``DataError``, before any stage runs.
@@ -208,8 +183,8 @@ def run_demo(
             index.close()
     from reactlab.demo_report import render_report, table_rows
 
-    rows = table_rows(demo)
-    report = render_report(demo, rows, cfg)
+    rows = table_rows(demo.out, model, demo.arms)
+    report = render_report(demo.out, model, rows, cfg, commands(demo), grpo=bool(demo.grpo_minutes))
     write_text_atomic(demo.out / "report.md", report)
     from reactlab.viewer import build_report
 
@@ -282,7 +257,8 @@ def check_grpo(demo: Demo) -> GRPORecipe | None:
     grpo = demo.dir("grpo")
     if _adapter_done(grpo):
         info = json.loads((grpo / TRAINING_FILE).read_text())
-        _same(grpo, _flat(info.get("recipe", {})), _flat(cfg.model_dump(mode="json")), ignore=("out", "data.path"))
+        _refuse(grpo, differences(_flat(info.get("recipe", {})), _flat(cfg.model_dump(mode="json")),
+                                  ignore=("out", "data.path")))
     elif (demo.dir("grpo-finetuned") / "trajectories.jsonl").is_file():
         raise DataError(f"{demo.dir('grpo-finetuned')}: holds trajectories of an earlier GRPO adapter, and {grpo} is "
                         f"about to be trained anew; remove {demo.dir('grpo-finetuned')}")
@@ -305,11 +281,12 @@ def _check_outputs(demo: Demo, cfg: SFTRecipe) -> None:
         want = {"format": opts["format"], "sources": sorted(split_name(s)[0] for s in opts["sources"]),
                 "max_rows": demo.train_rows, "seed": demo.seed,
                 "grounded": opts["grounded"]}
-        _same(demo.dir("data"), old, want)
+        _refuse(demo.dir("data"), differences(old, want))
     adapter = demo.dir("adapter")
     if _adapter_done(adapter):
         info = json.loads((adapter / TRAINING_FILE).read_text())
-        _same(adapter, _flat(info.get("recipe", {})), _flat(cfg.model_dump(mode="json")), ignore=("out", "data.path"))
+        _refuse(adapter, differences(_flat(info.get("recipe", {})), _flat(cfg.model_dump(mode="json")),
+                                     ignore=("out", "data.path")))
         from reactlab.io import files_sha256
 
         data = [demo.dir("data") / f for f in (cfg.data.train_file, cfg.data.val_file) if f]
@@ -325,26 +302,18 @@ def _check_outputs(demo: Demo, cfg: SFTRecipe) -> None:
 
 
 def _check_run_stage(demo: Demo, stage: str) -> None:
-    spec_file = demo.dir(stage) / "run.json"
-    if spec_file.is_file():
-        spec, expected = json.loads(spec_file.read_text()), _expected_spec(demo, stage)
-        _same(demo.dir(stage), {k: spec.get(k) for k in expected}, expected)
+    """The runner's own resume check of a run stage, made early: its identity but for the content
+    hashes of files that a later stage may still write (the adapter)."""
+    from reactlab.runner import RUN_FILE, plan_run, spec_differences
+
+    if (demo.dir(stage) / RUN_FILE).is_file():
+        spec = plan_run(demo.run_config(stage), hashes=False).spec
+        _refuse(demo.dir(stage), spec_differences(demo.dir(stage), spec, hashes=False))
 
 
-def _expected_spec(demo: Demo, stage: str) -> dict[str, Any]:
-    """The ``run.json`` fields a run stage must match (the runner's own resume check, made early)."""
-    cfg = demo.run_config(stage)
-    if cfg.agent == "oracle":
-        return {"task": "hotpotqa", "split": cfg.split, "agent": "oracle", "model": "oracle"}
-    assert cfg.model is not None
-    return {"task": "hotpotqa", "split": cfg.split, "agent": "react", "model": cfg.model.label()}
-
-
-def _same(where: Path, old: dict[str, Any], want: dict[str, Any], ignore: Sequence[str] = ()) -> None:
-    diff = {k: (old.get(k), want.get(k)) for k in sorted(set(old) | set(want))
-            if k not in ignore and old.get(k) != want.get(k)}
-    if diff:
-        detail = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
+def _refuse(where: Path, detail: str) -> None:
+    """``DataError`` when ``detail`` (``runner.differences``) names a difference."""
+    if detail:
         raise DataError(f"{where}: was made from other inputs ({detail}); use another --out or remove {where}")
 
 
@@ -456,3 +425,54 @@ def _train_stage(cfg: SFTRecipe | GRPORecipe, say: Callable[[str], None], title:
 
 
 ARMS = (("baseline", "few-shot ReAct"), ("finetuned", "LoRA SFT, zero-shot chat"))
+
+
+def commands(demo: Demo) -> list[str]:
+    """The ``reactlab`` commands each stage is, in order, then the one demo command that chains them."""
+
+    def run_cmd(stage: str) -> str:
+        cfg = demo.run_config(stage)
+        args = ["reactlab", "run"]
+        if cfg.model is not None:
+            args += ["--model", cfg.model.name] + (["--adapter", cfg.model.adapter] if cfg.model.adapter else [])
+        for k, v in cfg.model_dump(exclude_unset=True, exclude={"out", "model"}).items():
+            args += [f"--{k.replace('_', '-')}", str(v)]
+        return shlex.join([*args, "--out", cfg.out])
+
+    data = demo.data_options()
+    build = ["reactlab", "data", "build", *(x for s in data["sources"] for x in ("--from", s)), "--format",
+             data["format"], *(["--grounded"] if data["grounded"] else []), "--max-rows", str(data["max_rows"]), "--seed", str(data["seed"]), "--tokenizer",
+             data["tokenizer"], "--out", str(data["out"])]
+    train = ["reactlab", "train", "sft", "-c", _shown(demo.recipe), *(x for o in demo.recipe_overrides() for x in ("-c", o))]
+    one = ["reactlab", "demo", "--out", str(demo.out), "--n", str(demo.n), "--train-rows", str(demo.train_rows),
+           "--seed", str(demo.seed), "--batch-size", str(demo.batch_size), "--max-steps", str(demo.max_steps)]
+    if demo.model != "smollm2":
+        one += ["--model", demo.model]
+    if demo.recipe != DEFAULT_RECIPE:
+        one += ["--recipe", str(demo.recipe)]
+    one += [x for o in demo.overrides for x in ("-c", o)]
+    grpo: list[str] = []
+    if demo.grpo_minutes:
+        one += ["--grpo-minutes", f"{demo.grpo_minutes:g}", *(x for o in demo.grpo_overrides for x in ("--grpo-config", o))]
+        grpo = ["# 5. GRPO from the SFT adapter (wiki in the loop), then the same questions",
+                shlex.join(["reactlab", "data", "build", "--from", str(demo.dir("oracle-train")), "--format", "prompts",
+                            "--seed", str(demo.seed), "--tokenizer", "none", "--out", str(demo.dir("grpo-data"))]),
+                shlex.join(["reactlab", "train", "grpo", "-c", _shown(GRPO_RECIPE),
+                            *(x for o in demo.grpo_recipe_overrides() for x in ("-c", o))]),
+                run_cmd("grpo-finetuned")]
+    return [
+        "# 1. baseline: few-shot ReAct", run_cmd("baseline"),
+        "# 2. oracle trajectories on the train pool, then the SFT data (eval and paper500 questions dropped)",
+        run_cmd("oracle-train"), shlex.join(build),
+        "# 3. LoRA SFT (add --resume to continue from a checkpoint)", shlex.join(train),
+        "# 4. the adapter, zero-shot, chat layout", run_cmd("finetuned"), *grpo,
+        "# all of it (each stage skipped when done)", shlex.join(one),
+    ]
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is under it (shorter commands)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

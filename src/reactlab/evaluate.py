@@ -17,12 +17,15 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactlab.config import EvalConfig, ModelRef, RunConfig, load_config
 from reactlab.io import write_text_atomic
 from reactlab.report import Summary, duration, metric_label
 from reactlab.types import LLM
+
+if TYPE_CHECKING:
+    from reactlab.runner import Schedule
 
 
 @dataclass
@@ -72,9 +75,12 @@ def _complete(cfg: RunConfig) -> Summary | None:
 
 
 def run_matrix(cfg: EvalConfig, *, llms: dict[str, LLM] | None = None, index: Any = None, progress: bool = True,
-               log: Callable[[str], None] | None = None) -> list[Cell]:
+               log: Callable[[str], None] | None = None,
+               schedule: Callable[[RunConfig], Schedule | None] | None = None) -> list[Cell]:
     """Run every cell not yet complete, write the tables; returns the cells in matrix order.
-    ``llms``: loaded models by ``ModelRef.label()`` (else each is loaded once here)."""
+    ``llms``: loaded models by ``ModelRef.label()`` (else each is loaded once here). ``schedule``:
+    makes a cell's ``Schedule`` from its config (``reactlab.budget.schedule.for_run``), for cells
+    with ``order_by`` / ``token_budget``."""
     from reactlab.runner import open_llm, run_from_config
 
     say = log or (lambda _line: None)
@@ -100,7 +106,8 @@ def run_matrix(cfg: EvalConfig, *, llms: dict[str, LLM] | None = None, index: An
                         if callable(close):
                             close()
                     loaded[label] = open_llm(model, workers=run_cfg.workers)
-                summary = run_from_config(run_cfg, index=index, llms={"default": loaded[label]}, progress=progress)
+                summary = run_from_config(run_cfg, index=index, llms={"default": loaded[label]}, progress=progress,
+                                          schedule=schedule(run_cfg) if schedule else None)
             out.append(Cell(label, run_cfg.task, run_cfg.method or summary.run.get("method", ""), Path(run_cfg.out), summary))
     write_text_atomic(Path(cfg.out) / "table.md", table_markdown(out))
     write_text_atomic(Path(cfg.out) / "table.csv", table_csv(out))

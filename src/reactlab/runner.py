@@ -1,22 +1,11 @@
 """Run many episodes: all live episodes share the model(s), so every model call is batched.
 
-``run_from_config(RunConfig)`` is the library call behind ``reactlab run`` and every ``reactlab demo``
-stage: it asks the task for its examples and environments, builds the agent and its model(s), and
-calls ``run``.
-
-Each episode is a generator (``Agent.episode``) that yields the ``Query`` it needs completed and
-returns its ``Trajectory``. ``run`` keeps up to ``batch_size`` episodes live. A query goes to the
-model of its ``role`` (one model serves every role unless the run maps roles to models). With one
-``StreamingLLM`` (the local HF backend) each query is submitted as soon as it exists and an episode
-moves on the moment its completion is ready (continuous batching); otherwise the live episodes
-advance in rounds, one ``generate`` per model and decoding parameters per round. The runner scores
-each finished trajectory with the task's scorer, appends it to ``OUT/trajectories.jsonl`` (flush +
-fsync) and, at the end, writes ``OUT/summary.json``. A rerun with the same ``OUT`` skips the ids
-already written: a killed run resumes where it stopped, with no lost and no duplicated ids. Episodes
-that ended in ``error`` (the model call failed after its retries: a wrong key, a server down) are
-not results: a rerun removes them and runs them again. A rerun must be the same run: everything
-that changes what an episode is (task, split or data file and its hash, agent, method, prompt,
-model and adapter with its hash, step limit, decoding parameters) is in ``run.json`` and compared.
+``run_from_config(RunConfig)`` (behind ``reactlab run`` and every demo stage) plans the run
+(``plan_run``: examples, agent, identity, no model loaded), opens its models and environments, and
+calls ``run``, which keeps ``batch_size`` episode generators live, routes each query to its role's
+model, appends each scored trajectory to ``OUT/trajectories.jsonl`` and writes ``OUT/summary.json``.
+A rerun with the same ``OUT`` resumes (errored episodes are run again) and must be the same run
+(``run.json``: ``RunSpec``). The runner knows of an agent only what ``types.Agent`` declares.
 """
 
 from __future__ import annotations
@@ -37,6 +26,7 @@ from reactlab.types import (
     DEFAULT_ROLE,
     LLM,
     Agent,
+    AgentTraits,
     Completion,
     EnvFactory,
     EpisodeGen,
@@ -82,22 +72,41 @@ class RunSpec:
 IDENTITY = ("task", "split", "agent", "method", "model", "roles", "prompt_id", "settings")
 
 
-def _check_spec(out: Path, spec: RunSpec, write: bool = True) -> None:
+def check_spec(out: Path, spec: RunSpec, write: bool = True, hashes: bool = True) -> None:
     """Refuse ``out`` when its ``run.json`` is another run's; write ``spec`` there when it has none
-    (and ``write``)."""
+    (and ``write``). ``hashes``: see ``spec_differences``."""
+    detail = spec_differences(out, spec, hashes)
+    if detail:
+        raise DataError(f"{out}: holds a different run ({detail}); use another --out or remove it")
+    if write and not (out / RUN_FILE).exists():
+        write_json_atomic(out / RUN_FILE, asdict(spec))
+
+
+def spec_differences(out: Path, spec: RunSpec, hashes: bool = True) -> str:
+    """What of ``out``'s ``run.json`` differs from ``spec`` (``""``: nothing, or no ``run.json``);
+    the settings are named one by one. ``hashes``: False for a ``spec`` made without content hashes
+    (``plan_run(hashes=False)``): the hashes ``run.json`` holds are then not compared."""
     path = out / RUN_FILE
-    if path.exists():
-        old = _upgrade(json.loads(path.read_text()))
-        mine = asdict(spec)
-        diff: dict[str, tuple[Any, Any]] = {k: (old[k], mine[k]) for k in IDENTITY if k in old and old[k] != mine[k]}
-        if "settings" in diff:  # name the settings that differ, not the whole mapping
-            a, b = diff.pop("settings")
-            diff |= {f"settings.{k}": (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
-        if diff:
-            detail = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
-            raise DataError(f"{out}: holds a different run ({detail}); use another --out or remove it")
-    elif write:
-        write_json_atomic(path, asdict(spec))
+    if not path.exists():
+        return ""
+    old = _upgrade(json.loads(path.read_text()))
+    mine = asdict(spec)
+    names = [f"{k}: {old[k]!r} there vs {mine[k]!r} now" for k in IDENTITY
+             if k != "settings" and k in old and old[k] != mine[k]]
+    a, b = old.get("settings", {}), mine["settings"]
+    ignore = [] if hashes else [k for k in a if k not in b and "sha256" in k]
+    settings = differences(a, b, ignore, prefix="settings.") if "settings" in old else ""
+    return ", ".join([*names, *([settings] if settings else [])])
+
+
+def differences(old: Mapping[str, Any], want: Mapping[str, Any], ignore: Sequence[str] = (), prefix: str = "") -> str:
+    """``"key: OLD there vs WANT now, ..."`` for every key whose values differ (``""``: none).
+
+    >>> differences({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4})
+    'b: 2 there vs 3 now, c: None there vs 4 now'
+    """
+    keys = [k for k in sorted(set(old) | set(want)) if k not in ignore and old.get(k) != want.get(k)]
+    return ", ".join(f"{prefix}{k}: {old.get(k)!r} there vs {want.get(k)!r} now" for k in keys)
 
 
 def _upgrade(old: dict[str, Any]) -> dict[str, Any]:
@@ -112,15 +121,60 @@ def _upgrade(old: dict[str, Any]) -> dict[str, Any]:
     return old
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """When the episodes start and what token budget each gets: plain callables the caller makes
+    (``reactlab.budget.schedule.for_run`` makes them from ``order_by`` / ``token_budget``).
+    ``order`` / ``budgets`` take the examples and who answers them (``task``, ``agent``, ``method``,
+    ``model`` keywords) and return them reordered / with ``meta["token_budget"]`` set;
+    ``identity``: what of the budgets is part of the run's identity (``settings.token_budget``)."""
+
+    order: Callable[..., list[Example]] | None = None
+    budgets: Callable[..., list[Example]] | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
+
+
 def run_from_config(
-    cfg: RunConfig, *, index: Any = None, llms: Mapping[str, LLM] | None = None, progress: bool = True
+    cfg: RunConfig, *, index: Any = None, llms: Mapping[str, LLM] | None = None, progress: bool = True,
+    schedule: Schedule | None = None,
 ) -> Summary:
     """Run ``cfg`` (see ``RunConfig``) into ``cfg.out``; return the summary (also in summary.json).
 
     ``index``: an open wiki index for the task's environments (else the task opens its own).
     ``llms``: models by role, already built (else built from ``cfg.model`` / ``cfg.roles``).
+    ``schedule``: the ordering / token budgets that ``cfg.order_by`` / ``cfg.token_budget`` name.
     Raises ``ValueError`` / ``DataError`` / ``FileNotFoundError`` for bad options or inputs.
     """
+    plan = plan_run(cfg, schedule=schedule, llms_given=llms is not None)
+    agent, task, examples, refs = plan.agent, plan.task, plan.examples, plan.refs
+    needs_model = agent.traits.needs_model
+    check_spec(Path(cfg.out), plan.spec, write=False)  # a mismatch is refused before any model loads
+    with contextlib.ExitStack() as stack:
+        if llms is None and needs_model:
+            llms = {role: stack.enter_context(_closing(open_llm(ref, workers=cfg.workers))) for role, ref in refs.items()}
+        make_env = stack.enter_context(task.environments(examples, data=cfg.data, corpus=cfg.corpus or None,
+                                                         index=index))
+        return run(examples, agent, task, make_env, cfg.out, plan.spec, llms=llms if needs_model else None,
+                   batch_size=cfg.batch_size, progress=progress)
+
+
+@dataclass
+class RunPlan:
+    """What ``run_from_config`` runs, before any model loads: the task, its examples (in order,
+    with their budgets), the agent, the models by role and the run's identity."""
+
+    task: Task
+    examples: list[Example]
+    agent: Agent
+    refs: dict[str, ModelRef]
+    spec: RunSpec
+
+
+def plan_run(cfg: RunConfig, *, schedule: Schedule | None = None, llms_given: bool = False,
+             hashes: bool = True) -> RunPlan:
+    """Check ``cfg`` and make its task, examples, agent and ``RunSpec`` (no model is loaded).
+    ``hashes``: False leaves the content hashes of files (the data file, adapters) out of the
+    spec, for a check made before those files exist (``check_spec`` then compares the rest)."""
     from reactlab.agents import make_agent
     from reactlab.tasks import make_task
 
@@ -129,19 +183,15 @@ def run_from_config(
     if not examples:
         raise DataError(f"{cfg.data or f'{task.name} split {cfg.split!r}'}: no examples to run")
     refs = _role_models(cfg)
-    if cfg.hint and not cfg.data and cfg.split in task.eval_splits:
+    if cfg.options.pipeline.hint and not cfg.data and cfg.split in task.eval_splits:
         raise ValueError(f"hint shows the gold answer to the model (rationalisation, for training data): not on "
                          f"{task.name}'s evaluation split {cfg.split!r}")
     model_label = (refs[DEFAULT_ROLE].label() if DEFAULT_ROLE in refs
                    else ", ".join(f"{r}={m.label()}" for r, m in sorted(refs.items())))
-    agent = make_agent(
-        cfg.agent, task=task, style=cfg.style, prompt=cfg.prompt, max_steps=cfg.max_steps,
-        model=model_label, sc_k=cfg.sc_k,
-        sc_temperature=cfg.sc_temperature, trials=cfg.reflexion_trials, samples=cfg.answer_samples,
-        temperature=cfg.answer_temperature, hint=cfg.hint, episode_temperature=cfg.temperature,
-        **({"method": cfg.method} if cfg.method else {}),
-    )
-    if (cfg.temperature > 0 or cfg.samples > 1) and not getattr(agent, "samples_episodes", False):
+    agent = make_agent(cfg.agent, task=task, method=cfg.method, style=cfg.style, prompt=cfg.prompt,
+                       max_steps=cfg.max_steps, model=model_label, temperature=cfg.temperature, options=cfg.options)
+    traits = agent.traits
+    if (cfg.temperature > 0 or cfg.samples > 1) and not traits.samples_episodes:
         raise ValueError(f"temperature / samples (sampled runs) apply to --agent react with methods react, act, "
                          f"cot; not to --agent {cfg.agent} --method {agent.method}")
     if cfg.samples > 1:
@@ -149,65 +199,59 @@ def run_from_config(
             raise ValueError(f"samples={cfg.samples} of a greedy run would be {cfg.samples} copies: "
                              "give temperature > 0 (e.g. -c temperature=0.7)")
         examples = [replace(e, id=f"{e.id}#{k}") for e in examples for k in range(1, cfg.samples + 1)]
-    if cfg.order_by or cfg.token_budget:
-        from reactlab.budget import schedule
-
-        who = dict(task=task.name, agent=agent.name, method=agent.method, model=model_label)
-        if cfg.order_by:
-            examples = schedule.order_examples(examples, cfg.order_by, **who)
-        if cfg.token_budget:
-            if not getattr(agent, "token_budgets", False):
-                raise ValueError(f"token_budget applies to --agent react with methods react, act; not to --agent "
-                                 f"{cfg.agent} --method {agent.method}")
-            examples = schedule.with_token_budgets(examples, cfg.token_budget, cfg.token_budget_slack, **who)
-    needs_model = getattr(agent, "needs_model", True)
-    if needs_model and llms is None and DEFAULT_ROLE not in refs:
-        missing = [r for r in getattr(agent, "roles", (DEFAULT_ROLE,)) if r not in refs]
+    schedule = schedule or Schedule()
+    who = dict(task=task.name, agent=agent.name, method=agent.method, model=model_label)
+    if cfg.order_by:
+        if schedule.order is None:
+            raise ValueError(f"order_by {cfg.order_by!r}: no ordering was given for it (library callers pass "
+                             "schedule=reactlab.budget.schedule.for_run(cfg))")
+        examples = schedule.order(examples, **who)
+    if cfg.token_budget:
+        if not traits.token_budgets:
+            raise ValueError(f"token_budget applies to --agent react with methods react, act; not to --agent "
+                             f"{cfg.agent} --method {agent.method}")
+        if schedule.budgets is None:
+            raise ValueError(f"token_budget {cfg.token_budget!r}: no budgets were given for it (library callers "
+                             "pass schedule=reactlab.budget.schedule.for_run(cfg))")
+        examples = schedule.budgets(examples, **who)
+    needs_model = traits.needs_model
+    if needs_model and not llms_given and DEFAULT_ROLE not in refs:
+        missing = [r for r in traits.roles if r not in refs]
         if missing:
             raise ValueError(f"--agent {cfg.agent} needs --model ({_model_forms()})"
                              + (f", or --model ROLE=SPEC for each of its roles ({', '.join(missing)} has none)"
                                 if refs else ""))
     spec = RunSpec(
         task=task.name, split=cfg.data or cfg.split, agent=agent.name, method=agent.method,
-        model=model_label if needs_model and refs else getattr(agent, "model", "none"),
+        model=model_label if needs_model and refs else traits.model,
         prompt_id=agent.prompt_id,
         roles={r: m.label() for r, m in refs.items() if r != DEFAULT_ROLE} if needs_model else {},
-        settings=_settings(cfg, agent, refs if needs_model else {}),
+        settings=_settings(cfg, traits, refs if needs_model else {}, schedule, hashes),
     )
-    _check_spec(Path(cfg.out), spec, write=False)  # a mismatch is refused before any model loads
-    with contextlib.ExitStack() as stack:
-        if llms is None and needs_model:
-            llms = {role: stack.enter_context(_closing(open_llm(ref, workers=cfg.workers))) for role, ref in refs.items()}
-        make_env = stack.enter_context(task.environments(examples, data=cfg.data, corpus=cfg.corpus or None,
-                                                         index=index))
-        return run(examples, agent, task, make_env, cfg.out, spec, llms=llms if needs_model else None,
-                   batch_size=cfg.batch_size, progress=progress)
+    return RunPlan(task, list(examples), agent, refs, spec)
 
 
-def _settings(cfg: RunConfig, agent: Agent, refs: Mapping[str, ModelRef]) -> dict[str, Any]:
+def _settings(cfg: RunConfig, traits: AgentTraits, refs: Mapping[str, ModelRef], schedule: Schedule,
+              hashes: bool = True) -> dict[str, Any]:
     """The part of a run's identity beyond names: what else changes the episodes."""
     from reactlab.io import files_sha256
 
     out: dict[str, Any] = {"max_steps": cfg.max_steps}
-    params = getattr(agent, "params", None)
-    if params is not None:
-        out["decoding"] = asdict(params)
+    if traits.params is not None:
+        out["decoding"] = asdict(traits.params)
     if cfg.method == "reflexion":
-        out["reflexion_trials"] = cfg.reflexion_trials
+        out["reflexion_trials"] = cfg.options.reflexion.trials
     if cfg.samples > 1:
         out["samples"] = cfg.samples
-    if cfg.agent == "pipeline" and cfg.answer_samples > 1:
-        out["answer_samples"] = cfg.answer_samples
-        out["answer_temperature"] = cfg.answer_temperature
-    if cfg.data:
+    if cfg.agent == "pipeline" and cfg.options.pipeline.samples > 1:
+        out["answer_samples"] = cfg.options.pipeline.samples
+        out["answer_temperature"] = cfg.options.pipeline.temperature
+    if cfg.data and hashes:
         out["data_sha256"] = files_sha256([cfg.data])
     if cfg.token_budget:
-        predictor = Path(cfg.token_budget.partition(":")[2])
-        out["token_budget"] = {"predictor_sha256": files_sha256([predictor / "predictor.json" if predictor.is_dir()
-                                                                  else predictor]),
-                               "slack": cfg.token_budget_slack}
+        out["token_budget"] = dict(schedule.identity)
     for role, ref in sorted(refs.items()):
-        if ref.adapter:
+        if ref.adapter and hashes:
             weights = sorted(Path(ref.adapter).glob("adapter_model*")) + [Path(ref.adapter) / "adapter_config.json"]
             out[f"adapter_sha256.{role}"] = files_sha256(weights)
     return out
@@ -273,7 +317,7 @@ def run(
     never asks a model (the oracle)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_spec(out, spec)
+    check_spec(out, spec)
     route = _router(llms)
     traj_path = out / TRAJ_FILE
     records = read_jsonl_tolerant(traj_path)
@@ -287,7 +331,6 @@ def run(
     pending = iter(todo)
     live: list[tuple[Example, EpisodeGen, Query]] = []  # (example, episode, its pending query)
     metric = task.main_metric
-    own_scores = getattr(agent, "scores", None)
     metric_sum = sum(d.get("scores", {}).get(metric, 0.0) for d in done.values())
     n_done = len(done)
 
@@ -298,8 +341,7 @@ def run(
             traj.split = traj.split or spec.split
             traj.task = traj.task or spec.task
             traj.scores = task.score(example, traj.answer)
-            if own_scores is not None:  # an agent's scores beside the task's (the pipeline's flips)
-                traj.scores.update(own_scores(example, traj, task))
+            traj.scores.update(agent.scores(example, traj, task))  # an agent's own (the pipeline's flips)
             rec = traj.to_dict()
             append_jsonl(f, rec)
             done[traj.id] = rec
@@ -333,7 +375,7 @@ def run(
             live = still
     bar.close()
     wanted = [done[e.id] for e in examples if e.id in done]
-    summary = Summary.of(wanted, metrics=(*task.metrics, *getattr(agent, "metrics", ())), main_metric=metric,
+    summary = Summary.of(wanted, metrics=(*task.metrics, *agent.traits.metrics), main_metric=metric,
                          wall_s=time.perf_counter() - t0, run=asdict(spec))
     errors = [{"id": d["id"], **e} for d in wanted for e in d.get("meta", {}).get("errors", [])]
     if errors or (out / ERRORS_FILE).exists():

@@ -248,15 +248,41 @@ EpisodeGen = Generator[Query, Completion, Trajectory]
 yields. The runner drives many of these at once so each round is one batched LLM call."""
 
 
+@dataclass(frozen=True)
+class AgentTraits:
+    """What a runner may ask of an agent besides its episodes (the agent declares it; nothing else
+    is looked up). ``roles``: the roles its queries name (a run gives each a model);
+    ``needs_model``: False for an agent that never asks a model (the oracle), whose trajectories
+    then name ``model``; ``samples_episodes``: a run's ``temperature`` / ``samples`` apply to it;
+    ``token_budgets``: it honours ``Example.meta["token_budget"]``; ``metrics``: scores of its own
+    beside the task's (``Agent.scores``); ``params``: its decoding, part of a run's identity."""
+
+    roles: tuple[str, ...] = (DEFAULT_ROLE,)
+    needs_model: bool = True
+    samples_episodes: bool = False
+    token_budgets: bool = False
+    metrics: tuple[str, ...] = ()
+    params: GenParams | None = None
+    model: str = "none"
+
+
 class Agent(Protocol):
     """Runs one example in one environment as an episode generator. ``name`` is the agent,
-    ``method`` its prompt variant ("" if none), ``prompt_id`` the versioned prompt it uses."""
+    ``method`` its prompt variant ("" if none), ``prompt_id`` the versioned prompt it uses,
+    ``traits`` what else a runner needs to know of it. An agent class subclasses ``Agent`` to
+    inherit the defaults of the optional members (``traits``, ``scores``)."""
 
     name: str
     method: str
     prompt_id: str
+    traits: AgentTraits = AgentTraits()
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen: ...
+
+    def scores(self, example: Example, traj: Trajectory, task: Task) -> dict[str, float]:
+        """Optional hook: the agent's own scores of a finished ``traj`` (``traits.metrics``),
+        beside the task's. Default: none."""
+        return {}
 
 
 EnvFactory = Callable[[], Environment]

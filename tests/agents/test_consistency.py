@@ -65,7 +65,7 @@ def test_cot_sc_then_react_backs_off_below_half_the_votes(vendored_index, votes,
 
 
 def test_methods_are_chosen_by_name():
-    assert isinstance(make_agent("react", method="cot_sc", sc_k=3), CoTSCAgent)
+    assert isinstance(make_agent("react", method="cot_sc", options={"cot_sc": {"k": 3}}), CoTSCAgent)
     assert make_agent("react", method="cot_sc_then_react").method == "cot_sc_then_react"
     with pytest.raises(ValueError, match="cot_sc"):
         make_agent("react", method="cot-sc")

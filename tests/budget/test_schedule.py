@@ -10,7 +10,7 @@ import pytest
 
 from reactlab.budget.labels import BudgetRow, Question
 from reactlab.budget.predictors import FeatureRegressor, Prediction, save_predictor
-from reactlab.budget.schedule import longest_first, order_examples
+from reactlab.budget.schedule import for_run, longest_first
 from reactlab.types import Example
 
 from .conftest import questions
@@ -30,8 +30,11 @@ def test_longest_first_is_a_stable_sort_on_predicted_steps():
     exs = [Example(id=str(i), question=q, answer="") for i, q in enumerate("abcd")]
     got = longest_first(exs, Fixed({"a": 2, "b": 5, "c": 2, "d": 5}), task="t", agent="react", method="react", model="m")
     assert [e.id for e in got] == ["1", "3", "0", "2"]
+    from reactlab.config import RunConfig
+
     with pytest.raises(ValueError, match="expected budget:PATH"):
-        order_examples(exs, "longest", task="t", agent="react", method="react", model="m")
+        for_run(RunConfig(out="o", order_by="longest"))
+    assert for_run(RunConfig(out="o")) is None
 
 
 class NoEnv:
@@ -96,7 +99,7 @@ def test_ordered_run_has_a_shorter_tail_and_the_same_answers(tmp_path):
             llm = ScriptedLLM(reply)
             cfg = RunConfig(out=str(tmp_path / name), task="toy-budget", split="s", style="chat", batch_size=2,
                             model=ModelRef(name="scripted"), order_by=order)
-            assert run_from_config(cfg, llms={"default": llm}, progress=False).n == 7
+            assert run_from_config(cfg, llms={"default": llm}, progress=False, schedule=for_run(cfg)).n == 7
             trajs = [json.loads(x) for x in (tmp_path / name / "trajectories.jsonl").read_text().splitlines()]
             out[name] = {t["id"]: (t["answer"], len(t["steps"])) for t in trajs}
             rounds[name] = len(llm.calls)
@@ -150,7 +153,7 @@ def test_a_run_gives_episodes_token_budgets_from_the_predictor(tmp_path):
             cfg = RunConfig(out=str(tmp_path / name), task="toy-tokens", split="s", style="chat", max_steps=3,
                             model=ModelRef(name="scripted"), **keys)
             llm = ScriptedLLM(lambda p: "Thought: one two three four\nAction: search[x]")
-            run_from_config(cfg, llms={"default": llm}, progress=False)
+            run_from_config(cfg, llms={"default": llm}, progress=False, schedule=for_run(cfg))
             return {t["id"]: t for t in map(json.loads, (tmp_path / name / "trajectories.jsonl").read_text().splitlines())}
 
         capped = go("capped", token_budget=f"budget:{path}", token_budget_slack=2.0)
@@ -167,3 +170,16 @@ def test_a_run_gives_episodes_token_budgets_from_the_predictor(tmp_path):
         assert settings["token_budget"]["slack"] == 2.0 and len(settings["token_budget"]["predictor_sha256"]) == 64
         with pytest.raises(ValueError, match="token_budget applies to --agent react with methods react, act"):
             go("cot", token_budget=f"budget:{path}", method="cot")
+
+
+def test_a_run_refuses_order_by_without_its_schedule(tmp_path):
+    """The runner never reads a predictor itself: ``order_by`` / ``token_budget`` with no ``Schedule``
+    made from them is an error, not a silently unordered or unbudgeted run."""
+    from reactlab.config import ModelRef, RunConfig
+    from reactlab.runner import run_from_config
+
+    for key in ("order_by", "token_budget"):
+        cfg = RunConfig(out=str(tmp_path / key), split="eval", limit=1, model=ModelRef(name="scripted"),
+                        **{key: "budget:nowhere"})
+        with pytest.raises(ValueError, match=f"{key} 'budget:nowhere': no .* given for it"):
+            run_from_config(cfg, progress=False)

@@ -19,9 +19,22 @@ import time
 from collections import Counter
 from dataclasses import replace
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from reactlab.agents.react import ReActAgent, example_seed, failed
 from reactlab.tasks.metrics import normalize_answer
-from reactlab.types import Action, Environment, EpisodeGen, Example, Step, Task, Trajectory, Usage
+from reactlab.types import (
+    Action,
+    Agent,
+    AgentTraits,
+    Environment,
+    EpisodeGen,
+    Example,
+    Step,
+    Task,
+    Trajectory,
+    Usage,
+)
 
 SC_K = 21
 SC_TEMPERATURE = 0.7
@@ -55,15 +68,23 @@ def _vote_key(answer: str) -> str:
     return normalize_answer(answer) or " ".join("".join(c for c in answer.lower() if c.isalnum() or c.isspace()).split())
 
 
-class CoTSCAgent:
+class CoTSCOptions(BaseModel):
+    """CoT-SC's knobs, also the back-offs' (``RunConfig.options.cot_sc``): ``k`` samples at ``temperature``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    k: int = Field(default=SC_K, ge=1)
+    temperature: float = Field(default=SC_TEMPERATURE, ge=0)
+
+
+class CoTSCAgent(Agent):
     """``cot_sc``: ``k`` sampled chains of thought, majority vote (module doc)."""
 
     name = "react"
     method = "cot_sc"
 
     def __init__(self, task: Task | None = None, sc_k: int = SC_K, sc_temperature: float = SC_TEMPERATURE,
-                 style: str = "completion", prompt: str | None = None, model: str = "", max_new_tokens: int = 128,
-                 **_options: object) -> None:
+                 style: str = "completion", prompt: str | None = None, model: str = "",
+                 max_new_tokens: int = 128) -> None:
         if sc_k < 1:
             raise ValueError(f"sc_k must be at least 1, not {sc_k}")
         self.k, self.model = sc_k, model
@@ -71,6 +92,7 @@ class CoTSCAgent:
         self.prompt_id = self.cot.prompt_id
         greedy = self.cot.cot_params()
         self.params = replace(greedy, temperature=sc_temperature, n=sc_k)
+        self.traits = AgentTraits(params=self.params, model=model)
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:
         t0 = time.perf_counter()
@@ -102,20 +124,22 @@ class CoTSCAgent:
         return traj
 
 
-class BackoffAgent:
+class BackoffAgent(Agent):
     """``react_then_cot_sc`` or ``cot_sc_then_react`` (module doc)."""
 
     name = "react"
 
     def __init__(self, task: Task | None = None, method: str = "react_then_cot_sc", max_steps: int = 7,
-                 style: str = "completion", prompt: str | None = None, model: str = "", **options: object) -> None:
+                 style: str = "completion", prompt: str | None = None, model: str = "", sc_k: int = SC_K,
+                 sc_temperature: float = SC_TEMPERATURE) -> None:
         if method not in ("react_then_cot_sc", "cot_sc_then_react"):
             raise ValueError(f"unknown back-off {method!r}")
         self.method, self.model = method, model
         self.react = ReActAgent(task, method="react", style=style, prompt=prompt, max_steps=max_steps, model=model)
-        self.sc = CoTSCAgent(task, style=style, prompt=prompt, model=model, **options)  # type: ignore[arg-type]
+        self.sc = CoTSCAgent(task, sc_k=sc_k, sc_temperature=sc_temperature, style=style, prompt=prompt, model=model)
         self.prompt_id = f"{self.react.prompt_id}+{self.sc.prompt_id}"
         self.params = self.sc.params
+        self.traits = AgentTraits(params=self.params, model=model)
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:
         t0 = time.perf_counter()

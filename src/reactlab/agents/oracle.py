@@ -19,7 +19,9 @@ import re
 import time
 from typing import Any
 
-from reactlab.types import Action, Environment, EpisodeGen, Example, Step, Trajectory
+from pydantic import BaseModel, ConfigDict
+
+from reactlab.types import Action, Agent, AgentTraits, Environment, EpisodeGen, Example, Step, Trajectory
 
 _WORD = re.compile(r"\w[\w'-]*\w|\w", re.UNICODE)
 _MAX_PAGING = 10  # lookups of one keyword before giving up on a sentence
@@ -95,7 +97,13 @@ def lookup_plan(sentences: list[str], target: str, prefer: tuple[str, ...] = ())
     return (best[2], best[0] + 1) if best else None
 
 
-class OracleAgent:
+class OracleOptions(BaseModel):
+    """The oracle has no knobs (``RunConfig.options.oracle``): no model, no prompt, no step limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OracleAgent(Agent):
     """Gold trajectories from supporting facts. Needs examples with ``supporting_facts`` and
     ``context`` (HotpotQA's distractor layouts) and an env exposing its ``index`` (``WikiEnv``)."""
 
@@ -103,10 +111,10 @@ class OracleAgent:
     method = ""
     prompt_id = "oracle@1"
     model = "oracle"
-    needs_model = False
+    traits = AgentTraits(needs_model=False, model="oracle")
 
-    def __init__(self, task: object = None, **_options: object) -> None:
-        """Takes the react agent's options and ignores them: no model, no prompt, no step limit."""
+    def __init__(self, task: object = None) -> None:
+        """``task``: unused (the gold evidence is in the examples); taken like every agent's."""
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:
         t0 = time.perf_counter()

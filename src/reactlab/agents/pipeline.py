@@ -1,56 +1,28 @@
-"""Answer -> Evaluate: two agents for multiple choice (the ``logic_mcq`` task, MMLU), each a role
-that a run may give its own model (``--model answer=... --model evaluate=...``).
+"""Answer -> Evaluate for multiple choice (``logic_mcq``, MMLU): two agents, each a role a run may
+give its own model. Methods: ``answer_evaluate`` (Answer reasons and proposes, Evaluate checks and
+may correct), ``answer`` (Answer alone), ``direct`` (the answer line only).
 
-Methods:
-
-- ``answer_evaluate``: the **Answer** agent (role ``answer``) writes at most five reasoning steps
-  and a candidate (``答案是:X`` / ``Answer: X``); the **Evaluate** agent (role ``evaluate``) reads
-  the question, that reasoning and the candidate, substitutes each option, may correct the
-  candidate, and ends with the same answer line. Its answer is the episode's.
-- ``answer``: the Answer agent alone. ``direct``: one turn asking for the answer line only.
-
-With ``samples > 1`` the Answer agent samples that many replies of one prompt (``GenParams.n``,
-``temperature``, a per-question seed): the candidate is their majority letter, and the Evaluate
-prompt says how many agreed (a signal that helps a verifier; unconditional self-correction can
-lower accuracy). Every sample is kept (rejection sampling builds training rows from them).
-
-Parsing is strict first: the first ``答案是:X`` / ``Answer: X`` (full-width colon, spaces, lowercase
-letters accepted; a letter outside the question's options is not an answer). The reply ends there:
-what a model writes after its answer (a base model goes on to invent the next exercise, answer lines
-included) is not shown to the Evaluate agent nor trained on, and later answer lines naming another
-letter are logged (``several_answers``). When there is no answer line, a fallback takes the last
-stand-alone option letter (option lines the model merely copied are ignored), else the text of
-exactly one option. The fallback is counted, never hidden: it is an entry of the error log and the
-``fallback`` score.
-
-The error log: each episode's ``meta["errors"]`` holds records ``{kind, agent, raw, action}``
-(kinds: ``unparsable``, ``fallback``, ``several_answers``, ``changed`` — Evaluate disagreed with the
-candidate —, ``api_error``); the runner writes them all to ``errors.jsonl`` beside the
-trajectories and counts them in ``summary.json``.
-
-``hint`` (rationalisation, for building training data only: refused on evaluation splits): the
-gold letter is appended to the Answer and Evaluate prompts; the trajectory keeps both the messages
-sent and those without the hint (``meta["train_messages"]``), which the training rows use.
-
-The nested trajectory holds one child per turn (``agent`` = the role), each with the exact
-messages sent (``meta["messages"]``) and the raw reply (the step's ``raw``), so a training row of a
-role is byte-identical to what that agent was sent.
+Answers are parsed strictly first (``答案是:X`` / ``Answer: X``), then by a counted fallback; every
+parse failure, fallback, disagreement and API error is a record of ``meta["errors"]`` (the
+runner's ``errors.jsonl``). Each turn is a child trajectory holding the exact messages sent.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
 
-from reactlab.agents.prompting import read_prompt_file
-from reactlab.agents.react import example_seed
+from pydantic import BaseModel, ConfigDict, Field
+
+from reactlab.agents.consistency import majority
+from reactlab.agents.prompting import load_pipeline_prompt
+from reactlab.agents.react import example_seed, failed
 from reactlab.tasks.metrics import normalize_answer
 from reactlab.types import (
     Action,
+    Agent,
+    AgentTraits,
     Completion,
     Environment,
     EpisodeGen,
@@ -92,7 +64,9 @@ class Parsed:
 
 
 def parse_choice(text: str, n_options: int = 4, options: tuple[str, ...] | list[str] = ()) -> Parsed:
-    """The option letter a reply ends with (see the module doc).
+    """The option letter a reply ends with: the first strict answer line (``答案是:X`` / ``Answer: X``;
+    the reply is cut after it), else the last stand-alone option letter (copied option lines
+    ignored), else the text of exactly one option (``fallback``); ``none`` when there is no answer.
 
     >>> parse_choice("步骤1：...\\n答案是:C")
     Parsed(letter='C', how='strict', several=False, reply='步骤1：...\\n答案是:C')
@@ -123,87 +97,32 @@ def parse_choice(text: str, n_options: int = 4, options: tuple[str, ...] | list[
     return Parsed("", "none", reply=text.strip())
 
 
-def vote(letters: list[str]) -> tuple[str, int]:
-    """The most frequent non-empty letter (the first to reach the top count) and its votes.
-
-    >>> vote(["B", "C", "", "C", "B"]), vote(["", ""])
-    (('B', 2), ('', 0))
-    """
-    counts = Counter(x for x in letters if x)
-    if not counts:
-        return "", 0
-    best = max(counts.values())
-    return next(x for x in letters if x and counts[x] == best), best
-
-
-# --- prompts ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PipelinePrompt:
-    """A pipeline prompt file: templates by turn (``direct``, ``answer``, ``evaluate``, plus
-    ``agreement``, ``no_candidate``, ``hint``) and exemplars; each exemplar has the keys of the turns
-    it illustrates (``answer``, ``direct``; ``reasoning`` + ``candidate`` + ``evaluate``)."""
-
-    id: str
-    version: int
-    templates: dict[str, str]
-    examples: tuple[dict[str, Any], ...]
-    shots: bool = True
-
-    def prompt_id(self, method: str) -> str:
-        return f"{self.id}@{self.version}{'' if self.shots else ':zeroshot'}/{method}"
-
-    def user(self, kind: str, **fields: str) -> str:
-        return self.templates[kind].format(**fields)
-
-    def messages(self, kind: str, question: str, **fields: str) -> list[Message]:
-        """The chat messages of a turn: exemplar turns (when ``shots``), then this question's."""
-        out: list[Message] = []
-        for ex in self.examples if self.shots else ():
-            if kind not in ex:
-                continue
-            if kind == "evaluate":
-                user = self.user(kind, question=ex["question"].strip(), reasoning=ex["reasoning"].strip(),
-                                 candidate=ex["candidate"], agreement="")
-            else:
-                user = self.user(kind, question=ex["question"].strip())
-            out += [{"role": "user", "content": user}, {"role": "assistant", "content": ex[kind].strip()}]
-        out.append({"role": "user", "content": self.user(kind, question=question, **fields)})
-        return out
-
-
-TEMPLATE_KEYS = ("direct", "answer", "evaluate", "agreement", "no_candidate", "hint")
-
-
-@lru_cache(maxsize=16)
-def load_pipeline_prompt(name: str, shots: bool = True) -> PipelinePrompt:
-    """A packaged pipeline prompt (``logic_mcq_pipeline``, ``mmlu_pipeline``) or a YAML file."""
-    doc = read_prompt_file(name, "pipeline prompt")
-    missing = [k for k in ("id", "version", *TEMPLATE_KEYS) if k not in doc]
-    if missing:
-        raise ValueError(f"pipeline prompt {name!r}: field {missing[0]!r} missing (a pipeline prompt has "
-                         f"{', '.join(TEMPLATE_KEYS)})")
-    return PipelinePrompt(doc["id"], int(doc["version"]), {k: str(doc[k]) for k in TEMPLATE_KEYS},
-                          tuple(doc.get("examples") or ()), shots)
-
-
 # --- the agent -------------------------------------------------------------------------------------
 
 
-class PipelineAgent:
+class PipelineOptions(BaseModel):
+    """The pipeline's knobs (``RunConfig.options.pipeline``): Answer ``samples`` (majority vote; 1:
+    greedy) at ``temperature``; ``hint``: rationalisation, for training data (refused on
+    evaluation splits)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    samples: int = Field(default=1, ge=1)
+    temperature: float = Field(default=0.7, ge=0)
+    hint: bool = False
+
+
+class PipelineAgent(Agent):
     """``method``: answer_evaluate | answer | direct (module doc). ``prompt``: a pipeline prompt
     name or file, ``zeroshot`` for the task's without exemplars (fine-tuned adapters), None for the
     task's (``<task>_pipeline``). ``samples`` / ``temperature``: Answer samples and their
     temperature (1: greedy). ``hint``: rationalisation (training data only)."""
 
     name = "pipeline"
-    roles = ROLES
     metrics = ("candidate_accuracy", "right_to_wrong", "wrong_to_right", "fallback", "unparsable")
 
     def __init__(self, task: Task | None = None, method: str = "answer_evaluate", prompt: str | None = None,
                  model: str = "", samples: int = 1, temperature: float = 0.7, hint: bool = False,
-                 max_new_tokens: int = 192, **_options: object) -> None:
+                 max_new_tokens: int = 192) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r} of the pipeline agent; known: {', '.join(METHODS)}")
         if samples < 1:
@@ -219,6 +138,7 @@ class PipelineAgent:
         self.direct_params = GenParams(max_new_tokens=16)
         self.sample_params = GenParams(max_new_tokens=max_new_tokens, temperature=temperature, n=samples)
         self.evaluator = EVALUATOR
+        self.traits = AgentTraits(roles=ROLES, metrics=self.metrics, params=self.params, model=model)
 
     def episode(self, example: Example, env: Environment) -> EpisodeGen:
         t0 = time.perf_counter()
@@ -272,13 +192,12 @@ class PipelineAgent:
     def _turn(self, traj: Trajectory, role: str, sent: list[Message], train: list[Message], c: Completion,
               options: list[str]) -> Trajectory | None:
         """Record one turn as a child trajectory (None when the call failed: the episode is an error)."""
-        if c.finish_reason == "error":
-            traj.status, traj.error = "error", c.error or "LLM call failed"
+        if failed(c, traj):
             _log(traj, "api_error", role, c.error or "", "episode marked error: a rerun of the same command retries it")
             return None
         samples = c.samples or [c]
         parsed = [parse_choice(s.text, len(options), options) for s in samples]
-        letter, votes = vote([p.letter for p in parsed])
+        letter, votes = majority([p.letter for p in parsed])
         pick = next((i for i, p in enumerate(parsed) if p.letter == letter), 0)
         text, how = samples[pick].text, parsed[pick]
         reply = how.reply

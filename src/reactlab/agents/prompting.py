@@ -7,6 +7,9 @@ steps of thought / action / observation, a chain-of-thought and the answer). Its
 ``standard`` is the ReAct paper's "Standard" prompting: the question, then ``Answer: <answer>``, no
 thought and no tool. ``devK`` (``dev5``) is not a file: the first K exemplars of the question's own
 type from the task's ``dev`` split, in the task's layout (MMLU: Hendrycks et al.'s 5-shot prompt).
+
+The pipeline's prompt files (``*_pipeline.yaml``) hold templates by turn instead of per-method
+instructions (``PipelinePrompt``); both kinds are read by ``read_prompt_file``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import yaml
 
 from reactlab.agents.parsing import parse_action
+from reactlab.types import Message
 
 METHODS = ("react", "act", "cot", "standard")
 ZERO_SHOT = "zeroshot"
@@ -148,3 +152,55 @@ def dev_shots(prompt: str | None) -> int | None:
     if prompt and prompt.startswith("dev") and prompt[3:].isdigit():
         return int(prompt[3:])
     return None
+
+
+# --- the pipeline's prompts: templates by turn, read by the same loader ----------------------------
+
+
+@dataclass(frozen=True)
+class PipelinePrompt:
+    """A pipeline prompt file: templates by turn (``direct``, ``answer``, ``evaluate``, plus
+    ``agreement``, ``no_candidate``, ``hint``) and exemplars; each exemplar has the keys of the turns
+    it illustrates (``answer``, ``direct``; ``reasoning`` + ``candidate`` + ``evaluate``)."""
+
+    id: str
+    version: int
+    templates: dict[str, str]
+    examples: tuple[dict[str, Any], ...]
+    shots: bool = True
+
+    def prompt_id(self, method: str) -> str:
+        return f"{self.id}@{self.version}{'' if self.shots else ':zeroshot'}/{method}"
+
+    def user(self, kind: str, **fields: str) -> str:
+        return self.templates[kind].format(**fields)
+
+    def messages(self, kind: str, question: str, **fields: str) -> list[Message]:
+        """The chat messages of a turn: exemplar turns (when ``shots``), then this question's."""
+        out: list[Message] = []
+        for ex in self.examples if self.shots else ():
+            if kind not in ex:
+                continue
+            if kind == "evaluate":
+                user = self.user(kind, question=ex["question"].strip(), reasoning=ex["reasoning"].strip(),
+                                 candidate=ex["candidate"], agreement="")
+            else:
+                user = self.user(kind, question=ex["question"].strip())
+            out += [{"role": "user", "content": user}, {"role": "assistant", "content": ex[kind].strip()}]
+        out.append({"role": "user", "content": self.user(kind, question=question, **fields)})
+        return out
+
+
+TEMPLATE_KEYS = ("direct", "answer", "evaluate", "agreement", "no_candidate", "hint")
+
+
+@lru_cache(maxsize=16)
+def load_pipeline_prompt(name: str, shots: bool = True) -> PipelinePrompt:
+    """A packaged pipeline prompt (``logic_mcq_pipeline``, ``mmlu_pipeline``) or a YAML file."""
+    doc = read_prompt_file(name, "pipeline prompt")
+    missing = [k for k in ("id", "version", *TEMPLATE_KEYS) if k not in doc]
+    if missing:
+        raise ValueError(f"pipeline prompt {name!r}: field {missing[0]!r} missing (a pipeline prompt has "
+                         f"{', '.join(TEMPLATE_KEYS)})")
+    return PipelinePrompt(doc["id"], int(doc["version"]), {k: str(doc[k]) for k in TEMPLATE_KEYS},
+                          tuple(doc.get("examples") or ()), shots)

@@ -1,25 +1,11 @@
-"""The ReAct loop (Yao et al. 2023), with Act and CoT as prompt variants, in two layouts.
+"""The ReAct loop (Yao et al. 2023), with Act, CoT and Standard as prompt variants, in two layouts:
+``completion`` (the paper's one growing few-shot text, stopped at ``\nObservation``) and ``chat``
+(FireAct: one turn per step, zero-shot unless a prompt is named).
 
-- ``completion`` (the paper): one growing text — few-shot prefix, ``Question: ...``, then
-  ``Thought i: ... / Action i: ... / Observation i: ...``; each call is stopped at ``\\nObservation`` (or at an invented next ``\\nQuestion:``).
-  If the model writes a thought but no action line, a second call asks for the action alone (the
-  paper's fallback). After ``max_steps`` (7) the episode is closed with a forced ``finish[]``.
-  With ``prompt="zeroshot"`` there is no few-shot prefix (models fine-tuned on that layout).
-- ``chat`` (FireAct): user = question, assistant = ``Thought: ...\\nAction: ...``, user =
-  ``Observation: ...``; zero-shot, for fine-tuned models and chat APIs.
-
-Method ``standard`` (the paper's "Standard" prompting) is one call: the question, then ``Answer:``;
-the first line of the reply is the answer. With ``prompt="dev5"`` its exemplars are the five dev
-questions of the question's own type, in the task's layout (MMLU's 5-shot prompt, per subject).
-
-A token budget (``example.meta["token_budget"]``, set by the runner from a budget predictor) caps
-the completion tokens of a react / act episode: each step's call gets at most what is left (the
-paper's action-only fallback call may overrun it by its own line), and an episode that has spent
-it is closed like one at the step limit (``meta["stopped_by"]`` says why).
-
-The loop is a generator (see ``reactlab.types.EpisodeGen``): it yields each LLM query and is sent
-the completion, so the runner can batch all live episodes into one call per round. A model's
-mistake (no action, a malformed or unknown action) becomes an observation, never an exception.
+An episode is a generator (``types.EpisodeGen``) so the runner batches all live episodes; a
+model's mistake becomes an observation, never an exception; after ``max_steps`` the episode is
+closed with the paper's forced ``finish[]``, and a token budget (``meta["token_budget"]``) closes it
+the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +13,8 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import replace
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from reactlab.agents.parsing import (
     chat_assistant,
@@ -48,6 +36,8 @@ from reactlab.agents.prompting import (
 )
 from reactlab.types import (
     Action,
+    Agent,
+    AgentTraits,
     Completion,
     Environment,
     EpisodeGen,
@@ -71,13 +61,19 @@ TOKEN_BUDGET = "token_budget"
 """The ``Example.meta`` / ``Trajectory.meta`` key of an episode's completion-token budget."""
 
 
-class ReActAgent:
+class ReActOptions(BaseModel):
+    """The react agent's own knob (``RunConfig.options.react``): tokens per step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_new_tokens: int = Field(default=128, ge=1)
+
+
+class ReActAgent(Agent):
     """``method``: react | act | cot | standard; ``style``: completion | chat; ``prompt``: a packaged
     prompt name, a YAML file, ``zeroshot``, or ``devK`` (method standard: K exemplars of the question's
     type from ``task``'s dev split); None: ``task``'s default prompt. See the module docstring."""
 
     name = "react"
-    samples_episodes = True  # RunConfig.temperature / samples apply (see the runner)
 
     def __init__(
         self,
@@ -90,18 +86,15 @@ class ReActAgent:
         system: str | None = None,
         model: str = "",
         episode_temperature: float = 0.0,
-        **_options: object,
     ) -> None:
         """``episode_temperature``: sample every step at this temperature (0: greedy), seeded per
-        episode id and step. ``_options``: what other agents take from a ``RunConfig`` (``sc_k``,
-        ...), ignored here."""
+        episode id and step."""
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}, "
                              "cot_sc, react_then_cot_sc, cot_sc_then_react, reflexion")
         if style not in ("completion", "chat"):
             raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
-        self.token_budgets = method in ("react", "act")  # a CoT is one call: nothing to budget across
         self.label = "Question"
         self.exemplars: list[Message] = []
         self.task, self.shots = task, dev_shots(prompt)
@@ -133,6 +126,9 @@ class ReActAgent:
         self.next_stop = STOP_NEXT if self.label == "Question" else f"\n{self.label}:"
         self.params = GenParams(max_new_tokens=max_new_tokens, temperature=episode_temperature,
                                 stop=[STOP_OBS] if style == "chat" else [STOP_OBS, self.next_stop])
+        # a CoT is one call: nothing to budget across
+        self.traits = AgentTraits(samples_episodes=True, token_budgets=method in ("react", "act"), params=self.params,
+                                  model=model)
 
     def episode(self, example: Example, env: Environment, context: str = "") -> EpisodeGen:
         """One episode; ``context``: text shown before the question (Reflexion's reflections)."""
@@ -141,7 +137,7 @@ class ReActAgent:
             id=example.id, task="", question=example.question, gold=example.answer, agent=self.name,
             method=self.method, prompt_id=self.prompt_id, model=self.model, type=example.type,
         )
-        if TOKEN_BUDGET in example.meta and self.token_budgets:
+        if TOKEN_BUDGET in example.meta and self.traits.token_budgets:
             traj.meta[TOKEN_BUDGET] = int(example.meta[TOKEN_BUDGET])
         question = env.reset(example)
         loop = (self._cot if self.method == "cot" else self._standard if self.method == "standard"

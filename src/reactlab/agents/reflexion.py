@@ -20,9 +20,22 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from reactlab.agents.parsing import completion_step
 from reactlab.agents.react import ReActAgent, failed
-from reactlab.types import Environment, EpisodeGen, Example, GenParams, Query, Task, Trajectory, Usage
+from reactlab.types import (
+    Agent,
+    AgentTraits,
+    Environment,
+    EpisodeGen,
+    Example,
+    GenParams,
+    Query,
+    Task,
+    Trajectory,
+    Usage,
+)
 
 EVALUATOR = "gold: the task's main metric of the answer equals 1 (uses the gold answer)"
 REFLECT_INSTRUCTION = (
@@ -37,14 +50,21 @@ REFLECTIONS_HEADER = ("You have attempted to answer the following question befor
                       "previously. Use them to improve your strategy of correctly answering the given question.\n")
 
 
-class ReflexionAgent:
+class ReflexionOptions(BaseModel):
+    """Reflexion's knob (``RunConfig.options.reflexion``): trials per question."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    trials: int = Field(default=3, ge=1)
+
+
+class ReflexionAgent(Agent):
     """``reflexion``: up to ``trials`` ReAct trials with self-reflections between them (module doc)."""
 
     name = "react"
     method = "reflexion"
 
     def __init__(self, task: Task | None = None, trials: int = 3, max_reflections: int = 3, style: str = "completion",
-                 prompt: str | None = None, max_steps: int = 7, model: str = "", **_options: object) -> None:
+                 prompt: str | None = None, max_steps: int = 7, model: str = "") -> None:
         if task is None:
             raise ValueError("reflexion needs the task: its scorer is the evaluator of each trial")
         if trials < 1:
@@ -53,6 +73,7 @@ class ReflexionAgent:
         self.react = ReActAgent(task, method="react", style=style, prompt=prompt, max_steps=max_steps, model=model)
         self.prompt_id = f"{self.react.prompt_id}+reflexion@1"
         self.params = self.react.params
+        self.traits = AgentTraits(params=self.params, model=model)
         self.reflect_params = GenParams(max_new_tokens=128, stop=["\n\n", "\nQuestion:"])
 
     def succeeded(self, example: Example, answer: str) -> bool:

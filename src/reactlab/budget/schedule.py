@@ -8,6 +8,9 @@ never what it does: greedy answers are the same (``bench/budget_schedule.py`` me
 A token budget does change episodes (one that would run past it is closed early): each gets
 ``slack`` x the upper edge of its predicted token bucket (``example.meta["token_budget"]``, which
 the react agent enforces); a question predicted in the top bucket, which has no upper edge, none.
+
+``for_run`` turns a ``RunConfig``'s ``order_by`` / ``token_budget`` into the runner's ``Schedule``
+(the runner never imports this package).
 """
 
 from __future__ import annotations
@@ -15,10 +18,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reactlab.budget.labels import Question
 from reactlab.budget.predictors import Predictor, load_predictor
+from reactlab.runner import Schedule
 from reactlab.types import Example
+
+if TYPE_CHECKING:
+    from reactlab.config import RunConfig
 
 
 def longest_first(examples: Sequence[Example], predictor: Predictor, *, task: str, agent: str, method: str,
@@ -38,18 +48,11 @@ def predictor_of(spec: str, key: str) -> Predictor:
     return load_predictor(path)
 
 
-def order_examples(examples: Sequence[Example], spec: str, *, task: str, agent: str, method: str,
-                   model: str) -> list[Example]:
-    """``RunConfig.order_by``: ``budget:PATH`` (a saved predictor) orders longest first."""
-    return longest_first(examples, predictor_of(spec, "order_by"), task=task, agent=agent, method=method, model=model)
-
-
-def with_token_budgets(examples: Sequence[Example], spec: str, slack: float, *, task: str, agent: str, method: str,
-                       model: str) -> list[Example]:
-    """``RunConfig.token_budget``: each example with its budget in ``meta`` (module docstring)."""
+def _budgets(examples: Sequence[Example], *, predictor: Predictor, slack: float, task: str, agent: str, method: str,
+             model: str) -> list[Example]:
+    """Each example with its token budget in ``meta`` (module docstring)."""
     from reactlab.agents.react import TOKEN_BUDGET
 
-    predictor = predictor_of(spec, "token_budget")
     preds = predictor.predict([Question(e.question, task=task, agent=agent, method=method, model=model, type=e.type)
                                for e in examples])
     out = []
@@ -58,3 +61,23 @@ def with_token_budgets(examples: Sequence[Example], spec: str, slack: float, *, 
             e = replace(e, meta={**e.meta, TOKEN_BUDGET: math.ceil(slack * predictor.edges[p.bucket])})
         out.append(e)
     return out
+
+
+def for_run(cfg: RunConfig) -> Schedule | None:
+    """The ``Schedule`` of ``cfg.order_by`` / ``cfg.token_budget`` (None when it sets neither); a
+    bad spec or predictor raises now. ``identity``: the predictor's content hash and the slack."""
+    if not cfg.order_by and not cfg.token_budget:
+        return None
+    from reactlab.io import files_sha256
+
+    order = budgets = None
+    identity = {}
+    if cfg.order_by:
+        order = partial(longest_first, predictor=predictor_of(cfg.order_by, "order_by"))
+    if cfg.token_budget:
+        predictor = predictor_of(cfg.token_budget, "token_budget")
+        budgets = partial(_budgets, predictor=predictor, slack=cfg.token_budget_slack)
+        path = Path(cfg.token_budget.partition(":")[2])
+        identity = {"predictor_sha256": files_sha256([path / "predictor.json" if path.is_dir() else path]),
+                    "slack": cfg.token_budget_slack}
+    return Schedule(order=order, budgets=budgets, identity=identity)

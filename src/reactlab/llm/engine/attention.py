@@ -13,15 +13,14 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-if TYPE_CHECKING:
-    from reactlab.llm.engine.scheduler import Seg, Slot
+from reactlab.llm.engine.types import Seg, Slot
 
 ATTN = "reactlab_cascade"
 _local = threading.local()
@@ -150,7 +149,7 @@ def _part(q, k, v, scale: float, hide, g: int, softcap):
     Returns ``(lse, out)``: each query's log-sum-exp of scores ``[kv_heads, group * n, 1]`` and its
     normalised output. A query with every key hidden gets ``lse`` ~ -1e30 and output 0, so it
     weighs nothing in a merge. On a CPU without soft-capping this is torch's fused flash kernel
-    (2-3x faster than the matmul path here, and it returns the log-sum-exp).
+    (faster than the matmul path, and it returns the log-sum-exp).
     """
     if q.device.type == "cpu" and not softcap:
         mask = None

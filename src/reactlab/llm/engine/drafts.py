@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from reactlab.llm.engine.scheduler import Row
+from reactlab.llm.engine.types import Row
 
 
 def propose(ctx: array, k: int) -> list[int]:
