@@ -28,11 +28,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reactlab.io import DataError, iter_jsonl, reading, write_text_atomic
+from reactlab.io import DataError, iter_jsonl, parse_json, reading, write_text_atomic
 from reactlab.report import Summary, duration, metric_label
 from reactlab.viewer.svg import bar_chart, line_chart
 
 CORRECT_AT = 0.5
+SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+"""JSON inside ``<script>``: no ``<``, ``>``, ``&`` (nothing in the data can open or close a tag or a
+comment) nor line separators, each written as its ``\\u`` escape, which JSON.parse reads back."""
 
 
 @dataclass
@@ -81,10 +84,7 @@ def _read_json(path: Path) -> Any:
     if not path.is_file():
         return None
     with reading(path):
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        return parse_json(path.read_text(encoding="utf-8"), str(path), whole_file=True)
 
 
 def _training(spec: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
@@ -149,28 +149,48 @@ def gold_facts(spec: dict[str, Any], ids: set[str]) -> dict[str, dict[str, Any]]
 
 
 def _main_score(traj: dict[str, Any], metric: str) -> float | None:
-    v = traj.get("scores", {}).get(metric)
-    return float(v) if isinstance(v, (int, float)) and not math.isnan(v) else None
+    v = _dict(traj.get("scores")).get(metric)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def _episode(traj: dict[str, Any], metric: str) -> dict[str, Any]:
     """A trajectory record in the page's compact form (short keys: the data of 10,000 episodes is
     inlined)."""
-    usage = traj.get("usage", {})
+    usage = _dict(traj.get("usage"))
     return {
-        "id": str(traj["id"]), "s": traj.get("status", "?"), "m": _main_score(traj, metric),
-        "a": traj.get("answer", ""), "sc": traj.get("scores", {}),
-        "t": int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)),
-        "w": round(float(traj.get("wall_s", 0.0)), 2), "e": traj.get("error"), "ag": traj.get("agent", ""),
-        "st": [[s.get("i", k + 1), s.get("thought", ""), _action(s.get("action", {})), s.get("action", {}).get("name", ""),
-                s.get("observation", "")] for k, s in enumerate(traj.get("steps", []))],
-        "ch": [_episode(c, metric) for c in traj.get("children", [])],
+        "id": str(traj["id"]), "s": _text(traj.get("status", "?")), "m": _main_score(traj, metric),
+        "a": _text(traj.get("answer", "")), "sc": {str(k): _number(v) for k, v in _dict(traj.get("scores")).items()},
+        "t": int(_number(usage.get("prompt_tokens")) + _number(usage.get("completion_tokens"))),
+        "w": round(_number(traj.get("wall_s")), 2), "e": None if traj.get("error") is None else _text(traj["error"]),
+        "ag": _text(traj.get("agent", "")),
+        "st": [[int(_number(s.get("i"), k + 1)), _text(s.get("thought", "")), _action(_dict(s.get("action"))),
+                _text(_dict(s.get("action")).get("name", "")), _text(s.get("observation", ""))]
+               for k, s in enumerate(_list(traj.get("steps"))) if isinstance(s, dict)],
+        "ch": [_episode(c, metric) for c in _list(traj.get("children")) if isinstance(c, dict)],
     }
 
 
+def _text(v: Any) -> str:
+    """Data as text for the page (a record may hold anything where text belongs)."""
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+
+def _number(v: Any, default: float = 0.0) -> float:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return float(v) if ok else default
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
 def _action(a: dict[str, Any]) -> str:
-    name = str(a.get("name", ""))
-    return str(a.get("arg", "")) if name == "invalid" else f"{name.capitalize()}[{a.get('arg', '')}]"
+    name, arg = _text(a.get("name", "")), _text(a.get("arg", ""))
+    return arg if name == "invalid" else f"{name.capitalize()}[{arg}]"
 
 
 def payload(runs: Sequence[RunData]) -> dict[str, Any]:
@@ -182,7 +202,8 @@ def payload(runs: Sequence[RunData]) -> dict[str, Any]:
         metric = run.summary.main_metric
         for t in run.trajectories:
             qid = str(t["id"])
-            q = questions.setdefault(qid, {"q": t.get("question", ""), "g": t.get("gold", ""), "ty": t.get("type", "")})
+            q = questions.setdefault(qid, {"q": _text(t.get("question", "")), "g": _text(t.get("gold", "")),
+                                           "ty": _text(t.get("type", ""))})
             if qid in run.gold:
                 q.update(run.gold[qid])
             episodes.append({"r": r, **_episode(t, metric)})
@@ -284,8 +305,7 @@ def render(runs: Sequence[RunData], title: str = "reactlab report") -> str:
     assets = resources.files("reactlab.viewer") / "assets"
     css = (assets / "report.css").read_text(encoding="utf-8")
     js = (assets / "report.js").read_text(encoding="utf-8")
-    data = json.dumps(payload(runs), ensure_ascii=False, separators=(",", ":"))
-    data = data.replace("</", "<\\/")  # a "</script>" inside a question cannot end the data block
+    data = json.dumps(payload(runs), ensure_ascii=False, separators=(",", ":")).translate(SCRIPT_SAFE)
     runs_line = " · ".join(f"<code>{escape(str(run.path))}</code>" for run in runs)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
