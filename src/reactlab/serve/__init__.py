@@ -46,6 +46,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from reactlab.io import MAX_DEPTH, DataError, check_json
 from reactlab.serve.batcher import ClientGone, MicroBatcher, RequestTimeout, ShuttingDown
 from reactlab.serve.protocol import (
     BODY_TIMEOUT_S,
@@ -65,6 +66,10 @@ log = logging.getLogger("reactlab.serve")
 
 __all__ = ["BadRequest", "MicroBatcher", "OpenAIServer", "main_serve", "parse_messages", "parse_params",
            "parse_prompts", "serve"]
+
+
+class BadJSON(DataError):
+    """A request body nested too deeply or holding text that is not valid Unicode (a 400)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -154,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
             return  # the client hung up mid-body: nobody to answer
         try:
             body = json.loads(raw.decode("utf-8"))
+            check_json(body, raw, "the request body", BadJSON)
             if not isinstance(body, dict):
                 raise BadRequest("the request body must be a JSON object")
             params, n = parse_params(body, self.server.max_tokens_cap)
@@ -168,14 +174,17 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as e:
             self._error(400, f"the request body is not valid JSON: {e}")
             return
+        except RecursionError:
+            self._error(400, f"the request body: JSON nested deeper than {MAX_DEPTH} levels")
+            return
         except UnicodeDecodeError as e:
             self._error(400, f"the request body is not UTF-8 ({e.reason} at byte {e.start})")
             return
-        except BadRequest as e:
+        except (BadRequest, BadJSON) as e:
             self._error(400, str(e))
             return
         if body.get("stream"):
-            include_usage = bool(body.get("stream_options", {}).get("include_usage", False))
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage", False))
             self._stream(chat, [p for p in prompts for _ in range(n)], params, include_usage)
             return
         try:
