@@ -315,7 +315,7 @@ def test_every_status_is_json(served):
 def test_a_body_that_never_arrives_is_let_go(served, monkeypatch):
     import socket
 
-    from reactlab import serve as serve_mod
+    from reactlab.serve import app as serve_mod
 
     monkeypatch.setattr(serve_mod._Handler, "timeout", 0.5)
     server = served(RecordingLLM(delay=0))
