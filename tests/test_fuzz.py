@@ -140,6 +140,7 @@ def hostile(tmp_path, monkeypatch):
     }
     for name, text in files.items():
         (tmp_path / name).write_text(text)
+    (tmp_path / "binary.bin").write_bytes(bytes(range(200, 256)) * 4)
     bad = tmp_path / "bad-types-adapter"
     bad.mkdir()
     (bad / "adapter_config.json").write_text('{"peft_type": "LORA", "r": "abc", "target_modules": 5}')
@@ -194,6 +195,8 @@ def hostile(tmp_path, monkeypatch):
      "Invalid value for '--n-buckets': Input should be less than or equal to 100"),
     (["budget", "build", "--from", "x", "--out", "{d}/b", "--buckets", "90,60"],
      "--buckets '90,60': 1 to 99 increasing positive token counts"),
+    (["serve", "scripted:x.json", "--max-tokens", "100000000"], "Invalid value for '--max-tokens'"),
+    (["budget", "predict", "-p", "mean", "--file", "{d}/binary.bin"], "{d}/binary.bin: not UTF-8 text"),
     (["cache", "clear", "everything"], "cache clear 'everything': expected wiki, models or all"),
     # TRL arguments of the wrong type, before any model loads
     (["train", "sft", "-c", "data.path={d}/ds", "-c", "out={d}/o", "-c", "trl.num_train_epochs=abc"],

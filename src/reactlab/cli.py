@@ -291,8 +291,8 @@ def serve_cmd(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free port)")] = 8000,
     model_name: Annotated[str | None, typer.Option(help="the model id the API reports")] = None,
     adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
-    max_tokens: Annotated[int, typer.Option(min=1, help="the most tokens one request may ask for")] = 4096,
-    request_timeout: Annotated[float, typer.Option(min=1, help="seconds before a request is cancelled (504)")] = 600,
+    max_tokens: Annotated[int, typer.Option(min=1, max=1 << 20, help="the most tokens one request may ask for")] = 4096,
+    request_timeout: Annotated[float, typer.Option(min=1, max=86400, help="seconds before a request is cancelled (504)")] = 600,
     alias: Annotated[list[str] | None, typer.Option(
         help="another model name requests may use (others get 404 model_not_found); repeatable")] = None,
 ) -> None:

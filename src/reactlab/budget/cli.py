@@ -120,7 +120,10 @@ def predict_cmd(
             texts = [question]
         else:
             assert file is not None
-            texts = [x.strip() for x in file.read_text(encoding="utf-8").splitlines() if x.strip()]
+            from reactlab.io import reading
+
+            with reading(file):
+                texts = [x.strip() for x in file.read_text(encoding="utf-8").splitlines() if x.strip()]
         p = load_predictor(predictor)
         qs = [Question(t, task=task, method=method, model=model, type=qtype) for t in texts]
         preds = p.predict(qs)
