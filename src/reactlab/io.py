@@ -1,5 +1,6 @@
 """Reading and writing the files at the edges: JSON / JSONL (optionally .gz / .bz2) with errors that
-name the file, the line (or record) and the field; appends that survive a kill; atomic writes.
+name the file, the line (or record) and the field, and limits (nesting depth, line length, file
+size, valid Unicode) checked at load; appends that survive a kill or a full disk; atomic writes.
 """
 
 from __future__ import annotations
