@@ -170,3 +170,40 @@ def test_debug_shows_the_traceback_of_a_user_error(tmp_path, monkeypatch):
     assert res.exit_code == 2 and res.exception is not None and "no examples to run" in res.output
     res = invoke("--debug", *args)
     assert isinstance(res.exception, DataError) and "no examples to run" in str(res.exception)
+
+
+def test_cache_list_clear_and_lru_eviction_of_wiki_indexes(corpus, tmp_path, monkeypatch):
+    """Each corpus leaves an index in the cache; past the cap the least recently used go, never the
+    one just built; `reactlab cache list|clear` shows and removes them; --help names the cache."""
+    import os
+    import time
+
+    home = tmp_path / "home"
+    assert "reactlab cache" in invoke("--help").output and "cache" in invoke("cache", "--help").output
+    others = []
+    for i in range(3):
+        p = tmp_path / f"pages{i}.jsonl"
+        p.write_text(json.dumps({"title": f"Page {i}", "text": [f"Text number {i}."]}) + "\n")
+        others.append(p)
+    assert invoke("wiki", "build", "--corpus", others[0]).exit_code == 0
+    assert invoke("wiki", "build", "--corpus", others[1]).exit_code == 0
+    dbs = sorted((home / "wiki").glob("*.sqlite"), key=lambda p: p.stat().st_mtime)
+    assert len(dbs) == 2
+    old = time.time() - 3600
+    os.utime(dbs[1], (old, old))  # the second built is now the least recently used
+    res = invoke("cache", "list")
+    assert res.exit_code == 0 and res.output.splitlines()[0].endswith(str(dbs[1])), res.output
+    assert "2 entries" in res.output
+    size = dbs[0].stat().st_size
+    monkeypatch.setenv("REACTLAB_CACHE_MAX_MB", str(2.5 * size / 1e6))  # room for two indexes
+    assert invoke("wiki", "build", "--corpus", others[2]).exit_code == 0
+    left = set((home / "wiki").glob("*.sqlite"))
+    assert len(left) == 2 and dbs[1] not in left and dbs[0] in left
+    assert invoke("wiki", "search", "Page 0", "--corpus", others[0]).exit_code == 0  # still there: no rebuild
+    monkeypatch.setenv("REACTLAB_CACHE_MAX_MB", "lots")
+    res = invoke("wiki", "build", "--corpus", others[1])
+    assert res.exit_code == 2 and "$REACTLAB_CACHE_MAX_MB='lots': expected a number of MB" in res.output
+    monkeypatch.delenv("REACTLAB_CACHE_MAX_MB")
+    res = invoke("cache", "clear", "wiki")
+    assert res.exit_code == 0 and res.output.startswith("removed 2 entries")
+    assert not list((home / "wiki").glob("*"))

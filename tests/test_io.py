@@ -22,7 +22,7 @@ def test_a_failed_append_cuts_its_partial_line_off(tmp_path, monkeypatch):
     with open(path, "a", encoding="utf-8") as f:
         append_jsonl(f, {"id": "a"})
         monkeypatch.setattr(io.os, "fsync", _no_space)
-        with pytest.raises(OutputError, match=rf"cannot write {path}: No space left on device"):
+        with pytest.raises(OutputError, match=rf"disk full writing {path}; .*free space and rerun to resume"):
             append_jsonl(f, {"id": "b", "text": "x" * 10_000})
     assert [json.loads(x) for x in path.read_text().splitlines()] == [{"id": "a"}]
 
@@ -31,7 +31,7 @@ def test_a_failed_atomic_write_names_the_file_and_keeps_the_old_one(tmp_path, mo
     path = tmp_path / "summary.json"
     write_text_atomic(path, "old\n")
     monkeypatch.setattr(io.os, "fsync", _no_space)
-    with pytest.raises(OutputError, match=rf"cannot write {path}: No space left on device"):
+    with pytest.raises(OutputError, match=rf"^disk full writing {path}; the file left as it was; free space"):
         write_text_atomic(path, "new\n")
     assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
@@ -53,3 +53,69 @@ def test_a_file_that_is_not_what_it_says_is_a_data_error(tmp_path, name, content
     path.write_bytes(content)
     with pytest.raises(DataError, match=message):
         list(read_records(path))
+
+
+class _FullAfter:
+    """``os.write`` that writes ``budget`` bytes, then fails with ENOSPC (a short write first, as a
+    real full disk does)."""
+
+    def __init__(self, budget):
+        self.budget, self.real = budget, os.write
+
+    def __call__(self, fd, data):
+        if self.budget <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = self.real(fd, bytes(data[: self.budget]))
+        self.budget -= n
+        return n
+
+
+def test_a_full_disk_mid_record_leaves_whole_records_even_after_close(tmp_path, monkeypatch):
+    """The torn record is cut off and nothing buffered is written after that, at close."""
+    path = tmp_path / "t.jsonl"
+    with io.JsonlAppender(path, kept=0, noun="episodes") as out:
+        out.append({"id": "a"})
+        monkeypatch.setattr(io.os, "write", _FullAfter(100))
+        with pytest.raises(OutputError, match=rf"^disk full writing {path}; 1 episodes kept; free space and rerun"):
+            out.append({"id": "b", "text": "x" * 10_000})
+    with open(path, "a", encoding="utf-8") as f, pytest.raises(OutputError, match="disk full"):
+        append_jsonl(f, {"id": "c", "text": "y" * 10_000})  # the old API: its own buffer is never used
+    monkeypatch.undo()
+    assert path.read_text() == '{"id": "a"}\n'
+
+
+def test_resume_drops_a_torn_tail_and_a_last_line_that_is_not_json(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n"text": "the tail of a torn record"}\n')
+    assert io.read_jsonl_tolerant(path) == [{"id": "a"}, {"id": "b"}]
+    assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+    path.write_text('{"id": "a"}\n{oops\n{"id": "b"}\n')
+    with pytest.raises(DataError, match=r"t.jsonl:2: invalid JSON"):
+        io.read_jsonl_tolerant(path)
+
+
+def test_a_lone_surrogate_is_written_escaped_not_lost(tmp_path):
+    path = tmp_path / "t.jsonl"
+    with io.JsonlAppender(path) as out:
+        out.append({"id": "a", "answer": "x\ud800"})
+    assert io.read_jsonl_tolerant(path) == [{"id": "a", "answer": "x\ud800"}]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[" * 3000 + "]" * 3000 + "\n", r"d.jsonl:1: JSON nested deeper than 64 levels"),
+    ('{"a": ' + "[" * 70 + "]" * 70 + "}\n", r"d.jsonl:1: JSON nested deeper than 64 levels"),
+    ('{"a": {"b": ["ok", "\\udc00"]}}\n', r"d.jsonl:1: field 'a.b\[1\]' holds \\udc00, a lone surrogate"),
+    ('{"\\ud800": 1}\n', r"d.jsonl:1: field '\\ud800' holds \\ud800"),
+])
+def test_readers_refuse_deep_nesting_and_lone_surrogates_with_file_line_and_field(tmp_path, text, message):
+    path = tmp_path / "d.jsonl"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        list(io.iter_jsonl(path))
+
+
+def test_valid_surrogate_pairs_and_moderate_nesting_are_fine(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"q": "smile \\ud83d\\ude00", "deep": ' + "[" * 60 + "]" * 60 + "}\n")
+    ((_, rec),) = io.iter_jsonl(path)
+    assert rec["q"] == "smile \U0001F600"

@@ -145,6 +145,11 @@ def test_different_params_are_never_merged(served):
         ("/v1/chat/completions", b'{"messages": []}', "'messages'"),
         ("/v1/chat/completions", b'{"messages": [{"content": "x"}]}', "'role'"),
         ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": 3}]}', "content"),
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": null}]}', "content must be a string"),
+        ("/v1/completions", b'{"prompt": "x", "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested deeper than 64"),
+        ("/v1/completions", b'{"prompt": "x", "extra": ' + b"[" * 100 + b"]" * 100 + b"}", "nested deeper than 64"),
+        ("/v1/completions", b'{"prompt": "x", "user": "\\ud800"}', "field 'user' holds \\ud800"),
+        ("/v1/completions", b'{"prompt": "x", "stream": true, "stream_options": 3}', "'stream_options' has the wrong"),
     ],
 )
 def test_bad_requests_get_clear_400s(served, path, payload, message):
@@ -310,7 +315,7 @@ def test_every_status_is_json(served):
 def test_a_body_that_never_arrives_is_let_go(served, monkeypatch):
     import socket
 
-    from reactlab import serve as serve_mod
+    from reactlab.serve import app as serve_mod
 
     monkeypatch.setattr(serve_mod._Handler, "timeout", 0.5)
     server = served(RecordingLLM(delay=0))
@@ -396,3 +401,19 @@ def test_a_non_streaming_model_streams_in_one_piece(served):
 
     texts = [_json.loads(x[6:])["choices"][0]["text"] for x in lines[:-1]]
     assert "".join(texts) == "ans:hey"
+
+
+def test_stream_options_null_and_null_assistant_content_are_answered(served):
+    """``"stream_options": null`` is no options; an assistant turn of tool calls has ``content: null``."""
+    import json as _json
+
+    server = served(RecordingLLM(delay=0))
+    body = {"prompt": "hey", "stream": True, "stream_options": None}
+    with httpx.stream("POST", server.url + "/v1/completions", json=body) as r:
+        lines = [x for x in r.iter_lines() if x]
+    assert r.status_code == 200 and lines[-1] == "data: [DONE]"
+    assert "".join(_json.loads(x[6:])["choices"][0]["text"] for x in lines[:-1]) == "ans:hey"
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": []},
+            {"role": "user", "content": "again"}]
+    r = httpx.post(server.url + "/v1/chat/completions", json={"messages": msgs})
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "ans:again"

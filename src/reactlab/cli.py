@@ -14,11 +14,18 @@ from reactlab.budget.cli import budget_app
 from reactlab.data.cli import data_app
 from reactlab.errors import user_errors
 from reactlab.export.cli import export_cmd
+from reactlab.paths import CACHE_CAP_ENV, DEFAULT_CACHE_CAP_MB, home
 from reactlab.train.cli import train_app
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="ReAct agents: run, build data, train, export.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=(
+    f"ReAct agents: run, build data, train, export. Cache (wiki indexes, converted models): {home()} "
+    "($REACTLAB_HOME); see `reactlab cache`."))
 wiki_app = typer.Typer(no_args_is_help=True, help="The local Wikipedia (SQLite FTS5).")
+cache_app = typer.Typer(no_args_is_help=True, help=(
+    f"The cache: {home()} ($REACTLAB_HOME). Wiki indexes past ${CACHE_CAP_ENV} MB "
+    f"(default {DEFAULT_CACHE_CAP_MB}) are evicted least recently used first; models stay until cleared."))
 app.add_typer(wiki_app, name="wiki")
+app.add_typer(cache_app, name="cache")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(budget_app, name="budget")
@@ -78,6 +85,35 @@ def printable(text: str) -> str:
 def wiki_stats(corpus: CorpusOpt = None) -> None:
     """Pages, sentences, sources and size of the index."""
     typer.echo(json.dumps(_index(corpus).stats(), indent=2))
+
+
+@cache_app.command("list")
+def cache_list() -> None:
+    """Each cached wiki index and model: kind, size, when last used, path (least recently used first)."""
+    import time
+
+    from reactlab.paths import cache_entries
+
+    entries = cache_entries()
+    for e in entries:
+        typer.echo(f"{e.kind}\t{e.size / 1e6:,.1f} MB\t{time.strftime('%Y-%m-%d %H:%M', time.localtime(e.used))}\t{e.path}")
+    typer.echo(f"{len(entries)} entries, {sum(e.size for e in entries) / 1e6:,.1f} MB in {home()}")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    kind: Annotated[str, typer.Argument(help="wiki (search indexes, rebuilt on demand) | models | all")] = "all",
+) -> None:
+    """Remove cached wiki indexes and/or converted models (both are rebuilt when next needed)."""
+    from reactlab.paths import cache_entries, remove_entry
+
+    with user_errors():
+        if kind not in ("wiki", "models", "all"):
+            raise ValueError(f"cache clear {kind!r}: expected wiki, models or all")
+        gone = [e for e in cache_entries() if kind in ("all", e.kind)]
+        for e in gone:
+            remove_entry(e)
+    typer.echo(f"removed {len(gone)} entries, {sum(e.size for e in gone) / 1e6:,.1f} MB from {home()}")
 
 
 ConfigOpt = Annotated[list[str] | None, typer.Option(
@@ -258,8 +294,8 @@ def serve_cmd(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free port)")] = 8000,
     model_name: Annotated[str | None, typer.Option(help="the model id the API reports")] = None,
     adapter: Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter dir for an hf/smollm2 model")] = None,
-    max_tokens: Annotated[int, typer.Option(min=1, help="the most tokens one request may ask for")] = 4096,
-    request_timeout: Annotated[float, typer.Option(min=1, help="seconds before a request is cancelled (504)")] = 600,
+    max_tokens: Annotated[int, typer.Option(min=1, max=1 << 20, help="the most tokens one request may ask for")] = 4096,
+    request_timeout: Annotated[float, typer.Option(min=1, max=86400, help="seconds before a request is cancelled (504)")] = 600,
     alias: Annotated[list[str] | None, typer.Option(
         help="another model name requests may use (others get 404 model_not_found); repeatable")] = None,
 ) -> None:

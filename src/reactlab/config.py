@@ -68,8 +68,8 @@ class LoraConfig(_Strict):
     """LoRA adapter shape (PEFT ``LoraConfig``): rank ``r``, scale ``alpha``/``r``, ``dropout``, and
     ``target_modules`` (``all-linear`` = every linear layer except the output head, as in QLoRA)."""
 
-    r: int = Field(default=16, ge=1)
-    alpha: int = Field(default=32, ge=1)
+    r: int = Field(default=16, ge=1, le=1024)
+    alpha: int = Field(default=32, ge=1, le=4096)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
 
@@ -89,7 +89,7 @@ class TrainRecipe(_Strict):
     method: Literal["lora", "full"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     out: str
-    max_minutes: float | None = Field(default=None, gt=0)
+    max_minutes: float | None = Field(default=None, gt=0, le=100_000)
     trl: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -124,7 +124,7 @@ class PreferenceRecipe(TrainRecipe):
     reference model (TRL's ``beta``; higher = stay closer); set here, not in ``trl:``."""
 
     model: PolicyModelConfig = Field(default_factory=PolicyModelConfig)
-    beta: float = Field(default=0.1, gt=0)
+    beta: float = Field(default=0.1, gt=0, le=100)
 
 
 class DPORecipe(PreferenceRecipe):
@@ -140,8 +140,8 @@ class KTORecipe(PreferenceRecipe):
     (to ``n_desirable / n_undesirable``, the bottom of that range) instead. ``trl``: ``trl.KTOConfig``
     arguments, passed through."""
 
-    desirable_weight: float = Field(default=1.0, gt=0)
-    undesirable_weight: float = Field(default=1.0, gt=0)
+    desirable_weight: float = Field(default=1.0, gt=0, le=1000)
+    undesirable_weight: float = Field(default=1.0, gt=0, le=1000)
     balance_labels: bool = False
 
 
@@ -160,11 +160,11 @@ class RLRecipe(TrainRecipe):
 
     model: PolicyModelConfig = Field(default_factory=PolicyModelConfig)
     rewards: dict[str, float] = Field(default_factory=lambda: {"exact_match_reward": 1.0, "format_reward": 0.1})
-    num_generations: int = Field(default=8, ge=2)
+    num_generations: int = Field(default=8, ge=2, le=256)
     multi_turn: bool = True
-    max_episode_steps: int = Field(default=4, ge=1)
-    max_new_tokens: int = Field(default=128, ge=1)
-    temperature: float = Field(default=1.0, gt=0)
+    max_episode_steps: int = Field(default=4, ge=1, le=100)
+    max_new_tokens: int = Field(default=128, ge=1, le=32768)
+    temperature: float = Field(default=1.0, gt=0, le=10)
     env: Literal["wiki", "none"] = "wiki"
     corpus: list[str] | None = None
 
@@ -252,11 +252,11 @@ class RunConfig(_Strict):
     prompt: str | None = None
     model: ModelRef | None = None
     roles: dict[str, ModelRef] = Field(default_factory=dict)
-    max_steps: int = Field(default=7, ge=1)
+    max_steps: int = Field(default=7, ge=1, le=1000)
     temperature: float = Field(default=0.0, ge=0)
     samples: int = Field(default=1, ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    workers: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=32, ge=1, le=65536)
+    workers: int = Field(default=8, ge=1, le=1024)
     corpus: list[str] = Field(default_factory=list)
     order_by: str | None = None
     token_budget: str | None = None
@@ -511,7 +511,8 @@ def load_config(
 
 
 def _explain(cls: type[BaseModel], err: ValidationError, where: dict[str, str], files: Sequence[str | Path]) -> str:
-    lines = [f"invalid {cls.__name__} recipe ({', '.join(map(str, files)) or 'no files'}):"]
+    head = f"invalid {cls.__name__} recipe ({', '.join(map(str, files)) or 'no files'}):"
+    lines = []
     for e in err.errors():
         loc = [str(p) for p in e["loc"]]
         key = ".".join(loc)
@@ -528,5 +529,5 @@ def _explain(cls: type[BaseModel], err: ValidationError, where: dict[str, str], 
             msg = "required, but no file or override sets it"
         else:
             msg = f"{e['msg']} (got {e.get('input')!r})"
-        lines.append(f"  {key}: {msg}" + (f"  [from {origin}]" if origin else ""))
-    return "\n".join(lines)
+        lines.append(f"{key}: {msg}" + (f" [from {origin}]" if origin else ""))
+    return f"{head} {'; '.join(lines)}"  # one line, every problem

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reactlab.io import DataError, append_jsonl, read_jsonl_tolerant, write_json_atomic, write_jsonl_atomic
+from reactlab.io import DataError, JsonlAppender, read_jsonl_tolerant, write_json_atomic, write_jsonl_atomic
 from reactlab.report import Summary
 from reactlab.types import (
     DEFAULT_ROLE,
@@ -334,7 +334,7 @@ def run(
     metric_sum = sum(d.get("scores", {}).get(metric, 0.0) for d in done.values())
     n_done = len(done)
 
-    with open(traj_path, "a", encoding="utf-8") as f:
+    with JsonlAppender(traj_path, kept=len(records), noun="episodes") as f:
 
         def finish(example: Example, traj: Trajectory) -> None:
             nonlocal metric_sum, n_done
@@ -343,7 +343,7 @@ def run(
             traj.scores = task.score(example, traj.answer)
             traj.scores.update(agent.scores(example, traj, task))  # an agent's own (the pipeline's flips)
             rec = traj.to_dict()
-            append_jsonl(f, rec)
+            f.append(rec)
             done[traj.id] = rec
             metric_sum += traj.scores.get(metric, 0.0)
             n_done += 1

@@ -177,3 +177,72 @@ def test_the_viewer_in_headless_chromium(three_runs, tmp_path):
         browser.close()
     assert not errors, errors
     assert (shots / "report-viewer.png").stat().st_size > 10_000
+
+
+HOSTILE = [
+    "</script><script>window.__pwned = 1</script>",
+    "<!--<script>",
+    '"><img src=x onerror="window.__pwned = 2">',
+    "<svg onload=window.__pwned=3>",
+    "x\u2028y\u2029z &amp; &lt;b&gt; ]]> ${window.__pwned = 4} `",
+    "<style>body{display:none}</style>",
+]
+
+
+def _hostile(value, k):
+    """Every string in a record replaced by a hostile one (ids kept distinct)."""
+    if isinstance(value, str):
+        return HOSTILE[k % len(HOSTILE)]
+    if isinstance(value, list):
+        return [_hostile(v, k + i) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: _hostile(v, k + i) for i, (key, v) in enumerate(value.items())}
+    return value
+
+
+def test_data_cannot_script_the_page_in_headless_chromium(three_runs, tmp_path):
+    """Hostile text in every string of every record, in the run's spec, its label and the title:
+    the page renders every record as text and no script of the data runs."""
+    browser_path = chromium()
+    if browser_path is None:
+        if os.environ.get("CI"):
+            pytest.fail("no chromium on this CI machine: .ci/run installs Debian's chromium package")
+        pytest.skip("no chromium here (apt install chromium, or set REACTLAB_CHROMIUM); CI runs this test")
+    from playwright.sync_api import sync_playwright
+
+    run = tmp_path / "hostile"
+    shutil.copytree(three_runs[2], run)
+    recs = [json.loads(x) for x in (run / "trajectories.jsonl").read_text().splitlines()]
+    recs = [{**_hostile(r, i), "id": f"{HOSTILE[i % len(HOSTILE)]}#{i}", "scores": {"em": 0.0}} for i, r in enumerate(recs)]
+    (run / "trajectories.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (run / "summary.json").unlink()
+    spec = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**spec, "model": HOSTILE[0], "method": HOSTILE[2]}))
+    out = tmp_path / "report.html"
+    res = CliRunner().invoke(app, ["report", str(three_runs[0]), str(run), "-o", str(out),
+                                   "--label", HOSTILE[3], "--label", HOSTILE[0], "--title", HOSTILE[1]])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    data = html[html.index('<script id="data" type="application/json">'):].split(">", 1)[1].split("</script>")[0]
+    assert not any(c in data for c in "<>&\u2028\u2029")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: (errors.append(f"dialog {d.message}"), d.dismiss()))
+        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:") else route.continue_())
+        page.goto(out.as_uri())
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.inner_text("#count") == f"{2 * N} of {2 * N} episodes"
+        assert page.title() == HOSTILE[1]
+        page.select_option("#f-run", "1")
+        for i in range(N):
+            page.click(f"#list tbody tr >> nth={i}")
+            episode = page.locator("#episode")
+            assert episode.locator(".question").text_content() == recs[i]["question"]
+            assert episode.locator("p.gold code").text_content() == recs[i]["id"]
+        assert page.locator("img, style:not(head style), svg[onload]").count() == 0
+        assert page.evaluate("window.__pwned") is None
+        browser.close()
+    assert not errors, errors

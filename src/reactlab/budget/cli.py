@@ -14,6 +14,9 @@ import typer
 
 from reactlab.errors import user_errors
 
+MAX_BUCKETS = 100
+"""The most token buckets a predictor may tell apart (each is a class the model must learn)."""
+
 budget_app = typer.Typer(no_args_is_help=True,
                          help="Predict what a question will cost an agent (steps, token range): labels, predictors, scores.")
 
@@ -26,7 +29,7 @@ def build_cmd(
     val_frac: Annotated[float, typer.Option(help="share of non-evaluation questions in val.jsonl (by a hash)")] = 0.2,
     buckets: Annotated[str | None, typer.Option(
         help="token bucket edges, comma-separated (e.g. 60,90,130); default: quantiles of the training labels")] = None,
-    n_buckets: Annotated[int, typer.Option(help="buckets when the edges are quantiles")] = 5,
+    n_buckets: Annotated[int, typer.Option(min=2, max=MAX_BUCKETS, help="buckets when the edges are quantiles")] = 5,
     exclude: Annotated[list[Path] | None, typer.Option(
         help="also treat this file's questions as evaluation questions (test rows only); repeatable")] = None,
 ) -> None:
@@ -40,6 +43,8 @@ def build_cmd(
                 edges = [int(x) for x in buckets.split(",") if x.strip()]
             except ValueError:
                 raise ValueError(f"--buckets {buckets!r}: expected integers separated by commas") from None
+            if not 1 <= len(edges) < MAX_BUCKETS or edges != sorted(set(edges)) or edges[0] < 1:
+                raise ValueError(f"--buckets {buckets!r}: 1 to {MAX_BUCKETS - 1} increasing positive token counts")
         stats = build_budget(sources, out, val_frac=val_frac, edges=edges, n_buckets=n_buckets,
                              exclude=[str(p) for p in exclude or []])
     typer.echo(json.dumps(stats, indent=2))
@@ -115,7 +120,10 @@ def predict_cmd(
             texts = [question]
         else:
             assert file is not None
-            texts = [x.strip() for x in file.read_text(encoding="utf-8").splitlines() if x.strip()]
+            from reactlab.io import reading
+
+            with reading(file):
+                texts = [x.strip() for x in file.read_text(encoding="utf-8").splitlines() if x.strip()]
         p = load_predictor(predictor)
         qs = [Question(t, task=task, method=method, model=model, type=qtype) for t in texts]
         preds = p.predict(qs)

@@ -90,7 +90,7 @@ def build_dataset(
     if len(set(names)) != len(names):
         raise ValueError(f"two sources share a name ({names}); name them: --from NAME=PATH")
     out = Path(out)
-    options = dict(options or {})
+    options = check_options(format, dict(options or {}))
     loaded = [s for spec in sources for s in load_source(spec)]
     exclude_splits = eval_splits() if exclude_splits is None else list(exclude_splits)
     excluded = excluded_questions(exclude_splits, exclude)
@@ -137,6 +137,35 @@ def build_dataset(
         write_json_atomic(out / "dataset_info.json", info)
     write_json_atomic(out / "stats.json", stats)
     return stats
+
+
+LAYOUT_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
+    "sharegpt": {"observation_role": (str, ("observation", "human"))},
+    "openai": {"skip_invalid": (bool, None)},
+    "dpo": {"continuation": (str, ("full", "turn")), "pairs_per_question": (int, (1, 1000))},
+    "prompts": {"solved_only": (bool, None)},
+}
+"""Each format's ``--option`` keys: type and allowed values (a tuple of choices, or ``(lo, hi)``)."""
+
+
+def check_options(fmt: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` when every key is an option of ``fmt`` with a value it takes; else a one-line
+    ``ValueError`` naming the option and what it takes."""
+    known = LAYOUT_OPTIONS.get(fmt, {})
+    for key, value in options.items():
+        if key not in known:
+            names = ", ".join(known) if known else "none"
+            raise ValueError(f"--option {key}: not an option of format {fmt!r} (its options: {names})")
+        kind, allowed = known[key]
+        if kind is int and isinstance(value, int) and not isinstance(value, bool) and allowed is not None:
+            if not allowed[0] <= value <= allowed[1]:
+                raise ValueError(f"--option {key}={value}: must be in [{allowed[0]}, {allowed[1]}]")
+        elif not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+            what = "true or false" if kind is bool else f"one of {', '.join(allowed)}" if kind is str else "an integer"
+            raise ValueError(f"--option {key}={value!r}: must be {what}")
+        elif kind is str and value not in allowed:
+            raise ValueError(f"--option {key}={value!r}: must be one of {', '.join(allowed)}")
+    return options
 
 
 def make_rows(samples: list[Sample], fmt: str, system: str | None, min_f1: float | None, seed: int,

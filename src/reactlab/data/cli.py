@@ -81,9 +81,10 @@ def show_cmd(
     file = path if path.is_file() else path / f"{split}.jsonl"
     stats_file = file.parent / "stats.json"
     with user_errors():
-        records = []
-        for _, rec in read_records(file):
+        records, wheres = [], []
+        for where, rec in read_records(file):
             records.append(rec)
+            wheres.append(where)
             if len(records) >= n:
                 break
         fmt = json.loads(stats_file.read_text())["format"] if stats_file.exists() else guess_format(records)
@@ -98,10 +99,19 @@ def show_cmd(
             if raw:
                 typer.echo(json.dumps(rec, ensure_ascii=False, indent=2))
                 continue
-            for label, view in row_views(rec, fmt):
+            try:
+                views = row_views(rec, fmt)
+                texts = [(label, render(view, tok, add_generation_prompt=fmt == "prompts")) for label, view in views]
+            except (KeyError, TypeError, AttributeError) as e:  # a column missing or of the wrong kind
+                raise ValueError(f"{wheres[i]}: not a {fmt} row ({type(e).__name__}: {e})") from None
+            except Exception as e:  # noqa: BLE001 - the chat template's own (jinja2) errors
+                if type(e).__module__.split(".")[0] != "jinja2":
+                    raise
+                raise ValueError(f"{wheres[i]}: the chat template cannot render this row ({e})") from None
+            for label, text in texts:
                 if label:
                     typer.secho(f"--- {label}", bold=True)
-                typer.echo(render(view, tok, add_generation_prompt=fmt == "prompts"))
+                typer.echo(text)
 
 
 def render(view: Any, tok: Any, add_generation_prompt: bool = False) -> str:

@@ -181,8 +181,8 @@ def row_views(row: dict[str, Any], fmt: str) -> list[tuple[str, Any]]:
     chosen + rejected for DPO, the prompt for prompt rows. ShareGPT observations are shown as user
     turns and Alpaca rows as one user + one assistant turn (how LLaMA-Factory pairs them).
     """
-    if fmt in ("messages", "openai"):
-        return [("", [{"role": m["role"], "content": m["content"]} for m in row["messages"]])]
+    if fmt in ("messages", "openai"):  # content null: an assistant turn of tool calls only
+        return [("", [{"role": m["role"], "content": m.get("content") or ""} for m in row["messages"]])]
     if fmt == "completion":
         return [("", row["prompt"] + row["completion"])]
     if fmt == "alpaca":

@@ -42,6 +42,7 @@ def export_cmd(
 
     types = [t.strip() for g in (gguf or []) for t in g.split(",") if t.strip()]
     with user_errors():
+        _check_inputs(model, adapter)
         res = export_model(
             model, out, adapter=adapter, gguf=types, ollama=ollama, dtype=dtype, system=system, pre=pre,
             agent=agent,
@@ -52,3 +53,16 @@ def export_cmd(
         typer.echo(f"{str(path):<48} {size / 1e6:9.1f} MB {seconds:7.1f} s")
     if res.ollama_command:
         typer.echo(f"\n{res.modelfile} written; register it with:\n  {res.ollama_command}")
+
+
+def _check_inputs(model: str, adapter: str | None) -> None:
+    """Junk weights or an adapter config of the wrong shape: a one-line error naming the file, before
+    anything loads."""
+    from reactlab.io import check_safetensors
+    from reactlab.llm.hf import check_adapter_files
+
+    if Path(model).is_dir():
+        for weights in sorted(Path(model).glob("*.safetensors")):
+            check_safetensors(weights)
+    if adapter:
+        check_adapter_files(adapter)

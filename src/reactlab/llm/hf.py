@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from reactlab.io import check_adapter_config, check_safetensors
 from reactlab.llm.stops import find_stop
 from reactlab.types import Completion, GenParams, Prompt, Usage
 
@@ -284,6 +285,8 @@ def _load(model: str, dtype) -> tuple[Any, Any]:
         raise FileNotFoundError(f"model directory not found: {model}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    for weights in sorted(Path(model).glob("*.safetensors")) if Path(model).is_dir() else ():
+        check_safetensors(weights)
     try:
         return AutoModelForCausalLM.from_pretrained(model, dtype=dtype), AutoTokenizer.from_pretrained(model)
     except OSError as e:  # not a model dir, or a hub id with no hub to ask
@@ -292,9 +295,8 @@ def _load(model: str, dtype) -> tuple[Any, Any]:
 
 def check_adapter_files(adapter: str) -> None:
     """Fail fast (before the base model loads) on an adapter dir that cannot be one: no
-    ``adapter_config.json``, a config that is not JSON, weights whose header does not parse."""
-    import json
-
+    ``adapter_config.json``, a config that is not JSON or whose fields have the wrong types, weights
+    whose header does not parse."""
     path = Path(adapter)
     if not path.exists():
         if path.is_absolute() or adapter.startswith("."):
@@ -303,19 +305,10 @@ def check_adapter_files(adapter: str) -> None:
     config = path / "adapter_config.json"
     if not config.is_file():
         raise FileNotFoundError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
-    try:
-        json.loads(config.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{config}: not a JSON adapter config ({e})") from None
+    check_adapter_config(config)
     weights = path / "adapter_model.safetensors"
     if weights.is_file():
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(weights), framework="pt") as f:
-                f.keys()
-        except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a bad header
-            raise ValueError(f"{weights}: not a safetensors file ({e})") from None
+        check_safetensors(weights)
 
 
 def _with_adapter(model, adapter: str):

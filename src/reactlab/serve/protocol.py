@@ -76,6 +76,8 @@ def parse_messages(body: dict[str, Any]) -> list[dict[str, str]]:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise BadRequest(f"messages[{i}] must be an object with a string 'role'")
         content = m.get("content")
+        if content is None and m["role"] == "assistant":  # an assistant turn of tool calls only
+            content = ""
         if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
             parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
             if len(parts) != len(content) or not all(isinstance(t, str) for t in parts):

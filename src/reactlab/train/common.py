@@ -426,6 +426,25 @@ def check_trl_keys(trl: dict[str, Any], config_cls: type) -> None:
         hints = {k: difflib.get_close_matches(k, known, n=3) for k in bad}
         raise ValueError(f"trl: block: not trl.{config_cls.__name__} arguments: "
                          + "; ".join(f"trl.{k}" + (f" (did you mean {', '.join(h)}?)" if h else "") for k, h in hints.items()))
+    for f in dataclasses.fields(config_cls):
+        if f.name in trl and not _fits(trl[f.name], f.type):
+            raise ValueError(f"trl.{f.name}: expected {getattr(f.type, '__name__', f.type)}, got {trl[f.name]!r}")
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether ``value`` fits a TRL config field of type ``kind`` (checked for plain scalar types
+    and their unions with None; other types pass through, as before)."""
+    import types
+    import typing
+
+    args = typing.get_args(kind) if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union else (kind,)
+    if not all(a in (int, float, bool, str, type(None)) for a in args):
+        return True
+    if isinstance(value, bool):
+        return bool in args
+    if isinstance(value, int):
+        return int in args or float in args
+    return isinstance(value, tuple(args))
 
 
 def trl_defaults(trl: dict[str, Any], out: str, cpu_bf16: bool = False, checkpointing: bool = False) -> dict[str, Any]:

@@ -436,6 +436,7 @@ def get_index(
     key = corpus_key(files, extra)
     db = Path(home if home is not None else paths.home()) / "wiki" / f"{key}.sqlite"
     if not db.is_file():
+        cap = paths.cache_cap_bytes()  # a bad $REACTLAB_CACHE_MAX_MB fails before the build
 
         def pages() -> Iterator[Page]:
             for f in files:
@@ -443,4 +444,6 @@ def get_index(
             yield from extra  # build_index keeps the first page of a title: the corpus text wins
 
         build_index(pages(), db, meta={"corpus_hash": key, "corpora": json.dumps([str(f) for f in files])})
+        paths.evict(keep=db, root=db.parent.parent, cap=cap)
+    paths.mark_used(db)
     return WikiIndex.open(db)
