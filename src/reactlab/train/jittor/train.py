@@ -71,6 +71,8 @@ def check_recipe(cfg: SFTRecipe) -> None:
     if cfg.method != "lora":
         raise ValueError(f"method: {cfg.method} is not supported by the Jittor path (LoRA only); "
                          "use -c method=lora, or --framework torch")
+    if cfg.model.adapter:
+        raise ValueError("model.adapter: the Jittor path trains a new adapter from the base; use --framework torch")
     if cfg.model.dtype not in ("auto", "float32"):
         raise ValueError(f"model.dtype: {cfg.model.dtype} is not supported by the Jittor path (it trains in float32)")
     if cfg.model.attn_implementation:
