@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from reactlab.config import SFTRecipe
 from reactlab.paths import recipes_dir
 from reactlab.report import Arm, Summary, arms_table, duration
-from reactlab.train.common import TRAINING_FILE
+from reactlab.train.record import TRAINING_FILE
 
 if TYPE_CHECKING:
     from reactlab.demo import Demo
