@@ -129,9 +129,9 @@ def grpo_trainer(model_dir: str, data: str, out: Path, **keys):
     """A GRPOTrainer as ``train_grpo`` builds it (not trained)."""
     from trl import GRPOTrainer
 
-    from reactlab.train.policy import load_policy
     from reactlab.train.grpo import grpo_config
     from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.policy import load_policy
 
     cfg = recipe(GRPORecipe, model_dir, data, out, **keys)
     args = grpo_config(cfg)
@@ -236,8 +236,8 @@ def test_each_process_samples_its_slice_of_the_global_batch(tiny_model_dir, prom
 
 def test_grpo_mean_reward_rises(tiny_model_dir, prompt_data, tmp_path):
     """The toy bandit (``TARGET``): the last steps' mean reward clearly beats the first steps'."""
-    from reactlab.train.record import read_training_record
     from reactlab.train.grpo import train_grpo
+    from reactlab.train.record import read_training_record
 
     cfg = recipe(GRPORecipe, tiny_model_dir, prompt_data, tmp_path / "g", num_generations=8,
                  trl={"max_steps": 6, "per_device_train_batch_size": 8, "learning_rate": 1e-2})
@@ -318,8 +318,8 @@ def test_rloo_mask_zeroes_observation_logps(tiny_model_dir, prompt_data, tmp_pat
     observation tokens, and so is their gradient."""
     import torch
 
-    from reactlab.train.policy import load_policy
     from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.policy import load_policy
     from reactlab.train.rloo import episode_rloo_trainer, rloo_config
 
     cfg = recipe(RLOORecipe, tiny_model_dir, prompt_data, tmp_path / "m")

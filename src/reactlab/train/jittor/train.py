@@ -190,9 +190,9 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     from reactlab.models import parse_model
+    from reactlab.train.plots import plot_losses
     from reactlab.train.record import RunResult, peak_memory_mb, prompt_ids, write_training_record
     from reactlab.train.rows import load_splits
-    from reactlab.train.plots import plot_losses
     from reactlab.train.sft import sft_config
 
     t0 = time.perf_counter()
