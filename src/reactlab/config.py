@@ -101,6 +101,12 @@ class TrainRecipe(_Strict):
     max_minutes: float | None = Field(default=None, gt=0)
     trl: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_name(cls, v: Any) -> Any:
+        """A recipe's model is ``smollm2`` unless named (``-c model.adapter=...`` alone keeps it)."""
+        return {"name": _default_model().name, **v} if isinstance(v, dict) and "name" not in v else v
+
 
 class SFTRecipe(TrainRecipe):
     """``reactlab train sft``. ``method``: ``lora`` (adapter on a frozen base), ``qlora`` (the same on
