@@ -165,7 +165,7 @@ def plain_sft(model: str, data: str, out: str, steps: int, batch: int) -> None:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from reactlab.train.common import peak_memory_mb
+    from reactlab.train.record import peak_memory_mb
 
     rows = [json.loads(line) for line in Path(data, "train.jsonl").read_text().splitlines()]
     args = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=batch, report_to=[],

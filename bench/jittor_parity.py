@@ -37,7 +37,7 @@ from reactlab.hardware import describe_cpu
 
 
 def load_rows(data: Path, n: int) -> list[dict]:
-    from reactlab.train.common import load_rows as read
+    from reactlab.train.rows import load_rows as read
 
     return read(data / "train.jsonl", n)
 

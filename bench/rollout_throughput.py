@@ -6,7 +6,7 @@
 Both arms run the very same code that makes GRPO's rollouts (``reactlab.train.rollout.run_rollouts``:
 our ReAct agent in the chat layout, WikiEnv over the vendored index, each episode flattened into
 one token sequence), on the same policy as GRPO holds it (the base + the SFT adapter, trainable and
-unmerged, ``common.load_policy``), the same ``--questions`` x ``--group`` episodes at temperature 1.
+unmerged, ``policy.load_policy``), the same ``--questions`` x ``--group`` episodes at temperature 1.
 Only the sampler differs:
 
 - ``engine``: ``HFLLM.from_model`` around the policy: continuous batching, every episode's next
@@ -102,7 +102,7 @@ def main() -> None:
     from reactlab.config import GRPORecipe
     from reactlab.envs.wikienv import WikiEnv
     from reactlab.llm.hf import HFLLM
-    from reactlab.train.common import load_policy
+    from reactlab.train.policy import load_policy
     from reactlab.train.rollout import RolloutSpec, run_rollouts
     from reactlab.wiki.index import get_index
 
@@ -110,7 +110,8 @@ def main() -> None:
     prompts = [r["prompt"] for r in rows[: args.questions] for _ in range(args.group)]
     cfg = GRPORecipe(model={"name": args.model, "adapter": args.adapter}, data={"path": str(Path(args.prompts).parent)},
                      out="/tmp/unused")
-    model, tok, _, _ = load_policy(cfg)
+    policy = load_policy(cfg)
+    model, tok = policy.model, policy.tokenizer
     spec = RolloutSpec(multi_turn=True, max_steps=args.max_steps, max_new_tokens=args.new, temperature=1.0, seed=0)
     print(f"CPU: {describe_cpu()}; torch threads {torch.get_num_threads()}; {args.questions} questions x {args.group} "
           f"episodes, <= {args.max_steps} turns of <= {args.new} tokens, temperature 1")

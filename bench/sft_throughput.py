@@ -11,7 +11,7 @@ Variants (``--variants``, comma-separated):
 - ``fp32_ckpt`` / ``bf16_ckpt``: the same with activation checkpointing;
 - ``padding_free``: ours with ``padding_free`` (one flattened row per batch, no pad tokens);
 - ``trl_tiles``: ours with TRL's LM head tiles (4,096 tokens x 32,768 vocabulary entries) instead of
-  ``common.CPU_HEAD_TILE``;
+  ``train.cpu.CPU_HEAD_TILE``;
 - ``naive600``: HF ``Trainer`` + PEFT, rows padded to 600 tokens.
 
 All see the same rows in the same order, the same labels, LoRA config (dropout 0), seed, learning
@@ -86,14 +86,14 @@ OURS = {  # variant -> trl overrides of our defaults
 
 
 def run_ours(a, variant: str) -> dict:
-    import reactlab.train.common as common
+    import reactlab.train.cpu as cpu
     from reactlab.config import SFTRecipe
     from reactlab.train.sft import train_sft
 
     if variant == "full_head":
-        common.score_labelled_positions_only = lambda: False  # load_model leaves TRL's CPU choice as is
+        cpu.score_labelled_positions_only = lambda: False  # patch_trl_for_cpu leaves TRL's CPU choice as is
     if variant in ("full_head", "trl_tiles"):
-        common.cpu_lm_head_tiles = lambda tile=None: False  # TRL's tile sizes
+        cpu.cpu_lm_head_tiles = lambda tile=None: False  # TRL's tile sizes
     trl = common_trl(a)
     trl.pop("activation_checkpointing")  # our default (on) unless the variant says
     trl |= OURS[variant]
@@ -113,10 +113,11 @@ def run_naive(a) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
     from reactlab.data.masking import mask_conversation
-    from reactlab.train.common import model_path, peft_config
+    from reactlab.models import parse_model
+    from reactlab.train.policy import peft_config
     from reactlab.train.sft import load_rows
 
-    path = model_path(a.model)
+    path = parse_model(a.model).path()
     tok = AutoTokenizer.from_pretrained(path)
     rows = load_rows(Path(a.data) / "train.jsonl", a.rows)
     cols = {"input_ids": [], "labels": [], "attention_mask": []}

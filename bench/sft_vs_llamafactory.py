@@ -124,7 +124,7 @@ def build_data(work: Path) -> tuple[Path, Path]:
 def check_same_rows(msgs: Path, share: Path, n: int) -> None:
     """The first ``n`` rows of both files are the same conversations (``formats.row_views``)."""
     from reactlab.data.formats import row_views
-    from reactlab.train.common import load_rows
+    from reactlab.train.rows import load_rows
 
     a, b = load_rows(msgs / "train.jsonl", n), load_rows(share / "train.jsonl", n)
     if len(a) < n or len(b) < n:
@@ -213,14 +213,14 @@ def run_lf(a, work: Path) -> dict[str, Any]:
 
     import yaml
 
-    from reactlab.train.common import model_path
+    from reactlab.models import parse_model
 
     lf = work / "lf"
     lf.mkdir(exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="out-", dir=lf))
     out.rmdir()  # LLaMA-Factory wants a new (or empty) output dir
     cfg = lf / "cfg.yaml"
-    model = model_path(a.model)
+    model = parse_model(a.model).path()
     config = lf_config(a, model, work / "hotpotqa_sharegpt", out, template_system(model))
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     log = lf / "train.log"
@@ -272,7 +272,7 @@ def run_trl(a, work: Path) -> dict[str, Any]:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from reactlab.train.common import model_path
+    from reactlab.models import parse_model
 
     ds = load_dataset("json", data_files=str(work / "messages" / "train.jsonl"), split="train")
     ds = ds.select(range(a.rows))
@@ -283,7 +283,7 @@ def run_trl(a, work: Path) -> dict[str, Any]:
                          train_sampling_strategy="sequential", logging_steps=1, save_strategy="no", report_to="none",
                          seed=0, use_cpu=True, bf16=False, max_length=a.cutoff, disable_tqdm=True)
         peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-        trainer = SFTTrainer(model=model_path(a.model), args=args, train_dataset=ds, peft_config=peft,
+        trainer = SFTTrainer(model=parse_model(a.model).path(), args=args, train_dataset=ds, peft_config=peft,
                              callbacks=[gc_probe(seen)])
         output = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -354,9 +354,9 @@ def main(argv=None) -> None:
     print(f"CPU: {cpu_name()}  ({os.cpu_count()} logical CPUs; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
     print(f"ours, plain TRL: {fmt_versions(ours_v)}")
     if "llamafactory" in arms:
-        from reactlab.train.common import model_path
+        from reactlab.models import parse_model
 
-        system = template_system(model_path(a.model))
+        system = template_system(parse_model(a.model).path())
         print(f"LLaMA-Factory ({lf_venv}): {fmt_versions(versions(str(lf_venv / 'bin' / 'python')))}")
         print(f"LLaMA-Factory template {LF_TEMPLATE}, default_system "
               + (f"{system!r} (the model's chat template's)" if system else "the template's"))

@@ -96,7 +96,7 @@ def test_shipped_preference_recipes_load(recipe):
     if "_gpu_" in recipe.name:  # bf16: its TRL config cannot be built on a CPU; its keys can be checked
         from trl import DPOConfig, KTOConfig
 
-        from reactlab.train.common import check_trl_keys
+        from reactlab.train.args import check_trl_keys
 
         check_trl_keys(cfg.trl, {"dpo": DPOConfig, "kto": KTOConfig}[method])
         assert cfg.trl["bf16"] is True
@@ -117,8 +117,8 @@ def test_preference_recipes_share_the_sft_keys_and_add_their_own():
     cfg = load_config(KTORecipe, [], ["data.path=/d", "out=/o", "model.adapter=/sft", "beta=0.5", "lora.r=4",
                                       "balance_labels=true"])
     assert (cfg.model.adapter, cfg.beta, cfg.lora.r, cfg.balance_labels, cfg.method) == ("/sft", 0.5, 4, True, "lora")
-    with pytest.raises(ConfigError, match=r"model.adapter: unknown key"):  # SFT does not start from an adapter
-        load_config(SFTRecipe, [], ["data.path=/d", "out=/o", "model.adapter=/sft"])
+    sft = load_config(SFTRecipe, [], ["data.path=/d", "out=/o", "model.adapter=/sft"])  # one model reference
+    assert (sft.model.name, sft.model.adapter, sft.model.dtype) == ("smollm2", "/sft", "auto")
     with pytest.raises(ConfigError, match=r"method: Input should be 'lora' or 'full'"):
         load_config(DPORecipe, [], ["data.path=/d", "out=/o", "method=qlora"])
     with pytest.raises(ConfigError, match=r"beta: Input should be greater than 0"):

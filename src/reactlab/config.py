@@ -35,14 +35,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class ModelConfig(_Strict):
-    """The base model. ``name``: a local model spec (``reactlab.models.parse_model``): a named model
-    (``smollm2``, ``gemma3-270m``), ``hf:PATH_OR_ID``, a local HF directory, a ``.gguf`` file
-    (dequantised), or a hub id. ``dtype``: ``auto`` = fp32 on
-    CPU, bf16 on CUDA. ``attn_implementation``: passed to ``from_pretrained`` (None: transformers'
-    default, SDPA). A plain string in YAML (``model: smollm2``) means ``{name: smollm2}``."""
+class ModelRef(_Strict):
+    """A model reference, for agents and trainers alike. ``name``: a model spec
+    (``reactlab.models.parse_model``: ``smollm2``, ``hf:PATH_OR_ID``, a dir, a ``.gguf``,
+    ``openai:MODEL``, ``scripted:FILE``; training and export need a local one). ``adapter``: a PEFT
+    LoRA dir trained on that base (an SFT run's ``out``), to run or to train on from. ``dtype``:
+    ``auto`` = fp32 on CPU, bf16 on CUDA. ``attn_implementation``: for ``from_pretrained`` when
+    training (None: transformers' default, SDPA). A plain string means ``{name: ...}``."""
 
-    name: str = "smollm2"
+    name: str
+    adapter: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     attn_implementation: str | None = None
 
@@ -50,6 +52,14 @@ class ModelConfig(_Strict):
     @classmethod
     def _from_string(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+    def label(self) -> str:
+        """How the model is named in trajectories and ``training.json``: the spec, ``+adapter`` when set."""
+        return self.name + (f"+{self.adapter}" if self.adapter else "")
+
+
+def _default_model() -> ModelRef:
+    return ModelRef(name="smollm2")
 
 
 class DataConfig(_Strict):
@@ -75,7 +85,8 @@ class LoraConfig(_Strict):
 
 
 class TrainRecipe(_Strict):
-    """What every ``reactlab train`` recipe has: the base ``model``, the ``data`` dir, the ``method``
+    """What every ``reactlab train`` recipe has: the ``model`` (its ``adapter``, when set, is an SFT
+    run's adapter to continue from; see ``reactlab.train.policy``), the ``data`` dir, the ``method``
     (``lora``: an adapter on a frozen base; ``full``: every weight, ``lora`` ignored), the ``lora``
     shape, ``out`` (the adapter / model dir, also checkpoints, TensorBoard logs, ``training.json``,
     ``loss.png``) and ``trl``: the trainer's TRL config arguments, passed through untouched.
@@ -84,13 +95,19 @@ class TrainRecipe(_Strict):
     comparison sized in minutes of one machine; pair it with a schedule that does not depend on
     the end (e.g. ``trl.lr_scheduler_type: constant_with_warmup``) and a large ``trl.max_steps``."""
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelRef = Field(default_factory=_default_model)
     data: DataConfig
     method: Literal["lora", "full"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     out: str
     max_minutes: float | None = Field(default=None, gt=0, le=100_000)
     trl: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_name(cls, v: Any) -> Any:
+        """A recipe's model is ``smollm2`` unless named (``-c model.adapter=...`` alone keeps it)."""
+        return {"name": _default_model().name, **v} if isinstance(v, dict) and "name" not in v else v
 
 
 class SFTRecipe(TrainRecipe):
@@ -101,29 +118,20 @@ class SFTRecipe(TrainRecipe):
     adapter / model dir (also checkpoints, TensorBoard logs, ``training.json``, ``loss.png``). ``trl``:
     ``trl.SFTConfig`` arguments, passed through untouched. ``framework``: ``torch`` (TRL + PEFT; the
     default) or ``jittor`` (``reactlab.train.jittor``: LoRA only, same rows, masks, schedule and
-    PEFT-format adapter; ``reactlab train sft --framework jittor`` sets it)."""
+    PEFT-format adapter; ``reactlab train sft --framework jittor`` sets it). ``model.adapter``
+    continues an adapter (``lora``) or merges it first (``full``); not with ``qlora`` or Jittor."""
 
     method: Literal["lora", "qlora", "full"] = "lora"  # type: ignore[assignment]  # SFT adds qlora
     train_on: Literal["assistant", "all"] = "assistant"
     framework: Literal["torch", "jittor"] = "torch"
 
 
-class PolicyModelConfig(ModelConfig):
-    """The model a preference / RL trainer starts from: the base ``name`` (as ``ModelConfig``), and
-    ``adapter``: a PEFT LoRA dir trained on that base (an SFT run's ``out``) to start from it instead
-    of the bare base (see ``reactlab.train.dpo`` for the reference model this implies)."""
-
-    adapter: str | None = None
-
-
 class PreferenceRecipe(TrainRecipe):
-    """What the preference trainers (``train dpo``, ``train kto``) share: ``TrainRecipe`` with a
-    ``model`` that may name an SFT ``adapter`` to start from. ``method``: ``lora`` or ``full`` (no
+    """What the preference trainers (``train dpo``, ``train kto``) share. ``method``: ``lora`` or ``full`` (no
     QLoRA: a frozen reference beside a 4-bit policy is not supported here). ``data``: a
     ``reactlab data build --format dpo|kto`` dir. ``beta``: the strength of the pull towards the
     reference model (TRL's ``beta``; higher = stay closer); set here, not in ``trl:``."""
 
-    model: PolicyModelConfig = Field(default_factory=PolicyModelConfig)
     beta: float = Field(default=0.1, gt=0, le=100)
 
 
@@ -146,7 +154,7 @@ class KTORecipe(PreferenceRecipe):
 
 
 class RLRecipe(TrainRecipe):
-    """What the online RL trainers (``train grpo``, ``train rloo``) share (``reactlab.train.grpo``).
+    """What the online RL trainers (``train grpo``, ``train rloo``) share (``reactlab.train.online``).
 
     ``data``: a ``reactlab data build --format prompts`` dir (``prompt`` messages + ``answer``).
     ``model``: the base, or an SFT ``adapter`` to continue. ``rewards``: reward function names
@@ -158,7 +166,6 @@ class RLRecipe(TrainRecipe):
     finish). ``temperature``: the rollouts' sampling temperature (also TRL's, which scales the
     logits it recomputes). ``trl``: the TRL config's other arguments, passed through."""
 
-    model: PolicyModelConfig = Field(default_factory=PolicyModelConfig)
     rewards: dict[str, float] = Field(default_factory=lambda: {"exact_match_reward": 1.0, "format_reward": 0.1})
     num_generations: int = Field(default=8, ge=2, le=256)
     multi_turn: bool = True
@@ -189,24 +196,6 @@ class GRPORecipe(RLRecipe):
 class RLOORecipe(RLRecipe):
     """``reactlab train rloo``: TRL's ``RLOOTrainer`` with our episodes as rollouts (leave-one-out
     baseline, sequence-level loss over the model's own tokens). ``trl``: ``trl.RLOOConfig`` arguments."""
-
-
-class ModelRef(_Strict):
-    """A model an agent runs on: ``name`` is a model spec (``reactlab.models.parse_model``:
-    ``smollm2``, ``hf:PATH_OR_ID``, a dir, a ``.gguf``, ``openai:MODEL``, ``scripted:FILE``);
-    ``adapter`` a PEFT LoRA dir for a local model. A plain string means ``{name: ...}``."""
-
-    name: str
-    adapter: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, v: Any) -> Any:
-        return {"name": v} if isinstance(v, str) else v
-
-    def label(self) -> str:
-        """How the model is named in trajectories and ``training.json``: the spec, ``+adapter`` when set."""
-        return self.name + (f"+{self.adapter}" if self.adapter else "")
 
 
 class RunConfig(_Strict):

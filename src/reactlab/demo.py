@@ -30,7 +30,7 @@ from reactlab.io import DataError, write_text_atomic
 from reactlab.paths import recipes_dir
 from reactlab.report import Arm, Summary
 from reactlab.runner import differences
-from reactlab.train.common import TRAINING_FILE
+from reactlab.train.record import TRAINING_FILE
 
 if TYPE_CHECKING:
     from reactlab.wiki.index import WikiIndex
@@ -229,7 +229,7 @@ def check(demo: Demo) -> SFTRecipe:
     if cfg.method not in ("lora", "qlora"):
         raise ValueError(f"{demo.recipe}: method {cfg.method!r}: the demo evaluates a LoRA adapter (method lora or "
                          "qlora); evaluate a full fine-tune with `reactlab run --model hf:DIR`")
-    from reactlab.train.common import check_method
+    from reactlab.train.policy import check_method
     from reactlab.train.sft import check_trl_keys
 
     check_method(cfg.method, cfg.model.name)

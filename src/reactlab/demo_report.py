@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reactlab.config import SFTRecipe
 from reactlab.report import Arm, Summary, arms_table, duration
-from reactlab.train.common import TRAINING_FILE
+from reactlab.train.record import TRAINING_FILE
 
 __all__ = ["render_report", "table_rows"]
 

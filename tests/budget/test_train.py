@@ -28,7 +28,7 @@ def test_packaged_budget_recipes_validate():
     import trl
 
     from reactlab import config as configs
-    from reactlab.train.common import check_trl_keys
+    from reactlab.train.args import check_trl_keys
 
     for method in LLM_METHODS:
         cfg = configs.load_config(getattr(configs, f"{method.upper()}Recipe"), [default_recipe(method)])

@@ -50,7 +50,8 @@ def test_merge_dtype(tiny_llama_dir, tmp_path):
 def test_adapter_for_another_base_is_refused(tiny_llama_dir, tmp_path):
     """An adapter trained on a model of another width names another base and does not fit: refused
     before PEFT gets a chance to fail half-way; nothing is written."""
-    from reactlab.export.merge import AdapterMismatch, merge_adapter
+    from reactlab.export.merge import merge_adapter
+    from reactlab.weights import AdapterMismatch
 
     wide = _tiny_wide(tiny_llama_dir, tmp_path / "wide")
     adapter = make_adapter(wide, tmp_path / "adapter")
@@ -71,7 +72,8 @@ def test_adapter_naming_another_base_but_fitting_is_merged_with_warning(tiny_lla
 
 
 def test_missing_target_module_is_refused(tiny_llama_dir, tmp_path):
-    from reactlab.export.merge import AdapterMismatch, merge_adapter
+    from reactlab.export.merge import merge_adapter
+    from reactlab.weights import AdapterMismatch
 
     adapter = Path(make_adapter(tiny_llama_dir, tmp_path / "adapter"))
     cfg = json.loads((adapter / "adapter_config.json").read_text())

@@ -46,7 +46,7 @@ def sft_recipe(model: str, data: str, out: Path, method: str = "lora", **trl):
 
 
 def test_lora_sft_on_cuda(tiny_train, sft_data, tmp_path):
-    from reactlab.train.common import read_training_record
+    from reactlab.train.record import read_training_record
     from reactlab.train.sft import train_sft
 
     torch.cuda.reset_peak_memory_stats()
@@ -65,8 +65,10 @@ def test_grpo_rollouts_come_from_the_live_weights(tiny_train, tmp_path):
     from trl import GRPOTrainer
 
     from reactlab.config import GRPORecipe
-    from reactlab.train.common import load_policy
-    from reactlab.train.grpo import EpisodeRollouts, grpo_config, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.cpu import patch_trl_for_cpu
+    from reactlab.train.grpo import grpo_config
+    from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.policy import load_policy
     from reactlab.train.rollout import RolloutSpec, run_rollouts
 
     d = tmp_path / "prompts"
@@ -78,10 +80,12 @@ def test_grpo_rollouts_come_from_the_live_weights(tiny_train, tmp_path):
                      max_new_tokens=6, temperature=1.0,
                      trl=dict(max_steps=2, per_device_train_batch_size=4, logging_steps=1, learning_rate=5e-2,
                               save_strategy="no", report_to=[], seed=0, disable_tqdm=True, bf16=True))
-    model, tok, peft, _ = load_policy(cfg)
+    policy = load_policy(cfg)
+    patch_trl_for_cpu()
     rollouts = EpisodeRollouts(rollout_spec(cfg, 0))
-    trainer = GRPOTrainer(model=model, args=grpo_config(cfg), train_dataset=rl_dataset(rows), processing_class=tok,
-                          peft_config=peft, reward_funcs=rl_rewards(cfg), rollout_func=rollouts)
+    trainer = GRPOTrainer(model=policy.model, args=grpo_config(cfg), train_dataset=rl_dataset(rows),
+                          processing_class=policy.tokenizer, peft_config=policy.peft_config,
+                          reward_funcs=rl_rewards(cfg), rollout_func=rollouts)
     trainer.train()
     model = trainer.model.eval()
     assert next(model.parameters()).is_cuda

@@ -71,7 +71,7 @@ def _time_limit_on(rank: int, port: int, over: bool, results) -> None:
     import torch.distributed as dist
     from transformers import TrainerControl
 
-    from reactlab.train.common import time_limit
+    from reactlab.train.limits import time_limit
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:

@@ -129,12 +129,14 @@ def grpo_trainer(model_dir: str, data: str, out: Path, **keys):
     """A GRPOTrainer as ``train_grpo`` builds it (not trained)."""
     from trl import GRPOTrainer
 
-    from reactlab.train.common import load_policy
-    from reactlab.train.grpo import EpisodeRollouts, grpo_config, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.grpo import grpo_config
+    from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.policy import load_policy
 
     cfg = recipe(GRPORecipe, model_dir, data, out, **keys)
     args = grpo_config(cfg)
-    model, tok, peft, _ = load_policy(cfg)
+    policy = load_policy(cfg)
+    model, tok, peft = policy.model, policy.tokenizer, policy.peft_config
     rows = [json.loads(x) for x in (Path(data) / "train.jsonl").read_text().splitlines()]
     rollouts = EpisodeRollouts(rollout_spec(cfg, 0))
     trainer = GRPOTrainer(model=model, args=args, train_dataset=rl_dataset(rows), processing_class=tok,
@@ -234,8 +236,8 @@ def test_each_process_samples_its_slice_of_the_global_batch(tiny_model_dir, prom
 
 def test_grpo_mean_reward_rises(tiny_model_dir, prompt_data, tmp_path):
     """The toy bandit (``TARGET``): the last steps' mean reward clearly beats the first steps'."""
-    from reactlab.train.common import read_training_record
     from reactlab.train.grpo import train_grpo
+    from reactlab.train.record import read_training_record
 
     cfg = recipe(GRPORecipe, tiny_model_dir, prompt_data, tmp_path / "g", num_generations=8,
                  trl={"max_steps": 6, "per_device_train_batch_size": 8, "learning_rate": 1e-2})
@@ -301,7 +303,7 @@ def test_grpo_resume_equals_uninterrupted(tiny_model_dir, prompt_data, tmp_path)
 
 
 def test_rloo_runs(tiny_model_dir, prompt_data, tmp_path):
-    from reactlab.train.common import read_training_record
+    from reactlab.train.record import read_training_record
     from reactlab.train.rloo import train_rloo
 
     cfg = recipe(RLOORecipe, tiny_model_dir, prompt_data, tmp_path / "r", trl={"max_steps": 3})
@@ -316,12 +318,13 @@ def test_rloo_mask_zeroes_observation_logps(tiny_model_dir, prompt_data, tmp_pat
     observation tokens, and so is their gradient."""
     import torch
 
-    from reactlab.train.common import load_policy
-    from reactlab.train.grpo import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.policy import load_policy
     from reactlab.train.rloo import episode_rloo_trainer, rloo_config
 
     cfg = recipe(RLOORecipe, tiny_model_dir, prompt_data, tmp_path / "m")
-    model, tok, peft, _ = load_policy(cfg)
+    policy = load_policy(cfg)
+    model, tok, peft = policy.model, policy.tokenizer, policy.peft_config
     rows = [json.loads(x) for x in (Path(prompt_data) / "train.jsonl").read_text().splitlines()]
     trainer = episode_rloo_trainer(model=model, args=rloo_config(cfg), train_dataset=rl_dataset(rows),
                                    processing_class=tok, peft_config=peft, reward_funcs=rl_rewards(cfg),
@@ -381,7 +384,7 @@ def test_packaged_rl_recipes_validate():
     """The packaged recipes load and their ``trl:`` keys are TRL's (the GPU one is never run here)."""
     from trl import GRPOConfig, RLOOConfig
 
-    from reactlab.train.common import check_trl_keys
+    from reactlab.train.args import check_trl_keys
 
     for name, cls, conf in (("grpo_smollm2_lora", GRPORecipe, GRPOConfig), ("rloo_smollm2_lora", RLOORecipe, RLOOConfig),
                             ("grpo_gpu_qwen2.5-0.5b", GRPORecipe, GRPOConfig),

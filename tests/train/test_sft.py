@@ -102,6 +102,22 @@ def test_adapter_loads_and_changes_outputs(trained, tiny_dir):
     assert text != base.generate([prompt], GenParams(max_new_tokens=8))[0].text
 
 
+def test_sft_continues_a_model_adapter(trained, tiny_dir, react_data, tmp_path):
+    """``model.adapter``: SFT trains that adapter on (its own shape, not the recipe's ``lora``)."""
+    from safetensors.torch import load_file
+
+    from reactlab.train.sft import train_sft
+
+    start, _ = trained
+    cfg = recipe(tiny_dir, react_data, tmp_path / "more", max_steps=2)
+    cfg.model.adapter, cfg.lora.r = start.out, 4
+    train_sft(cfg)
+    assert json.loads((Path(cfg.out) / "adapter_config.json").read_text())["r"] == 8
+    before, after = (load_file(str(Path(d) / "adapter_model.safetensors")) for d in (start.out, cfg.out))
+    assert before.keys() == after.keys()
+    assert max((before[k] - after[k]).abs().max().item() for k in before) > 1e-4
+
+
 def _capture(batches: list):
     """A callback that records the inputs the trained model's forward receives (training only)."""
 

@@ -59,7 +59,7 @@ def _check_inputs(model: str, adapter: str | None) -> None:
     """Junk weights or an adapter config of the wrong shape: a one-line error naming the file, before
     anything loads."""
     from reactlab.io import check_safetensors
-    from reactlab.llm.hf import check_adapter_files
+    from reactlab.weights import check_adapter_files
 
     if Path(model).is_dir():
         for weights in sorted(Path(model).glob("*.safetensors")):

@@ -1,13 +1,10 @@
 """Merge a PEFT LoRA adapter into its base model and save a plain HF directory.
 
-``merge_adapter(base, adapter, out, dtype)`` loads the base in fp32, checks that the adapter fits
-it (``check_adapter``), folds the low-rank update into the weights (``merge_and_unload``), casts to
+``merge_adapter(base, adapter, out, dtype)`` loads the base in fp32 with the adapter merged in
+(``reactlab.weights.load_weights``, which checks that the adapter fits the base), casts to
 ``fp32``/``fp16``/``bf16`` and writes ``out`` with the tokenizer and its chat template, so that
 ``transformers``, ``export_gguf`` and ``HFLLM`` read it like any other model. Without an adapter it
 just re-saves the base (a named model or a GGUF becomes an HF dir in the chosen dtype).
-
-``base`` is a named model (``reactlab.models.NAMED``: ``smollm2``), a local HF directory or a
-``.gguf`` file. torch, transformers and peft are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -19,14 +16,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 DTYPES = ("fp32", "fp16", "bf16")
 PROVENANCE = "reactlab_export.json"  # written into every merged dir: where its weights came from
-
-
-class AdapterMismatch(ValueError):
-    """The adapter was trained for another base and its tensors do not fit this one."""
 
 
 @dataclass
@@ -57,22 +49,6 @@ def resolve_base(base: str) -> tuple[str, Path | None]:
     return path, spec.source_gguf()
 
 
-def load_base(base: str):
-    """``(model fp32, tokenizer, source GGUF or None)`` for ``resolve_base(base)``."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path, gguf = resolve_base(base)
-    if path.endswith(".gguf"):
-        from reactlab.models import load_gguf
-
-        model, tok = load_gguf(path, torch.float32)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        tok = AutoTokenizer.from_pretrained(path)
-    return model, tok, gguf
-
-
 def merge_adapter(base: str, adapter: str | None, out: str | Path, dtype: str = "fp16") -> MergeResult:
     """Write the merged model to ``out`` (replaced if it exists) and return what was done.
 
@@ -82,16 +58,14 @@ def merge_adapter(base: str, adapter: str | None, out: str | Path, dtype: str = 
     """
     import torch
 
+    from reactlab.weights import load_weights
+
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     t0 = time.perf_counter()
-    model, tok, gguf = load_base(base)
-    warnings: list[str] = []
-    if adapter:
-        from peft import PeftModel
-
-        warnings += check_adapter(model, adapter, base)
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    resolve_base(base)
+    weights = load_weights(base, torch.float32, adapter=adapter, merge=True)
+    model, tok, gguf, warnings = weights.model, weights.tokenizer, weights.source_gguf, weights.warnings
     model = model.to(getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype]))
     if not tok.chat_template:
         raise ValueError(f"base {base!r} has no chat template: the export needs one for Ollama/GGUF")
@@ -111,98 +85,3 @@ def merge_adapter(base: str, adapter: str | None, out: str | Path, dtype: str = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return MergeResult(out, base, adapter, dtype, time.perf_counter() - t0, gguf, warnings)
-
-
-def check_adapter(model, adapter: str | Path, base: str = "") -> list[str]:
-    """Check a LoRA adapter against a loaded base model by its tensor shapes, not only its name.
-
-    Every ``lora_A`` / ``lora_B`` (and ``lora_embedding_*``, saved full modules) must land on a
-    module of the base with matching in/out features, and every listed target module must exist.
-    Returns warnings (the adapter names another base, yet fits); raises ``AdapterMismatch`` with
-    the first problems when it does not fit.
-    """
-    adapter = Path(adapter)
-    cfg_path = adapter / "adapter_config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{adapter} is not a PEFT adapter (no adapter_config.json)")
-    cfg = json.loads(cfg_path.read_text())
-    problems = _shape_problems(model, _adapter_shapes(adapter))
-    modules = dict(model.named_modules())
-    targets = cfg.get("target_modules")
-    if isinstance(targets, list):
-        for t in targets:
-            if not any(n == t or n.endswith("." + t) for n in modules):
-                problems.append(f"target module {t!r} not found in the base")
-    trained_on = cfg.get("base_model_name_or_path") or "?"
-    ours = getattr(model.config, "name_or_path", "") or base
-    same_name = _same_model(trained_on, ours) or _same_model(trained_on, base)
-    if problems:
-        head = "" if same_name else f" was trained on {trained_on!r}, not on {base or ours!r}, and"
-        raise AdapterMismatch(
-            f"adapter {adapter}{head} does not fit the base model ({len(problems)} problems): "
-            + "; ".join(problems[:5])
-        )
-    if not same_name:
-        return [
-            f"adapter {adapter} names base {trained_on!r}, merging into {base or ours!r} (all shapes fit)"
-        ]
-    return []
-
-
-def _adapter_shapes(adapter: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape of the adapter's weights, read without loading the data."""
-    st_file = adapter / "adapter_model.safetensors"
-    if st_file.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(st_file), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    bin_file = adapter / "adapter_model.bin"
-    if bin_file.is_file():
-        import torch
-
-        return {
-            k: tuple(v.shape) for k, v in torch.load(bin_file, map_location="cpu", weights_only=True).items()
-        }
-    raise FileNotFoundError(f"{adapter} has no adapter_model.safetensors / adapter_model.bin")
-
-
-def _shape_problems(model, shapes: dict[str, tuple[int, ...]]) -> list[str]:
-    modules = dict(model.named_modules())
-    params = dict(model.named_parameters())
-    problems = []
-    for key, shape in shapes.items():
-        name = key.removeprefix("base_model.model.")
-        for marker, dim in (
-            (".lora_A.", 1),
-            (".lora_B.", 0),
-            (".lora_embedding_A", 1),
-            (".lora_embedding_B", 0),
-        ):
-            if marker in name:
-                mod_name = name.split(marker)[0]
-                mod = modules.get(mod_name)
-                if mod is None or not hasattr(mod, "weight"):
-                    problems.append(f"{mod_name}: no such module in the base")
-                    break
-                w = tuple(mod.weight.shape)
-                # Linear weight is (out, in): A is (r, in), B is (out, r). Embedding weight is
-                # (num, dim): lora_embedding_A is (r, num), lora_embedding_B is (dim, r).
-                if "embedding" in marker:
-                    want = w[0] if dim == 1 else w[1]
-                else:
-                    want = w[1] if dim == 1 else w[0]
-                if shape[dim] != want:
-                    problems.append(f"{key}: shape {shape} vs base {mod_name} weight {w}")
-                break
-        else:  # a fully saved module (modules_to_save): must match the base parameter exactly
-            name = name.replace(".modules_to_save.default", "")
-            if name in params and tuple(params[name].shape) != shape:
-                problems.append(f"{key}: shape {shape} vs base {tuple(params[name].shape)}")
-    return problems
-
-
-def _same_model(a: Any, b: Any) -> bool:
-    """Names refer to the same model: equal, or equal last path component (hub id vs local dir)."""
-    a, b = str(a or "").rstrip("/"), str(b or "").rstrip("/")
-    return bool(a) and bool(b) and (a == b or a.split("/")[-1] == b.split("/")[-1])

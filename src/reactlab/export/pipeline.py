@@ -75,7 +75,7 @@ def export_model(
         tok = AutoTokenizer.from_pretrained(merged.path)
         commands = {}
         if agent is None:
-            from reactlab.train.common import TRAINING_FILE
+            from reactlab.train.record import TRAINING_FILE
 
             agent = adapter is not None and (Path(adapter) / TRAINING_FILE).is_file()
         for t, gguf_file in zip(types, ggufs, strict=True):

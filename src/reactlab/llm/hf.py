@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from reactlab.io import check_adapter_config, check_safetensors
 from reactlab.llm.stops import find_stop
 from reactlab.types import Completion, GenParams, Prompt, Usage
 
@@ -23,15 +22,15 @@ from reactlab.types import Completion, GenParams, Prompt, Usage
 class HFLLM:
     """A transformers causal LM behind ``reactlab.types.LLM``.
 
-    ``model``: a local HF directory, a hub id (where a hub is reachable), or a ``.gguf`` file
-    (dequantised to dense weights). ``adapter``: a PEFT LoRA directory for that base. ``dtype``:
-    ``auto`` (fp32 on CPU, bf16 on CUDA: bf16 on a CPU moved greedy answers) or a torch dtype name.
-    ``device``: ``auto``, ``cpu``, ``cuda``... ``batch_size``: rows decoded together.
-    ``prefix_cache``: share the KV of a common prompt prefix between rows and keep finished rows' KV
-    for prompts that extend them (off: every row encodes its whole prompt). ``prefill_chunk``:
-    prompt tokens fed per decoding step. ``draft_tokens``: greedy rows guess up to this many next
-    tokens from their own context and verify them in one step (prompt-lookup decoding; 0: off);
-    outputs are unchanged.
+    ``model``: a local model spec (``reactlab.models.parse_model``: an HF directory, a hub id where
+    a hub is reachable, a ``.gguf`` file dequantised), loaded by ``reactlab.weights.load_weights``.
+    ``adapter``: a PEFT LoRA directory for that base, merged in. ``dtype``: ``auto`` (fp32 on CPU:
+    bf16 was not faster on every CPU and changed greedy answers; bf16 on CUDA) or a torch dtype
+    name. ``device``: ``auto``, ``cpu``, ``cuda``... ``batch_size``: rows decoded together.
+    ``prefix_cache``: share the KV of a common prompt prefix between rows and keep finished rows' KV for prompts that extend them (off: every
+    row encodes its whole prompt). ``prefill_chunk``: prompt tokens fed per decoding step.
+    ``draft_tokens``: greedy rows guess up to this many next tokens from their own context and
+    verify them in one step (prompt-lookup decoding; 0: off); outputs are unchanged.
     """
 
     def __init__(
@@ -50,6 +49,7 @@ class HFLLM:
 
         from reactlab.llm import engine
         from reactlab.llm.cpu_kernels import use_onednn_linear
+        from reactlab.weights import load_weights, torch_dtype
 
         self.name = name or (Path(model).name if Path(model).exists() else model)
         if adapter:
@@ -58,18 +58,12 @@ class HFLLM:
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         )
-        if dtype == "auto":
-            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        else:
-            self.dtype = getattr(torch, dtype)
-        if adapter:
-            check_adapter_files(adapter)  # before the (slow) base model load
-        self.model, self.tokenizer = _load(model, self.dtype)
+        self.dtype = torch_dtype(dtype, accelerated=self.device.type == "cuda")
+        weights = load_weights(model, self.dtype, adapter=adapter, merge=True)
+        self.model, self.tokenizer = weights.model, weights.tokenizer
         why = engine.supported(self.model)
         if why:
             raise ValueError(f"{model}: {why} by reactlab's batching engine")
-        if adapter:
-            self.model = _with_adapter(self.model, adapter)
         self.model.to(self.device).eval()
         use_onednn_linear(self.model)  # CPU fp32 only (see there)
         self._start(prefill_chunk, prefix_cache, draft_tokens)
@@ -269,63 +263,6 @@ class _Sample:
 
     key: Hashable
     i: int
-
-
-def _load(model: str, dtype) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a HF dir / hub id, or a ``.gguf`` file. A path that is not there
-    (absolute or ``./``-relative, which no hub id is) or a model that cannot be loaded is a
-    ``FileNotFoundError`` / ``ValueError`` naming it."""
-    if model.endswith(".gguf"):
-        from reactlab.models import load_gguf
-
-        if not Path(model).is_file():
-            raise FileNotFoundError(f"GGUF file not found: {model}")
-        return load_gguf(model, dtype)
-    if (Path(model).is_absolute() or model.startswith(".")) and not Path(model).is_dir():
-        raise FileNotFoundError(f"model directory not found: {model}")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    for weights in sorted(Path(model).glob("*.safetensors")) if Path(model).is_dir() else ():
-        check_safetensors(weights)
-    try:
-        return AutoModelForCausalLM.from_pretrained(model, dtype=dtype), AutoTokenizer.from_pretrained(model)
-    except OSError as e:  # not a model dir, or a hub id with no hub to ask
-        raise FileNotFoundError(f"model {model!r} cannot be loaded: {str(e).splitlines()[0]}") from None
-
-
-def check_adapter_files(adapter: str) -> None:
-    """Fail fast (before the base model loads) on an adapter dir that cannot be one: no
-    ``adapter_config.json``, a config that is not JSON or whose fields have the wrong types, weights
-    whose header does not parse."""
-    path = Path(adapter)
-    if not path.exists():
-        if path.is_absolute() or adapter.startswith("."):
-            raise FileNotFoundError(f"adapter directory not found: {adapter}")
-        return  # a hub id: PEFT resolves it
-    config = path / "adapter_config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
-    check_adapter_config(config)
-    weights = path / "adapter_model.safetensors"
-    if weights.is_file():
-        check_safetensors(weights)
-
-
-def _with_adapter(model, adapter: str):
-    """``model`` with a PEFT LoRA adapter merged in; a mismatched adapter fails with a clear message."""
-    from peft import PeftModel
-
-    check_adapter_files(adapter)
-    try:
-        # Merged into the weights: inference then costs what the base model costs (an unmerged LoRA
-        # adds two small matmuls to every projection of every step).
-        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    except RuntimeError as e:  # size mismatches while loading the LoRA weights
-        base = getattr(model.config, "name_or_path", "") or type(model).__name__
-        raise ValueError(
-            f"adapter {adapter} does not fit the base model {base} (hidden size "
-            f"{model.config.hidden_size}, {model.config.num_hidden_layers} layers): {str(e).splitlines()[0]}"
-        ) from e
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

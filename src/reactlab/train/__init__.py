@@ -1,4 +1,6 @@
-"""Fine-tuning over TRL + PEFT: one thin file per method (``sft.py``, ``dpo.py``, ``kto.py``), shared
-pieces in ``common.py`` (base model + tokenizer, LoRA config, reference model, ``training.json``),
-reward functions for RL in ``rewards.py``, loss curves in ``plots.py``, the ``reactlab train``
-commands in ``cli.py``. Nothing is imported here (torch loads on use)."""
+"""Fine-tuning over TRL + PEFT: one file per trainer (``sft.py``, ``dpo.py``, ``kto.py``, ``grpo.py``,
+``rloo.py``; what GRPO and RLOO share in ``online.py``), the policy they train (``policy.py``), TRL
+arguments (``args.py``), CPU patches of TRL (``cpu.py``), rows (``rows.py``), time limits and
+processes (``limits.py``), ``training.json`` and the model card (``record.py``), reward functions
+(``rewards.py``), loss curves (``plots.py``), the ``reactlab train`` commands (``cli.py``).
+Nothing is imported here (torch loads on use)."""

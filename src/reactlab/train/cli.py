@@ -60,7 +60,7 @@ def _train(method: str, config: list[str], resume: bool, overrides: tuple[str, .
         key = f"{method}/{cfg.framework}" if getattr(cfg, "framework", "torch") != "torch" else method
         module, function = TRAINERS[key].split(":")
         result = getattr(importlib.import_module(module), function)(cfg, resume=resume)
-    from reactlab.train.common import main_process
+    from reactlab.train.limits import main_process
 
     if main_process():  # one result on stdout, however many processes trained
         typer.echo(json.dumps(asdict(result), indent=2))

@@ -8,7 +8,7 @@ Read top to bottom, a run is:
    (``reactlab.data.preference``: chat message lists; ``prompt`` = the turns both trajectories share,
    ``chosen``/``rejected`` = the assistant continuation of each from the first turn they differ).
    Other columns (``source``, ``prompt_id``) stay out of the dataset but count in ``training.json``;
-3. load the policy and its frozen reference (``common.load_policy``): a new LoRA adapter on the
+3. load the policy and its frozen reference (``policy.load_policy``): a new LoRA adapter on the
    base, whose reference is the base (adapter disabled); or, from an SFT ``model.adapter``, that
    adapter trained on, whose reference is a frozen copy of it (the SFT model: what DPO must stay
    close to, not the bare base); or the full model and a frozen copy;
@@ -23,7 +23,7 @@ Read top to bottom, a run is:
    and ``training.json`` (``trainer: dpo``), as SFT does.
 
 The recipe's ``trl:`` block goes to ``DPOConfig`` untouched; we only fill in what it leaves unset
-(``common.trl_defaults``: ``output_dir``, TensorBoard, bf16 on CUDA only, ``use_cpu`` without CUDA,
+(``args.trl_defaults``: ``output_dir``, TensorBoard, bf16 on CUDA only, ``use_cpu`` without CUDA,
 no activation checkpointing); ``beta`` is the recipe's own key. Mind TRL's DPO ``learning_rate``
 default, 1e-6: meant for full fine-tuning, far too small for LoRA (the packaged recipe sets 5e-5).
 """
@@ -34,18 +34,12 @@ import time
 from typing import Any
 
 from reactlab.config import DPORecipe
-from reactlab.train.common import (
-    RunResult,
-    check_method,
-    check_resume,
-    check_trl_keys,
-    columns_dataset,
-    finish_run,
-    load_policy,
-    load_splits,
-    trl_defaults,
-    with_time_limit,
-)
+from reactlab.train.args import check_resume, check_trl_keys, trl_defaults
+from reactlab.train.cpu import patch_trl_for_cpu
+from reactlab.train.limits import with_time_limit
+from reactlab.train.policy import check_method, load_policy
+from reactlab.train.record import RunResult, finish_run
+from reactlab.train.rows import columns_dataset, load_splits
 
 COLUMNS = ("prompt", "chosen", "rejected")
 """The columns of a DPO row (``reactlab data build --format dpo``)."""
@@ -88,9 +82,10 @@ def train_dpo(cfg: DPORecipe, resume: bool = False, callbacks: list | None = Non
 
     from trl import DPOTrainer
 
-    model, tok, peft, ref = load_policy(cfg)
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, peft_config=peft,
+    patch_trl_for_cpu()
+    policy = load_policy(cfg, reference=True)
+    trainer = DPOTrainer(model=policy.model, ref_model=policy.ref_model, args=args, train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=policy.tokenizer, peft_config=policy.peft_config,
                          callbacks=with_time_limit(cfg, callbacks))
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     return finish_run(trainer, output, cfg, name="dpo", t0=t0,

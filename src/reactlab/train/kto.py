@@ -3,7 +3,7 @@
 
 KTO learns from unpaired judgements: each ``prompt``/``completion`` row of ``reactlab data build
 --format kto`` carries ``label`` (true: a correct, finished trajectory; false: any other). The run is
-DPO's (``reactlab.train.dpo``: the same policy and reference model, see ``common.load_policy``; the
+DPO's (``reactlab.train.dpo``: the same policy and reference model, see ``policy.load_policy``; the
 same outputs and ``training.json`` with ``trainer: kto``; the same tokenization: a completion's
 log-probability sums all its tokens, observation turns included), with KTO's own constraints:
 
@@ -15,7 +15,7 @@ log-probability sums all its tokens, observation turns included), with KTO's own
   ``undesirable_weight = n_true / n_false`` from the training rows (``balanced_weights``).
 
 The recipe's ``trl:`` block goes to ``KTOConfig`` untouched, except the keys the recipe owns
-(``beta`` and the two weights) and our defaults for what it leaves unset (``common.trl_defaults``;
+(``beta`` and the two weights) and our defaults for what it leaves unset (``args.trl_defaults``;
 on a CPU ``bf16: false`` + ``use_cpu``, without which ``KTOConfig`` refuses to build).
 """
 
@@ -26,18 +26,12 @@ from typing import Any
 
 from reactlab.config import KTORecipe
 from reactlab.io import DataError
-from reactlab.train.common import (
-    RunResult,
-    check_method,
-    check_resume,
-    check_trl_keys,
-    columns_dataset,
-    finish_run,
-    load_policy,
-    load_splits,
-    trl_defaults,
-    with_time_limit,
-)
+from reactlab.train.args import check_resume, check_trl_keys, trl_defaults
+from reactlab.train.cpu import patch_trl_for_cpu
+from reactlab.train.limits import with_time_limit
+from reactlab.train.policy import check_method, load_policy
+from reactlab.train.record import RunResult, finish_run
+from reactlab.train.rows import columns_dataset, load_splits
 
 COLUMNS = ("prompt", "completion")
 """The text columns of a KTO row (``reactlab data build --format kto``), besides its ``label``."""
@@ -115,9 +109,10 @@ def train_kto(cfg: KTORecipe, resume: bool = False, callbacks: list | None = Non
 
     from trl import KTOTrainer
 
-    model, tok, peft, ref = load_policy(cfg)
-    trainer = KTOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, peft_config=peft,
+    patch_trl_for_cpu()
+    policy = load_policy(cfg, reference=True)
+    trainer = KTOTrainer(model=policy.model, ref_model=policy.ref_model, args=args, train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=policy.tokenizer, peft_config=policy.peft_config,
                          callbacks=with_time_limit(cfg, callbacks))
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     return finish_run(trainer, output, cfg, name="kto", t0=t0,

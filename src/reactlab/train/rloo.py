@@ -4,7 +4,7 @@
 TRL 1.16's RLOO has no rollout hook and no per-token mask besides padding, so ``EpisodeRLOOTrainer``
 is a thin subclass that changes two things and keeps the rest (advantages, clipping, KL, logging):
 
-- ``_generate`` returns our episodes (``grpo.EpisodeRollouts``, the same rollouts GRPO gets) instead
+- ``_generate`` returns our episodes (``online.EpisodeRollouts``, the same rollouts GRPO gets) instead
   of sampling with ``model.generate``; the reward functions receive each episode's conversation as
   their ``completions``;
 - ``env_mask``: RLOO's loss is sequence-level: ``log pi(completion) = sum over completion tokens``,
@@ -18,7 +18,7 @@ is a thin subclass that changes two things and keeps the rest (advantages, clipp
 
 Why a subclass and not TRL's ``tools``/``environment_factory``: those need JSON tool calls and chat
 templates with tool support; our agents act in ReAct text (``search[X]``) on any template.
-Everything else is ``grpo.run_rl``: data, recipe checks, outputs (``trainer: rloo``).
+Everything else is ``online.run_rl``: data, recipe checks, outputs (``trainer: rloo``).
 """
 
 from __future__ import annotations
@@ -28,13 +28,16 @@ from collections.abc import Callable
 from typing import Any
 
 from reactlab.config import RLOORecipe
-from reactlab.train.common import RunResult, check_method, check_resume
-from reactlab.train.grpo import EpisodeRollouts, read_prompt_rows, rl_config_kwargs, run_rl
+from reactlab.train.args import check_resume
+from reactlab.train.cpu import patch_trl_for_cpu
+from reactlab.train.online import EpisodeRollouts, read_prompt_rows, rl_config_kwargs, run_rl
+from reactlab.train.policy import check_method
+from reactlab.train.record import RunResult
 from reactlab.types import Environment
 
 
 def rloo_config(cfg: RLOORecipe):
-    """TRL's ``RLOOConfig`` from the recipe (``grpo.rl_config_kwargs``), the reward weights in order."""
+    """TRL's ``RLOOConfig`` from the recipe (``online.rl_config_kwargs``), the reward weights in order."""
     from trl import RLOOConfig
 
     return RLOOConfig(**rl_config_kwargs(cfg, RLOOConfig) | {"reward_weights": list(cfg.rewards.values())})
@@ -109,6 +112,7 @@ def train_rloo(cfg: RLOORecipe, resume: bool = False, callbacks: list | None = N
     if resume:
         check_resume(cfg.out)
     train_file, rows = read_prompt_rows(cfg)
-    args = rloo_config(cfg)
+    args = rloo_config(cfg)  # validated before the (slow) model load
 
+    patch_trl_for_cpu()
     return run_rl(cfg, "rloo", episode_rloo_trainer, args, resume, t0, train_file, rows, env_factory, callbacks)

@@ -3,7 +3,8 @@
 Read top to bottom, a run is:
 
 1. refuse what this machine cannot do (QLoRA without CUDA) before loading anything;
-2. load the base model + tokenizer (``common.load_model``);
+2. load the policy (``policy.load_policy``: the base model + tokenizer and a new LoRA config, or
+   the ``model.adapter`` continued);
 3. tokenize the rows ourselves with ``reactlab.data.masking`` — ``mask_conversation`` for
    ``messages`` rows, ``mask_completion`` for ``prompt``/``completion`` rows — the very functions the
    data issue defines the loss mask with, so the labels the model is trained on are those labels by
@@ -18,16 +19,16 @@ Read top to bottom, a run is:
    the adapter (or full model) + tokenizer saved to ``out``, ``loss.png`` and ``training.json``.
 
 The recipe's ``trl:`` block goes to ``SFTConfig`` untouched; we only fill in what it leaves unset,
-as for every trainer (``common.trl_defaults``): ``output_dir`` (= ``out``), ``report_to``
+as for every trainer (``args.trl_defaults``): ``output_dir`` (= ``out``), ``report_to``
 (TensorBoard), ``use_cpu`` without CUDA (which is also what lets ``torchrun`` processes on a CPU form
 one gloo process group; without it each trains alone), activation checkpointing (it halves the peak
-memory for ~16% of the time in fp32, and costs nothing under bf16 on AMX), and ``bf16`` (autocast over
+memory for a little time), and ``bf16`` (autocast over
 fp32 weights) on CUDA and on CPUs whose bf16 matmuls are fast (AMX or AVX-512 BF16, detected at run time:
 ``hardware.bf16_matmuls_fast``); ``training.json`` records the precision used.
 
 The loss is computed by TRL's chunked LM head, which never builds the full-vocabulary logits; on a CPU
-we make it project only the positions that carry a label (``common.score_labelled_positions_only``),
-as it does on CUDA: the prompt's positions carry no loss.
+``cpu.patch_trl_for_cpu`` makes it project only the positions that carry a label, as it does on
+CUDA (the prompt's positions carry no loss).
 """
 
 from __future__ import annotations
@@ -39,19 +40,13 @@ from typing import Any
 from reactlab.config import SFTRecipe
 from reactlab.data.masking import mask_completion, mask_conversation
 from reactlab.io import DataError
-from reactlab.train.common import (
-    RunResult,
-    check_method,
-    check_resume,
-    finish_run,
-    load_model,
-    load_rows,
-    load_splits,
-    peft_config,
-    trl_defaults,
-    with_time_limit,
-)
-from reactlab.train.common import check_trl_keys as common_check_trl_keys
+from reactlab.train.args import check_resume, trl_defaults
+from reactlab.train.args import check_trl_keys as args_check_trl_keys
+from reactlab.train.cpu import patch_trl_for_cpu
+from reactlab.train.limits import with_time_limit
+from reactlab.train.policy import check_method, load_policy
+from reactlab.train.record import RunResult, finish_run
+from reactlab.train.rows import load_rows, load_splits
 
 __all__ = ["check_trl_keys", "load_rows", "sft_config", "tokenize_row", "tokenize_rows", "train_sft"]
 
@@ -92,7 +87,7 @@ def check_trl_keys(trl: dict[str, Any]) -> None:
     (with the closest argument names), without building the config (which checks the hardware)."""
     from trl import SFTConfig
 
-    common_check_trl_keys(trl, SFTConfig)
+    args_check_trl_keys(trl, SFTConfig)
 
 
 def sft_config(cfg: SFTRecipe, evaluate: bool = True):
@@ -129,11 +124,12 @@ def train_sft(cfg: SFTRecipe, resume: bool = False, callbacks: list | None = Non
 
     from trl import SFTTrainer
 
-    model, tok = load_model(cfg.model, cfg.method)
-    train_ds = tokenize_rows(tok, train_rows, cfg.train_on, str(train_file))
-    eval_ds = tokenize_rows(tok, val_rows, cfg.train_on, str(val_file)) if val_rows else None
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tok, peft_config=peft_config(cfg.lora, cfg.method),
+    patch_trl_for_cpu()
+    policy = load_policy(cfg)
+    train_ds = tokenize_rows(policy.tokenizer, train_rows, cfg.train_on, str(train_file))
+    eval_ds = tokenize_rows(policy.tokenizer, val_rows, cfg.train_on, str(val_file)) if val_rows else None
+    trainer = SFTTrainer(model=policy.model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=policy.tokenizer, peft_config=policy.peft_config,
                          callbacks=with_time_limit(cfg, callbacks))
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     return finish_run(trainer, output, cfg, name="sft", t0=t0, files=[f for f in (train_file, val_file) if f],

@@ -78,7 +78,7 @@ def _read_json(path: Path) -> Any:
 def _training(spec: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
     """The ``training.json`` of the run's adapter (``model`` is ``NAME+ADAPTER``), looked up as
     given and relative to the run directory's parent."""
-    from reactlab.train.common import TRAINING_FILE
+    from reactlab.train.record import TRAINING_FILE
 
     model = str(spec.get("model", ""))
     if "+" not in model:

@@ -55,8 +55,8 @@ def test_loss_falls_and_the_run_is_recorded(trained):
 def test_the_rows_and_labels_are_the_torch_paths(tiny_dir, react_data):
     from transformers import AutoTokenizer
 
-    from reactlab.train.common import load_rows
     from reactlab.train.jittor.train import encode
+    from reactlab.train.rows import load_rows
     from reactlab.train.sft import tokenize_rows
 
     tok = AutoTokenizer.from_pretrained(tiny_dir)

@@ -71,6 +71,8 @@ def check_recipe(cfg: SFTRecipe) -> None:
     if cfg.method != "lora":
         raise ValueError(f"method: {cfg.method} is not supported by the Jittor path (LoRA only); "
                          "use -c method=lora, or --framework torch")
+    if cfg.model.adapter:
+        raise ValueError("model.adapter: the Jittor path trains a new adapter from the base; use --framework torch")
     if cfg.model.dtype not in ("auto", "float32"):
         raise ValueError(f"model.dtype: {cfg.model.dtype} is not supported by the Jittor path (it trains in float32)")
     if cfg.model.attn_implementation:
@@ -187,15 +189,10 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
     (``ValueError`` when there is none). Returns the ``RunResult`` written to ``training.json``."""
     from transformers import AutoTokenizer
 
-    from reactlab.train.common import (
-        RunResult,
-        load_splits,
-        model_path,
-        peak_memory_mb,
-        prompt_ids,
-        write_training_record,
-    )
+    from reactlab.models import parse_model
     from reactlab.train.plots import plot_losses
+    from reactlab.train.record import RunResult, peak_memory_mb, prompt_ids, write_training_record
+    from reactlab.train.rows import load_splits
     from reactlab.train.sft import sft_config
 
     t0 = time.perf_counter()
@@ -206,7 +203,7 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
         raise ValueError(f"--resume: no checkpoint-N directory in {out} (set trl.save_steps to save them)")
     train_file, train_rows, val_file, val_rows = load_splits(cfg)
     args = sft_config(cfg, evaluate=bool(val_rows))
-    base = model_path(cfg.model.name)
+    base = parse_model(cfg.model.name).path()
     tok = AutoTokenizer.from_pretrained(base)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

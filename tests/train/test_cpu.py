@@ -1,5 +1,5 @@
-"""What every trainer shares (``reactlab.train.common``): the LM head scoring only labelled positions
-on a CPU with the same result, and the per-CPU bf16 default."""
+"""The CPU patches of TRL (``reactlab.train.cpu``): the LM head scoring only labelled positions
+on a CPU with the same result, in smaller tiles."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def fused_scores(model_dir: str, compact: bool, monkeypatch, tile: tuple[int, in
     from trl.kernels.chunked_logprob import ChunkedLogProbFunction, _use_triton
     from trl.trainer.utils import add_fused_lm_head
 
-    from reactlab.train.common import cpu_lm_head_tiles, score_labelled_positions_only
+    from reactlab.train.cpu import cpu_lm_head_tiles, score_labelled_positions_only
 
     monkeypatch.setattr(trl_utils, "_use_triton", _use_triton)  # TRL's own choice, restored after the test
     monkeypatch.setattr(kernel, "TOKEN_CHUNK_SIZE", kernel.TOKEN_CHUNK_SIZE)
@@ -81,19 +81,19 @@ def test_small_cpu_tiles_give_the_same_log_probs_and_gradients(tiny_dir, monkeyp
 def test_cpu_tiles_are_left_alone_where_cuda_is_there(monkeypatch):
     import trl.kernels.chunked_logprob as kernel
 
-    from reactlab.train import common
+    from reactlab.train import cpu
 
     monkeypatch.setattr(kernel, "TOKEN_CHUNK_SIZE", kernel.TOKEN_CHUNK_SIZE)
     before = kernel.TOKEN_CHUNK_SIZE
-    monkeypatch.setattr(common, "cuda_available", lambda: True)
-    assert common.cpu_lm_head_tiles((5, 9)) is False
+    monkeypatch.setattr(cpu, "cuda_available", lambda: True)
+    assert cpu.cpu_lm_head_tiles((5, 9)) is False
     assert before == kernel.TOKEN_CHUNK_SIZE
 
 
 def test_score_labelled_positions_only_is_idempotent():
     import trl.trainer.utils as trl_utils
 
-    from reactlab.train.common import score_labelled_positions_only
+    from reactlab.train.cpu import score_labelled_positions_only
 
     assert score_labelled_positions_only()
     patched = trl_utils._use_triton
@@ -101,14 +101,16 @@ def test_score_labelled_positions_only_is_idempotent():
     assert trl_utils._use_triton is patched
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_cpu_bf16_default_follows_the_detected_cpu_and_the_recipe_wins(fast, monkeypatch):
-    import reactlab.hardware
-    from reactlab.train.common import trl_defaults
+def test_patch_trl_for_cpu_applies_every_patch(monkeypatch):
+    import trl.kernels.chunked_logprob as kernel
+    import trl.trainer.utils as trl_utils
 
-    monkeypatch.setattr(reactlab.hardware, "bf16_matmuls_fast", lambda flags=None: fast)
-    monkeypatch.setattr("reactlab.train.common.cuda_available", lambda: False)
-    assert trl_defaults({}, "o", cpu_bf16=True)["bf16"] is fast
-    assert trl_defaults({}, "o")["bf16"] is False  # trainers that did not ask keep fp32
-    assert trl_defaults({"bf16": False}, "o", cpu_bf16=True)["bf16"] is False
-    assert trl_defaults({}, "o", cpu_bf16=True)["use_cpu"] is True
+    from reactlab.train import cpu
+
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+    monkeypatch.setattr(kernel, "TOKEN_CHUNK_SIZE", kernel.TOKEN_CHUNK_SIZE)
+    monkeypatch.setattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE)
+    monkeypatch.setattr(cpu, "cuda_available", lambda: False)
+    cpu.patch_trl_for_cpu()
+    assert getattr(trl_utils._use_triton, "reactlab_cpu_compact", False)
+    assert (kernel.TOKEN_CHUNK_SIZE, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE) == cpu.CPU_HEAD_TILE
