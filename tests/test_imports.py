@@ -65,7 +65,7 @@ def import_graph(typing: bool = True) -> dict[str, set[str]]:
 LAYERS = (
     ("types",),
     ("io", "errors", "paths", "hardware", "progress", "isolate"),
-    ("models", "wiki"),
+    ("models", "weights", "wiki"),
     ("llm", "envs", "tasks"),
     ("agents",),
     ("config",),  # above agents: RunConfig carries each agent's options record (agents.AgentOptions)
