@@ -312,9 +312,10 @@ class Check:
 
     def plan_mb(self, out: Path, method: str = "lora") -> float:
         """``reactlab train sft ... --plan``'s estimate of the same run, in MB (the measured peak's unit)."""
-        from reactlab.config import SFTRecipe, find_recipe, load_config, split_specs
+        from reactlab.config import find_recipe, load_config, split_specs
         from reactlab.train.plan import estimate, model_shape, setup_from_recipe
         from reactlab.train.plan import load_config as model_config
+        from reactlab.train.recipes import SFTRecipe
 
         files, specs = split_specs(self._sft_specs(method, out))
         cfg = load_config(SFTRecipe, [find_recipe(f) for f in files], specs)

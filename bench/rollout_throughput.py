@@ -99,10 +99,10 @@ def main() -> None:
 
     import torch
 
-    from reactlab.config import GRPORecipe
     from reactlab.envs.wikienv import WikiEnv
     from reactlab.llm.hf import HFLLM
     from reactlab.train.policy import load_policy
+    from reactlab.train.recipes import GRPORecipe
     from reactlab.train.rollout import RolloutSpec, run_rollouts
     from reactlab.wiki.index import get_index
 

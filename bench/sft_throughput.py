@@ -59,7 +59,7 @@ def build_data(out: Path) -> str:
 
 
 def lora():
-    from reactlab.config import LoraConfig
+    from reactlab.train.recipes import LoraConfig
 
     return LoraConfig(r=16, alpha=32, dropout=0.0)
 
@@ -87,7 +87,7 @@ OURS = {  # variant -> trl overrides of our defaults
 
 def run_ours(a, variant: str) -> dict:
     import reactlab.train.cpu as cpu
-    from reactlab.config import SFTRecipe
+    from reactlab.train.recipes import SFTRecipe
     from reactlab.train.sft import train_sft
 
     if variant == "full_head":

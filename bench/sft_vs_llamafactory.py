@@ -250,7 +250,7 @@ def gc_probe(seen: dict[str, Any]):
 
 
 def run_ours(a, work: Path) -> dict[str, Any]:
-    from reactlab.config import LoraConfig, SFTRecipe
+    from reactlab.train.recipes import LoraConfig, SFTRecipe
     from reactlab.train.sft import train_sft
 
     trl = dict(per_device_train_batch_size=a.batch, gradient_accumulation_steps=a.accum, max_steps=a.steps,

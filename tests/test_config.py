@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reactlab.config import (
-    ConfigError,
-    DPORecipe,
-    KTORecipe,
-    SFTRecipe,
-    load_config,
-    parse_value,
-    split_specs,
-)
+from reactlab.config import ConfigError, load_config, parse_value, split_specs
+from reactlab.train.recipes import DPORecipe, KTORecipe, SFTRecipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from reactlab.cli import app
-from reactlab.config import SFTRecipe, load_config, split_specs
+from reactlab.config import load_config, split_specs
 from reactlab.data.select import excluded_questions, normalize_question
 from reactlab.demo import ADAPTER_FILES, run_demo
 from reactlab.io import DataError
 from reactlab.tasks.hotpotqa import HotpotQA
+from reactlab.train.recipes import SFTRecipe
 
 pytest.importorskip("trl")
 

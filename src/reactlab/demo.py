@@ -17,19 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reactlab.config import (
-    GRPORecipe,
-    ModelRef,
-    RunConfig,
-    SFTRecipe,
-    find_recipe,
-    load_config,
-    split_key_value,
-)
+from reactlab.config import ModelRef, RunConfig, find_recipe, load_config, split_key_value
 from reactlab.io import DataError, write_text_atomic
 from reactlab.paths import recipes_dir
 from reactlab.report import Arm, Summary
 from reactlab.runner import differences
+from reactlab.train.recipes import GRPORecipe, SFTRecipe
 from reactlab.train.record import TRAINING_FILE
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from reactlab.config import SFTRecipe
 from reactlab.report import Arm, Summary, arms_table, duration
+from reactlab.train.recipes import SFTRecipe
 from reactlab.train.record import TRAINING_FILE
 
 __all__ = ["render_report", "table_rows"]

@@ -28,10 +28,11 @@ def test_packaged_budget_recipes_validate():
     import trl
 
     from reactlab import config as configs
+    from reactlab.train import recipes
     from reactlab.train.args import check_trl_keys
 
     for method in LLM_METHODS:
-        cfg = configs.load_config(getattr(configs, f"{method.upper()}Recipe"), [default_recipe(method)])
+        cfg = configs.load_config(getattr(recipes, f"{method.upper()}Recipe"), [default_recipe(method)])
         check_trl_keys(cfg.trl, getattr(trl, f"{method.upper()}Config"))
         if method in ("grpo", "rloo"):
             assert (cfg.multi_turn, cfg.env, cfg.rewards) == (False, "none", {"budget_reward": 1.0})

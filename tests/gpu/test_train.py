@@ -37,7 +37,7 @@ def sft_data(tmp_path_factory) -> str:
 
 
 def sft_recipe(model: str, data: str, out: Path, method: str = "lora", **trl):
-    from reactlab.config import SFTRecipe
+    from reactlab.train.recipes import SFTRecipe
 
     base = dict(max_steps=8, per_device_train_batch_size=4, logging_steps=1, learning_rate=1e-2, save_strategy="no",
                 report_to=[], seed=0, disable_tqdm=True, bf16=True)
@@ -64,11 +64,11 @@ def test_grpo_rollouts_come_from_the_live_weights(tiny_train, tmp_path):
     recomputed ones within ``BF16_LOGPROB``, and differ from the starting model's by more."""
     from trl import GRPOTrainer
 
-    from reactlab.config import GRPORecipe
     from reactlab.train.cpu import patch_trl_for_cpu
     from reactlab.train.grpo import grpo_config
     from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
     from reactlab.train.policy import load_policy
+    from reactlab.train.recipes import GRPORecipe
     from reactlab.train.rollout import RolloutSpec, run_rollouts
 
     d = tmp_path / "prompts"

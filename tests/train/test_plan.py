@@ -185,10 +185,11 @@ def qwen25(tmp_path_factory):
 def test_gpu_recipes_fit_a_24gb_gpu(qwen25, method, recipe, size):
     """What the recipes' comments state: each fits a 24 GB GPU as shipped (its model size)."""
     from reactlab import config as configs
+    from reactlab.train import recipes
     from reactlab.train.plan import load_config as model_config
     from reactlab.train.plan import setup_from_recipe
 
-    cfg = configs.load_config(getattr(configs, f"{method.upper()}Recipe"), [recipe], [f"model.name={qwen25[size]}"])
+    cfg = configs.load_config(getattr(recipes, f"{method.upper()}Recipe"), [recipe], [f"model.name={qwen25[size]}"])
     setup = setup_from_recipe(cfg, method)
     plan = estimate(model_shape(model_config(cfg.model.name)), setup)
     assert plan.total <= 24 * GiB * (1 - HEADROOM), (recipe, size, plan.total / GiB)
@@ -200,13 +201,14 @@ def test_recipe_setup(qwen25):
     """What ``--plan`` reads from a recipe: SFT checkpoints by default, QLoRA always; DPO runs two
     sequences per row; an RL episode's length comes from its steps."""
     from reactlab import config as configs
+    from reactlab.train import recipes
     from reactlab.train.plan import EPISODE_PROMPT, OBSERVATION_TOKENS, setup_from_recipe
 
-    sft = setup_from_recipe(configs.load_config(configs.SFTRecipe, ["sft_smollm2_lora"]), "sft")
+    sft = setup_from_recipe(configs.load_config(recipes.SFTRecipe, ["sft_smollm2_lora"]), "sft")
     assert sft.checkpointing and sft.sequences_per_row == 1
-    dpo = setup_from_recipe(configs.load_config(configs.DPORecipe, ["dpo_gpu_qwen2.5-0.5b"]), "dpo")
+    dpo = setup_from_recipe(configs.load_config(recipes.DPORecipe, ["dpo_gpu_qwen2.5-0.5b"]), "dpo")
     assert dpo.sequences_per_row == 2 and not dpo.checkpointing and dpo.length == 1024
-    grpo = configs.load_config(configs.GRPORecipe, ["grpo_gpu_qwen2.5-0.5b"])
+    grpo = configs.load_config(recipes.GRPORecipe, ["grpo_gpu_qwen2.5-0.5b"])
     assert setup_from_recipe(grpo, "grpo").length == EPISODE_PROMPT + 6 * (128 + OBSERVATION_TOKENS)
-    qlora = setup_from_recipe(configs.load_config(configs.SFTRecipe, ["sft_gpu_qlora"], ["trl.activation_checkpointing=false"]), "sft")
+    qlora = setup_from_recipe(configs.load_config(recipes.SFTRecipe, ["sft_gpu_qlora"], ["trl.activation_checkpointing=false"]), "sft")
     assert qlora.method == "qlora" and qlora.checkpointing and qlora.optim == "paged_adamw_8bit"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reactlab.config import DPORecipe, KTORecipe
+from reactlab.train.recipes import DPORecipe, KTORecipe
 
 pytest.importorskip("trl")
 

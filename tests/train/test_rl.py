@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reactlab.config import ConfigError, GRPORecipe, RLOORecipe, load_config
+from reactlab.config import ConfigError, load_config
+from reactlab.train.recipes import GRPORecipe, RLOORecipe
 
 pytest.importorskip("trl")
 

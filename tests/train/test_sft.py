@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reactlab.config import SFTRecipe
+from reactlab.train.recipes import SFTRecipe
 
 pytest.importorskip("trl")
 

@@ -34,6 +34,7 @@ def train_budget(method: str, data: str | Path, config: Sequence[str] = (), out:
     """Train predictor ``method`` on the budget dataset ``data`` (module docstring); return what
     was written (``predictor``: the ``predictor.json`` path; ``training``: the trainer's result)."""
     from reactlab import config as configs
+    from reactlab.train import recipes
 
     budget = load_budget(data)
     train_rows = budget.rows["train"]
@@ -49,7 +50,7 @@ def train_budget(method: str, data: str | Path, config: Sequence[str] = (), out:
     rows_dir = Path(data) / "rows" / fmt
     counts = write_rows(budget, fmt, rows_dir)
     files, specs = configs.split_specs(list(config))
-    cfg = configs.load_config(getattr(configs, f"{method.upper()}Recipe"), files or [default_recipe(method)],
+    cfg = configs.load_config(getattr(recipes, f"{method.upper()}Recipe"), files or [default_recipe(method)],
                               [*specs, f"data.path={rows_dir}", *([f"out={out}"] if out else [])])
     from reactlab.train.cli import TRAINERS
 

@@ -44,14 +44,15 @@ TRAINERS = {  # method (/framework) -> "module:function"; each takes (recipe, re
 
 def _train(method: str, config: list[str], resume: bool, overrides: tuple[str, ...] = (), plan: bool = False,
            gpu_memory: float | None = None) -> None:
-    """Load ``reactlab.config.<METHOD>Recipe`` from the ``-c`` specs, train, print the ``RunResult``."""
+    """Load ``reactlab.train.recipes.<METHOD>Recipe`` from the ``-c`` specs, train, print the ``RunResult``."""
     import importlib
 
     from reactlab import config as configs
+    from reactlab.train import recipes
 
     files, specs = configs.split_specs(config)
     with user_errors():
-        cfg = configs.load_config(getattr(configs, f"{method.upper()}Recipe"), files, [*specs, *overrides])
+        cfg = configs.load_config(getattr(recipes, f"{method.upper()}Recipe"), files, [*specs, *overrides])
         if plan:
             from reactlab.train.plan import plan_recipe
 

@@ -24,12 +24,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from reactlab.config import KTORecipe
 from reactlab.io import DataError
 from reactlab.train.args import check_resume, check_trl_keys, trl_defaults
 from reactlab.train.cpu import patch_trl_for_cpu
 from reactlab.train.limits import with_time_limit
 from reactlab.train.policy import check_method, load_policy
+from reactlab.train.recipes import KTORecipe
 from reactlab.train.record import RunResult, finish_run
 from reactlab.train.rows import columns_dataset, load_splits
 

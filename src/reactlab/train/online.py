@@ -39,11 +39,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from reactlab.config import RLRecipe
 from reactlab.io import DataError
 from reactlab.train.args import check_trl_keys, trl_defaults
 from reactlab.train.limits import with_time_limit
 from reactlab.train.policy import load_policy
+from reactlab.train.recipes import RLRecipe
 from reactlab.train.record import RunResult, finish_run
 from reactlab.train.rollout import RolloutSpec, run_rollouts
 from reactlab.train.rows import columns_dataset, data_files, load_rows

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reactlab.config import LoraConfig
 from reactlab.train.cpu import cuda_available
+from reactlab.train.recipes import LoraConfig
 
 
 @dataclass

@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from reactlab.config import RLOORecipe
 from reactlab.train.args import check_resume
 from reactlab.train.cpu import patch_trl_for_cpu
 from reactlab.train.online import EpisodeRollouts, read_prompt_rows, rl_config_kwargs, run_rl
 from reactlab.train.policy import check_method
+from reactlab.train.recipes import RLOORecipe
 from reactlab.train.record import RunResult
 from reactlab.types import Environment
 

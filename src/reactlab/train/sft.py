@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reactlab.config import SFTRecipe
 from reactlab.data.masking import mask_completion, mask_conversation
 from reactlab.io import DataError
 from reactlab.train.args import check_resume, trl_defaults
@@ -45,6 +44,7 @@ from reactlab.train.args import check_trl_keys as args_check_trl_keys
 from reactlab.train.cpu import patch_trl_for_cpu
 from reactlab.train.limits import with_time_limit
 from reactlab.train.policy import check_method, load_policy
+from reactlab.train.recipes import SFTRecipe
 from reactlab.train.record import RunResult, finish_run
 from reactlab.train.rows import load_rows, load_splits
 

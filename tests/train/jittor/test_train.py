@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reactlab.config import SFTRecipe
+from reactlab.train.recipes import SFTRecipe
 
 
 def recipe(model: str, data: str, out: Path, **trl) -> SFTRecipe:

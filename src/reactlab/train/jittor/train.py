@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from reactlab.config import SFTRecipe
 from reactlab.io import DataError, write_json_atomic
 from reactlab.train.jittor import convert, lora
 from reactlab.train.jittor.optim import SCHEDULES, AdamW, clip_grads, lr_factor, warmup_steps
 from reactlab.train.jittor.runtime import import_jittor
+from reactlab.train.recipes import SFTRecipe
 
 HONOURED = {
     "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type",

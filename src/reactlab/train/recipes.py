@@ -1,0 +1,159 @@
+"""The training recipes, one pydantic record per trainer (TRL's ``*Config`` beside ``*Trainer``):
+what ``reactlab train METHOD -c RECIPE -c key=value`` validates before anything heavy loads.
+
+The ``trl:`` block of a recipe is a plain mapping handed to TRL's config class untouched: we never
+re-declare TRL's arguments, so its documentation is ours.
+
+>>> from reactlab.config import load_config
+>>> cfg = load_config(SFTRecipe, [], ["data.path=/d", "out=/o", "lora.r=4", "trl.learning_rate=2e-4"])
+>>> cfg.lora.r, cfg.trl["learning_rate"], cfg.model.name
+(4, 0.0002, 'smollm2')
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from reactlab.config import ModelRef, _Strict
+
+
+def _default_model() -> ModelRef:
+    return ModelRef(name="smollm2")
+
+
+class DataConfig(_Strict):
+    """A dataset directory from ``reactlab data build``: ``train.jsonl`` (+ ``val.jsonl``, optional,
+    empty allowed) with TRL columns ``messages`` or ``prompt``/``completion``. ``limit`` /
+    ``val_limit``: use only the first N rows (quick runs, benchmarks)."""
+
+    path: str
+    train_file: str = "train.jsonl"
+    val_file: str | None = "val.jsonl"
+    limit: int | None = Field(default=None, ge=1)
+    val_limit: int | None = Field(default=None, ge=0)
+
+
+class LoraConfig(_Strict):
+    """LoRA adapter shape (PEFT ``LoraConfig``): rank ``r``, scale ``alpha``/``r``, ``dropout``, and
+    ``target_modules`` (``all-linear`` = every linear layer except the output head, as in QLoRA)."""
+
+    r: int = Field(default=16, ge=1, le=1024)
+    alpha: int = Field(default=32, ge=1, le=4096)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainRecipe(_Strict):
+    """What every ``reactlab train`` recipe has: the ``model`` (its ``adapter``, when set, is an SFT
+    run's adapter to continue from; see ``reactlab.train.policy``), the ``data`` dir, the ``method``
+    (``lora``: an adapter on a frozen base; ``full``: every weight, ``lora`` ignored), the ``lora``
+    shape, ``out`` (the adapter / model dir, also checkpoints, TensorBoard logs, ``training.json``,
+    ``loss.png``) and ``trl``: the trainer's TRL config arguments, passed through untouched.
+    ``max_minutes``: a wall-time budget: training ends after the update that crosses it (then the
+    final eval, save and record as usual; ``training.json`` says ``stopped_by_time``). For arms of a
+    comparison sized in minutes of one machine; pair it with a schedule that does not depend on
+    the end (e.g. ``trl.lr_scheduler_type: constant_with_warmup``) and a large ``trl.max_steps``."""
+
+    model: ModelRef = Field(default_factory=_default_model)
+    data: DataConfig
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    out: str
+    max_minutes: float | None = Field(default=None, gt=0, le=100_000)
+    trl: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_name(cls, v: Any) -> Any:
+        """A recipe's model is ``smollm2`` unless named (``-c model.adapter=...`` alone keeps it)."""
+        return {"name": _default_model().name, **v} if isinstance(v, dict) and "name" not in v else v
+
+
+class SFTRecipe(TrainRecipe):
+    """``reactlab train sft``. ``method``: ``lora`` (adapter on a frozen base), ``qlora`` (the same on
+    a 4-bit base: CUDA + bitsandbytes only), ``full`` (every weight; ``lora`` ignored).
+    ``train_on``: ``assistant`` (thought + action turns and their end-of-turn token; the default) or
+    ``all`` (observations too, FireAct's behaviour) — see ``reactlab.data.masking``. ``out``: the
+    adapter / model dir (also checkpoints, TensorBoard logs, ``training.json``, ``loss.png``). ``trl``:
+    ``trl.SFTConfig`` arguments, passed through untouched. ``framework``: ``torch`` (TRL + PEFT; the
+    default) or ``jittor`` (``reactlab.train.jittor``: LoRA only, same rows, masks, schedule and
+    PEFT-format adapter; ``reactlab train sft --framework jittor`` sets it). ``model.adapter``
+    continues an adapter (``lora``) or merges it first (``full``); not with ``qlora`` or Jittor."""
+
+    method: Literal["lora", "qlora", "full"] = "lora"  # type: ignore[assignment]  # SFT adds qlora
+    train_on: Literal["assistant", "all"] = "assistant"
+    framework: Literal["torch", "jittor"] = "torch"
+
+
+class PreferenceRecipe(TrainRecipe):
+    """What the preference trainers (``train dpo``, ``train kto``) share. ``method``: ``lora`` or ``full`` (no
+    QLoRA: a frozen reference beside a 4-bit policy is not supported here). ``data``: a
+    ``reactlab data build --format dpo|kto`` dir. ``beta``: the strength of the pull towards the
+    reference model (TRL's ``beta``; higher = stay closer); set here, not in ``trl:``."""
+
+    beta: float = Field(default=0.1, gt=0, le=100)
+
+
+class DPORecipe(PreferenceRecipe):
+    """``reactlab train dpo`` on ``prompt``/``chosen``/``rejected`` rows (``data build --format dpo``).
+    ``trl``: ``trl.DPOConfig`` arguments (``loss_type``, ``max_length``, ...), passed through."""
+
+
+class KTORecipe(PreferenceRecipe):
+    """``reactlab train kto`` on ``prompt``/``completion``/``label`` rows (``data build --format kto``).
+    ``desirable_weight`` / ``undesirable_weight``: the losses' weights of ``label: true`` / ``false``
+    rows (the KTO paper keeps ``desirable_weight * n_desirable / (undesirable_weight * n_undesirable)``
+    in [1, 4/3]); ``balance_labels: true`` sets ``undesirable_weight`` from the training rows' counts
+    (to ``n_desirable / n_undesirable``, the bottom of that range) instead. ``trl``: ``trl.KTOConfig``
+    arguments, passed through."""
+
+    desirable_weight: float = Field(default=1.0, gt=0, le=1000)
+    undesirable_weight: float = Field(default=1.0, gt=0, le=1000)
+    balance_labels: bool = False
+
+
+class RLRecipe(TrainRecipe):
+    """What the online RL trainers (``train grpo``, ``train rloo``) share (``reactlab.train.online``).
+
+    ``data``: a ``reactlab data build --format prompts`` dir (``prompt`` messages + ``answer``).
+    ``model``: the base, or an SFT ``adapter`` to continue. ``rewards``: reward function names
+    (``reactlab.train.rewards.REWARDS``) and their weights; the reward of an episode is the weighted
+    sum. ``num_generations``: episodes per prompt (the group whose mean is the baseline).
+    ``multi_turn``: whole ReAct episodes (``max_episode_steps`` model turns at most, each at most
+    ``max_new_tokens``), or one completion per prompt. ``env``: ``wiki`` (``WikiEnv`` over the
+    local index of ``corpus``, the vendored pages by default) or ``none`` (no tool: think, then
+    finish). ``temperature``: the rollouts' sampling temperature (also TRL's, which scales the
+    logits it recomputes). ``trl``: the TRL config's other arguments, passed through."""
+
+    rewards: dict[str, float] = Field(default_factory=lambda: {"exact_match_reward": 1.0, "format_reward": 0.1})
+    num_generations: int = Field(default=8, ge=2, le=256)
+    multi_turn: bool = True
+    max_episode_steps: int = Field(default=4, ge=1, le=100)
+    max_new_tokens: int = Field(default=128, ge=1, le=32768)
+    temperature: float = Field(default=1.0, gt=0, le=10)
+    env: Literal["wiki", "none"] = "wiki"
+    corpus: list[str] | None = None
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, v: dict[str, float]) -> dict[str, float]:
+        from reactlab.train.rewards import REWARDS
+
+        if not v:
+            raise ValueError("at least one reward function is needed")
+        bad = [k for k in v if k not in REWARDS]
+        if bad:
+            raise ValueError(f"unknown reward {', '.join(map(repr, bad))}; known: {', '.join(REWARDS)}")
+        return v
+
+
+class GRPORecipe(RLRecipe):
+    """``reactlab train grpo``: TRL's ``GRPOTrainer`` with our episodes as rollouts (group-normalised
+    advantages, per-token loss, observation tokens masked out). ``trl``: ``trl.GRPOConfig`` arguments."""
+
+
+class RLOORecipe(RLRecipe):
+    """``reactlab train rloo``: TRL's ``RLOOTrainer`` with our episodes as rollouts (leave-one-out
+    baseline, sequence-level loss over the model's own tokens). ``trl``: ``trl.RLOOConfig`` arguments."""
