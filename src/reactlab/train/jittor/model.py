@@ -191,13 +191,14 @@ def build(args: LlamaArgs) -> Any:
             k = self.k_proj(x).reshape(b, t, nkv, d).transpose(0, 2, 1, 3)
             v = self.v_proj(x).reshape(b, t, nkv, d).transpose(0, 2, 1, 3)
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            if nh != nkv:  # each K/V head serves nh // nkv query heads, in order
-                rep = nh // nkv
-                k = k.unsqueeze(2).broadcast([b, nkv, rep, t, d]).reshape(b, nh, t, d)
-                v = v.unsqueeze(2).broadcast([b, nkv, rep, t, d]).reshape(b, nh, t, d)
-            scores = bmm(q, k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d)) + mask
-            probs = nn.softmax(scores, dim=-1)
-            out = bmm(probs, v).transpose(0, 2, 1, 3).reshape(b, t, nh * d)
+            # Each K/V head serves the rep = nh // nkv query heads after it, in order: those heads'
+            # rows are stacked into one (rep * t)-row matrix per K/V head, so K and V are never
+            # copied rep times and each head group is one larger matmul.
+            rep = nh // nkv
+            q = q.reshape(b, nkv, rep * t, d)
+            scores = bmm(q, k.transpose(0, 1, 3, 2)).reshape(b, nh, t, t) * (1.0 / math.sqrt(d)) + mask
+            probs = nn.softmax(scores, dim=-1).reshape(b, nkv, rep * t, t)
+            out = bmm(probs, v).reshape(b, nh, t, d).transpose(0, 2, 1, 3).reshape(b, t, nh * d)
             return self.o_proj(out)
 
     class MLP(Module):
