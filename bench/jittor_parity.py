@@ -25,6 +25,7 @@ Jittor path's; ``--no-checkpointing`` turns both off); it prints tokens/s after 
 
     .venv/bin/python bench/jittor_parity.py --data runs/demo/data [--updates 50] [--rows 64] [--json OUT]
     .venv/bin/python bench/jittor_parity.py --lengths 128,700 --updates 3 --per-update 1 --threads 2
+    .venv/bin/python bench/jittor_parity.py --lengths 128 --updates 3 --per-update 1 --qwen2-0.5b
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def worker_torch(args) -> dict:
 
     data = encoded(args)
     torch.manual_seed(args.seed)
-    model = AutoModelForCausalLM.from_pretrained(resolve("smollm2"), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(args.base or resolve("smollm2"), dtype=torch.float32)
     if args.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
@@ -177,7 +178,7 @@ def worker_jittor(args) -> dict:
 
     jt = import_jittor()
     data = encoded(args)
-    model = convert.load_hf(resolve("smollm2"))
+    model = convert.load_hf(args.base or resolve("smollm2"))
     lora.inject(model, 16, 32, 0.0, "all-linear")
     with np.load(args.init) as z:
         lora.set_lora_state(model, {k: z[k] for k in z.files}, where=str(args.init))
@@ -216,7 +217,7 @@ def run_worker(kind: str, args, tmp: Path, updates: int, env: dict | None = None
            "--max-length", str(args.max_length), "--per-update", str(args.per_update), "--updates", str(updates),
            "--warmup", str(args.warmup), "--lr", str(args.lr), "--seed", str(args.seed),
            "--init", str(tmp / "init.npz"), "--final", str(tmp / f"{kind}-final.npz"), "--json", str(out),
-           "--length", str(args.length or 0)] + ([] if args.checkpointing else ["--no-checkpointing"])
+           "--length", str(args.length or 0), "--base", args.base] + ([] if args.checkpointing else ["--no-checkpointing"])
     threads = {k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} \
         if args.threads else {}
     subprocess.run(cmd, check=True, env={**os.environ, **threads, **(env or {})})
@@ -235,6 +236,23 @@ def merged_diff(tmp: Path, scaling: float = 2.0) -> float:
         return worst
 
 
+QWEN2_05B = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+             "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True, "rope_theta": 1000000.0,
+             "rms_norm_eps": 1e-6, "max_position_embeddings": 32768}
+"""Qwen2-0.5B's shape (its config.json's numbers)."""
+
+
+def random_qwen2_05b(out: Path) -> str:
+    """An HF dir with a Qwen2 of Qwen2-0.5B's shape and random weights (fp32), for ``--qwen2-0.5b``."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(Qwen2Config(**QWEN2_05B), dtype=torch.float32)
+    model.save_pretrained(str(out))
+    return str(out)
+
+
 def steady_rate(r: dict, per_update_tokens: int) -> float:
     """Tokens/s over the updates after the first (Jittor compiles its kernels in the first)."""
     starts = r["update_starts"]
@@ -246,8 +264,10 @@ def steady_rate(r: dict, per_update_tokens: int) -> float:
 def sweep(args) -> None:
     """The ``--lengths`` scaling sweep (see the module doc)."""
     print(f"CPU: {describe_cpu()}; {args.threads or 'default'} thread(s) per worker; checkpointing "
-          f"{'on' if args.checkpointing else 'off'}")
+          f"{'on' if args.checkpointing else 'off'}; model: "
+          f"{'random Qwen2 of Qwen2-0.5B shape' if args.qwen2_05b else args.base or 'smollm2'}")
     report: dict = {"cpu_start": describe_cpu(), "threads": args.threads, "checkpointing": args.checkpointing,
+                    "model": "random Qwen2, Qwen2-0.5B's shape" if args.qwen2_05b else args.base or "smollm2",
                     "updates": args.updates, "per_update": args.per_update, "lengths": {}}
     print(f"{'length':>6} {'torch tok/s':>11} {'jittor tok/s':>12} {'speed':>6} {'torch RSS MB':>12} "
           f"{'jittor RSS MB':>13} {'memory':>7}")
@@ -255,6 +275,8 @@ def sweep(args) -> None:
         args.length = n
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
+            if args.qwen2_05b:
+                args.base = random_qwen2_05b(tmp / "qwen2-0.5b")
             t = run_worker("torch", args, tmp, args.updates)
             j = run_worker("jittor", args, tmp, args.updates)
         ts, js = steady_rate(t, n * args.per_update), steady_rate(j, n * args.per_update)
@@ -284,6 +306,9 @@ def main() -> None:
     ap.add_argument("--lengths", default="", help="comma-separated token lengths: the scaling sweep only")
     ap.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
                     help="train without activation checkpointing (both frameworks)")
+    ap.add_argument("--base", default="", help="the sweep's model: an HF dir (default: the embedded SmolLM2-135M)")
+    ap.add_argument("--qwen2-0.5b", dest="qwen2_05b", action="store_true",
+                    help="the sweep's model: a random Qwen2 of Qwen2-0.5B's shape, made from its config")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--length", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=["torch", "jittor"], help=argparse.SUPPRESS)

@@ -1,8 +1,7 @@
 """Matrix products for the Jittor model on a CPU: Jittor ops whose kernel is numpy's BLAS.
 
 Jittor 1.3 multiplies matrices on a CPU with MKL-DNN when it can download it (``use_mkl=1``), or
-else as a fused broadcast-multiply-reduce loop: measured on SmolLM2-135M, a LoRA training step
-without MKL ran at ~4 tokens/s, 20x below the same step in torch; most of it in the backward.
+else as a fused broadcast-multiply-reduce loop, far slower than BLAS (most of it in the backward).
 Offline there is no MKL-DNN, so by default ``linear`` and ``bmm`` are ``jt.numpy_code`` ops
 (Jittor's own mechanism for custom ops): forward and both gradients are ``numpy.matmul``
 (OpenBLAS sgemm), and Jittor keeps the graph, the autograd and every other kernel.
