@@ -100,8 +100,8 @@ def load_hf(path: str | Path) -> Any:
         with safe_open(str(f), framework="pt") as st:  # "pt": numpy has no bfloat16
             for k in st.keys():  # noqa: SIM118  (safe_open is not a mapping)
                 if k in params:
+                    # no sync here: it would also run the build's random initialisation, still pending
                     params[k].assign(jt.array(np.ascontiguousarray(st.get_tensor(k).float().numpy())))
-                    params[k].sync()
     jt.gc()
     return model
 

@@ -300,10 +300,14 @@ def build(args: LlamaArgs) -> Any:
             slot = {id(p): i for i, p in enumerate(params)}
 
             def add(targets: list[Any], found: list[Any]) -> None:
-                for p, g in zip(targets, found, strict=True):
+                jt.sync(found)
+                for p, g in zip(targets, found, strict=True):  # to numpy: no Var keeps a stage's graph alive
                     i = slot[id(p)]
-                    grads[i] = g if grads[i] is None else grads[i] + g
-                jt.sync([g for g in grads if g is not None])
+                    grads[i] = g.numpy() if grads[i] is None else grads[i] + g.numpy()
+
+            def fresh(v: Any) -> Any:
+                """``v``'s values in a new Var that needs a gradient and knows nothing of ``v``'s graph."""
+                return jt.array(v.numpy()).start_grad()
 
             def mine(module: Any) -> list[Any]:
                 return [p for p in module.parameters() if id(p) in slot]
@@ -321,38 +325,37 @@ def build(args: LlamaArgs) -> Any:
                     x = layer(x, cos, sin, mask)
                     x.sync()
             # 2. the head's loss and gradient, chunk by chunk, against the detached final hidden states
-            last = x.detach().start_grad()
+            last = fresh(x)
             hidden = body.norm(last).reshape(-1, args.hidden_size)[where]
-            picked = hidden.detach().start_grad()
+            picked = fresh(hidden)
             head = mine(body.embed_tokens) if args.tie_word_embeddings else mine(self.lm_head)
             d_picked, total = None, 0.0
             for a in range(0, len(gold), self.loss_chunk):
                 part = self.head_loss(picked[a : a + self.loss_chunk], gold[a : a + self.loss_chunk]) / div
                 found = jt.grad(part, [picked, *head])
-                d_picked = found[0] if d_picked is None else d_picked + found[0]
                 add(head, found[1:])
+                d_picked = found[0].numpy() if d_picked is None else d_picked + found[0].numpy()
                 total += float(part.item())
             if d_picked is None:
                 return 0.0, 0, [np.zeros(tuple(p.shape), np.float32) for p in params]
             targets = [last] + mine(body.norm)
-            found = jt.grad((hidden * d_picked).sum(), targets)
+            found = jt.grad((hidden * jt.array(d_picked)).sum(), targets)
             add(targets[1:], found[1:])
-            d_out = found[0].detach()
+            d_out = jt.array(found[0].numpy())
             for i in reversed(range(len(body.layers))):  # 3. each layer recomputed, last first
                 layer = body.layers[i]
-                x_in = inputs[i].detach().start_grad()
+                x_in = fresh(inputs[i])
                 fix_dropout(layer, seed + 64 * i)
                 targets = [x_in] + mine(layer)
                 found = jt.grad((layer(x_in, cos, sin, mask) * d_out).sum(), targets)
                 add(targets[1:], found[1:])
-                d_out = found[0].detach()
-                d_out.sync()
+                d_out = jt.array(found[0].numpy())
                 inputs[i] = None
                 fix_dropout(layer, None)
             if id(body.embed_tokens.weight) in slot:
                 w = body.embed_tokens.weight
                 add([w], jt.grad((body.embed_tokens(tok) * d_out).sum(), [w]))
-            return total, len(gold), [g.numpy() if g is not None else np.zeros(tuple(p.shape), np.float32)
+            return total, len(gold), [g if g is not None else np.zeros(tuple(p.shape), np.float32)
                                       for g, p in zip(grads, params, strict=True)]
 
     def rotate(x: Any, cos: Any, sin: Any) -> Any:
