@@ -165,3 +165,30 @@ def test_a_checkpointed_step_gives_the_plain_steps_gradients(arch, make_tiny, to
     assert worst < 1e-4
     again = model.loss_and_grads(ids, labels, params)  # another seed: other masks, another loss
     assert abs(again[0] - ckpt[0]) > 1e-4
+
+
+def test_a_checkpointed_step_keeps_no_layers_graph_alive(tiny_qwen_dir, token_batch, monkeypatch):
+    """While a checkpointed step recomputes layer after layer, no earlier layer's graph lives on:
+    as many Jittor variables live when the backward of layer 0 starts as when layer 1's did (a
+    graph kept alive per layer is what made long rows need GBs)."""
+    from reactlab.train.jittor import lora
+    from reactlab.train.jittor.convert import load_hf
+    from reactlab.train.jittor.runtime import import_jittor
+
+    jt = import_jittor()
+    model = load_hf(tiny_qwen_dir)
+    lora.inject(model, r=4, alpha=8, dropout=0.1, target_modules="all-linear")
+    model.train()
+    model.checkpoint, model.loss_chunk = True, 8
+    params = lora.lora_params(model)
+    ids, labels = token_batch(model.args.vocab_size)
+    lived, grad = [], jt.grad
+
+    def counting(loss, targets, retain_graph=True):
+        lived.append(jt.liveness_info()["lived_vars"])
+        return grad(loss, targets, retain_graph)
+
+    monkeypatch.setattr(jt, "grad", counting)
+    model.loss_and_grads(ids, labels, params)
+    assert model.args.num_layers == 2 and len(lived) >= 4  # head chunks, the norm, layer 1, layer 0
+    assert lived[-1] <= lived[-2], lived

@@ -27,8 +27,10 @@ on (torch's activation checkpointing) it runs in stages, each executed before th
 that Jittor's lazy graph never holds more than one stage: the forward without a graph, keeping only
 each decoder layer's input; the head's loss and its gradient, a chunk of labelled positions at a
 time; then each layer from the last, recomputed from its input with a graph and differentiated
-against the gradient of its output. A layer's dropout masks are drawn from a seed fixed for the
-step, so the recomputation draws the forward's masks.
+against the gradient of its output. Values cross from one stage to the next as new Vars made from
+numpy copies (a Var detached from another still kept that one's graph alive), and gradients are
+summed in numpy. A layer's dropout masks are drawn from a seed fixed for the step, so the
+recomputation draws the forward's masks.
 """
 
 from __future__ import annotations
@@ -324,7 +326,7 @@ def build(args: LlamaArgs) -> Any:
                     fix_dropout(layer, seed + 64 * i)
                     x = layer(x, cos, sin, mask)
                     x.sync()
-            # 2. the head's loss and gradient, chunk by chunk, against the detached final hidden states
+            # 2. the head's loss and gradient, chunk by chunk, from a fresh copy of the final hidden states
             last = fresh(x)
             hidden = body.norm(last).reshape(-1, args.hidden_size)[where]
             picked = fresh(hidden)
@@ -350,6 +352,7 @@ def build(args: LlamaArgs) -> Any:
                 found = jt.grad((layer(x_in, cos, sin, mask) * d_out).sum(), targets)
                 add(targets[1:], found[1:])
                 d_out = jt.array(found[0].numpy())
+                del found, targets, x_in  # this layer's graph: gone before the next layer's is built
                 inputs[i] = None
                 fix_dropout(layer, None)
             if id(body.embed_tokens.weight) in slot:
