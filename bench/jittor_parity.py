@@ -16,7 +16,16 @@ merged weights, speed and memory.
 3. speed: real tokens per second of each training loop and peak RSS; ``--naive-updates N`` also
    times N updates with Jittor's own CPU matmul (``REACTLAB_JITTOR_MATMUL=jittor``).
 
+``--lengths 128,700`` runs only a scaling sweep instead: for each length, both frameworks train
+``--updates`` updates of ``--per-update`` rows of exactly that many tokens (the data's rows repeated
+to the length, or synthetic ids without ``--data``: speed and memory do not depend on the text),
+each in its own process, with activation checkpointing (torch's ``gradient_checkpointing`` and the
+Jittor path's; ``--no-checkpointing`` turns both off); it prints tokens/s after the first update
+(Jittor compiles its kernels there), peak RSS, and Jittor's ratio to torch.
+
     .venv/bin/python bench/jittor_parity.py --data runs/demo/data [--updates 50] [--rows 64] [--json OUT]
+    .venv/bin/python bench/jittor_parity.py --lengths 128,700 --updates 3 --per-update 1 --threads 2
+    .venv/bin/python bench/jittor_parity.py --lengths 128 --updates 3 --per-update 1 --qwen2-0.5b
 """
 
 from __future__ import annotations
@@ -83,7 +92,26 @@ def logits_parity(rows: list[dict]) -> dict:
 def encoded(args) -> list[tuple[list[int], list[int]]]:
     from reactlab.train.jittor.train import encode
 
+    if args.length:
+        return fixed_length(args)
     return encode(tokenizer(), load_rows(args.data, args.rows), "assistant", str(args.data), args.max_length)
+
+
+def fixed_length(args) -> list[tuple[list[int], list[int]]]:
+    """``--rows`` rows of exactly ``args.length`` tokens: the data's rows repeated to that length,
+    or (no data dir) random ids of the tokenizer's vocabulary with the first third unlabelled."""
+    from reactlab.train.jittor.train import encode
+
+    n = args.length
+    if args.data.is_dir():
+        rows = encode(tokenizer(), load_rows(args.data, args.rows), "assistant", str(args.data), None)
+        return [((ids * (n // len(ids) + 1))[:n], (lab * (n // len(lab) + 1))[:n]) for ids, lab in rows]
+    rng, vocab = np.random.default_rng(args.seed), len(tokenizer())
+    out = []
+    for _ in range(args.rows):
+        ids = rng.integers(0, vocab, n).tolist()
+        out.append((ids, [-100] * (n // 3) + ids[n // 3 :]))
+    return out
 
 
 def schedule(args, step: int) -> float:
@@ -105,7 +133,9 @@ def worker_torch(args) -> dict:
 
     data = encoded(args)
     torch.manual_seed(args.seed)
-    model = AutoModelForCausalLM.from_pretrained(resolve("smollm2"), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(args.base or resolve("smollm2"), dtype=torch.float32)
+    if args.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
     model.train()
@@ -114,11 +144,12 @@ def worker_torch(args) -> dict:
     params = list(names.values())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     sched = get_scheduler("cosine", opt, num_warmup_steps=args.warmup, num_training_steps=args.updates)
-    losses, tokens, t0 = [], 0, time.perf_counter()
+    losses, tokens, t0, times = [], 0, time.perf_counter(), []
     for step in range(args.updates):
         rows = update_rows(data, args, step)
         n_items = sum(sum(1 for x in lab[1:] if x != -100) for _, lab in rows)
         total = 0.0
+        times.append(time.perf_counter())
         for ids, lab in rows:
             logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
             loss = torch.nn.functional.cross_entropy(logits, torch.tensor(lab[1:]), ignore_index=-100,
@@ -134,7 +165,8 @@ def worker_torch(args) -> dict:
         print(f"torch {step + 1}/{args.updates} loss {total:.4f}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
     np.savez(args.final, **{n.replace(".default", ""): p.detach().numpy() for n, p in names.items()})
-    return {"losses": losses, "tokens": tokens, "wall_s": wall, "threads": torch.get_num_threads()}
+    return {"losses": losses, "tokens": tokens, "wall_s": wall, "threads": torch.get_num_threads(),
+            "update_starts": [t - t0 for t in times]}
 
 
 def worker_jittor(args) -> dict:
@@ -146,25 +178,28 @@ def worker_jittor(args) -> dict:
 
     jt = import_jittor()
     data = encoded(args)
-    model = convert.load_hf(resolve("smollm2"))
+    model = convert.load_hf(args.base or resolve("smollm2"))
     lora.inject(model, 16, 32, 0.0, "all-linear")
     with np.load(args.init) as z:
         lora.set_lora_state(model, {k: z[k] for k in z.files}, where=str(args.init))
     model.train()
+    model.checkpoint = bool(args.checkpointing)
     params = lora.lora_params(model)
     opt = AdamW([tuple(p.shape) for p in params], weight_decay=0.0)
-    losses, tokens, t0 = [], 0, time.perf_counter()
+    losses, tokens, t0, times = [], 0, time.perf_counter(), []
     for step in range(args.updates):
         rows = update_rows(data, args, step)
         n_items = sum(sum(1 for x in lab[1:] if x != -100) for _, lab in rows)
         grads = [np.zeros(tuple(p.shape), np.float32) for p in params]
         total = 0.0
+        times.append(time.perf_counter())
         for row in rows:
-            loss, _ = model.loss(*pad([row], 0), scale=n_items)
-            for g, d in zip(grads, jt.grad(loss, params), strict=True):
-                g += d.numpy()
-            total += float(loss.item())
+            loss, _, found = model.loss_and_grads(*pad([row], 0), params, scale=n_items)
+            for g, d in zip(grads, found, strict=True):
+                g += d
+            total += loss
             tokens += len(row[0])
+            jt.gc()
         clip_grads(grads, 1.0)
         for p, new in zip(params, opt.step([p.numpy() for p in params], grads, schedule(args, step)), strict=True):
             p.assign(jt.array(new))
@@ -172,7 +207,8 @@ def worker_jittor(args) -> dict:
         print(f"jittor {step + 1}/{args.updates} loss {total:.4f}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
     np.savez(args.final, **lora.lora_state(model))
-    return {"losses": losses, "tokens": tokens, "wall_s": wall}
+    return {"losses": losses, "tokens": tokens, "wall_s": wall, "threads": os.environ.get("OMP_NUM_THREADS"),
+            "update_starts": [t - t0 for t in times]}
 
 
 def run_worker(kind: str, args, tmp: Path, updates: int, env: dict | None = None) -> dict:
@@ -180,7 +216,8 @@ def run_worker(kind: str, args, tmp: Path, updates: int, env: dict | None = None
     cmd = [sys.executable, __file__, "--worker", kind, "--data", str(args.data), "--rows", str(args.rows),
            "--max-length", str(args.max_length), "--per-update", str(args.per_update), "--updates", str(updates),
            "--warmup", str(args.warmup), "--lr", str(args.lr), "--seed", str(args.seed),
-           "--init", str(tmp / "init.npz"), "--final", str(tmp / f"{kind}-final.npz"), "--json", str(out)]
+           "--init", str(tmp / "init.npz"), "--final", str(tmp / f"{kind}-final.npz"), "--json", str(out),
+           "--length", str(args.length or 0), "--base", args.base] + ([] if args.checkpointing else ["--no-checkpointing"])
     threads = {k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} \
         if args.threads else {}
     subprocess.run(cmd, check=True, env={**os.environ, **threads, **(env or {})})
@@ -199,6 +236,59 @@ def merged_diff(tmp: Path, scaling: float = 2.0) -> float:
         return worst
 
 
+QWEN2_05B = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+             "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True, "rope_theta": 1000000.0,
+             "rms_norm_eps": 1e-6, "max_position_embeddings": 32768}
+"""Qwen2-0.5B's shape (its config.json's numbers)."""
+
+
+def random_qwen2_05b(out: Path) -> str:
+    """An HF dir with a Qwen2 of Qwen2-0.5B's shape and random weights (fp32), for ``--qwen2-0.5b``."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(Qwen2Config(**QWEN2_05B), dtype=torch.float32)
+    model.save_pretrained(str(out))
+    return str(out)
+
+
+def steady_rate(r: dict, per_update_tokens: int) -> float:
+    """Tokens/s over the updates after the first (Jittor compiles its kernels in the first)."""
+    starts = r["update_starts"]
+    if len(starts) < 2:
+        return r["tokens"] / r["wall_s"]
+    return per_update_tokens * (len(starts) - 1) / (r["wall_s"] - starts[1])
+
+
+def sweep(args) -> None:
+    """The ``--lengths`` scaling sweep (see the module doc)."""
+    print(f"CPU: {describe_cpu()}; {args.threads or 'default'} thread(s) per worker; checkpointing "
+          f"{'on' if args.checkpointing else 'off'}; model: "
+          f"{'random Qwen2 of Qwen2-0.5B shape' if args.qwen2_05b else args.base or 'smollm2'}")
+    report: dict = {"cpu_start": describe_cpu(), "threads": args.threads, "checkpointing": args.checkpointing,
+                    "model": "random Qwen2, Qwen2-0.5B's shape" if args.qwen2_05b else args.base or "smollm2",
+                    "updates": args.updates, "per_update": args.per_update, "lengths": {}}
+    print(f"{'length':>6} {'torch tok/s':>11} {'jittor tok/s':>12} {'speed':>6} {'torch RSS MB':>12} "
+          f"{'jittor RSS MB':>13} {'memory':>7}")
+    for n in [int(x) for x in args.lengths.split(",")]:
+        args.length = n
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            if args.qwen2_05b:
+                args.base = random_qwen2_05b(tmp / "qwen2-0.5b")
+            t = run_worker("torch", args, tmp, args.updates)
+            j = run_worker("jittor", args, tmp, args.updates)
+        ts, js = steady_rate(t, n * args.per_update), steady_rate(j, n * args.per_update)
+        print(f"{n:>6} {ts:>11.1f} {js:>12.1f} {js / ts:>5.2f}x {t['peak_rss_mb']:>12.0f} {j['peak_rss_mb']:>13.0f} "
+              f"{j['peak_rss_mb'] / t['peak_rss_mb']:>6.2f}x", flush=True)
+        report["lengths"][n] = {"torch": t, "jittor": j, "torch_tokens_per_s": ts, "jittor_tokens_per_s": js}
+    report["cpu_end"] = describe_cpu()
+    print(f"CPU at the end: {report['cpu_end']}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("runs/demo/data"), help="a `data build` dir (messages rows)")
@@ -213,7 +303,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="OMP/OpenBLAS/MKL threads of the training workers (0: the libraries' default, all cores); "
                          "1 on a machine shared with other jobs, where spinning threads wait on each other")
+    ap.add_argument("--lengths", default="", help="comma-separated token lengths: the scaling sweep only")
+    ap.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
+                    help="train without activation checkpointing (both frameworks)")
+    ap.add_argument("--base", default="", help="the sweep's model: an HF dir (default: the embedded SmolLM2-135M)")
+    ap.add_argument("--qwen2-0.5b", dest="qwen2_05b", action="store_true",
+                    help="the sweep's model: a random Qwen2 of Qwen2-0.5B's shape, made from its config")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--length", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=["torch", "jittor"], help=argparse.SUPPRESS)
     ap.add_argument("--init", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--final", type=Path, help=argparse.SUPPRESS)
@@ -222,6 +319,9 @@ def main() -> None:
         res = (worker_torch if args.worker == "torch" else worker_jittor)(args)
         res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         args.json.write_text(json.dumps(res))
+        return
+    if args.lengths:
+        sweep(args)
         return
 
     print(f"CPU: {describe_cpu()}")

@@ -35,3 +35,10 @@ def test_a_missing_jittor_names_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "jittor", None)  # as if not installed
     with pytest.raises(ModuleNotFoundError, match=r"reactlab\[jittor\]"):
         import_jittor()
+
+
+def test_with_cuda_nvcc_path_is_left_to_jittor():
+    from reactlab.train.jittor.runtime import defaults
+
+    assert defaults(False)["nvcc_path"] == "" and defaults(False)["use_mkl"] == "0"
+    assert "nvcc_path" not in defaults(True) and defaults(True)["use_mkl"] == "0"

@@ -31,7 +31,7 @@ def trained(tiny_dir, react_data, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("jt-sft") / "out"
     cfg = recipe(tiny_dir, react_data, out, max_steps=12, report_to=["tensorboard"], eval_strategy="steps",
-                 eval_steps=6, save_strategy="steps", save_steps=4, save_total_limit=2)
+                 eval_steps=6, save_strategy="steps", save_steps=4, save_total_limit=2, activation_checkpointing=True)
     return cfg, train_sft_jittor(cfg)
 
 
@@ -67,13 +67,16 @@ def test_the_rows_and_labels_are_the_torch_paths(tiny_dir, react_data):
     assert all(len(ids) <= 40 for ids, _ in cut) and len(cut) < len(rows)  # rows with no trained token left: dropped
 
 
-def test_first_update_loss_equals_the_torch_paths(tiny_dir, react_data, tmp_path):
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_first_update_loss_equals_the_torch_paths(checkpointing, tiny_dir, react_data, tmp_path):
     """Same rows in the same order (sequential), the same base: the first update's loss (before any
-    weight moves; LoRA starts as the base) is the torch path's, with gradient accumulation."""
+    weight moves; LoRA starts as the base) is the torch path's, with gradient accumulation, with and
+    without activation checkpointing."""
     from reactlab.train.jittor.train import train_sft_jittor
     from reactlab.train.sft import train_sft
 
-    kw = dict(max_steps=1, gradient_accumulation_steps=2, train_sampling_strategy="sequential")
+    kw = dict(max_steps=1, gradient_accumulation_steps=2, train_sampling_strategy="sequential",
+              activation_checkpointing=checkpointing)
     jt_result = train_sft_jittor(recipe(tiny_dir, react_data, tmp_path / "jt", **kw))
     pt_result = train_sft(recipe(tiny_dir, react_data, tmp_path / "pt", **kw).model_copy(update={"framework": "torch"}))
     assert jt_result.train_loss == pytest.approx(pt_result.train_loss, rel=1e-5)

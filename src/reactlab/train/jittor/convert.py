@@ -58,31 +58,51 @@ def read_hf_state(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def load_state(model: Any, state: dict[str, np.ndarray], where: str = "checkpoint") -> None:
-    """Assign ``state`` (HF names -> arrays) to ``model``'s parameters; ``ValueError`` on a missing
-    or unexpected tensor, or a shape that differs."""
-    jt = import_jittor()
+def check_state(model: Any, shapes: dict[str, tuple[int, ...]], where: str = "checkpoint") -> dict[str, Any]:
+    """``{name: parameter}`` for the tensors ``shapes`` names (HF names -> shapes); ``ValueError``
+    on a missing or unexpected tensor, or a shape that differs. A tied model's ``lm_head.weight``
+    is left out."""
     params = dict(model.state_dict())
-    state = dict(state)
-    if model.args.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    unexpected = sorted(set(state) - set(params))
-    missing = sorted(set(params) - set(state))
+    shapes = {k: v for k, v in shapes.items() if not (model.args.tie_word_embeddings and k == "lm_head.weight")}
+    unexpected = sorted(set(shapes) - set(params))
+    missing = sorted(set(params) - set(shapes))
     if unexpected or missing:
         raise ValueError(f"{where}: tensors do not match the model: "
                          + (f"unexpected {unexpected[:5]}" if unexpected else "")
                          + ("; " if unexpected and missing else "") + (f"missing {missing[:5]}" if missing else ""))
-    for k, arr in state.items():
-        p = params[k]
-        if tuple(p.shape) != tuple(arr.shape):
-            raise ValueError(f"{where}: {k} has shape {tuple(arr.shape)}, the model expects {tuple(p.shape)}")
-        p.assign(jt.array(np.ascontiguousarray(arr, dtype=np.float32)))
+    for k, shape in shapes.items():
+        if tuple(params[k].shape) != tuple(shape):
+            raise ValueError(f"{where}: {k} has shape {tuple(shape)}, the model expects {tuple(params[k].shape)}")
+    return {k: params[k] for k in shapes}
+
+
+def load_state(model: Any, state: dict[str, np.ndarray], where: str = "checkpoint") -> None:
+    """Assign ``state`` (HF names -> arrays) to ``model``'s parameters (checked by ``check_state``)."""
+    jt = import_jittor()
+    for k, p in check_state(model, {k: tuple(v.shape) for k, v in state.items()}, where).items():
+        p.assign(jt.array(np.ascontiguousarray(state[k], dtype=np.float32)))
 
 
 def load_hf(path: str | Path) -> Any:
-    """The Jittor ``LlamaForCausalLM`` of an HF directory, weights loaded (see the module doc)."""
+    """The Jittor ``LlamaForCausalLM`` of an HF directory, weights loaded (see the module doc).
+    Tensor by tensor: one fp32 copy of a tensor at a time beside the model, never the whole
+    checkpoint (for a 0.5B model that copy alone is 2 GB)."""
+    from safetensors import safe_open
+
+    jt = import_jittor()
     model = build(LlamaArgs.from_hf(read_config(path)))
-    load_state(model, read_hf_state(path), where=str(path))
+    shapes: dict[str, tuple[int, ...]] = {}
+    for f in safetensors_files(path):
+        with safe_open(str(f), framework="pt") as st:
+            shapes |= {k: tuple(st.get_slice(k).get_shape()) for k in st.keys() if not k.endswith(SKIPPED)}  # noqa: SIM118
+    params = check_state(model, shapes, where=str(path))
+    for f in safetensors_files(path):
+        with safe_open(str(f), framework="pt") as st:  # "pt": numpy has no bfloat16
+            for k in st.keys():  # noqa: SIM118  (safe_open is not a mapping)
+                if k in params:
+                    # no sync here: it would also run the build's random initialisation, still pending
+                    params[k].assign(jt.array(np.ascontiguousarray(st.get_tensor(k).float().numpy())))
+    jt.gc()
     return model
 
 

@@ -1,12 +1,13 @@
 """Matrix products for the Jittor model on a CPU: Jittor ops whose kernel is numpy's BLAS.
 
 Jittor 1.3 multiplies matrices on a CPU with MKL-DNN when it can download it (``use_mkl=1``), or
-else as a fused broadcast-multiply-reduce loop: measured on SmolLM2-135M, a LoRA training step
-without MKL ran at ~4 tokens/s, 20x below the same step in torch; most of it in the backward.
+else as a fused broadcast-multiply-reduce loop, far slower than BLAS (most of it in the backward).
 Offline there is no MKL-DNN, so by default ``linear`` and ``bmm`` are ``jt.numpy_code`` ops
 (Jittor's own mechanism for custom ops): forward and both gradients are ``numpy.matmul``
 (OpenBLAS sgemm), and Jittor keeps the graph, the autograd and every other kernel.
-``REACTLAB_JITTOR_MATMUL=jittor`` uses Jittor's kernels instead (what the bench compares).
+``REACTLAB_JITTOR_MATMUL=jittor`` uses Jittor's kernels instead (what the bench compares); so does
+a CUDA run (``jt.flags.use_cuda``): there Jittor's matmul is cuBLAS, and the numpy bridge would copy
+every operand to the host and back.
 
 - ``linear(x, w)``: ``x @ w^T`` for ``x (..., in)`` and a torch-layout weight ``w (out, in)``;
 - ``bmm(a, b)``: ``a @ b`` for ``a (..., n, m)``, ``b (..., m, k)`` with the same leading dims.
@@ -23,11 +24,11 @@ BACKEND_ENV = "REACTLAB_JITTOR_MATMUL"
 
 
 def backend() -> str:
-    """``numpy`` (the default) or ``jittor``, from ``REACTLAB_JITTOR_MATMUL``."""
+    """``numpy`` (the default on a CPU) or ``jittor`` (``REACTLAB_JITTOR_MATMUL=jittor``, or CUDA)."""
     name = os.environ.get(BACKEND_ENV, "numpy") or "numpy"
     if name not in ("numpy", "jittor"):
         raise ValueError(f"{BACKEND_ENV}={name!r}: expected numpy or jittor")
-    return name
+    return "jittor" if import_jittor().flags.use_cuda else name
 
 
 def _flat(a: Any) -> Any:

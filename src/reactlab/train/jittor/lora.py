@@ -54,6 +54,7 @@ def _layer_class() -> Any:
             self.lora_B = Factor(np.zeros((out_f, r)))
             self.r, self.scaling, self.p = r, alpha / r, dropout
             self.merged = False
+            self.dropout_seed: int | None = None  # set by a checkpointed step: the mask from this seed
 
         def execute(self, x: Any) -> Any:
             y = linear(x, self.weight)
@@ -63,7 +64,11 @@ def _layer_class() -> Any:
                 return y
             h = x
             if self.p > 0 and self.is_train:
+                if self.dropout_seed is not None:
+                    jt.set_seed(self.dropout_seed)
                 keep = (jt.random(x.shape) > self.p).float32()
+                if self.dropout_seed is not None:
+                    keep.sync()  # drawn now: Jittor's stream is read when the op runs, not when it is made
                 h = x * keep / (1.0 - self.p)
             h = linear(linear(h, self.lora_A.weight), self.lora_B.weight)
             return y + h * self.scaling

@@ -18,8 +18,19 @@ The pieces, as in transformers' modeling files:
 
 Batches are right-padded: attention is causal only, so a real token never sees the pads after it
 (its outputs equal the unpadded row's), and pads carry no label. ``LlamaForCausalLM.loss`` applies
-the output head only at the positions that have a label: the same mean cross-entropy as computing
-every position's logits, without a ``(batch, length, vocab)`` tensor.
+the output head only at the positions that have a label, ``loss_chunk`` positions at a time: the
+same mean cross-entropy as computing every position's logits, without a ``(batch, length, vocab)``
+tensor.
+
+``LlamaForCausalLM.loss_and_grads`` is a training step's forward and backward. With ``checkpoint``
+on (torch's activation checkpointing) it runs in stages, each executed before the next is built, so
+that Jittor's lazy graph never holds more than one stage: the forward without a graph, keeping only
+each decoder layer's input; the head's loss and its gradient, a chunk of labelled positions at a
+time; then each layer from the last, recomputed from its input with a graph and differentiated
+against the gradient of its output. Values cross from one stage to the next as new Vars made from
+numpy copies (a Var detached from another still kept that one's graph alive), and gradients are
+summed in numpy. A layer's dropout masks are drawn from a seed fixed for the step, so the
+recomputation draws the forward's masks.
 """
 
 from __future__ import annotations
@@ -182,13 +193,14 @@ def build(args: LlamaArgs) -> Any:
             k = self.k_proj(x).reshape(b, t, nkv, d).transpose(0, 2, 1, 3)
             v = self.v_proj(x).reshape(b, t, nkv, d).transpose(0, 2, 1, 3)
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            if nh != nkv:  # each K/V head serves nh // nkv query heads, in order
-                rep = nh // nkv
-                k = k.unsqueeze(2).broadcast([b, nkv, rep, t, d]).reshape(b, nh, t, d)
-                v = v.unsqueeze(2).broadcast([b, nkv, rep, t, d]).reshape(b, nh, t, d)
-            scores = bmm(q, k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d)) + mask
-            probs = nn.softmax(scores, dim=-1)
-            out = bmm(probs, v).transpose(0, 2, 1, 3).reshape(b, t, nh * d)
+            # Each K/V head serves the rep = nh // nkv query heads after it, in order: those heads'
+            # rows are stacked into one (rep * t)-row matrix per K/V head, so K and V are never
+            # copied rep times and each head group is one larger matmul.
+            rep = nh // nkv
+            q = q.reshape(b, nkv, rep * t, d)
+            scores = bmm(q, k.transpose(0, 1, 3, 2)).reshape(b, nh, t, t) * (1.0 / math.sqrt(d)) + mask
+            probs = nn.softmax(scores, dim=-1).reshape(b, nkv, rep * t, t)
+            out = bmm(probs, v).reshape(b, nh, t, d).transpose(0, 2, 1, 3).reshape(b, t, nh * d)
             return self.o_proj(out)
 
     class MLP(Module):
@@ -219,11 +231,13 @@ def build(args: LlamaArgs) -> Any:
             self.layers = nn.ModuleList([Layer() for _ in range(args.num_layers)])
             self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
 
-        def execute(self, ids: Any) -> Any:
-            t = ids.shape[1]
+        def tables(self, t: int) -> tuple[Any, Any, Any]:
+            """``(cos, sin, mask)`` for a length of ``t`` (constants: no gradient)."""
             cos_np, sin_np = rope_tables(args, t)
-            cos, sin = jt.array(cos_np).stop_grad(), jt.array(sin_np).stop_grad()
-            mask = jt.array(causal_bias(t)).stop_grad()
+            return jt.array(cos_np).stop_grad(), jt.array(sin_np).stop_grad(), jt.array(causal_bias(t)).stop_grad()
+
+        def execute(self, ids: Any) -> Any:
+            cos, sin, mask = self.tables(ids.shape[1])
             x = self.embed_tokens(ids)
             for layer in self.layers:
                 x = layer(x, cos, sin, mask)
@@ -245,26 +259,124 @@ def build(args: LlamaArgs) -> Any:
             """Logits ``(batch, length, vocab)`` of int token ids ``(batch, length)``."""
             return self.head(self.model(ids))
 
+        checkpoint = False
+        """Recompute each decoder layer in the backward pass (``loss_and_grads``)."""
+        loss_chunk = 1024
+        """Labelled positions per output-head chunk: a ``(loss_chunk, vocab)`` logits tensor at a time."""
+
+        def head_loss(self, picked: Any, gold: np.ndarray) -> Any:
+            """The summed cross-entropy of hidden states ``picked (n, hidden)`` against ``gold (n,)``,
+            ``loss_chunk`` rows at a time."""
+            total = None
+            for a in range(0, len(gold), self.loss_chunk):
+                logits = self.head(picked[a : a + self.loss_chunk])
+                want = jt.array(gold[a : a + self.loss_chunk].astype(np.int32)).unsqueeze(1)
+                mx = logits.max(dim=1, keepdims=True).stop_grad()
+                lse = (logits - mx).exp().sum(dim=1).log() + mx.squeeze(1)
+                part = (lse - jt.gather(logits, 1, want).squeeze(1)).sum()
+                total = part if total is None else total + part
+            return total if total is not None else jt.zeros(())
+
         def loss(self, ids: np.ndarray, labels: np.ndarray, scale: float | None = None) -> tuple[Any, int]:
             """``(loss, n)``: the summed next-token cross-entropy over the ``n`` positions whose shifted
             label is not -100, divided by ``scale`` (default ``n``: the mean). ``ids``/``labels``:
             int arrays ``(batch, length)``, labels unshifted as transformers takes them."""
-            target = labels[:, 1:]
-            rows, cols = np.nonzero(target != IGNORE)
-            n = len(rows)
+            where, gold = labelled(ids, labels)
             h = self.model(jt.array(ids.astype(np.int32)))
-            flat = h.reshape(-1, args.hidden_size)
-            picked = flat[jt.array((rows * ids.shape[1] + cols).astype(np.int32))]
-            logits = self.head(picked)
-            gold = jt.array(target[rows, cols].astype(np.int32))
-            mx = logits.max(dim=1, keepdims=True).stop_grad()
-            lse = (logits - mx).exp().sum(dim=1).log() + mx.squeeze(1)
-            gold_logit = (logits * jt.nn.one_hot(gold, args.vocab_size)).sum(dim=1)
-            return (lse - gold_logit).sum() / float(scale or max(n, 1)), n
+            picked = h.reshape(-1, args.hidden_size)[where]
+            return self.head_loss(picked, gold) / float(scale or max(len(gold), 1)), len(gold)
+
+        def loss_and_grads(self, ids: np.ndarray, labels: np.ndarray, params: list[Any],
+                           scale: float | None = None) -> tuple[float, int, list[np.ndarray]]:
+            """``(loss, n, grads)``: ``loss(ids, labels, scale)`` as a float and its gradients with
+            respect to ``params`` as numpy arrays, by one graph or, with ``checkpoint``, by stages
+            (see the module doc)."""
+            if not self.checkpoint:
+                loss, n = self.loss(ids, labels, scale)
+                found = jt.grad(loss, params)
+                jt.sync([loss, *found])
+                return float(loss.item()), n, [g.numpy() for g in found]
+            where, gold = labelled(ids, labels)
+            div = float(scale or max(len(gold), 1))
+            grads: list[Any] = [None] * len(params)
+            slot = {id(p): i for i, p in enumerate(params)}
+
+            def add(targets: list[Any], found: list[Any]) -> None:
+                jt.sync(found)
+                for p, g in zip(targets, found, strict=True):  # to numpy: no Var keeps a stage's graph alive
+                    i = slot[id(p)]
+                    grads[i] = g.numpy() if grads[i] is None else grads[i] + g.numpy()
+
+            def fresh(v: Any) -> Any:
+                """``v``'s values in a new Var that needs a gradient and knows nothing of ``v``'s graph."""
+                return jt.array(v.numpy()).start_grad()
+
+            def mine(module: Any) -> list[Any]:
+                return [p for p in module.parameters() if id(p) in slot]
+
+            body = self.model
+            tok = jt.array(ids.astype(np.int32))
+            cos, sin, mask = body.tables(ids.shape[1])
+            seed = int(np.random.randint(0, 2**30))  # numpy's global stream: set per update by the loop
+            inputs = []
+            with jt.no_grad():  # 1. forward, keeping each layer's input only
+                x = body.embed_tokens(tok)
+                for i, layer in enumerate(body.layers):
+                    inputs.append(x)
+                    fix_dropout(layer, seed + 64 * i)
+                    x = layer(x, cos, sin, mask)
+                    x.sync()
+            # 2. the head's loss and gradient, chunk by chunk, from a fresh copy of the final hidden states
+            last = fresh(x)
+            hidden = body.norm(last).reshape(-1, args.hidden_size)[where]
+            picked = fresh(hidden)
+            head = mine(body.embed_tokens) if args.tie_word_embeddings else mine(self.lm_head)
+            d_picked, total = None, 0.0
+            for a in range(0, len(gold), self.loss_chunk):
+                part = self.head_loss(picked[a : a + self.loss_chunk], gold[a : a + self.loss_chunk]) / div
+                found = jt.grad(part, [picked, *head])
+                add(head, found[1:])
+                d_picked = found[0].numpy() if d_picked is None else d_picked + found[0].numpy()
+                total += float(part.item())
+            if d_picked is None:
+                return 0.0, 0, [np.zeros(tuple(p.shape), np.float32) for p in params]
+            targets = [last] + mine(body.norm)
+            found = jt.grad((hidden * jt.array(d_picked)).sum(), targets)
+            add(targets[1:], found[1:])
+            d_out = jt.array(found[0].numpy())
+            for i in reversed(range(len(body.layers))):  # 3. each layer recomputed, last first
+                layer = body.layers[i]
+                x_in = fresh(inputs[i])
+                fix_dropout(layer, seed + 64 * i)
+                targets = [x_in] + mine(layer)
+                found = jt.grad((layer(x_in, cos, sin, mask) * d_out).sum(), targets)
+                add(targets[1:], found[1:])
+                d_out = jt.array(found[0].numpy())
+                del found, targets, x_in  # this layer's graph: gone before the next layer's is built
+                inputs[i] = None
+                fix_dropout(layer, None)
+            if id(body.embed_tokens.weight) in slot:
+                w = body.embed_tokens.weight
+                add([w], jt.grad((body.embed_tokens(tok) * d_out).sum(), [w]))
+            return total, len(gold), [g if g is not None else np.zeros(tuple(p.shape), np.float32)
+                                      for g, p in zip(grads, params, strict=True)]
 
     def rotate(x: Any, cos: Any, sin: Any) -> Any:
         half = x.shape[-1] // 2
         rot = jt.concat([-x[..., half:], x[..., :half]], dim=-1)
         return x * cos + rot * sin
+
+    def fix_dropout(layer: Any, seed: int | None) -> None:
+        """Give each dropout in ``layer`` its own seed (``None``: back to Jittor's stream), so that a
+        recomputation draws the masks of the forward whatever order Jittor runs the ops in."""
+        for j, m in enumerate(layer.modules()):
+            if hasattr(m, "dropout_seed"):
+                m.dropout_seed = None if seed is None else seed + j
+
+    def labelled(ids: np.ndarray, labels: np.ndarray) -> tuple[Any, np.ndarray]:
+        """``(where, gold)``: the flat indices of the positions with a shifted label, and those labels."""
+        target = labels[:, 1:]
+        rows, cols = np.nonzero(target != IGNORE)
+        return jt.array((rows * ids.shape[1] + cols).astype(np.int32)), target[rows, cols]
 
     return CausalLM()

@@ -15,6 +15,9 @@ Read top to bottom, a run is:
    ``per_device_train_batch_size`` rows; the loss is the summed token cross-entropy over the
    update's trained tokens divided by their count (transformers' ``num_items_in_batch``), the
    gradient clipped to ``max_grad_norm``, then AdamW at the schedule's rate (``optim.py``).
+   ``activation_checkpointing`` (or ``gradient_checkpointing``), as the torch path reads it (on
+   unless the recipe turns it off), recomputes each decoder layer in the backward pass
+   (``model.loss_and_grads``); each micro-batch's graph is freed before the next is built.
    Row order per epoch: ``train_sampling_strategy`` (``random``, ``sequential`` or
    ``group_by_length``: transformers' own grouping function), seeded by ``trl.seed`` and the
    epoch, not the Trainer's sampler stream: same rows and batches sizes, another shuffle;
@@ -51,10 +54,11 @@ HONOURED = {
     "eval_strategy", "eval_steps", "per_device_eval_batch_size", "save_strategy", "save_steps",
     "save_total_limit", "seed", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
     "max_grad_norm", "train_sampling_strategy", "report_to", "output_dir", "use_cpu",
-    "dataloader_num_workers", "dataloader_pin_memory", "disable_tqdm",
+    "dataloader_num_workers", "dataloader_pin_memory", "disable_tqdm", "activation_checkpointing",
+    "gradient_checkpointing",
 }
 """``trl:`` arguments the Jittor path reads (any value) or that do not change what is computed."""
-ONLY = {"activation_checkpointing": (False,), "gradient_checkpointing": (False,), "bf16": (False,),
+ONLY = {"bf16": (False,),
         "fp16": (False,), "padding_free": (False,), "packing": (False,),
         "train_sampling_strategy": ("random", "sequential", "group_by_length"),
         "eval_strategy": ("no", "steps", "epoch"), "save_strategy": ("no", "steps", "epoch"),
@@ -218,6 +222,7 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
     model = convert.load_hf(base)
     lora.inject(model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules, seed=args.seed)
     model.train()
+    model.checkpoint = bool(getattr(args, "activation_checkpointing", False) or args.gradient_checkpointing)
     params = lora.lora_params(model)
     opt = AdamW([tuple(p.shape) for p in params], args.weight_decay, (args.adam_beta1, args.adam_beta2), args.adam_epsilon)
     state: dict[str, Any] = {"global_step": 0, "log_history": [], "num_tokens": 0, "pending": []}
@@ -246,10 +251,11 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
         grads = [np.zeros(tuple(p.shape), np.float32) for p in params]
         loss_sum = 0.0
         for idx, (ids, labels) in zip(micro, batches, strict=True):
-            loss, _ = model.loss(ids, labels, scale=n_items)
-            for g, d in zip(grads, jt.grad(loss, params), strict=True):
-                g += d.numpy()
-            loss_sum += float(loss.item())
+            loss, _, found = model.loss_and_grads(ids, labels, params, scale=n_items)
+            for g, d in zip(grads, found, strict=True):
+                g += d
+            loss_sum += loss
+            jt.gc()  # this micro-batch's graph is done with: free it before the next one
             tokens = sum(len(train[i][0]) for i in idx)  # real tokens, pads left out (TRL's num_tokens)
             state["num_tokens"] += tokens
             tokens_this_run += tokens
