@@ -55,7 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--cutoff", type=int, default=768, help="max tokens per row (TRL max_length, LF cutoff_len)")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--threads", type=int, default=0, help="torch threads in every arm (0: as the environment says)")
-    p.add_argument("--lf-venv", default="/work/lf-venv", help="LLaMA-Factory's venv (created when it lacks llamafactory-cli)")
+    p.add_argument("--lf-venv", default=".venv-lf", help="LLaMA-Factory's venv (created when it lacks llamafactory-cli; keep it apart from .venv: it pulls a CUDA torch)")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--keep", help="keep the data, LLaMA-Factory's config, log and output here (default: a temp dir)")
     p.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm, print RESULT json
