@@ -246,3 +246,18 @@ def test_cli_and_api_share_the_default_row_count():
 
     assert inspect.signature(demo_cmd).parameters["train_rows"].default == TRAIN_ROWS
     assert inspect.signature(run_demo).parameters["train_rows"].default == TRAIN_ROWS == Demo(Path(".")).train_rows
+
+
+@pytest.mark.parametrize("framework, trainer", [("torch", "reactlab.train.sft.train_sft"),
+                                                ("jittor", "reactlab.train.jittor.train.train_sft_jittor")])
+def test_the_sft_stage_trains_with_the_recipes_framework(tmp_path, monkeypatch, framework, trainer):
+    """`reactlab demo -c framework=jittor` trains in Jittor, as `reactlab train sft --framework jittor` does."""
+    from reactlab import demo as demo_module
+
+    called: list[str] = []
+    module, name = trainer.rsplit(".", 1)
+    monkeypatch.setattr(f"{module}.{name}", lambda cfg, resume=False: called.append(name))
+    cfg = load_config(SFTRecipe, ["sft_smollm2_lora"], [f"data.path={tmp_path}", f"out={tmp_path / 'a'}",
+                                                        f"framework={framework}"])
+    assert demo_module._train_stage(cfg, say=lambda _: None) == "ran"
+    assert called == [name]

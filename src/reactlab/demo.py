@@ -408,11 +408,14 @@ def _train_stage(cfg: SFTRecipe | GRPORecipe, say: Callable[[str], None], title:
         return "skipped"
     from transformers.trainer_utils import get_last_checkpoint
 
-    from reactlab.train.sft import train_sft
+    if train is None:  # the recipe's framework picks the trainer, as `reactlab train sft` does
+        from reactlab.train.jittor.train import train_sft_jittor
+        from reactlab.train.sft import train_sft
 
+        train = train_sft_jittor if getattr(cfg, "framework", "torch") == "jittor" else train_sft
     resume = adapter.is_dir() and get_last_checkpoint(str(adapter)) is not None
     say(f"{title} -> {adapter}" + (" (resuming from the last checkpoint)" if resume else ""))
-    (train or train_sft)(cfg, resume=resume)  # type: ignore[arg-type]
+    train(cfg, resume=resume)  # type: ignore[arg-type]  # a GRPO recipe always comes with its `train`
     gc.collect()
     return "resumed" if resume else "ran"
 
