@@ -85,10 +85,10 @@ def test_missing_target_module_is_refused(tiny_llama_dir, tmp_path):
 
 
 def test_unknown_base_is_explained(tmp_path):
-    from reactlab.export.merge import resolve_base
+    from reactlab.export.merge import check_local_base
 
     with pytest.raises(FileNotFoundError, match="named model"):
-        resolve_base(str(tmp_path / "nope"))
+        check_local_base(str(tmp_path / "nope"))
 
 
 def _tiny_wide(tiny_dir: str, out: Path) -> str:

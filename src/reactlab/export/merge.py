@@ -36,9 +36,9 @@ class MergeResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def resolve_base(base: str) -> tuple[str, Path | None]:
-    """``(what to load, source GGUF or None)`` for a model spec (``reactlab.models.parse_model``)
-    naming local weights: a named model, a ``.gguf`` file or an HF dir."""
+def check_local_base(base: str) -> None:
+    """Refuse a model spec (``reactlab.models.parse_model``) that names no local weights: export
+    needs a named model, a ``.gguf`` file or an HF dir (not a hub id or an API model)."""
     from reactlab.models import NAMED, parse_model
 
     spec = parse_model(base)
@@ -46,7 +46,6 @@ def resolve_base(base: str) -> tuple[str, Path | None]:
     if spec.kind == "hf" and not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"base {base!r} is neither a named model ({', '.join(sorted(NAMED))}), "
                                 "a .gguf file nor an HF directory with config.json")
-    return path, spec.source_gguf()
 
 
 def merge_adapter(base: str, adapter: str | None, out: str | Path, dtype: str = "fp16") -> MergeResult:
@@ -63,7 +62,7 @@ def merge_adapter(base: str, adapter: str | None, out: str | Path, dtype: str = 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     t0 = time.perf_counter()
-    resolve_base(base)
+    check_local_base(base)  # before the load, which would try a hub id
     weights = load_weights(base, torch.float32, adapter=adapter, merge=True)
     model, tok, gguf, warnings = weights.model, weights.tokenizer, weights.source_gguf, weights.warnings
     model = model.to(getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype]))
