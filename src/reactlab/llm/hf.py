@@ -27,8 +27,8 @@ class HFLLM:
     ``adapter``: a PEFT LoRA directory for that base, merged in. ``dtype``: ``auto`` (fp32 on CPU:
     bf16 was not faster on every CPU and changed greedy answers; bf16 on CUDA) or a torch dtype
     name. ``device``: ``auto``, ``cpu``, ``cuda``... ``batch_size``: rows decoded together.
-    ``prefix_cache``: share the KV of a common prompt prefix between rows and keep finished rows' KV for prompts that extend them (off: every
-    row encodes its whole prompt). ``prefill_chunk``: prompt tokens fed per decoding step.
+    ``prefix_cache``: share the KV of a common prompt prefix between rows and keep finished rows' KV
+    for prompts that extend them (off: every row encodes its whole prompt). ``prefill_chunk``: prompt tokens fed per decoding step.
     ``draft_tokens``: greedy rows guess up to this many next tokens from their own context and
     verify them in one step (prompt-lookup decoding; 0: off); outputs are unchanged.
     """
