@@ -10,7 +10,7 @@ import os
 import pytest
 
 from reactlab import io
-from reactlab.io import DataError, OutputError, append_jsonl, read_records, write_text_atomic
+from reactlab.io import DataError, JsonlAppender, OutputError, read_records, write_text_atomic
 
 
 def _no_space(*_args, **_kwargs):
@@ -19,11 +19,11 @@ def _no_space(*_args, **_kwargs):
 
 def test_a_failed_append_cuts_its_partial_line_off(tmp_path, monkeypatch):
     path = tmp_path / "t.jsonl"
-    with open(path, "a", encoding="utf-8") as f:
-        append_jsonl(f, {"id": "a"})
+    with JsonlAppender(path) as out:
+        out.append({"id": "a"})
         monkeypatch.setattr(io.os, "fsync", _no_space)
         with pytest.raises(OutputError, match=rf"disk full writing {path}; .*free space and rerun to resume"):
-            append_jsonl(f, {"id": "b", "text": "x" * 10_000})
+            out.append({"id": "b", "text": "x" * 10_000})
     assert [json.loads(x) for x in path.read_text().splitlines()] == [{"id": "a"}]
 
 
@@ -78,8 +78,8 @@ def test_a_full_disk_mid_record_leaves_whole_records_even_after_close(tmp_path, 
         monkeypatch.setattr(io.os, "write", _FullAfter(100))
         with pytest.raises(OutputError, match=rf"^disk full writing {path}; 1 episodes kept; free space and rerun"):
             out.append({"id": "b", "text": "x" * 10_000})
-    with open(path, "a", encoding="utf-8") as f, pytest.raises(OutputError, match="disk full"):
-        append_jsonl(f, {"id": "c", "text": "y" * 10_000})  # the old API: its own buffer is never used
+    with JsonlAppender(path, kept=1) as again, pytest.raises(OutputError, match="disk full"):
+        again.append({"id": "c", "text": "y" * 10_000})  # a second writer on the full disk: still whole
     monkeypatch.undo()
     assert path.read_text() == '{"id": "a"}\n'
 

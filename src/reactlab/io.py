@@ -262,13 +262,6 @@ def _append_line(fd: int, line: bytes, path: str | Path, kept: str) -> None:
         raise _output_error(e, path, kept) from None
 
 
-def append_jsonl(f: IO[str], record: dict[str, Any]) -> None:
-    """Append one record to the open file ``f`` as ``JsonlAppender.append`` does (``f``'s own
-    buffer is flushed first and never used: nothing can be flushed after a repair)."""
-    f.flush()
-    _append_line(f.fileno(), json_line(record), f.name, "the records before it kept")
-
-
 def read_jsonl_tolerant(path: Path) -> list[dict[str, Any]]:
     """Read a JSONL file we append to; an unterminated last line (a killed write) is cut off the
     file so the next append starts on a clean line, and so is a last line that is not JSON (the
