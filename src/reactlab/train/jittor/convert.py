@@ -44,20 +44,6 @@ def safetensors_files(path: str | Path) -> list[Path]:
     return [single]
 
 
-def read_hf_state(path: str | Path) -> dict[str, np.ndarray]:
-    """Every tensor of an HF dir's safetensors as fp32 numpy arrays, by name."""
-    from safetensors import safe_open
-
-    out: dict[str, np.ndarray] = {}
-    for f in safetensors_files(path):
-        with safe_open(str(f), framework="pt") as st:  # "pt": numpy has no bfloat16
-            for k in st.keys():  # noqa: SIM118  (safe_open is not a mapping)
-                if k.endswith(SKIPPED):
-                    continue
-                out[k] = st.get_tensor(k).float().numpy()
-    return out
-
-
 def check_state(model: Any, shapes: dict[str, tuple[int, ...]], where: str = "checkpoint") -> dict[str, Any]:
     """``{name: parameter}`` for the tensors ``shapes`` names (HF names -> shapes); ``ValueError``
     on a missing or unexpected tensor, or a shape that differs. A tied model's ``lm_head.weight``
@@ -74,13 +60,6 @@ def check_state(model: Any, shapes: dict[str, tuple[int, ...]], where: str = "ch
         if tuple(params[k].shape) != tuple(shape):
             raise ValueError(f"{where}: {k} has shape {tuple(shape)}, the model expects {tuple(params[k].shape)}")
     return {k: params[k] for k in shapes}
-
-
-def load_state(model: Any, state: dict[str, np.ndarray], where: str = "checkpoint") -> None:
-    """Assign ``state`` (HF names -> arrays) to ``model``'s parameters (checked by ``check_state``)."""
-    jt = import_jittor()
-    for k, p in check_state(model, {k: tuple(v.shape) for k, v in state.items()}, where).items():
-        p.assign(jt.array(np.ascontiguousarray(state[k], dtype=np.float32)))
 
 
 def load_hf(path: str | Path) -> Any:
