@@ -48,14 +48,15 @@ def trl_defaults(trl: dict[str, Any], out: str, cpu_bf16: bool = False, checkpoi
     always win): ``output_dir`` = ``out``; TensorBoard logs; ``use_cpu`` without CUDA (KTO's and
     GRPO's configs refuse bf16 otherwise); bf16 (autocast, fp32 master weights) on CUDA, and on a
     CPU only with ``cpu_bf16`` where bf16 matmuls are fast (``hardware.bf16_matmuls_fast``: AMX or
-    AVX-512 BF16; TRL's default, True, runs slowly on a CPU without them); activation checkpointing
+    AVX-512 BF16; TRL's default, True, runs slowly on a CPU without them), never beside the recipe's
+    ``fp16``; activation checkpointing
     only with ``checkpointing`` (TRL turns it on everywhere) unless either of its names is set. SFT
     asks for both; the other trainers keep fp32 without checkpointing until measured."""
     from reactlab.hardware import bf16_matmuls_fast
 
     cuda = cuda_available()
     ours: dict[str, Any] = {"output_dir": out, "report_to": ["tensorboard"],
-                            "bf16": cuda or (cpu_bf16 and bf16_matmuls_fast())}
+                            "bf16": not trl.get("fp16") and (cuda or (cpu_bf16 and bf16_matmuls_fast()))}
     if not cuda:
         ours["use_cpu"] = True
     if "gradient_checkpointing" not in trl and "activation_checkpointing" not in trl:

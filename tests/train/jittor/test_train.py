@@ -146,12 +146,36 @@ def test_cli_framework_jittor(tiny_dir, react_data, tmp_path):
     ("trl.lr_scheduler_type=cosine_with_restarts", "trl.lr_scheduler_type: 'cosine_with_restarts' is not supported"),
     ("model.dtype=bfloat16", "model.dtype: bfloat16 is not supported by the Jittor path"),
     ("trl.no_such_argument=1", "trl.no_such_argument"),
+    ("trl.fp16=true -c trl.bf16=true", "trl.bf16 and trl.fp16 are both true"),
 ])
 def test_what_the_jittor_path_does_not_do_is_a_one_line_error(override, message, react_data, tmp_path):
     from reactlab.train.cli import train_app
 
     recipe_file = _recipe_file(tmp_path, "no/such-model", react_data)  # refused before any model is loaded
     res = CliRunner().invoke(train_app, ["sft", "-c", str(recipe_file), "-c", f"out={tmp_path / 'o'}",
-                                         "-c", override, "--framework", "jittor"])
+                                         *[x for o in override.split(" -c ") for x in ("-c", o)],
+                                         "--framework", "jittor"])
     assert res.exit_code == 2, res.output
     assert message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+@pytest.mark.parametrize("flag", ["bf16", "fp16"])
+def test_half_precision_trains_with_float32_master_weights(flag, tiny_dir, react_data, tmp_path):
+    """``trl.bf16`` / ``trl.fp16``: the run computes in half precision (recorded), its loss falls as
+    the float32 run's does, the adapter is saved in float32, and fp16's loss scale is checkpointed."""
+    from safetensors.numpy import load_file
+
+    from reactlab.train.jittor.train import train_sft_jittor
+
+    out = tmp_path / flag
+    train_sft_jittor(recipe(tiny_dir, react_data, out, max_steps=6, save_strategy="steps", save_steps=3,
+                            **{flag: True}))
+    extra = json.loads((out / "training.json").read_text())["result"]["extra"]
+    assert extra["precision"] == {"bf16": "bfloat16", "fp16": "float16"}[flag]
+    curve = losses(extra["log_history"])
+    assert curve[6] < curve[1] - 0.3, curve
+    assert {str(v.dtype) for v in load_file(str(out / "adapter_model.safetensors")).values()} == {"float32"}
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert ("loss_scale" in state) == (flag == "fp16")
+    if flag == "fp16":
+        assert state["loss_scale"]["scale"] > 0

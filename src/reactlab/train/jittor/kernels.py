@@ -5,9 +5,14 @@ else as a fused broadcast-multiply-reduce loop, far slower than BLAS (most of it
 Offline there is no MKL-DNN, so by default ``linear`` and ``bmm`` are ``jt.numpy_code`` ops
 (Jittor's own mechanism for custom ops): forward and both gradients are ``numpy.matmul``
 (OpenBLAS sgemm), and Jittor keeps the graph, the autograd and every other kernel.
-``REACTLAB_JITTOR_MATMUL=jittor`` uses Jittor's kernels instead (what the bench compares); so does
+``REACTLAB_JITTOR_MATMUL=jittor`` uses Jittor's kernels instead (what the bench compares); so do
 a CUDA run (``jt.flags.use_cuda``): there Jittor's matmul is cuBLAS, and the numpy bridge would copy
 every operand to the host and back.
+
+Half-precision operands on a CPU are multiplied in float32 (cast in, sgemm, cast out): Jittor's
+own CPU kernel accumulates a bfloat16 product in bfloat16 (a 10% relative error on a 64-term dot
+product, and LoRA gradients that point elsewhere), and numpy has no bfloat16. Weights and
+activations are still stored in half precision.
 
 - ``linear(x, w)``: ``x @ w^T`` for ``x (..., in)`` and a torch-layout weight ``w (out, in)``;
 - ``bmm(a, b)``: ``a @ b`` for ``a (..., n, m)``, ``b (..., m, k)`` with the same leading dims.
@@ -72,6 +77,8 @@ def linear(x: Any, w: Any) -> Any:
     jt = import_jittor()
     if backend() == "jittor":
         return jt.matmul(x, w.transpose(1, 0))
+    if x.dtype != "float32":  # half precision on a CPU: float32 products (see the module doc)
+        return linear(x.float32(), w.float32()).cast(x.dtype)
     return jt.numpy_code([*x.shape[:-1], w.shape[0]], x.dtype, [x, w], _linear_fwd, [_linear_dx, _linear_dw])
 
 
@@ -80,4 +87,6 @@ def bmm(a: Any, b: Any) -> Any:
     jt = import_jittor()
     if backend() == "jittor":
         return jt.matmul(a, b)
+    if a.dtype != "float32":
+        return bmm(a.float32(), b.float32()).cast(a.dtype)
     return jt.numpy_code([*a.shape[:-1], b.shape[-1]], a.dtype, [a, b], _bmm_fwd, [_bmm_da, _bmm_db])

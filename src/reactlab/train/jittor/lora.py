@@ -66,11 +66,14 @@ def _layer_class() -> Any:
             if self.p > 0 and self.is_train:
                 if self.dropout_seed is not None:
                     jt.set_seed(self.dropout_seed)
-                keep = (jt.random(x.shape) > self.p).float32()
+                keep = (jt.random(x.shape) > self.p).cast(x.dtype)
                 if self.dropout_seed is not None:
                     keep.sync()  # drawn now: Jittor's stream is read when the op runs, not when it is made
                 h = x * keep / (1.0 - self.p)
-            h = linear(linear(h, self.lora_A.weight), self.lora_B.weight)
+            a, b = self.lora_A.weight, self.lora_B.weight
+            if x.dtype != a.dtype:  # mixed precision: float32 master weights, used in the compute dtype
+                a, b = a.cast(x.dtype), b.cast(x.dtype)
+            h = linear(linear(h, a), b)
             return y + h * self.scaling
 
     return LoRALinear

@@ -22,6 +22,12 @@ the output head only at the positions that have a label, ``loss_chunk`` position
 same mean cross-entropy as computing every position's logits, without a ``(batch, length, vocab)``
 tensor.
 
+Mixed precision (``CausalLM.set_precision``): the frozen base weights are cast to ``bfloat16`` or
+``float16`` and the activations follow them, while the trainable weights (LoRA's) stay ``float32``
+master weights, cast to the compute dtype where they are used, so their gradients arrive in
+``float32``. RMSNorm, the attention softmax and the loss are computed in ``float32`` (the additive
+causal mask of -1e9 does not fit in ``float16``).
+
 ``LlamaForCausalLM.loss_and_grads`` is a training step's forward and backward. With ``checkpoint``
 on (torch's activation checkpointing) it runs in stages, each executed before the next is built, so
 that Jittor's lazy graph never holds more than one stage: the forward without a graph, keeping only
@@ -156,6 +162,7 @@ def build(args: LlamaArgs) -> Any:
     (``model.layers.0.self_attn.q_proj.weight``...), so a state dict maps one to one."""
     jt = import_jittor()
     nn = jt.nn
+    prec = {"dtype": "float32"}  # the compute dtype (``CausalLM.set_precision``)
     Module: Any = nn.Module  # names of Any type: the base classes come from a module imported here
     LinearBase: Any = nn.Linear
 
@@ -175,8 +182,9 @@ def build(args: LlamaArgs) -> Any:
             self.eps = eps
 
         def execute(self, x: Any) -> Any:
-            var = (x * x).mean(-1, keepdims=True)
-            return self.weight * (x * jt.rsqrt(var + self.eps))
+            if x.dtype != "float32":  # mixed precision: normalised in float32
+                return (self.weight.float32() * _norm(x.float32(), self.eps)).cast(x.dtype)
+            return self.weight * _norm(x, self.eps)
 
     class Attention(Module):
         def __init__(self) -> None:
@@ -198,8 +206,13 @@ def build(args: LlamaArgs) -> Any:
             # copied rep times and each head group is one larger matmul.
             rep = nh // nkv
             q = q.reshape(b, nkv, rep * t, d)
-            scores = bmm(q, k.transpose(0, 1, 3, 2)).reshape(b, nh, t, t) * (1.0 / math.sqrt(d)) + mask
-            probs = nn.softmax(scores, dim=-1).reshape(b, nkv, rep * t, t)
+            scores = bmm(q, k.transpose(0, 1, 3, 2)).reshape(b, nh, t, t)
+            if scores.dtype != "float32":  # mixed precision: the softmax in float32
+                scores = scores.float32()
+            probs = nn.softmax(scores * (1.0 / math.sqrt(d)) + mask, dim=-1)
+            if probs.dtype != q.dtype:
+                probs = probs.cast(q.dtype)
+            probs = probs.reshape(b, nkv, rep * t, t)
             out = bmm(probs, v).reshape(b, nh, t, d).transpose(0, 2, 1, 3).reshape(b, t, nh * d)
             return self.o_proj(out)
 
@@ -234,7 +247,10 @@ def build(args: LlamaArgs) -> Any:
         def tables(self, t: int) -> tuple[Any, Any, Any]:
             """``(cos, sin, mask)`` for a length of ``t`` (constants: no gradient)."""
             cos_np, sin_np = rope_tables(args, t)
-            return jt.array(cos_np).stop_grad(), jt.array(sin_np).stop_grad(), jt.array(causal_bias(t)).stop_grad()
+            cos, sin = jt.array(cos_np), jt.array(sin_np)
+            if prec["dtype"] != "float32":
+                cos, sin = cos.cast(prec["dtype"]), sin.cast(prec["dtype"])
+            return cos.stop_grad(), sin.stop_grad(), jt.array(causal_bias(t)).stop_grad()
 
         def execute(self, ids: Any) -> Any:
             cos, sin, mask = self.tables(ids.shape[1])
@@ -261,6 +277,25 @@ def build(args: LlamaArgs) -> Any:
 
         checkpoint = False
         """Recompute each decoder layer in the backward pass (``loss_and_grads``)."""
+
+        @property
+        def dtype(self) -> str:
+            """The compute dtype: ``float32``, or what ``set_precision`` chose."""
+            return prec["dtype"]
+
+        def set_precision(self, dtype: str, trainable: list[Any]) -> None:
+            """Compute in ``dtype`` (``float32``, ``bfloat16``, ``float16``): every weight not in
+            ``trainable`` is cast to it once; ``trainable`` stays ``float32`` (see the module doc)."""
+            if dtype not in ("float32", "bfloat16", "float16"):
+                raise ValueError(f"dtype {dtype!r}: expected float32, bfloat16 or float16")
+            keep = {id(p) for p in trainable}
+            for m in self.modules():
+                for attr in ("weight", "bias"):
+                    v = getattr(m, attr, None)
+                    if isinstance(v, jt.Var) and id(v) not in keep and v.dtype != dtype:
+                        setattr(m, attr, v.cast(dtype).stop_grad())
+                        getattr(m, attr).sync()
+            prec["dtype"] = dtype
         loss_chunk = 1024
         """Labelled positions per output-head chunk: a ``(loss_chunk, vocab)`` logits tensor at a time."""
 
@@ -270,6 +305,8 @@ def build(args: LlamaArgs) -> Any:
             total = None
             for a in range(0, len(gold), self.loss_chunk):
                 logits = self.head(picked[a : a + self.loss_chunk])
+                if logits.dtype != "float32":  # mixed precision: the loss in float32
+                    logits = logits.float32()
                 want = jt.array(gold[a : a + self.loss_chunk].astype(np.int32)).unsqueeze(1)
                 mx = logits.max(dim=1, keepdims=True).stop_grad()
                 lse = (logits - mx).exp().sum(dim=1).log() + mx.squeeze(1)
@@ -295,7 +332,7 @@ def build(args: LlamaArgs) -> Any:
                 loss, n = self.loss(ids, labels, scale)
                 found = jt.grad(loss, params)
                 jt.sync([loss, *found])
-                return float(loss.item()), n, [g.numpy() for g in found]
+                return float(loss.item()), n, [host(g) for g in found]
             where, gold = labelled(ids, labels)
             div = float(scale or max(len(gold), 1))
             grads: list[Any] = [None] * len(params)
@@ -305,11 +342,12 @@ def build(args: LlamaArgs) -> Any:
                 jt.sync(found)
                 for p, g in zip(targets, found, strict=True):  # to numpy: no Var keeps a stage's graph alive
                     i = slot[id(p)]
-                    grads[i] = g.numpy() if grads[i] is None else grads[i] + g.numpy()
+                    grads[i] = host(g) if grads[i] is None else grads[i] + host(g)
 
             def fresh(v: Any) -> Any:
                 """``v``'s values in a new Var that needs a gradient and knows nothing of ``v``'s graph."""
-                return jt.array(v.numpy()).start_grad()
+                out = jt.array(host(v))
+                return (out if v.dtype == "float32" else out.cast(v.dtype)).start_grad()
 
             def mine(module: Any) -> list[Any]:
                 return [p for p in module.parameters() if id(p) in slot]
@@ -336,14 +374,14 @@ def build(args: LlamaArgs) -> Any:
                 part = self.head_loss(picked[a : a + self.loss_chunk], gold[a : a + self.loss_chunk]) / div
                 found = jt.grad(part, [picked, *head])
                 add(head, found[1:])
-                d_picked = found[0].numpy() if d_picked is None else d_picked + found[0].numpy()
+                d_picked = host(found[0]) if d_picked is None else d_picked + host(found[0])
                 total += float(part.item())
             if d_picked is None:
                 return 0.0, 0, [np.zeros(tuple(p.shape), np.float32) for p in params]
             targets = [last] + mine(body.norm)
             found = jt.grad((hidden * jt.array(d_picked)).sum(), targets)
             add(targets[1:], found[1:])
-            d_out = jt.array(found[0].numpy())
+            d_out = jt.array(host(found[0]))
             for i in reversed(range(len(body.layers))):  # 3. each layer recomputed, last first
                 layer = body.layers[i]
                 x_in = fresh(inputs[i])
@@ -351,7 +389,7 @@ def build(args: LlamaArgs) -> Any:
                 targets = [x_in] + mine(layer)
                 found = jt.grad((layer(x_in, cos, sin, mask) * d_out).sum(), targets)
                 add(targets[1:], found[1:])
-                d_out = jt.array(found[0].numpy())
+                d_out = jt.array(host(found[0]))
                 del found, targets, x_in  # this layer's graph: gone before the next layer's is built
                 inputs[i] = None
                 fix_dropout(layer, None)
@@ -360,6 +398,13 @@ def build(args: LlamaArgs) -> Any:
                 add([w], jt.grad((body.embed_tokens(tok) * d_out).sum(), [w]))
             return total, len(gold), [g if g is not None else np.zeros(tuple(p.shape), np.float32)
                                       for g, p in zip(grads, params, strict=True)]
+
+    def _norm(x: Any, eps: float) -> Any:
+        return x * jt.rsqrt((x * x).mean(-1, keepdims=True) + eps)
+
+    def host(v: Any) -> np.ndarray:
+        """``v``'s values as a float32 numpy array (numpy has no bfloat16)."""
+        return np.asarray(v.numpy(), dtype=np.float32)
 
     def rotate(x: Any, cos: Any, sin: Any) -> Any:
         half = x.shape[-1] // 2

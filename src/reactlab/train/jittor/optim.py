@@ -106,3 +106,41 @@ class AdamW:
             self.t = int(z["t"])
             self.m = [z[f"m{i}"] for i in range(n)]
             self.v = [z[f"v{i}"] for i in range(n)]
+
+
+class LossScale:
+    """Dynamic loss scaling for float16, as ``torch.amp.GradScaler`` does it with its defaults: the
+    loss is multiplied by ``scale`` before the backward pass and the gradients divided by it after;
+    an update whose gradients hold an inf or a NaN is skipped and the scale halved; after
+    ``interval`` updates in a row without one, the scale doubles. ``state()`` / ``from_state`` carry
+    it across a checkpoint, so a resumed run scales as the uninterrupted one.
+
+    >>> s = LossScale(); s.update(finite=False); s.scale
+    32768.0
+    >>> s = LossScale(interval=2); s.update(True); s.update(True); s.scale
+    131072.0
+    """
+
+    def __init__(self, scale: float = 2.0**16, interval: int = 2000, good: int = 0) -> None:
+        self.scale, self.interval, self.good = float(scale), interval, good
+
+    def update(self, finite: bool) -> None:
+        """After an update: ``finite`` is whether its unscaled gradients were all finite."""
+        if not finite:
+            self.scale, self.good = self.scale * 0.5, 0
+            return
+        self.good += 1
+        if self.good >= self.interval:
+            self.scale, self.good = self.scale * 2.0, 0
+
+    def state(self) -> dict[str, Any]:
+        return {"scale": self.scale, "interval": self.interval, "good": self.good}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> LossScale:
+        return cls(**state) if state else cls()
+
+
+def all_finite(grads: list[np.ndarray]) -> bool:
+    """No inf or NaN in any gradient."""
+    return all(bool(np.isfinite(g).all()) for g in grads)

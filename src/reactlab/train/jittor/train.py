@@ -4,17 +4,21 @@ rows, labels and optimizer schedule, with the same outputs.
 Read top to bottom, a run is:
 
 1. ``check_recipe`` refuses what this path does not do (QLoRA, full fine-tuning, a GGUF base,
-   bf16, packing / padding-free batches, any ``trl:`` argument it does not honour set to a value
+   bf16 and fp16 together, packing / padding-free batches, any ``trl:`` argument it does not honour set to a value
    other than TRL's default) with one line naming the field, before anything is loaded;
 2. the rows are tokenized by ``reactlab.train.sft.tokenize_rows``, i.e. ``reactlab.data.masking``:
    the torch path's ``input_ids`` and assistant-only ``labels``, truncated to ``trl.max_length``
    (rows left without a trained token are dropped, as TRL does);
 3. the base (an HF dir: a named model's converted dir, or a path) becomes the Jittor model
-   (``convert.load_hf``) with LoRA on ``lora.target_modules`` (``lora.inject``);
+   (``convert.load_hf``) with LoRA on ``lora.target_modules`` (``lora.inject``), computing in the
+   dtype ``precision`` picks (``trl.bf16`` / ``trl.fp16``; unset: bf16 on CUDA as the torch path,
+   float32 on a CPU, where the numpy-BLAS matmuls are float32 only) with float32 LoRA weights;
 4. each update: ``gradient_accumulation_steps`` right-padded batches of
    ``per_device_train_batch_size`` rows; the loss is the summed token cross-entropy over the
    update's trained tokens divided by their count (transformers' ``num_items_in_batch``), the
-   gradient clipped to ``max_grad_norm``, then AdamW at the schedule's rate (``optim.py``).
+   gradient clipped to ``max_grad_norm``, then AdamW at the schedule's rate (``optim.py``);
+   under fp16 the loss is scaled dynamically (``optim.LossScale``) and an update with an inf or NaN
+   gradient is skipped, as the Trainer's GradScaler does.
    ``activation_checkpointing`` (or ``gradient_checkpointing``), as the torch path reads it (on
    unless the recipe turns it off), recomputes each decoder layer in the backward pass
    (``model.loss_and_grads``); each micro-batch's graph is freed before the next is built.
@@ -44,7 +48,15 @@ import numpy as np
 
 from reactlab.io import DataError, write_json_atomic
 from reactlab.train.jittor import convert, lora
-from reactlab.train.jittor.optim import SCHEDULES, AdamW, clip_grads, lr_factor, warmup_steps
+from reactlab.train.jittor.optim import (
+    SCHEDULES,
+    AdamW,
+    LossScale,
+    all_finite,
+    clip_grads,
+    lr_factor,
+    warmup_steps,
+)
 from reactlab.train.jittor.runtime import import_jittor
 from reactlab.train.recipes import SFTRecipe
 
@@ -55,11 +67,10 @@ HONOURED = {
     "save_total_limit", "seed", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
     "max_grad_norm", "train_sampling_strategy", "report_to", "output_dir", "use_cpu",
     "dataloader_num_workers", "dataloader_pin_memory", "disable_tqdm", "activation_checkpointing",
-    "gradient_checkpointing",
+    "gradient_checkpointing", "bf16", "fp16",
 }
 """``trl:`` arguments the Jittor path reads (any value) or that do not change what is computed."""
-ONLY = {"bf16": (False,),
-        "fp16": (False,), "padding_free": (False,), "packing": (False,),
+ONLY = {"padding_free": (False,), "packing": (False,),
         "train_sampling_strategy": ("random", "sequential", "group_by_length"),
         "eval_strategy": ("no", "steps", "epoch"), "save_strategy": ("no", "steps", "epoch"),
         "lr_scheduler_type": SCHEDULES}
@@ -84,6 +95,8 @@ def check_recipe(cfg: SFTRecipe) -> None:
     if cfg.model.name.endswith(".gguf"):
         raise ValueError("model.name: the Jittor path needs an HF model dir or a named model, not a GGUF file")
     check_trl_keys(cfg.trl)
+    if cfg.trl.get("bf16") and cfg.trl.get("fp16"):
+        raise ValueError("trl.bf16 and trl.fp16 are both true: choose one")
     defaults = {f.name: f.default for f in dataclasses.fields(SFTConfig) if f.default is not dataclasses.MISSING}
     for k, v in cfg.trl.items():
         if k in ONLY and _name(v) not in {str(x) for x in ONLY[k]}:
@@ -92,6 +105,20 @@ def check_recipe(cfg: SFTRecipe) -> None:
         if k not in HONOURED and k not in ONLY and v != defaults.get(k, v):
             raise ValueError(f"trl.{k}: not supported by the Jittor path (only TRL's default, "
                              f"{defaults.get(k)!r}); remove it or use --framework torch")
+
+
+def precision(trl: dict[str, Any], cuda: bool) -> str:
+    """The compute dtype: ``trl.bf16`` / ``trl.fp16`` where the recipe sets them, else bfloat16 on
+    CUDA (the torch path's default there) and float32 on a CPU.
+
+    >>> precision({}, cuda=False), precision({}, cuda=True), precision({"fp16": True}, cuda=False)
+    ('float32', 'bfloat16', 'float16')
+    """
+    if trl.get("bf16"):
+        return "bfloat16"
+    if trl.get("fp16"):
+        return "float16"
+    return "bfloat16" if cuda and "bf16" not in trl else "float32"
 
 
 @dataclasses.dataclass
@@ -224,6 +251,8 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
     model.train()
     model.checkpoint = bool(getattr(args, "activation_checkpointing", False) or args.gradient_checkpointing)
     params = lora.lora_params(model)
+    dtype = precision(cfg.trl, bool(jt.flags.use_cuda))
+    model.set_precision(dtype, params)
     opt = AdamW([tuple(p.shape) for p in params], args.weight_decay, (args.adam_beta1, args.adam_beta2), args.adam_epsilon)
     state: dict[str, Any] = {"global_step": 0, "log_history": [], "num_tokens": 0, "pending": []}
     if ckpt is not None:
@@ -231,6 +260,7 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
         lora.set_lora_state(model, tensors, where=str(ckpt))
         opt.load(ckpt / "optimizer.npz")
         state = json.loads((ckpt / "trainer_state.json").read_text())
+    scaler = LossScale.from_state(state.get("loss_scale")) if dtype == "float16" else None
     writer = _tensorboard(args, out)
     lengths = [len(ids) for ids, _ in train]
     orders: dict[int, list[int]] = {}
@@ -250,19 +280,29 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
         jt.set_global_seed(args.seed * 100003 + step)  # dropout masks: a function of the update, so resume is exact
         grads = [np.zeros(tuple(p.shape), np.float32) for p in params]
         loss_sum = 0.0
+        mult = scaler.scale if scaler else 1.0
         for idx, (ids, labels) in zip(micro, batches, strict=True):
-            loss, _, found = model.loss_and_grads(ids, labels, params, scale=n_items)
+            loss, _, found = model.loss_and_grads(ids, labels, params, scale=n_items / mult)
             for g, d in zip(grads, found, strict=True):
                 g += d
-            loss_sum += loss
+            loss_sum += loss / mult
             jt.gc()  # this micro-batch's graph is done with: free it before the next one
             tokens = sum(len(train[i][0]) for i in idx)  # real tokens, pads left out (TRL's num_tokens)
             state["num_tokens"] += tokens
             tokens_this_run += tokens
-        norm = clip_grads(grads, args.max_grad_norm)
+        finite = True
+        if scaler:
+            grads = [g / mult for g in grads]
+            finite = all_finite(grads)
+            scaler.update(finite)
+            state["loss_scale"] = scaler.state()
         lr = plan.lr * lr_factor(plan.schedule, step, plan.warmup, plan.total)
-        for p, new in zip(params, opt.step([p.numpy() for p in params], grads, lr), strict=True):
-            p.assign(jt.array(new))
+        if finite:
+            norm = clip_grads(grads, args.max_grad_norm)
+            for p, new in zip(params, opt.step([p.numpy() for p in params], grads, lr), strict=True):
+                p.assign(jt.array(new))
+        else:  # fp16 overflow: the update is skipped, as GradScaler skips optimizer.step()
+            norm = float("nan")
         state["pending"].append(loss_sum)
         done = step + 1
         end_of_epoch = k == plan.per_epoch - 1
@@ -299,7 +339,7 @@ def train_sft_jittor(cfg: SFTRecipe, resume: bool = False) -> Any:
         train_tokens=int(state["num_tokens"]),
         tokens_per_s=round(tokens_this_run / runtime, 1) if runtime and tokens_this_run else None,
         wall_s=round(time.perf_counter() - t0, 1), peak_mem_mb=round(peak_memory_mb(), 1),
-        extra={"framework": "jittor", "jittor_version": jt.__version__, "train_runtime_s": round(runtime, 1),
+        extra={"framework": "jittor", "jittor_version": jt.__version__, "precision": dtype, "train_runtime_s": round(runtime, 1),
                "train_rows": len(train), "val_rows": len(val), "resumed": resume,
                **({"max_minutes": cfg.max_minutes, "stopped_by_time": stopped_by_time} if cfg.max_minutes else {}),
                "log_history": [{k: h[k] for k in ("step", "loss", "eval_loss") if k in h} for h in history]},
