@@ -9,7 +9,9 @@ no hub), each step a ``reactlab`` subprocess under its own time limit, none stop
 - grpo:   2 GRPO updates, rollouts against the wiki (episodes/min, s/update)
 - dpo:    5 DPO steps
 - export: merge the SFT adapter + GGUF q8_0
-- gpu-tests: ``pytest -m gpu tests/gpu``
+- jittor: LoRA SFT of the 0.5B shape in Jittor (``--framework jittor``: cuBLAS, bf16 with float32
+          master weights on CUDA; float32 on a CPU); skipped where Jittor does not import
+- gpu-tests: ``pytest -m gpu tests/gpu`` and the Jittor path's gpu tests
 
 ``prepare`` (models and data, in this process) comes first; export follows sft (it merges that
 adapter). It prints one table and writes it to ``OUT/gpu_check.json`` (logs in ``OUT/logs``); each
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("prepare", "run", "sft", "qlora", "grpo", "dpo", "export", "gpu-tests")
+STEPS = ("prepare", "run", "sft", "qlora", "grpo", "dpo", "export", "jittor", "gpu-tests")
 
 # Qwen2 shapes (Qwen2.5-0.5B / 1.5B: hidden, layers, heads, kv heads, MLP), vocabulary from the tokenizer.
 SHAPES = {
@@ -75,10 +77,12 @@ class Profile:
 
 FULL = Profile(small="0.5b", large="1.5b", run_n=64, run_batch=64, run_max_steps=7, sft_rows=256, sft_steps=20,
                sft_batch=8, grpo_generations=8, grpo_batch=32, grpo_new_tokens=128, grpo_episode_steps=4, dpo_batch=8,
-               limits={"run": 90, "sft": 60, "qlora": 45, "grpo": 90, "dpo": 40, "export": 55, "gpu-tests": 40})
+               limits={"run": 90, "sft": 60, "qlora": 45, "grpo": 90, "dpo": 40, "export": 55, "jittor": 120,
+                       "gpu-tests": 60})
 TINY = Profile(small="tiny", large="tiny2", run_n=16, run_batch=16, run_max_steps=1, sft_rows=16, sft_steps=2,
                sft_batch=2, grpo_generations=2, grpo_batch=4, grpo_new_tokens=8, grpo_episode_steps=1, dpo_batch=2,
-               limits={"run": 150, "sft": 150, "qlora": 30, "grpo": 150, "dpo": 150, "export": 150, "gpu-tests": 150})
+               limits={"run": 150, "sft": 150, "qlora": 30, "grpo": 150, "dpo": 150, "export": 150, "jittor": 150,
+                       "gpu-tests": 150})
 
 
 @dataclass
@@ -368,8 +372,28 @@ class Check:
             s.metrics = {"gguf": gguf[0].name if gguf else None,
                          "gguf_mb": round(gguf[0].stat().st_size / 1e6, 1) if gguf else None}
 
+    def step_jittor(self, s: Step) -> None:
+        """The SFT step's rows and counts on the small model with the CPU LoRA recipe, trained in
+        Jittor (the first run on a machine compiles Jittor's kernels: minutes, cached after)."""
+        import importlib.util
+
+        if importlib.util.find_spec("jittor") is None:  # imported by the step itself, with our settings
+            s.why = "jittor is not installed"
+            return
+        out, p = self.work / "jittor", self.p
+        specs = ["sft_smollm2_lora", f"model.name={self.models[p.small]}", f"data.path={self.data['sft']}",
+                 "data.val_file=null", f"out={out}", f"trl.max_steps={p.sft_steps}",
+                 f"trl.per_device_train_batch_size={p.sft_batch}", "trl.gradient_accumulation_steps=1",
+                 "trl.save_strategy=no", "trl.eval_strategy=no", "trl.report_to=[]", "trl.logging_steps=1"]
+        cmd = reactlab("train", "sft", *(x for spec in specs for x in ("-c", spec)), "--framework", "jittor")
+        text = self.run("jittor", cmd, s)
+        if text is not None:
+            info = json.loads((out / "training.json").read_text())["result"]
+            s.metrics = train_metrics(last_json(text)) | {"precision": info["extra"].get("precision")}
+
     def step_gpu_tests(self, s: Step) -> None:
-        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/gpu", "-rs"]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/gpu",
+               "tests/train/jittor/test_kernels.py", "-rs"]
         text = self.run("gpu-tests", cmd, s)
         if s.status == "failed" and "no tests ran" in (self.logs / "gpu-tests.log").read_text():
             s.status, s.why = "failed", "no gpu tests collected"
@@ -457,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         go("prepare")
         # export merges the sft step's adapter, so it follows it; the rest are independent. On a GPU
         # they run one at a time (their timings are the point), on a CPU side by side.
-        chains = [("sft", "export"), ("run",), ("grpo",), ("dpo",), ("qlora",), ("gpu-tests",)]
+        chains = [("sft", "export"), ("run",), ("grpo",), ("dpo",), ("qlora",), ("jittor",), ("gpu-tests",)]
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             for f in [pool.submit(go, *c) for c in chains]:
                 f.result()

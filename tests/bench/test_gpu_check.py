@@ -63,7 +63,7 @@ def test_tiny_check_passes_on_this_machine(tmp_path):
     steps = {s["name"]: s for s in report["steps"]}
     print(res.stdout)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
-    assert list(steps) == ["prepare", "run", "sft", "qlora", "grpo", "dpo", "export", "gpu-tests"]
+    assert list(steps) == ["prepare", "run", "sft", "qlora", "grpo", "dpo", "export", "jittor", "gpu-tests"]
     assert all(s["status"] in STATUSES for s in steps.values())
     import torch
 
