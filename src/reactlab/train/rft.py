@@ -77,14 +77,19 @@ def run_rft(cfg: RFTRecipe, *, index: Any = None, llm: Callable[[ModelRef], LLM]
     sft = check(cfg)
     out = Path(cfg.out)
     res = RFTResult(out, [])
-    own_index = index is None
-    if index is None:
-        from reactlab.wiki.index import get_index
+    opened: list[Any] = []  # the index we open, the first time a run stage needs one
 
-        index = get_index()
+    def wiki() -> Any:
+        if index is not None:
+            return index
+        if not opened:
+            from reactlab.wiki.index import get_index
+
+            opened.append(get_index())
+        return opened[0]
 
     def run_stage(stage: str, run: RunConfig, n: int, title: str) -> None:
-        res.stages[stage] = _run_stage(run, n, index, llm, progress, say, f"{stage}: {title}")
+        res.stages[stage] = _run_stage(run, n, wiki, llm, progress, say, f"{stage}: {title}")
 
     try:
         pool, heldout = _questions_stage(cfg, say)
@@ -109,8 +114,8 @@ def run_rft(cfg: RFTRecipe, *, index: Any = None, llm: Callable[[ModelRef], LLM]
                           f"{cfg.heldout} held-out train-pool questions, greedy")
             res.rounds.append(_summary(cfg, r, adapter, previous))
     finally:
-        if own_index:
-            index.close()
+        for own in opened:
+            own.close()
     write_json_atomic(out / "rft.json", {"recipe": cfg.model_dump(mode="json"), "rounds": res.rounds})
     return res
 
@@ -321,7 +326,7 @@ def _heldout_run(cfg: RFTRecipe, sft: SFTRecipe, adapter: Path, r: int) -> RunCo
                      prompt="zeroshot", max_steps=cfg.max_steps, batch_size=cfg.batch_size)
 
 
-def _run_stage(run: RunConfig, n: int, index: Any, llm: Callable[[ModelRef], LLM] | None, progress: bool,
+def _run_stage(run: RunConfig, n: int, wiki: Callable[[], Any], llm: Callable[[ModelRef], LLM] | None, progress: bool,
                say: Callable[[str], None], title: str) -> str:
     """A ``reactlab run`` stage: skipped when its summary covers its ``n`` episodes, else run
     (resumed by episode id when trajectories are there; the runner refuses another run's dir)."""
@@ -335,7 +340,7 @@ def _run_stage(run: RunConfig, n: int, index: Any, llm: Callable[[ModelRef], LLM
     resumed = traj.is_file() and traj.stat().st_size > 0
     say(f"{title} -> {path}" + (" (resuming)" if resumed else ""))
     assert run.model is not None
-    run_from_config(run, index=index, llms=None if llm is None else {DEFAULT_ROLE: llm(run.model)}, progress=progress)
+    run_from_config(run, index=wiki(), llms=None if llm is None else {DEFAULT_ROLE: llm(run.model)}, progress=progress)
     gc.collect()  # the stage's model is garbage now; free it before the next one loads
     return "resumed" if resumed else "ran"
 
