@@ -197,3 +197,12 @@ def test_a_round_samples_from_the_tiny_model_itself(setup, vendored_index, tmp_p
         by_q[t["question"]].append(json.dumps(t["steps"]))
     assert any(len(set(v)) > 1 for v in by_q.values())  # sampled, not k copies of one greedy episode
     assert (tmp_path / "out/round-1/adapter/adapter_model.safetensors").is_file()
+
+
+def test_the_shipped_recipe_loads_with_its_sft_recipe():
+    from reactlab.config import find_recipe
+    from reactlab.train.recipes import SFTRecipe
+
+    cfg = load_config(RFTRecipe, [find_recipe("rft_smollm2_lora")])
+    assert cfg.grounded and cfg.init == "base" and cfg.k > 1 and cfg.heldout > 0
+    assert load_config(SFTRecipe, [find_recipe(cfg.sft)], cfg.sft_overrides).method == "lora"
