@@ -157,6 +157,19 @@ def test_changed_options_are_refused_before_anything_runs(rft, setup):
         run_rft(cfg.model_copy(update={"sft_overrides": ["lora.r=8"]}), progress=False)
 
 
+def test_output_after_an_incomplete_stage_is_refused(rft, setup):
+    """A removed adapter would be trained anew; the held-out episodes of the old one must not be reused."""
+    _, cfg, _, _ = setup
+    record = Path(cfg.out) / "round-0/adapter/training.json"
+    record.rename(record.with_suffix(".bak"))
+    try:
+        with pytest.raises(DataError, match=r"round-0/heldout: was made from an earlier .*round-0/adapter, which is "
+                                            r"incomplete now; remove .*round-0/heldout"):
+            run_rft(cfg, progress=False)
+    finally:
+        record.with_suffix(".bak").rename(record)
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("bogus=1", "bogus: unknown key"),
     ("k=0", "k: Input should be greater than or equal to 1"),

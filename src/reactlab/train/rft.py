@@ -167,8 +167,44 @@ def check(cfg: RFTRecipe) -> SFTRecipe:
     if path.is_file():
         _refuse(Path(cfg.out), differences(_flat(json.loads(path.read_text())), _flat(identity),
                                            ignore=("recipe.rounds",)))
+    _check_stages(cfg)
     write_json_atomic(path, identity)  # rounds as given now: a later rerun may ask for more
     return sft
+
+
+def _check_stages(cfg: RFTRecipe) -> None:
+    """``DataError`` when a stage holds output although a stage before it is incomplete: the output
+    was made from inputs that are gone (a removed adapter would be trained anew, its samples not)."""
+    gap = None
+    for path, done, started in _stages(cfg):
+        if gap is not None and started:
+            raise DataError(f"{path}: was made from an earlier {gap}, which is incomplete now; remove {path} and the "
+                            "stages after it to run them again")
+        if not done and gap is None:
+            gap = path
+
+
+def _stages(cfg: RFTRecipe) -> list[tuple[Path, bool, bool]]:
+    """Every stage dir in run order, whether it is complete and whether it holds output."""
+
+    def run(path: Path, n: int) -> tuple[Path, bool, bool]:
+        summary, traj = path / SUMMARY_FILE, path / TRAJ_FILE
+        done = summary.is_file() and Summary.read(summary).n == n
+        return path, done, done or (traj.is_file() and traj.stat().st_size > 0)
+
+    def made(path: Path, done: bool) -> tuple[Path, bool, bool]:
+        return path, done, path.is_dir() and any(path.iterdir())
+
+    out = [made(_dir(cfg, 0, "data"), (_dir(cfg, 0, "data") / STATS).is_file())]
+    for r in range(cfg.rounds + 1):
+        if r:
+            out += [run(_dir(cfg, r, "samples"), cfg.questions * cfg.k),
+                    made(_dir(cfg, r, "data"), (_dir(cfg, r, "data") / STATS).is_file())]
+        if r or not cfg.adapter:
+            out.append(made(_dir(cfg, r, "adapter"), _adapter_done(_dir(cfg, r, "adapter"))))
+        if cfg.heldout:
+            out.append(run(_dir(cfg, r, "heldout"), cfg.heldout))
+    return out
 
 
 def _row_files(data: Path, sft: SFTRecipe) -> list[Path]:
