@@ -2,8 +2,8 @@
 must beat: sample episodes from the SFT adapter, keep the correct grounded ones, train again.
 
 Read top to bottom, ``run_rft`` is (every stage writes ``OUT/round-R/<stage>`` and is skipped when
-its output is complete, so a rerun resumes; a cut training continues from its checkpoint, as in
-``reactlab.demo``, whose training stage this is):
+its output is complete, so a rerun resumes; a cut training continues from its checkpoint: the
+stages of ``reactlab.train.stages``, as in ``reactlab.demo``):
 
 0. ``questions``: HotpotQA's train pool without any task's evaluation questions, shuffled with
    ``seed``: ``heldout.jsonl`` (the first ``heldout``) and ``pool.jsonl`` (the next ``questions``);
@@ -38,12 +38,12 @@ from reactlab.config import ModelRef, RunConfig, find_recipe, load_config, split
 from reactlab.data.formats import to_row
 from reactlab.data.select import Selection, drop_reason, excluded_questions, normalize_question, split_of
 from reactlab.data.sources import Sample, load_source
-from reactlab.demo import _adapter_done, _flat, _refuse, _train_stage
 from reactlab.io import DataError, files_sha256, read_records, write_json_atomic, write_jsonl_atomic
 from reactlab.report import Summary
 from reactlab.runner import SUMMARY_FILE, TRAJ_FILE, differences
 from reactlab.train.recipes import RFTRecipe, SFTRecipe
 from reactlab.train.record import TRAINING_FILE
+from reactlab.train.stages import adapter_done, flat, refuse, train_stage
 from reactlab.types import DEFAULT_ROLE
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def run_rft(cfg: RFTRecipe, *, index: Any = None, llm: Callable[[ModelRef], LLM]
         res.stages["round-0/data"] = _start_data_stage(cfg, sft, heldout, say)
         adapter = Path(cfg.adapter) if cfg.adapter else _dir(cfg, 0, "adapter")
         if not cfg.adapter:
-            res.stages["round-0/adapter"] = _train_stage(_round_recipe(cfg, sft, 0), say,
+            res.stages["round-0/adapter"] = train_stage(_round_recipe(cfg, sft, 0), say,
                                                          f"round-0/adapter: SFT of {sft.model.name}")
         if cfg.heldout:
             run_stage("round-0/heldout", _heldout_run(cfg, sft, adapter, 0), cfg.heldout,
@@ -107,7 +107,7 @@ def run_rft(cfg: RFTRecipe, *, index: Any = None, llm: Callable[[ModelRef], LLM]
                       f"{cfg.k} episodes at temperature {cfg.temperature:g} per question, {cfg.questions} questions")
             res.stages[f"round-{r}/data"] = _round_data_stage(cfg, r, heldout, say)
             previous, adapter = adapter, _dir(cfg, r, "adapter")
-            res.stages[f"round-{r}/adapter"] = _train_stage(_round_recipe(cfg, sft, r, previous), say,
+            res.stages[f"round-{r}/adapter"] = train_stage(_round_recipe(cfg, sft, r, previous), say,
                                                             f"round-{r}/adapter: SFT of {sft.model.name}")
             if cfg.heldout:
                 run_stage(f"round-{r}/heldout", _heldout_run(cfg, sft, adapter, r), cfg.heldout,
@@ -165,7 +165,7 @@ def check(cfg: RFTRecipe) -> SFTRecipe:
                 "adapter_sha256": files_sha256(sorted(Path(cfg.adapter).glob("adapter_*"))) if cfg.adapter else None}
     path = Path(cfg.out) / "recipe.json"
     if path.is_file():
-        _refuse(Path(cfg.out), differences(_flat(json.loads(path.read_text())), _flat(identity),
+        refuse(Path(cfg.out), differences(flat(json.loads(path.read_text())), flat(identity),
                                            ignore=("recipe.rounds",)))
     _check_stages(cfg)
     write_json_atomic(path, identity)  # rounds as given now: a later rerun may ask for more
@@ -201,7 +201,7 @@ def _stages(cfg: RFTRecipe) -> list[tuple[Path, bool, bool]]:
             out += [run(_dir(cfg, r, "samples"), cfg.questions * cfg.k),
                     made(_dir(cfg, r, "data"), (_dir(cfg, r, "data") / STATS).is_file())]
         if r or not cfg.adapter:
-            out.append(made(_dir(cfg, r, "adapter"), _adapter_done(_dir(cfg, r, "adapter"))))
+            out.append(made(_dir(cfg, r, "adapter"), adapter_done(_dir(cfg, r, "adapter"))))
         if cfg.heldout:
             out.append(run(_dir(cfg, r, "heldout"), cfg.heldout))
     return out
@@ -395,7 +395,7 @@ def _summary(cfg: RFTRecipe, r: int, adapter: Path, previous: Path | None = None
                    rows_added=data["rows_added"], dropped=data["dropped"])
         wall["samples"] = round(samples.wall_s, 1)
     out["rows"] = data["rows"]
-    if _adapter_done(adapter) and (adapter / TRAINING_FILE).is_file():
+    if adapter_done(adapter) and (adapter / TRAINING_FILE).is_file():
         result = json.loads((adapter / TRAINING_FILE).read_text()).get("result", {})
         out["train_loss"], out["eval_loss"] = result.get("train_loss"), result.get("eval_loss")
         if r or not cfg.adapter:
