@@ -165,7 +165,8 @@ class RFTRecipe(_Strict):
     ``sft``: the SFT recipe (file or packaged name) every round trains with, ``sft_overrides``
     (``key=value``) on top; its ``model`` is the base. ``data``: the original SFT rows (a ``data
     build --format messages`` dir; None: the SFT recipe's ``data.path``). ``adapter``: the SFT adapter round 1 samples from
-    (None: round 0 trains it from ``sft`` on the original rows). Of HotpotQA's train pool
+    (None: round 0 trains it from ``sft`` on the original rows; a given one may have seen the
+    held-out questions). Of HotpotQA's train pool
     (evaluation questions dropped), shuffled with ``seed``: ``heldout`` questions, which no
     training row holds (the original rows included), score every round's adapter greedily, so
     settings are chosen on them and never on the eval split; the next ``questions`` are sampled
