@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 from reactlab.cli import app
 from reactlab.config import load_config, split_specs
 from reactlab.data.select import excluded_questions, normalize_question
-from reactlab.demo import ADAPTER_FILES, run_demo
+from reactlab.demo import run_demo
 from reactlab.io import DataError
 from reactlab.tasks.hotpotqa import HotpotQA
 from reactlab.train.recipes import SFTRecipe
+from reactlab.train.stages import ADAPTER_FILES
 
 pytest.importorskip("trl")
 

@@ -24,6 +24,10 @@ from reactlab.report import Arm, Summary
 from reactlab.runner import differences
 from reactlab.train.recipes import GRPORecipe, SFTRecipe
 from reactlab.train.record import TRAINING_FILE
+from reactlab.train.stages import adapter_done as _adapter_done
+from reactlab.train.stages import flat as _flat
+from reactlab.train.stages import refuse as _refuse
+from reactlab.train.stages import train_stage
 
 if TYPE_CHECKING:
     from reactlab.wiki.index import WikiIndex
@@ -42,7 +46,6 @@ DEMO_OVERRIDES = ("trl.save_steps=10", "trl.num_train_epochs=2", "trl.learning_r
 TRAIN_ROWS = 300
 # Recipe keys the demo sets itself (the stages are chained through them): `-c` may not move them.
 OWNED = ("out", "data", "data.path", "model", "model.name")
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", TRAINING_FILE)  # the training record is written last
 
 
 @dataclass(frozen=True)
@@ -304,31 +307,6 @@ def _check_run_stage(demo: Demo, stage: str) -> None:
         _refuse(demo.dir(stage), spec_differences(demo.dir(stage), spec, hashes=False))
 
 
-def _refuse(where: Path, detail: str) -> None:
-    """``DataError`` when ``detail`` (``runner.differences``) names a difference."""
-    if detail:
-        raise DataError(f"{where}: was made from other inputs ({detail}); use another --out or remove {where}")
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``.
-
-    >>> _flat({"a": {"b": 1}, "c": 2})
-    {'a.b': 1, 'c': 2}
-    """
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _adapter_done(adapter: Path) -> bool:
-    return all((adapter / f).is_file() for f in ADAPTER_FILES)
-
-
 # --- the stages ----------------------------------------------------------------------------------
 
 
@@ -399,25 +377,7 @@ def _grpo_stage(cfg: GRPORecipe, say: Callable[[str], None]) -> str:
 
 def _train_stage(cfg: SFTRecipe | GRPORecipe, say: Callable[[str], None], title: str = "",
                  train: Callable[..., Any] | None = None) -> str:
-    """``reactlab train sft`` (or ``train``): skipped when the adapter and its training record are
-    there, resumed from the last ``checkpoint-N`` when one is."""
-    adapter = Path(cfg.out)
-    title = title or f"[4/5] LoRA SFT of {cfg.model.name}"
-    if _adapter_done(adapter):
-        say(f"{title} -> {adapter}: done, skipped")
-        return "skipped"
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if train is None:  # the recipe's framework picks the trainer, as `reactlab train sft` does
-        from reactlab.train.jittor.train import train_sft_jittor
-        from reactlab.train.sft import train_sft
-
-        train = train_sft_jittor if getattr(cfg, "framework", "torch") == "jittor" else train_sft
-    resume = adapter.is_dir() and get_last_checkpoint(str(adapter)) is not None
-    say(f"{title} -> {adapter}" + (" (resuming from the last checkpoint)" if resume else ""))
-    train(cfg, resume=resume)  # type: ignore[arg-type]  # a GRPO recipe always comes with its `train`
-    gc.collect()
-    return "resumed" if resume else "ran"
+    return train_stage(cfg, say, title or f"[4/5] LoRA SFT of {cfg.model.name}", train)
 
 
 ARMS = (("baseline", "few-shot ReAct"), ("finetuned", "LoRA SFT, zero-shot chat"))

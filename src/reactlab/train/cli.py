@@ -15,7 +15,7 @@ import typer
 from reactlab.errors import user_errors
 
 train_app = typer.Typer(no_args_is_help=True,
-                        help="Fine-tune models on built datasets (SFT, DPO, KTO, GRPO, RLOO; LoRA, QLoRA, full).")
+                        help="Fine-tune models on built datasets (SFT, RFT, DPO, KTO, GRPO, RLOO; LoRA, QLoRA, full).")
 
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in `out`")]
 ConfigOpt = Annotated[list[str], typer.Option(
@@ -28,7 +28,7 @@ GpuMemOpt = Annotated[float | None, typer.Option("--gpu-memory", min=0.1, help="
 
 @train_app.callback()
 def _group() -> None:
-    """Fine-tune models on built datasets (SFT, DPO, KTO, GRPO, RLOO; LoRA, QLoRA, full)."""
+    """Fine-tune models on built datasets (SFT, RFT, DPO, KTO, GRPO, RLOO; LoRA, QLoRA, full)."""
     # A callback keeps each method a subcommand (typer collapses a lone command into the group).
 
 
@@ -107,3 +107,23 @@ def rloo_cmd(config: ConfigOpt, resume: ResumeOpt = False, plan: PlanOpt = False
     """RLOO on `data build --format prompts` rows, with the same episode rollouts as `train grpo`: writes what it
     writes."""
     _train("rloo", config, resume, plan=plan, gpu_memory=gpu_memory)
+
+
+@train_app.command("rft")
+def rft_cmd(
+    config: ConfigOpt,
+    out: Annotated[str | None, typer.Option("--out", help="the stage dirs and rft.json (default: the recipe's `out`)")] = None,
+) -> None:
+    """Rejection-sampling fine-tuning (expert iteration): rounds of sampling k episodes per train-pool question from the
+    last adapter, keeping the correct grounded ones and training the SFT recipe again on them plus the SFT rows; each
+    stage is skipped when done, so a rerun resumes. Prints each round's summary (OUT/round-R/rft.json)."""
+    from reactlab import config as configs
+    from reactlab.train.recipes import RFTRecipe
+
+    files, specs = configs.split_specs(config)
+    with user_errors():
+        cfg = configs.load_config(RFTRecipe, files, [*specs, *([f"out={out}"] if out else [])])  # --out wins
+        from reactlab.train.rft import run_rft
+
+        result = run_rft(cfg, log=lambda line: typer.echo(line, err=True))
+    typer.echo(json.dumps(result.rounds, indent=2))

@@ -157,3 +157,37 @@ class GRPORecipe(RLRecipe):
 class RLOORecipe(RLRecipe):
     """``reactlab train rloo``: TRL's ``RLOOTrainer`` with our episodes as rollouts (leave-one-out
     baseline, sequence-level loss over the model's own tokens). ``trl``: ``trl.RLOOConfig`` arguments."""
+
+
+class RFTRecipe(_Strict):
+    """``reactlab train rft``: rejection-sampling fine-tuning (expert iteration), ``reactlab.train.rft``.
+
+    ``sft``: the SFT recipe (file or packaged name) every round trains with, ``sft_overrides``
+    (``key=value``) on top; its ``model`` is the base. ``data``: the original SFT rows (a ``data
+    build --format messages`` dir; None: the SFT recipe's ``data.path``). ``adapter``: the SFT adapter round 1 samples from
+    (None: round 0 trains it from ``sft`` on the original rows; a given one may have seen the
+    held-out questions). Of HotpotQA's train pool
+    (evaluation questions dropped), shuffled with ``seed``: ``heldout`` questions, which no
+    training row holds (the original rows included), score every round's adapter greedily, so
+    settings are chosen on them and never on the eval split; the next ``questions`` are sampled
+    ``k`` times each at ``temperature`` (chat, zero-shot, ``max_steps`` steps, ``batch_size``
+    episodes at once). ``grounded``: keep only correct episodes whose every step is grounded
+    (``data build --grounded``); false: every correct one. ``init``: each round trains from the
+    ``base`` model, or continues the ``previous`` round's adapter. ``rounds``: may grow on a rerun
+    (no other key may change). ``out``: the stage dirs and ``rft.json``."""
+
+    sft: str = "sft_smollm2_lora"
+    sft_overrides: list[str] = Field(default_factory=list)
+    data: str | None = None
+    adapter: str | None = None
+    questions: int = Field(default=200, ge=1)
+    heldout: int = Field(default=50, ge=0)
+    k: int = Field(default=4, ge=1, le=256)
+    temperature: float = Field(default=0.7, gt=0, le=10)
+    max_steps: int = Field(default=7, ge=1, le=100)
+    batch_size: int = Field(default=32, ge=1, le=65536)
+    grounded: bool = True
+    init: Literal["base", "previous"] = "base"
+    rounds: int = Field(default=1, ge=1, le=100)
+    seed: int = 0
+    out: str
