@@ -243,9 +243,9 @@ class MicroBatcher:
                 pending.clear()
                 continue
             for key, comp in done:
-                item = pending.pop(key, None)
-                if item is not None:
-                    item.future.set_result(comp)
+                finished = pending.pop(key, None)
+                if finished is not None:
+                    finished.future.set_result(comp)
             for key, item in pending.items():
                 if item.on_text is not None and (text := llm.partial_text(key)) is not None:
                     item.on_text(text)
@@ -253,8 +253,8 @@ class MicroBatcher:
 
     def _fail_queued(self) -> None:
         """Anything still queued after close() would wait forever: fail it."""
-        for left in self._waiting:
-            left.future.set_exception(ShuttingDown("server is shutting down"))
+        for waited in self._waiting:
+            waited.future.set_exception(ShuttingDown("server is shutting down"))
         self._waiting.clear()
         while True:
             try:
