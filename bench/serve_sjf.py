@@ -6,7 +6,8 @@ requests answered identically (greedy) under both.
 The load is open-loop: ``--bursts`` bursts, each of ``--longs`` long and ``--shorts`` short requests
 in a seeded shuffled order (sent ``--stagger-ms`` apart, so the server queues them in that order),
 one burst every ``--gap-steps`` decoding steps' time (a step's time is measured in a warm-up). The
-model's batch holds ``--slots`` rows, so each burst queues more requests than it has slots.
+model's batch holds ``--slots`` rows, so each burst queues more requests than it has slots. Drafting
+is off by default (``--draft-tokens``), as in ``serve_latency.py``: a request's steps are then its tokens.
 
     .venv/bin/python bench/serve_sjf.py [--model smollm2] [--slots 4] [--bursts 4] [--threads 1]
 """
@@ -76,7 +77,10 @@ def run_load(url: str, load: list[tuple[int, str, int]], gap_s: float, stagger_s
     assert len(done) == len(load), "a request failed"
     wall = max(ends) - start
     lat = sorted(r[0] for r in done)
-    return {"mean": statistics.mean(lat), "p95": lat[round(0.95 * (len(lat) - 1))],
+    longest = max(x[2] for x in load)
+    by_kind = {kind: statistics.mean(r[0] for r, x in zip(done, load, strict=True) if (x[2] == longest) == is_long)
+               for kind, is_long in (("long", True), ("short", False))}
+    return {"mean": statistics.mean(lat), "p95": lat[round(0.95 * (len(lat) - 1))], "by_kind": by_kind,
             "tok_s": sum(r[2] for r in done) / wall, "req_s": len(done) / wall, "wall": wall,
             "texts": [r[1] for r in done], "tokens": sum(r[2] for r in done)}
 
@@ -87,10 +91,11 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=4, help="rows the model decodes together (the batch)")
     ap.add_argument("--bursts", type=int, default=4)
     ap.add_argument("--longs", type=int, default=4, help="long requests per burst")
-    ap.add_argument("--shorts", type=int, default=12, help="short requests per burst")
+    ap.add_argument("--shorts", type=int, default=16, help="short requests per burst")
     ap.add_argument("--long-tokens", type=int, default=48)
     ap.add_argument("--short-tokens", type=int, default=4)
-    ap.add_argument("--gap-steps", type=float, default=70, help="decoding steps' time between bursts")
+    ap.add_argument("--gap-steps", type=float, default=75, help="decoding steps' time between bursts")
+    ap.add_argument("--draft-tokens", type=int, default=0, help="the engine's prompt-lookup drafts (0: off)")
     ap.add_argument("--stagger-ms", type=float, default=5, help="between the requests of a burst")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -99,7 +104,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    llm = HFLLM(parse_model(args.model).path(), name=args.model, batch_size=args.slots)
+    llm = HFLLM(parse_model(args.model).path(), name=args.model, batch_size=args.slots,
+                draft_tokens=args.draft_tokens)
     warm = [f"Write a long story about a garden number {i}.\nStory:" for i in range(args.slots)]
     llm.generate(warm[:1], GenParams(max_new_tokens=8))
     steps, t0 = llm.engine.steps, time.perf_counter()
@@ -111,15 +117,17 @@ def main() -> None:
     print(f"model {args.model}, greedy, batch of {args.slots} rows; {args.bursts} bursts of {args.longs} long "
           f"(max_tokens {args.long_tokens}) + {args.shorts} short (max_tokens {args.short_tokens}) requests in a "
           f"seeded order (seed {args.seed}), one burst every {args.gap_steps:g} steps = {gap_s:.1f} s "
-          f"(a warm-up step of {args.slots} rows: {step_s * 1000:.0f} ms)")
+          f"(a warm-up step of {args.slots} rows: {step_s * 1000:.0f} ms); drafts {args.draft_tokens}")
     runs = {}
     for label, schedule in (("fcfs", Schedule()),
                             ("sjf:max_tokens", Schedule(lambda prompt, params: params.max_new_tokens))):
         llm.reset_cache()  # no run reuses the other's prompt KV
+        steps = llm.engine.steps
         with serve(llm, max_batch=args.slots, schedule=schedule) as server:
             runs[label] = r = run_load(server.url + "/v1/completions", load, gap_s, args.stagger_ms / 1000)
         print(f"{label:15s} mean {r['mean']:7.2f} s   p95 {r['p95']:7.2f} s   {r['tok_s']:6.2f} completion tok/s   "
-              f"{r['req_s']:5.3f} req/s   ({r['tokens']} tokens in {r['wall']:.1f} s)")
+              f"{r['req_s']:5.3f} req/s   ({r['tokens']} tokens in {r['wall']:.1f} s, {llm.engine.steps - steps} steps; "
+              f"mean latency of a long request {r['by_kind']['long']:.2f} s, of a short one {r['by_kind']['short']:.2f} s)")
     f, s = runs["fcfs"], runs["sjf:max_tokens"]
     same = sum(a == b for a, b in zip(f["texts"], s["texts"], strict=True)) / len(load)
     print(f"SJF/FCFS: mean latency {s['mean'] / f['mean']:.2f}x   p95 {s['p95'] / f['p95']:.2f}x   "
