@@ -298,6 +298,11 @@ def serve_cmd(
     request_timeout: Annotated[float, typer.Option(min=1, max=86400, help="seconds before a request is cancelled (504)")] = 600,
     alias: Annotated[list[str] | None, typer.Option(
         help="another model name requests may use (others get 404 model_not_found); repeatable")] = None,
+    schedule: Annotated[str, typer.Option(
+        help="which waiting request goes first when more wait than the batch holds: fcfs | sjf:max_tokens "
+             "(the fewest max_tokens) | sjf:PATH (the fewest tokens predicted by a per-call predictor file)")] = "fcfs",
+    sjf_max_wait: Annotated[float, typer.Option(
+        min=0, help="sjf: a request waiting longer than this many seconds goes before any other")] = 30,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions),
     merging concurrent requests into batches."""
@@ -306,8 +311,33 @@ def serve_cmd(
     with user_errors():
         main_serve(model, host=host, port=port, model_name=model_name,
                    server_options={"max_tokens_cap": max_tokens, "request_timeout_s": request_timeout,
-                                   "aliases": tuple(alias or ())},
+                                   "aliases": tuple(alias or ()), "schedule": _schedule(schedule, sjf_max_wait)},
                    **({"adapter": str(adapter)} if adapter else {}))
+
+
+def _schedule(spec: str, max_wait_s: float) -> Any:
+    """The server's admission ``Schedule`` for ``--schedule``; a predictor's cost is capped by the
+    request's own max_tokens (no row decodes more)."""
+    from reactlab.llm.scripted import prompt_text
+    from reactlab.serve.batcher import Schedule
+
+    kind, _, arg = spec.partition(":")
+    if spec == "fcfs":
+        return Schedule()
+    if kind != "sjf" or not arg:
+        raise ValueError(f"--schedule {spec!r}: use fcfs, sjf:max_tokens or sjf:PATH (a per-call token predictor)")
+    if arg == "max_tokens":
+        return Schedule(lambda prompt, params: params.max_new_tokens, max_wait_s)
+    try:
+        from reactlab.budget.calls import load_call_predictor
+    except ModuleNotFoundError as e:
+        if e.name != "reactlab.budget.calls":
+            raise
+        raise ValueError(f"--schedule {spec}: this reactlab has no per-call token predictor "
+                         "(reactlab.budget.calls); use sjf:max_tokens") from None
+    predictor = load_call_predictor(arg)
+    return Schedule(lambda prompt, params: min(predictor.predict_tokens(prompt_text(prompt)), params.max_new_tokens),
+                    max_wait_s)
 
 
 def main() -> None:

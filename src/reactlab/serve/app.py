@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from reactlab.io import MAX_DEPTH, DataError, check_json
-from reactlab.serve.batcher import ClientGone, MicroBatcher, RequestTimeout, ShuttingDown
+from reactlab.serve.batcher import ClientGone, MicroBatcher, RequestTimeout, Schedule, ShuttingDown
 from reactlab.serve.protocol import (
     BODY_TIMEOUT_S,
     MAX_BODY_BYTES,
@@ -280,7 +280,7 @@ class OpenAIServer(ThreadingHTTPServer):
     def __init__(
         self, llm: LLM, host: str, port: int, model_name: str, batch_window_s: float, max_batch: int,
         max_tokens_cap: int = MAX_TOKENS_CAP, request_timeout_s: float | None = REQUEST_TIMEOUT_S,
-        aliases: tuple[str, ...] = (),
+        aliases: tuple[str, ...] = (), schedule: Schedule | None = None,
     ):
         super().__init__((host, port), _Handler)
         self.llm = llm
@@ -289,7 +289,7 @@ class OpenAIServer(ThreadingHTTPServer):
         self.max_tokens_cap = max_tokens_cap
         self.request_timeout_s = request_timeout_s
         self.created = int(time.time())
-        self.batcher = MicroBatcher(llm, batch_window_s, max_batch)
+        self.batcher = MicroBatcher(llm, batch_window_s, max_batch, schedule)
         self._thread: threading.Thread | None = None
 
     @property
@@ -342,6 +342,7 @@ def serve(
     max_tokens_cap: int = MAX_TOKENS_CAP,
     request_timeout_s: float | None = REQUEST_TIMEOUT_S,
     aliases: tuple[str, ...] = (),
+    schedule: Schedule | None = None,
 ) -> OpenAIServer:
     """Serve ``llm`` over the OpenAI API in a background thread; ``port=0`` picks a free port.
 
@@ -349,11 +350,13 @@ def serve(
     ``model`` field of a request must be it or one of ``aliases`` (else 404 ``model_not_found``;
     a request without one gets this model). ``max_tokens_cap``: the most tokens one request may ask
     for (more is a 400); ``request_timeout_s``: a request still unanswered then is cancelled and gets
-    504 (None: no limit). Use as ``with serve(llm) as server: ...`` or call ``server.shutdown()``.
+    504 (None: no limit); ``schedule``: which waiting request is admitted next (first come first
+    served by default; see ``batcher.Schedule``). Use as ``with serve(llm) as server: ...`` or call
+    ``server.shutdown()``.
     """
     server = OpenAIServer(
         llm, host, port, model_name or str(getattr(llm, "name", "reactlab")), batch_window_s, max_batch,
-        max_tokens_cap, request_timeout_s, tuple(aliases),
+        max_tokens_cap, request_timeout_s, tuple(aliases), schedule,
     )
     return server.start()
 

@@ -1,0 +1,139 @@
+"""Server scheduling: the same bounded mixed load sent to ``reactlab serve`` twice, admitting waiting
+requests first come first served, then shortest predicted first (``sjf:max_tokens``). Mean and p95
+latency, throughput (completion tokens/s, requests/s), their ratios SJF/FCFS, and the share of
+requests answered identically (greedy) under both.
+
+The load is open-loop: ``--bursts`` bursts, each of ``--longs`` long and ``--shorts`` short requests
+in a seeded shuffled order (sent ``--stagger-ms`` apart, so the server queues them in that order),
+one burst every ``--gap-steps`` decoding steps' time (a step's time is measured in a warm-up). The
+model's batch holds ``--slots`` rows, so each burst queues more requests than it has slots. Drafting
+is off by default (``--draft-tokens``), as in ``serve_latency.py``: a request's steps are then its tokens.
+
+    .venv/bin/python bench/serve_sjf.py [--model smollm2] [--slots 4] [--bursts 4] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import threading
+import time
+
+import httpx
+
+from reactlab.hardware import describe_cpu
+from reactlab.llm.hf import HFLLM
+from reactlab.models import parse_model
+from reactlab.serve import serve
+from reactlab.serve.batcher import Schedule
+from reactlab.types import GenParams
+
+SUBJECTS = ["a dragon", "a lighthouse", "a river", "a clockmaker", "a desert", "a violin", "a comet", "a library"]
+QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?", "What is 2 + 2?", "What colour is the sky?",
+             "Which planet is the largest?", "What is water made of?", "Who painted the Mona Lisa?",
+             "How many legs has a spider?"]
+
+
+def arrivals(args: argparse.Namespace) -> list[tuple[int, str, int]]:
+    """The seeded load: (burst, prompt, max_tokens) in sending order."""
+    rng = random.Random(args.seed)
+    out = []
+    for b in range(args.bursts):
+        kinds = [True] * args.longs + [False] * args.shorts
+        rng.shuffle(kinds)
+        for i, long in enumerate(kinds):
+            if long:
+                prompt = f"Write a long story about {rng.choice(SUBJECTS)} (burst {b}, request {i}).\nStory:"
+            else:
+                prompt = f"Question {b}.{i}: {rng.choice(QUESTIONS)}\nAnswer:"
+            out.append((b, prompt, args.long_tokens if long else args.short_tokens))
+    return out
+
+
+def run_load(url: str, load: list[tuple[int, str, int]], gap_s: float, stagger_s: float) -> dict:
+    """Send ``load`` on its schedule; each request's latency, text and completion tokens."""
+    results: list[tuple[float, str, int] | None] = [None] * len(load)
+    ends = [0.0] * len(load)
+
+    def one(i: int, prompt: str, max_tokens: int) -> None:
+        t0 = time.perf_counter()
+        r = httpx.post(url, json={"prompt": prompt, "max_tokens": max_tokens, "temperature": 0}, timeout=3600)
+        r.raise_for_status()
+        body = r.json()
+        ends[i] = time.perf_counter()
+        results[i] = (ends[i] - t0, body["choices"][0]["text"], body["usage"]["completion_tokens"])
+
+    start = time.perf_counter()
+    threads = []
+    for i, (burst, prompt, max_tokens) in enumerate(load):
+        at = start + burst * gap_s + (i - next(j for j, x in enumerate(load) if x[0] == burst)) * stagger_s
+        time.sleep(max(0.0, at - time.perf_counter()))
+        threads.append(threading.Thread(target=one, args=(i, prompt, max_tokens)))
+        threads[-1].start()
+    for t in threads:
+        t.join()
+    done = [r for r in results if r is not None]
+    assert len(done) == len(load), "a request failed"
+    wall = max(ends) - start
+    lat = sorted(r[0] for r in done)
+    longest = max(x[2] for x in load)
+    by_kind = {kind: statistics.mean(r[0] for r, x in zip(done, load, strict=True) if (x[2] == longest) == is_long)
+               for kind, is_long in (("long", True), ("short", False))}
+    return {"mean": statistics.mean(lat), "p95": lat[round(0.95 * (len(lat) - 1))], "by_kind": by_kind,
+            "tok_s": sum(r[2] for r in done) / wall, "req_s": len(done) / wall, "wall": wall,
+            "texts": [r[1] for r in done], "tokens": sum(r[2] for r in done)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--slots", type=int, default=4, help="rows the model decodes together (the batch)")
+    ap.add_argument("--bursts", type=int, default=4)
+    ap.add_argument("--longs", type=int, default=4, help="long requests per burst")
+    ap.add_argument("--shorts", type=int, default=16, help="short requests per burst")
+    ap.add_argument("--long-tokens", type=int, default=48)
+    ap.add_argument("--short-tokens", type=int, default=4)
+    ap.add_argument("--gap-steps", type=float, default=75, help="decoding steps' time between bursts")
+    ap.add_argument("--draft-tokens", type=int, default=0, help="the engine's prompt-lookup drafts (0: off)")
+    ap.add_argument("--stagger-ms", type=float, default=5, help="between the requests of a burst")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    llm = HFLLM(parse_model(args.model).path(), name=args.model, batch_size=args.slots,
+                draft_tokens=args.draft_tokens)
+    warm = [f"Write a long story about a garden number {i}.\nStory:" for i in range(args.slots)]
+    llm.generate(warm[:1], GenParams(max_new_tokens=8))
+    steps, t0 = llm.engine.steps, time.perf_counter()
+    llm.generate(warm, GenParams(max_new_tokens=16))
+    step_s = (time.perf_counter() - t0) / (llm.engine.steps - steps)
+    gap_s = args.gap_steps * step_s
+    load = arrivals(args)
+    print(f"{describe_cpu()}; torch threads {torch.get_num_threads()}")
+    print(f"model {args.model}, greedy, batch of {args.slots} rows; {args.bursts} bursts of {args.longs} long "
+          f"(max_tokens {args.long_tokens}) + {args.shorts} short (max_tokens {args.short_tokens}) requests in a "
+          f"seeded order (seed {args.seed}), one burst every {args.gap_steps:g} steps = {gap_s:.1f} s "
+          f"(a warm-up step of {args.slots} rows: {step_s * 1000:.0f} ms); drafts {args.draft_tokens}")
+    runs = {}
+    for label, schedule in (("fcfs", Schedule()),
+                            ("sjf:max_tokens", Schedule(lambda prompt, params: params.max_new_tokens))):
+        llm.reset_cache()  # no run reuses the other's prompt KV
+        steps = llm.engine.steps
+        with serve(llm, max_batch=args.slots, schedule=schedule) as server:
+            runs[label] = r = run_load(server.url + "/v1/completions", load, gap_s, args.stagger_ms / 1000)
+        print(f"{label:15s} mean {r['mean']:7.2f} s   p95 {r['p95']:7.2f} s   {r['tok_s']:6.2f} completion tok/s   "
+              f"{r['req_s']:5.3f} req/s   ({r['tokens']} tokens in {r['wall']:.1f} s, {llm.engine.steps - steps} steps; "
+              f"mean latency of a long request {r['by_kind']['long']:.2f} s, of a short one {r['by_kind']['short']:.2f} s)")
+    f, s = runs["fcfs"], runs["sjf:max_tokens"]
+    same = sum(a == b for a, b in zip(f["texts"], s["texts"], strict=True)) / len(load)
+    print(f"SJF/FCFS: mean latency {s['mean'] / f['mean']:.2f}x   p95 {s['p95'] / f['p95']:.2f}x   "
+          f"tok/s {s['tok_s'] / f['tok_s']:.3f}x   req/s {s['req_s'] / f['req_s']:.3f}x   "
+          f"identical outputs {same:.0%} of {len(load)} requests")
+
+
+if __name__ == "__main__":
+    main()
