@@ -298,6 +298,8 @@ def serve_cmd(
     request_timeout: Annotated[float, typer.Option(min=1, max=86400, help="seconds before a request is cancelled (504)")] = 600,
     alias: Annotated[list[str] | None, typer.Option(
         help="another model name requests may use (others get 404 model_not_found); repeatable")] = None,
+    record: Annotated[Path | None, typer.Option(
+        help="append every chat exchange to a JSONL file in this directory (docs/tools.md)")] = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions),
     merging concurrent requests into batches."""
@@ -306,7 +308,8 @@ def serve_cmd(
     with user_errors():
         main_serve(model, host=host, port=port, model_name=model_name,
                    server_options={"max_tokens_cap": max_tokens, "request_timeout_s": request_timeout,
-                                   "aliases": tuple(alias or ())},
+                                   "aliases": tuple(alias or ()),
+                                   "record": str(record) if record else None},
                    **({"adapter": str(adapter)} if adapter else {}))
 
 
