@@ -324,6 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
                     continue
                 message, finish = talk.message(c)
                 if message.get("tool_calls"):
+                    head = stream_prefix(prefill + c.text, cuts)  # the text before the first call
+                    if head.startswith(sent[i]) and len(head) > len(sent[i]):
+                        chunk([piece(i, head[len(sent[i]):])])
                     calls = [{"index": k, **call} for k, call in enumerate(message["tool_calls"])]
                     chunk([{"index": i, "delta": {"tool_calls": calls}, "finish_reason": None}])
                     chunk([piece(i, "", finish)])
