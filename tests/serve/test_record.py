@@ -70,9 +70,18 @@ def test_exchanges_group_into_conversations(tmp_path):
     assert ids[7] not in ids[:7] and records[7]["reply"]["message"]["content"] == "ok"
 
 
+def mid_write(rec: Path) -> bool:
+    """Whether the recording holds more than one record and ends inside another (a write in progress)."""
+    for path in rec.glob("*.jsonl"):
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            return size > 4_000_000 and os.pread(f.fileno(), 1, size - 1) != b"\n"
+    return False
+
+
 def test_a_server_killed_mid_write_leaves_whole_records(tmp_path):
-    """kill -9 while large exchanges are being recorded: every whole line parses, and a line the kill
-    cut short (no newline yet) is all that a reader skips."""
+    """kill -9 while a large exchange is being written: every whole line parses, and the line the kill
+    cut short (no newline yet; the kernel may stop a multi-page write midway) is all a reader skips."""
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"": "ok"}))
     rec = tmp_path / "rec"
@@ -99,8 +108,8 @@ def test_a_server_killed_mid_write_leaves_whole_records(tmp_path):
         for t in threads:
             t.start()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and sum(p.stat().st_size for p in rec.glob("*.jsonl")) < 12_000_000:
-            time.sleep(0.01)
+        while time.monotonic() < deadline and not mid_write(rec):  # a record whole, the next one begun
+            time.sleep(0.001)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         stop.set()
@@ -111,6 +120,6 @@ def test_a_server_killed_mid_write_leaves_whole_records(tmp_path):
     [path] = rec.glob("exchanges-*.jsonl")
     raw = path.read_bytes()
     whole = raw[: raw.rfind(b"\n") + 1].splitlines()
-    assert len(whole) >= 3 and all(json.loads(line)["reply"]["message"]["content"] == "ok" for line in whole)
+    assert len(whole) >= 1 and all(json.loads(line)["reply"]["message"]["content"] == "ok" for line in whole)
     exchanges, torn = read_exchanges(rec)
     assert len(exchanges) == len(whole) and torn == (len(raw) > sum(len(x) + 1 for x in whole))
