@@ -92,7 +92,7 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     ('{"request": {}}', ":2: not a recorded exchange"),
     ('{"conversation_id": "a", "request": {"messages": []}, "reply": {}}', ":2: a recorded exchange needs"),
     ('{"conversation_id": "a", "request": {"messages": [{"role": "user", "content": 3}]}, '
-     '"reply": {"message": {"role": "assistant", "content": "x"}}}', ":2: request/reply messages[0].content"),
+     '"reply": {"message": {"role": "assistant", "content": "x"}}}', ":2: messages[0].content must be a string"),
 ])
 def test_a_bad_record_is_one_line_with_file_and_line(tmp_path, line, message):
     path = record(tmp_path / "rec", {"a": ["q", "r"]})

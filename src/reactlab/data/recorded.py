@@ -57,9 +57,7 @@ def read_exchanges(directory: str | Path) -> tuple[list[tuple[str, dict[str, Any
 
 
 def _check(rec: Any, where: str) -> dict[str, Any]:
-    """A record's fields, with its messages normalised as the server read them."""
-    from reactlab.serve.protocol import BadRequest, parse_messages
-
+    """A record's fields, with its request messages and reply as one conversation."""
     if not isinstance(rec, dict) or not isinstance(rec.get("conversation_id"), str):
         raise DataError(f"{where}: not a recorded exchange (no string 'conversation_id')")
     request, reply = rec.get("request"), rec.get("reply")
@@ -67,11 +65,33 @@ def _check(rec: Any, where: str) -> dict[str, Any]:
         raise DataError(f"{where}: a recorded exchange needs 'request' and 'reply.message' objects")
     if not isinstance(request.get("tools", []), list):
         raise DataError(f"{where}: 'request.tools' must be a list")
-    try:
-        messages = parse_messages({"messages": [*(request.get("messages") or []), reply["message"]]})
-    except BadRequest as e:
-        raise DataError(f"{where}: request/reply {e}") from None
-    return {**rec, "messages": messages}
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{where}: 'request.messages' must be a non-empty list")
+    return {**rec, "messages": [_message(m, f"{where}: messages[{i}]") for i, m in
+                                enumerate([*messages, reply["message"]])]}
+
+
+def _message(m: Any, where: str) -> dict[str, Any]:
+    """A message as the server read it: string content (text parts joined; a call-only turn's None is
+    ""), and an assistant's ``tool_calls`` or a tool result's ``tool_call_id`` / ``name`` kept."""
+    if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+        raise DataError(f"{where} must be an object with a string 'role'")
+    content = m.get("content")
+    if isinstance(content, list):
+        parts = [p.get("text") if isinstance(p, dict) else None for p in content]
+        content = "".join(parts) if all(isinstance(t, str) for t in parts) else None  # type: ignore[arg-type]
+    elif content is None and m.get("tool_calls"):
+        content = ""
+    if not isinstance(content, str):
+        raise DataError(f"{where}.content must be a string (or text parts)")
+    out: dict[str, Any] = {"role": m["role"], "content": content}
+    for key in ("tool_calls", "tool_call_id", "name"):
+        if m.get(key) is not None:
+            out[key] = m[key]
+    if not isinstance(out.get("tool_calls", []), list):
+        raise DataError(f"{where}.tool_calls must be a list")
+    return out
 
 
 def read_labels(path: str | Path) -> dict[str, float]:
