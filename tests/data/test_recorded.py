@@ -113,6 +113,8 @@ def test_the_cli_builds_rows_and_refuses_mixed_options(tmp_path):
     res = CliRunner().invoke(data_app, [*args, "--labels", str(labels)])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["rows"] == {"train": 1, "val": 0}
+    res = CliRunner().invoke(data_app, [*args, "--option", "min_reward=high"])
+    assert res.exit_code == 2 and "min_reward=high: expected a number" in res.output
     res = CliRunner().invoke(data_app, [*args, "--format", "dpo"])
     assert res.exit_code == 2 and "builds `messages` rows alone" in res.output
     res = CliRunner().invoke(data_app, ["build", "--from", str(tmp_path), "--out", str(tmp_path / "o"),

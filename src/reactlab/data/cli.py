@@ -65,7 +65,10 @@ def build_cmd(
             if not all(is_recording(s) for s in sources) or format != "messages" or set(opts) - {"min_reward"}:
                 raise ValueError("a `serve --record` dir builds `messages` rows alone (--from recordings only, "
                                  "--labels, --option min_reward=X, --exclude, --exclude-split, --val-frac)")
-            stats = build_recorded(sources, out, labels, float(opts.get("min_reward", 1.0)), exclude or [],
+            min_reward = opts.get("min_reward", 1.0)
+            if isinstance(min_reward, bool) or not isinstance(min_reward, (int, float)):
+                raise ValueError(f"--option min_reward={min_reward}: expected a number")
+            stats = build_recorded(sources, out, labels, float(min_reward), exclude or [],
                                    exclude_split or None, val_frac)
             typer.echo(json.dumps({k: stats[k] for k in ("rows", "conversations", "dropped", "tool_calls")}, indent=2))
             return
