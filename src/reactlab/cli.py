@@ -303,6 +303,8 @@ def serve_cmd(
              "(the fewest max_tokens) | sjf:PATH (the fewest tokens predicted by a per-call predictor file)")] = "fcfs",
     sjf_max_wait: Annotated[float, typer.Option(
         min=0, help="sjf: a request waiting longer than this many seconds goes before any other")] = 30,
+    record: Annotated[Path | None, typer.Option(
+        help="append every chat exchange to a JSONL file in this directory (docs/tools.md)")] = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions),
     merging concurrent requests into batches."""
@@ -311,7 +313,8 @@ def serve_cmd(
     with user_errors():
         main_serve(model, host=host, port=port, model_name=model_name,
                    server_options={"max_tokens_cap": max_tokens, "request_timeout_s": request_timeout,
-                                   "aliases": tuple(alias or ()), "schedule": _schedule(schedule, sjf_max_wait)},
+                                   "aliases": tuple(alias or ()), "schedule": _schedule(schedule, sjf_max_wait),
+                                   "record": str(record) if record else None},
                    **({"adapter": str(adapter)} if adapter else {}))
 
 

@@ -20,8 +20,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Training data from trajectori
 @data_app.command("build")
 def build_cmd(
     sources: Annotated[list[str], typer.Option(
-        "--from", help="run dir | trajectories/FireAct JSON(L) file | fireact:hotpotqa | hotpotqa:SPLIT; "
-                       "NAME=SOURCE names it; repeatable")],
+        "--from", help="run dir | trajectories/FireAct JSON(L) file | fireact:hotpotqa | hotpotqa:SPLIT | "
+                       "a `serve --record` dir; NAME=SOURCE names it; repeatable")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory (train.jsonl, val.jsonl, stats.json)")],
     format: Annotated[str, typer.Option(
         help="messages | completion | alpaca | sharegpt | openai | dpo | kto | prompts")] = "messages",
@@ -47,7 +47,10 @@ def build_cmd(
         help="rows of one agent of Answer -> Evaluate runs: answer | evaluate (formats messages, alpaca)")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", help="layout option KEY=VALUE: observation_role=human (sharegpt), skip_invalid=true "
-                         "(openai), continuation=turn, pairs_per_question=N (dpo), solved_only=true (prompts); repeatable")] = None,
+                         "(openai), continuation=turn, pairs_per_question=N (dpo), solved_only=true (prompts), "
+                         "min_reward=X (recordings, default 1); repeatable")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        help="recordings: JSONL of {conversation_id, reward|label}; keeps reward >= min_reward or label true")] = None,
 ) -> None:
     """Build a dataset from runs and FireAct data; prints its stats."""
     from reactlab.config import parse_options
@@ -55,6 +58,20 @@ def build_cmd(
     from reactlab.data.select import parse_mix
 
     with user_errors():
+        from reactlab.data.recorded import build_recorded, is_recording
+
+        if any(is_recording(s) for s in sources) or labels is not None:
+            opts = parse_options(option or [], "--option")
+            if not all(is_recording(s) for s in sources) or format != "messages" or set(opts) - {"min_reward"}:
+                raise ValueError("a `serve --record` dir builds `messages` rows alone (--from recordings only, "
+                                 "--labels, --option min_reward=X, --exclude, --exclude-split, --val-frac)")
+            min_reward = opts.get("min_reward", 1.0)
+            if isinstance(min_reward, bool) or not isinstance(min_reward, (int, float)):
+                raise ValueError(f"--option min_reward={min_reward}: expected a number")
+            stats = build_recorded(sources, out, labels, float(min_reward), exclude or [],
+                                   exclude_split or None, val_frac)
+            typer.echo(json.dumps({k: stats[k] for k in ("rows", "conversations", "dropped", "tool_calls")}, indent=2))
+            return
         stats = build_dataset(
             sources, out, format, exclude=exclude or [], exclude_splits=exclude_split or None,
             mix_weights=parse_mix(mix or []), max_steps=max_steps, min_f1=min_f1, grounded=grounded,

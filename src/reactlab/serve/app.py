@@ -1,7 +1,8 @@
 """The HTTP side of ``reactlab serve``: routes, status codes, ``serve``. Deliberate deviations from
 OpenAI: fields left out take ``GenParams``' defaults (greedy, 128 new tokens), and choices carry vLLM's
 ``stop_reason``. One request never hurts another: requests are validated before they join a batch,
-and a failed batched call is retried request by request. The API: docs/export-serving.md.
+and a failed batched call is retried request by request. The API: docs/export-serving.md; tools and
+``--record``: docs/tools.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from reactlab.io import MAX_DEPTH, DataError, check_json
+from reactlab.io import MAX_DEPTH, DataError, OutputError, check_json
 from reactlab.serve.batcher import ClientGone, MicroBatcher, RequestTimeout, Schedule, ShuttingDown
 from reactlab.serve.protocol import (
     BODY_TIMEOUT_S,
@@ -27,12 +28,19 @@ from reactlab.serve.protocol import (
     MAX_TOKENS_CAP,
     REQUEST_TIMEOUT_S,
     BadRequest,
+    ToolSpec,
     _usage_json,
+    calls_before,
+    conversation_id,
+    has_tool_turns,
     parse_messages,
     parse_params,
     parse_prompts,
+    parse_tools,
     stream_prefix,
+    tool_reply,
 )
+from reactlab.serve.record import Recorder
 from reactlab.types import LLM, Completion, GenParams, Prompt
 
 log = logging.getLogger("reactlab.serve")
@@ -40,6 +48,26 @@ log = logging.getLogger("reactlab.serve")
 
 class BadJSON(DataError):
     """A request body nested too deeply or holding text that is not valid Unicode (a 400)."""
+
+
+class _Chat:
+    """What a chat request needs after generation: its tools, the text written for the model at the
+    start of its reply (``ToolSpec.prefill``), the id of its first new call, and what is recorded."""
+
+    def __init__(self, body: dict[str, Any], messages: list[dict[str, Any]], spec: ToolSpec, prefill: str,
+                 conversation: str | None):
+        self.body, self.messages, self.spec, self.prefill = body, messages, spec, prefill
+        self.first_id = calls_before(messages) + 1
+        self.conversation = conversation
+
+    def message(self, c: Completion) -> tuple[dict[str, Any], str]:
+        """The reply's assistant message and finish reason (``tool_calls`` when it holds calls)."""
+        text = self.prefill + c.text
+        if self.spec.tools or self.prefill:
+            msg = tool_reply(text, self.spec, self.first_id)
+            if msg is not None:
+                return msg, "tool_calls"
+        return {"role": "assistant", "content": text}, c.finish_reason
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -134,7 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise BadRequest("the request body must be a JSON object")
             params, n = parse_params(body, self.server.max_tokens_cap)
             chat = path == "/v1/chat/completions"
-            prompts: list[Prompt] = [parse_messages(body)] if chat else list(parse_prompts(body))
+            talk: _Chat | None = self._chat(body) if chat else None
+            prompts: list[Prompt] = [self._prompt(talk)] if talk else list(parse_prompts(body))
             model = body.get("model")
             if model is not None and model not in self.server.model_names:
                 self._error(404, f"the model {model!r} does not exist here; this server serves "
@@ -155,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage", False))
-            self._stream(chat, [p for p in prompts for _ in range(n)], params, include_usage)
+            self._stream(talk, [p for p in prompts for _ in range(n)], params, include_usage)
             return
         try:
             outs = self.server.batcher.submit([p for p in prompts for _ in range(n)], params, self._client_alive,
@@ -178,13 +207,60 @@ class _Handler(BaseHTTPRequestHandler):
         if failed:
             self._error(500, f"the model failed: {failed[0].error}", "server_error")
             return
-        self._send(200, self._response(chat, outs))
+        try:
+            self._record(talk, outs)
+        except OutputError as e:
+            self._error(500, f"the reply was not recorded: {e}", "server_error")
+            return
+        self._send(200, self._response(talk, outs))
 
-    def _stream(self, chat: bool, prompts: list[Prompt], params: GenParams, include_usage: bool) -> None:
+    def _chat(self, body: dict[str, Any]) -> _Chat:
+        """Read a chat request's messages and tools; raises ``BadRequest``."""
+        messages = parse_messages(body)
+        spec = parse_tools(body)
+        conversation = None
+        if self.server.recorder is not None:
+            conversation = conversation_id(self.headers.get("X-Conversation-Id"), messages)
+        return _Chat(body, messages, spec, spec.prefill(), conversation)
+
+    def _prompt(self, talk: _Chat) -> Prompt:
+        """The model's prompt: the messages as they are, or, with tools or tool turns, the text of the
+        served model's chat template with the tools (``render_tools_prompt``) and the reply's prefill."""
+        if not talk.spec.tools and not has_tool_turns(talk.messages):
+            return talk.messages  # plain {role, content} strings
+        tok = getattr(self.server.llm, "tokenizer", None)
+        if tok is None or not getattr(tok, "chat_template", None):
+            raise BadRequest(f"tools not supported: the model {self.server.model_name!r} has no local chat template "
+                             "to render them with (serve a local model: smollm2, hf:PATH)")
+        from reactlab.agents.tools import render_tools_prompt
+
+        try:
+            text = render_tools_prompt(tok, talk.messages, talk.spec.tools)
+        except Exception as e:  # noqa: BLE001 - the template's own (jinja2) errors
+            if type(e).__module__.split(".")[0] != "jinja2":
+                raise
+            raise BadRequest(f"the model's chat template cannot render these messages: {e}") from None
+        return text + talk.prefill
+
+    def _record(self, talk: _Chat | None, outs: list[Completion]) -> None:
+        """Append the exchange (one record per choice) when the server records; never any header."""
+        recorder = self.server.recorder
+        if recorder is None or talk is None or talk.conversation is None:
+            return
+        for c in outs:
+            message, finish = talk.message(c)
+            recorder.record(talk.conversation, talk.body, message, finish, _usage_json([c]))
+
+    def _stream(self, talk: _Chat | None, prompts: list[Prompt], params: GenParams, include_usage: bool) -> None:
         """Server-sent events: one chunk per new piece of text per choice as the model writes it (a
         streaming model; otherwise the whole text in one chunk), then each choice's finish reason,
         the usage when asked (``stream_options.include_usage``), and ``[DONE]``. The pieces of a
-        choice add up to exactly the text the same request gets without streaming."""
+        choice add up to exactly the text the same request gets without streaming. With tools, text
+        is sent up to the first ``<tool_call>``; a reply of calls then ends in one ``delta.tool_calls``
+        chunk (each call whole) and ``finish_reason: tool_calls``, any other reply in its remaining text."""
+        chat = talk is not None
+        prefill = talk.prefill if talk else ""
+        cuts = params.stop + (["<tool_call>"] if talk and talk.spec.tools else [])
         events: queue.Queue[tuple[int, str]] = queue.Queue()
         try:
             items = self.server.batcher.enqueue(prompts, params, lambda i, t: events.put((i, t)))
@@ -229,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
                             it.cancelled.set()
                         return
                     continue
-                new = stream_prefix(text, params.stop)
+                new = stream_prefix(prefill + text, cuts)
                 if new.startswith(sent[i]) and len(new) > len(sent[i]):
                     chunk([piece(i, new[len(sent[i]):])])
                     sent[i] = new
@@ -241,9 +317,28 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"data: " + json.dumps({"error": {"message": f"the model failed: {e}",
                                                                         "type": "server_error"}}).encode() + b"\n\n")
                     return
-                rest = c.text[len(sent[i]):] if c.text.startswith(sent[i]) else ""
-                chunk([piece(i, rest, c.finish_reason, c.stop)])
                 outs.append(c)
+                if talk is None:
+                    rest = c.text[len(sent[i]):] if c.text.startswith(sent[i]) else ""
+                    chunk([piece(i, rest, c.finish_reason, c.stop)])
+                    continue
+                message, finish = talk.message(c)
+                if message.get("tool_calls"):
+                    head = stream_prefix(prefill + c.text, cuts)  # the text before the first call
+                    if head.startswith(sent[i]) and len(head) > len(sent[i]):
+                        chunk([piece(i, head[len(sent[i]):])])
+                    calls = [{"index": k, **call} for k, call in enumerate(message["tool_calls"])]
+                    chunk([{"index": i, "delta": {"tool_calls": calls}, "finish_reason": None}])
+                    chunk([piece(i, "", finish)])
+                    continue
+                full = message["content"]
+                chunk([piece(i, full[len(sent[i]):] if full.startswith(sent[i]) else "", finish, c.stop)])
+            try:
+                self._record(talk, outs)
+            except OutputError as e:
+                self.wfile.write(b"data: " + json.dumps({"error": {"message": f"the reply was not recorded: {e}",
+                                                                    "type": "server_error"}}).encode() + b"\n\n")
+                return
             if include_usage:
                 chunk([], _usage_json(outs))
             self.wfile.write(b"data: [DONE]\n\n")
@@ -252,12 +347,13 @@ class _Handler(BaseHTTPRequestHandler):
             for it in items:
                 it.cancelled.set()
 
-    def _response(self, chat: bool, outs: list[Completion]) -> dict[str, Any]:
+    def _response(self, talk: _Chat | None, outs: list[Completion]) -> dict[str, Any]:
+        chat = talk is not None
         choices = []
         for i, c in enumerate(outs):
             choice: dict[str, Any] = {"index": i, "finish_reason": c.finish_reason, "stop_reason": c.stop}
-            if chat:
-                choice["message"] = {"role": "assistant", "content": c.text}
+            if talk is not None:
+                choice["message"], choice["finish_reason"] = talk.message(c)
             else:
                 choice.update(text=c.text, logprobs=None)
             choices.append(choice)
@@ -280,9 +376,10 @@ class OpenAIServer(ThreadingHTTPServer):
     def __init__(
         self, llm: LLM, host: str, port: int, model_name: str, batch_window_s: float, max_batch: int,
         max_tokens_cap: int = MAX_TOKENS_CAP, request_timeout_s: float | None = REQUEST_TIMEOUT_S,
-        aliases: tuple[str, ...] = (), schedule: Schedule | None = None,
+        aliases: tuple[str, ...] = (), schedule: Schedule | None = None, record: str | None = None,
     ):
         super().__init__((host, port), _Handler)
+        self.recorder = Recorder(record) if record is not None else None
         self.llm = llm
         self.model_name = model_name
         self.model_names = [model_name, *(a for a in aliases if a != model_name)]
@@ -316,6 +413,8 @@ class OpenAIServer(ThreadingHTTPServer):
             self._thread = None
             self.batcher.close()
             self.server_close()
+            if self.recorder is not None:
+                self.recorder.close()
 
     def wait(self) -> None:
         """Block until ``shutdown`` (from another thread) or Ctrl-C, which shuts down."""
@@ -343,6 +442,7 @@ def serve(
     request_timeout_s: float | None = REQUEST_TIMEOUT_S,
     aliases: tuple[str, ...] = (),
     schedule: Schedule | None = None,
+    record: str | None = None,
 ) -> OpenAIServer:
     """Serve ``llm`` over the OpenAI API in a background thread; ``port=0`` picks a free port.
 
@@ -351,12 +451,13 @@ def serve(
     a request without one gets this model). ``max_tokens_cap``: the most tokens one request may ask
     for (more is a 400); ``request_timeout_s``: a request still unanswered then is cancelled and gets
     504 (None: no limit); ``schedule``: which waiting request is admitted next (first come first
-    served by default; see ``batcher.Schedule``). Use as ``with serve(llm) as server: ...`` or call
+    served by default; see ``batcher.Schedule``); ``record``: a directory to append every chat
+    exchange to (docs/tools.md). Use as ``with serve(llm) as server: ...`` or call
     ``server.shutdown()``.
     """
     server = OpenAIServer(
         llm, host, port, model_name or str(getattr(llm, "name", "reactlab")), batch_window_s, max_batch,
-        max_tokens_cap, request_timeout_s, tuple(aliases), schedule,
+        max_tokens_cap, request_timeout_s, tuple(aliases), schedule, record,
     )
     return server.start()
 
