@@ -189,8 +189,8 @@ def test_tool_row_shapes():
     tags = [c["from"] for c in share["conversations"]]
     assert tags == ["human", "function_call", "observation", "function_call", "observation", "gpt", "human",
                     "function_call"]  # LLaMA-Factory: user-side turns at odd positions, ending with the model's
-    assert share["conversations"][1]["value"] == ('<think>\nI need to search Ed Wood (film).\n</think>\n\n'
-                                                  '{"name": "search", "arguments": {"entity": "Ed Wood (film)"}}')
+    assert share["conversations"][1]["value"] == ('I need to search Ed Wood (film).\n<tool_call>\n'
+                                                  '{"name": "search", "arguments": {"entity": "Ed Wood (film)"}}\n</tool_call>')
     assert share["system"] == "Sys" and json.loads(share["tools"]) == formats.row_tools(share)
 
 

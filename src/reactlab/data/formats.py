@@ -27,7 +27,10 @@ from reactlab.agents.tools import (
     ToolMessage,
     action_tools,
     fallback_messages,
+    hermes_text,
     native_messages,
+    parse_tool_calls,
+    reply_thought,
     steps_to_messages,
     tool_schemas,
 )
@@ -37,9 +40,6 @@ TOOL_FORMATS = ("messages-tools", "sharegpt-tools", "openai-tools")
 SFT_FORMATS = ("messages", "completion", "alpaca", "sharegpt", "openai", *TOOL_FORMATS)
 LAYOUT_IDS = {"messages": "chat", "openai": "chat", "sharegpt": "chat", "completion": ZERO_SHOT, "alpaca": "fireact",
               **dict.fromkeys(TOOL_FORMATS, "tools")}
-THOUGHT_TAGS = ("<think>\n", "\n</think>\n\n")
-"""How a ShareGPT ``function_call`` carries the step's thought: LLaMA-Factory reads a function message
-as JSON and keeps only text inside its template's ``thought_words`` (these, its default) before it."""
 
 
 def method_of(traj: Trajectory) -> str:
@@ -212,8 +212,11 @@ def to_sharegpt_tools(traj: Trajectory, source: str = "", system: str | None = N
     """LLaMA-Factory ShareGPT row with tools: ``conversations`` of human / function_call / observation
     / gpt turns and ``tools`` (a JSON string), as its ``dataset_info.json`` declares them.
 
-    A call is ``{"name", "arguments"}`` JSON, its thought before it inside ``THOUGHT_TAGS``; an invalid
-    step is a ``gpt`` turn answered by a ``human`` one (it called no tool).
+    A ``function_call`` value is the assistant's Hermes text (``agents.tools.hermes_text``: the thought,
+    then the ``<tool_call>`` block): LLaMA-Factory (0.9.5) takes the JSON inside its template's
+    ``tool_call_words`` (``<tool_call>``, ``</tool_call>`` by default) and keeps the text before it,
+    so its ``qwen`` template renders the turn as Qwen2.5's does. An invalid step is a ``gpt`` turn
+    answered by a ``human`` one (it called no tool).
 
     >>> from reactlab.types import Action, Step
     >>> t = Trajectory("1", "", "Q?", "y", "", "", "", steps=[
@@ -225,10 +228,7 @@ def to_sharegpt_tools(traj: Trajectory, source: str = "", system: str | None = N
     conv = []
     for m in native_messages(tool_messages(traj, None, actions)):
         if m.get("tool_calls"):
-            calls = [c["function"] for c in m["tool_calls"]]
-            body = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
-            thought = f"{THOUGHT_TAGS[0]}{m['content']}{THOUGHT_TAGS[1]}" if m.get("content") else ""
-            conv.append({"from": "function_call", "value": thought + body})
+            conv.append({"from": "function_call", "value": hermes_text(m)})
         else:
             tag = {"user": "human", "assistant": "gpt", "tool": "observation"}[m["role"]]
             conv.append({"from": tag, "value": str(m.get("content") or "")})
@@ -253,16 +253,15 @@ def tool_row_messages(row: Mapping[str, Any]) -> list[ToolMessage]:
     n = 0
     for c in row["conversations"]:
         tag, value = c["from"], c["value"]
-        if tag == "function_call":
-            thought = ""
-            if value.startswith(THOUGHT_TAGS[0]) and THOUGHT_TAGS[1] in value:
-                thought, value = value[len(THOUGHT_TAGS[0]):].split(THOUGHT_TAGS[1], 1)
-            calls = json.loads(value)
-            calls = calls if isinstance(calls, list) else [calls]
-            ids = [f"call_{n + k + 1}" for k in range(len(calls))]
-            n += len(calls)
-            out.append({"role": "assistant", "content": thought,
-                        "tool_calls": [{"id": i, "type": "function", "function": c} for i, c in zip(ids, calls, strict=True)]})
+        calls = parse_tool_calls(value, single=False) if tag == "function_call" else []
+        if isinstance(calls, list) and calls:
+            for call in calls:
+                n += 1
+                call.id = f"call_{n}"
+            out.append({"role": "assistant", "content": reply_thought(value),
+                        "tool_calls": [c.to_openai() for c in calls]})
+        elif tag == "function_call":  # not a well-formed call: the text, read back as an invalid step
+            out.append({"role": "assistant", "content": value})
         elif tag == "observation":
             last = out[-1] if out else {}
             ids = [c["id"] for c in last.get("tool_calls") or []]
