@@ -168,3 +168,17 @@ def test_tool_rows_train_on_all(smol_tok):
     assert enc["labels"] == enc["input_ids"]
     assert decode(smol_tok, enc["input_ids"]) == render_tools_prompt(smol_tok, row["messages"], row_tools(row),
                                                                      add_generation_prompt=False)
+
+
+def test_openai_tool_rows_mask_as_trl_tool_rows(smol_tok):
+    """The same trajectory as ``openai-tools`` (arguments as JSON strings, no content on a bare call)
+    and as ``messages-tools``: the same ids and labels."""
+    from reactlab.data.formats import row_tools, to_row
+    from reactlab.data.masking import mask_tool_conversation
+
+    traj = Trajectory(**{**TRAJ.__dict__, "steps": [
+        TRAJ.steps[0], Step(2, "", Action("lookup", "born"), TRAJ.steps[1].observation), TRAJ.steps[2]]})
+    a, b = to_row("openai-tools", traj, system="S"), to_row("messages-tools", traj, system="S")
+    assert "content" not in a["messages"][4] and isinstance(a["messages"][4]["tool_calls"][0]["function"]["arguments"], str)
+    assert mask_tool_conversation(smol_tok, a["messages"], row_tools(a)) == mask_tool_conversation(
+        smol_tok, b["messages"], row_tools(b))
