@@ -251,15 +251,15 @@ def tool_row_messages(row: Mapping[str, Any]) -> list[ToolMessage]:
         return [dict(m) for m in row["messages"]]
     out: list[ToolMessage] = [{"role": "system", "content": row["system"]}] if row.get("system") else []
     n = 0
-    for c in row["conversations"]:
-        tag, value = c["from"], c["value"]
+    for turn in row["conversations"]:
+        tag, value = turn["from"], turn["value"]
         calls = parse_tool_calls(value, single=False) if tag == "function_call" else []
         if isinstance(calls, list) and calls:
             for call in calls:
                 n += 1
                 call.id = f"call_{n}"
             out.append({"role": "assistant", "content": reply_thought(value),
-                        "tool_calls": [c.to_openai() for c in calls]})
+                        "tool_calls": [call.to_openai() for call in calls]})
         elif tag == "function_call":  # not a well-formed call: the text, read back as an invalid step
             out.append({"role": "assistant", "content": value})
         elif tag == "observation":
