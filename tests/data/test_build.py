@@ -42,7 +42,8 @@ def mixed_run(write_run, mk, hotpot_questions):
     return write_run("mixed", trajs)
 
 
-@pytest.mark.parametrize("fmt", ["messages", "completion", "alpaca", "sharegpt", "openai", "prompts"])
+@pytest.mark.parametrize("fmt", ["messages", "completion", "alpaca", "sharegpt", "openai", "prompts",
+                                 "messages-tools", "sharegpt-tools", "openai-tools"])
 def test_build_drops_eval_questions_and_reports(tmp_path, mixed_run, eval_questions, fmt):
     out = tmp_path / fmt
     stats = build_dataset([str(mixed_run), "fireact:hotpotqa"], out, fmt, tokenizer=None, val_frac=0.1)
@@ -52,7 +53,7 @@ def test_build_drops_eval_questions_and_reports(tmp_path, mixed_run, eval_questi
     all_rows = rows(out / "train.jsonl") + rows(out / "val.jsonl")
     assert len(all_rows) == want
     assert not {normalize_question(row_question(r, fmt)) for r in all_rows} & eval_questions
-    if fmt != "openai":
+    if not fmt.startswith("openai"):
         assert {r["source"] for r in all_rows} <= {"mixed", "fireact:hotpotqa"}
         assert all(r["prompt_id"].endswith("/react") for r in all_rows)
     assert json.loads((out / "stats.json").read_text()) == json.loads(json.dumps(stats))
@@ -75,12 +76,12 @@ def test_stats_contents_and_determinism(tmp_path, mixed_run, smol_tok):
     assert val_q and not train_q & val_q
 
 
-@pytest.mark.parametrize("fmt", ["alpaca", "sharegpt"])
+@pytest.mark.parametrize("fmt", ["alpaca", "sharegpt", "sharegpt-tools"])
 @pytest.mark.parametrize("system", [None, "Answer with the tools."])
 def test_llamafactory_files_load_as_declared(tmp_path, mixed_run, fmt, system):
     """Read every declared file back with `datasets` through the declared columns and tags, and apply
-    LLaMA-Factory's own checks (converter.py: human/observation at odd positions, gpt at even ones,
-    an even number of turns)."""
+    LLaMA-Factory's own checks (converter.py: human/observation at odd positions, gpt/function_call at
+    even ones, an even number of turns; tools a JSON string)."""
     from datasets import load_dataset
 
     out = tmp_path / "lf"
@@ -90,7 +91,7 @@ def test_llamafactory_files_load_as_declared(tmp_path, mixed_run, fmt, system):
     for entry in info.values():
         ds = load_dataset("json", data_files=str(out / entry["file_name"]), split="train")
         assert len(ds) == len(rows(out / entry["file_name"])) > 0
-        assert entry["formatting"] == fmt
+        assert entry["formatting"] == fmt.removesuffix("-tools")
         cols = entry["columns"]
         assert set(cols.values()) <= set(ds.column_names)
         assert ("system" in cols) == bool(system)
@@ -103,9 +104,16 @@ def test_llamafactory_files_load_as_declared(tmp_path, mixed_run, fmt, system):
                 continue
             tags = entry["tags"]
             turns = ex[cols["messages"]]
-            odd, even = (tags["user_tag"], tags["observation_tag"]), (tags["assistant_tag"],)
+            odd = (tags["user_tag"], tags["observation_tag"])
+            even = (tags["assistant_tag"], *([tags["function_tag"]] if "function_tag" in tags else []))
             assert all(t[tags["role_tag"]] in (odd, even)[i % 2] for i, t in enumerate(turns))
-            assert len(turns) % 2 == 0 and turns[-1][tags["content_tag"]].startswith("Thought: ")
+            last = turns[-1][tags["content_tag"]]
+            assert len(turns) % 2 == 0
+            if fmt == "sharegpt":
+                assert last.startswith("Thought: ") and "tools" not in cols
+            else:
+                assert [t["function"]["name"] for t in json.loads(ex[cols["tools"]])] == ["search", "lookup", "finish"]
+                assert turns[-1][tags["role_tag"]] == "function_call" and '{"name": "finish"' in last
 
 
 def test_max_rows_is_a_seeded_sample_of_all_sources(tmp_path, mixed_run):
@@ -199,6 +207,22 @@ def test_cli_show_renders_with_the_chat_template(tmp_path, mixed_run):
     res = CliRunner().invoke(data_app, ["show", str(out), "--n", "1"])
     assert res.exit_code == 0, res.output
     assert "<|im_start|>user\n" in res.output and "<|im_start|>assistant\nThought: " in res.output
+
+
+@pytest.mark.parametrize("fmt", ["messages-tools", "openai-tools", "sharegpt-tools"])
+def test_cli_shows_tool_rows_as_the_model_sees_them(tmp_path, mixed_run, fmt):
+    """`data show` renders tool rows as ``render_tools_prompt`` does for SmolLM2 (the fallback), with
+    or without ``stats.json`` (the format then told from the row's columns)."""
+    out = tmp_path / fmt
+    build_dataset([str(mixed_run)], out, fmt, tokenizer=None, val_frac=0.0)
+    for path in (out, out / "train.jsonl"):
+        if path.name == "train.jsonl":
+            (out / "stats.json").unlink()
+        res = CliRunner().invoke(data_app, ["show", str(path), "--n", "1"])
+        assert res.exit_code == 0, res.output
+        assert f"=== train.jsonl row 0 ({fmt}" in res.output and "# Tools" in res.output
+        assert '<|im_start|>assistant\nStep 1.\n<tool_call>\n{"name": "search", "arguments": {"entity": "T1"}}' in res.output
+        assert "<|im_start|>user\n<tool_response>\nT1 is a page.\n</tool_response><|im_end|>" in res.output
 
 
 def test_cli_reports_malformed_input(tmp_path):

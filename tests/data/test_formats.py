@@ -123,3 +123,97 @@ def test_completion_row_continues_the_papers_prompt():
         assert q.prompt.startswith(agent.prefix)
         assert text.startswith(q.prompt[len(agent.prefix):])
     assert text == queries[-1].prompt[len(agent.prefix):] + replies[-1]
+
+
+# --- tool rows (native function calling) -----------------------------------------------------------
+
+VALID = Trajectory(**{**TRAJ.__dict__, "steps": [s for s in STEPS if s.action.name != "invalid"]})
+
+
+def _same_steps(back, steps):
+    """The steps read back from a row: thought, action and observation of each, the last observation
+    empty (a row ends with the last call; formats' module doc)."""
+    want = [(s.thought, s.action, s.observation) for s in steps]
+    want[-1] = (*want[-1][:2], "")
+    return [(s.thought, s.action, s.observation) for s in back] == want
+
+
+@pytest.mark.parametrize("fmt", formats.TOOL_FORMATS)
+def test_tool_rows_round_trip_to_the_same_steps_and_text_rows(fmt):
+    from reactlab.agents.tools import messages_to_steps
+
+    row = json.loads(json.dumps(formats.to_row(fmt, VALID, "run-a", "Answer with the tools.")))  # as read from JSONL
+    msgs = formats.tool_row_messages(row)
+    assert msgs[0] == {"role": "system", "content": "Answer with the tools."} and msgs[1]["content"] == VALID.question
+    back = messages_to_steps(msgs)
+    assert _same_steps(back, VALID.steps)
+    # text row -> tool row -> steps -> text row: the same text row
+    again = Trajectory(**{**VALID.__dict__, "steps": back})
+    for text_fmt in ("messages", "completion", "sharegpt", "openai"):
+        system = None if text_fmt == "completion" else "S"
+        assert formats.to_row(text_fmt, again, "run-a", system) == formats.to_row(text_fmt, VALID, "run-a", system)
+    # the tools offered are the actions' schemas; the calls name only those
+    names = [t["function"]["name"] for t in formats.row_tools(row)]
+    assert names == ["search", "lookup", "finish"]
+
+
+@pytest.mark.parametrize("fmt", formats.TOOL_FORMATS)
+def test_an_invalid_step_is_text_and_reads_back_as_invalid(fmt):
+    from reactlab.agents.tools import messages_to_steps
+
+    back = messages_to_steps(formats.tool_row_messages(json.loads(json.dumps(formats.to_row(fmt, TRAJ)))))
+    assert [s.action.name for s in back] == ["search", "lookup", "invalid", "finish"]
+    assert back[2].action.arg == "Oops.\nDance[now]" and back[2].thought == ""  # agents.tools: its whole text
+    assert back[2].observation == "Invalid action: Dance[now]"  # answered by a user turn, not a tool
+    assert _same_steps([back[i] for i in (0, 1, 3)], [TRAJ.steps[i] for i in (0, 1, 3)])
+
+
+def test_tool_row_shapes():
+    trl = formats.to_row("messages-tools", TRAJ, "run-a")
+    assert isinstance(trl["tools"], str) and trl["task"] == "hotpotqa" and trl["prompt_id"] == "tools@1/react"
+    call = trl["messages"][1]["tool_calls"][0]
+    assert call == {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": {"entity": "Ed Wood (film)"}}}
+    assert trl["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "name": "search",
+                                  "content": STEPS[0].observation}
+    assert trl["messages"][-1]["role"] == "assistant"  # no observation after the finish call
+
+    oai = formats.to_row("openai-tools", TRAJ, skip_invalid=True)
+    assert set(oai) == {"messages", "tools"} and isinstance(oai["tools"], list)
+    assert json.loads(oai["messages"][1]["tool_calls"][0]["function"]["arguments"]) == {"entity": "Ed Wood (film)"}
+    assert oai["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": STEPS[0].observation}
+    assert [m.get("weight") for m in oai["messages"] if m["role"] == "assistant"] == [None, None, 0, None]
+    act = Trajectory(**{**VALID.__dict__, "steps": [Step(1, "", Action("finish", "x"), "")]})
+    assert "content" not in formats.to_row("openai-tools", act)["messages"][1]  # a call without a thought
+
+    share = formats.to_row("sharegpt-tools", TRAJ, "run-a", "Sys")
+    tags = [c["from"] for c in share["conversations"]]
+    assert tags == ["human", "function_call", "observation", "function_call", "observation", "gpt", "human",
+                    "function_call"]  # LLaMA-Factory: user-side turns at odd positions, ending with the model's
+    assert share["conversations"][1]["value"] == ('I need to search Ed Wood (film).\n<tool_call>\n'
+                                                  '{"name": "search", "arguments": {"entity": "Ed Wood (film)"}}\n</tool_call>')
+    assert share["system"] == "Sys" and json.loads(share["tools"]) == formats.row_tools(share)
+
+
+def test_think_is_a_tool_only_when_used():
+    think = Trajectory(**{**VALID.__dict__, "steps": [Step(1, "", Action("think", "hmm"), "OK."), *VALID.steps]})
+    row = formats.to_row("messages-tools", think)
+    assert [t["function"]["name"] for t in formats.row_tools(row)] == ["search", "lookup", "finish", "think"]
+
+
+def test_sharegpt_tools_dataset_info():
+    info = formats.dataset_info("sharegpt-tools", "hp", {"train": "train.jsonl"}, system=True)["hp"]
+    assert info["columns"] == {"messages": "conversations", "tools": "tools", "system": "system"}
+    assert info["tags"]["function_tag"] == "function_call" and info["tags"]["observation_tag"] == "observation"
+
+
+@pytest.mark.parametrize("fmt", formats.TOOL_FORMATS)
+def test_tool_rows_show_as_the_fallback_conversation(fmt):
+    from reactlab.agents.tools import FALLBACK_TOOLS_PROMPT
+
+    ((label, view),) = formats.row_views(formats.to_row(fmt, TRAJ, system="Sys"), fmt)
+    assert label == "" and [m["role"] for m in view] == ["system", "user", "assistant", "user", "assistant",
+                                                           "user", "assistant", "user", "assistant"]
+    assert view[0]["content"].startswith("Sys\n\n" + FALLBACK_TOOLS_PROMPT.split("{tools}")[0])
+    assert view[2]["content"] == ('I need to search Ed Wood (film).\n<tool_call>\n'
+                                  '{"name": "search", "arguments": {"entity": "Ed Wood (film)"}}\n</tool_call>')
+    assert view[3]["content"] == f"<tool_response>\n{STEPS[0].observation}\n</tool_response>"

@@ -1,6 +1,8 @@
 """Loss masks: the trained tokens decode to exactly the assistant turns, with and without
 ``{% generation %}`` markers in the chat template."""
 
+import copy
+
 import pytest
 
 from reactlab.data.formats import chat_messages, to_completion
@@ -100,3 +102,83 @@ def test_gemma_turns_end_at_end_of_turn(gemma_dir):
     enc = mask_conversation(tok, msgs)
     trained = tok.decode([t for t, lab in zip(enc["input_ids"], enc["labels"], strict=True) if lab != -100])
     assert trained == "步骤1：想。\n答案是:B<end_of_turn>"
+
+
+# --- tool conversations --------------------------------------------------------------------------
+
+
+def _tool_row(system):
+    from reactlab.data.formats import to_messages_tools
+
+    traj = Trajectory(**{**TRAJ.__dict__, "steps": [
+        TRAJ.steps[0], Step(2, "", Action("lookup", "born"), TRAJ.steps[1].observation), TRAJ.steps[2]]})
+    return to_messages_tools(traj, system=system)  # step 2: a call without a thought
+
+
+@pytest.mark.parametrize("system", [None, "Answer with the tools."])
+@pytest.mark.parametrize("template", ["smollm2", "qwen2.5"])
+def test_tool_rows_train_the_calls_not_the_tool_results(smol_tok, template, system):
+    """SmolLM2's ChatML has no tools (the fallback), Qwen2.5's iterates them (TRL ships it): either way
+    the trained tokens are exactly each assistant turn's thought, ``<tool_call>`` block and end of turn,
+    and the ids are the tokens of ``render_tools_prompt``'s text."""
+    trl_templates = pytest.importorskip("trl.chat_template_utils")
+    from reactlab.agents.tools import hermes_text, render_tools_prompt
+    from reactlab.data.formats import row_tools
+    from reactlab.data.masking import mask_tool_conversation
+
+    row = _tool_row(system)
+    tok = smol_tok
+    if template == "qwen2.5":
+        tok = copy.copy(smol_tok)
+        tok.chat_template = trl_templates.qwen2_5_chat_template
+    enc = mask_tool_conversation(tok, row["messages"], row_tools(row))
+    assistant = [m for m in row["messages"] if m["role"] == "assistant"]
+    want = [hermes_text(m) + "<|im_end|>" for m in assistant]
+    assert [decode(tok, r) for r in runs(enc)] == want
+    assert want[1].startswith("<tool_call>\n") and '"arguments": {"keyword": "born"}' in want[1]
+    text = render_tools_prompt(tok, row["messages"], row_tools(row), add_generation_prompt=False)
+    assert enc["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    trained = decode(tok, [t for t, lab in zip(enc["input_ids"], enc["labels"], strict=True) if lab != IGNORE])
+    assert "<tool_response>" in text and "<tool_response>" not in trained and "Tim Burton" not in trained
+    assert ("# Tools" in text) and ("# Tools" not in trained)
+
+
+def test_tool_rows_with_generation_markers(smol_tok):
+    """TRL's Qwen2.5 training template marks the assistant turns itself: its mask is the same calls
+    (with the newlines its block holds), still without the tool results."""
+    trl_templates = pytest.importorskip("trl.chat_template_utils")
+    from reactlab.agents.tools import hermes_text
+    from reactlab.data.formats import row_tools
+    from reactlab.data.masking import mask_tool_conversation
+
+    row = _tool_row(None)
+    enc = mask_tool_conversation(smol_tok, row["messages"], row_tools(row),
+                                 chat_template=trl_templates.qwen2_5_training_chat_template)
+    want = "".join("\n" + hermes_text(m) + "<|im_end|>\n" for m in row["messages"] if m["role"] == "assistant")
+    assert decode(smol_tok, [t for r in runs(enc) for t in r]) == want
+
+
+def test_tool_rows_train_on_all(smol_tok):
+    from reactlab.agents.tools import render_tools_prompt
+    from reactlab.data.formats import row_tools
+    from reactlab.data.masking import mask_tool_conversation
+
+    row = _tool_row("S")
+    enc = mask_tool_conversation(smol_tok, row["messages"], row_tools(row), train_on="all")
+    assert enc["labels"] == enc["input_ids"]
+    assert decode(smol_tok, enc["input_ids"]) == render_tools_prompt(smol_tok, row["messages"], row_tools(row),
+                                                                     add_generation_prompt=False)
+
+
+def test_openai_tool_rows_mask_as_trl_tool_rows(smol_tok):
+    """The same trajectory as ``openai-tools`` (arguments as JSON strings, no content on a bare call)
+    and as ``messages-tools``: the same ids and labels."""
+    from reactlab.data.formats import row_tools, to_row
+    from reactlab.data.masking import mask_tool_conversation
+
+    traj = Trajectory(**{**TRAJ.__dict__, "steps": [
+        TRAJ.steps[0], Step(2, "", Action("lookup", "born"), TRAJ.steps[1].observation), TRAJ.steps[2]]})
+    a, b = to_row("openai-tools", traj, system="S"), to_row("messages-tools", traj, system="S")
+    assert "content" not in a["messages"][4] and isinstance(a["messages"][4]["tool_calls"][0]["function"]["arguments"], str)
+    assert mask_tool_conversation(smol_tok, a["messages"], row_tools(a)) == mask_tool_conversation(
+        smol_tok, b["messages"], row_tools(b))

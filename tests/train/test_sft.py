@@ -290,3 +290,52 @@ def test_cli_sft(tiny_dir, react_data, tmp_path):
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 2
     bad = CliRunner().invoke(train_app, ["sft", "-c", str(recipe_file), "-c", f"out={out}", "-c", "lora.rank=2"])
     assert bad.exit_code == 2 and "lora.rank" in bad.output and "unknown key" in bad.output
+
+
+def _tool_data(d: Path, n: int = 8) -> Path:
+    """``n`` ``messages-tools`` rows (``data build --format messages-tools``) of 2 or 3 steps."""
+    from reactlab.data.formats import to_row
+    from reactlab.types import Action, Step, Trajectory
+
+    rows = []
+    for i in range(n):
+        city = ["Paris", "Berlin", "Rome", "Madrid"][i % 4]
+        steps = [Step(1, f"I need to search country {i}.", Action("search", f"country {i}"),
+                      f"Country {i} has {city} as its capital." + " More." * (i % 3))]
+        if i % 2:
+            steps.append(Step(2, "", Action("lookup", "capital"), f"(Result 1 / 1) {city} is the capital."))
+        steps.append(Step(len(steps) + 1, f"So it is {city}.", Action("finish", city), "Episode finished."))
+        traj = Trajectory(str(i), "hotpotqa", f"What is the capital of country number {i}?", city, "react", "", "",
+                          steps=steps)
+        rows.append(to_row("messages-tools", traj, "test"))
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d
+
+
+def test_tool_rows_train_with_the_tool_masks(tiny_dir, tmp_path):
+    """``messages-tools`` rows: one epoch, every row reaches the model once with
+    ``mask_tool_conversation``'s labels (the calls, not the tool results)."""
+    from transformers import AutoTokenizer
+
+    from reactlab.data.formats import row_tools
+    from reactlab.data.masking import mask_tool_conversation
+    from reactlab.train.sft import tokenize_row, train_sft
+
+    data = _tool_data(tmp_path / "data")
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    rows = [json.loads(x) for x in (data / "train.jsonl").read_text().splitlines()]
+    want = [mask_tool_conversation(tok, r["messages"], row_tools(r)) for r in rows]
+    assert tokenize_row(tok, rows[1]) == {"input_ids": want[1]["input_ids"], "labels": want[1]["labels"]}
+    trained = tok.decode([t for t in want[1]["labels"] if t != -100])
+    assert trained.count("<tool_call>") == 3 and "<tool_response>" not in trained and "# Tools" not in trained
+
+    batches: list[dict] = []
+    result = train_sft(recipe(tiny_dir, str(data), tmp_path / "out", max_steps=2), callbacks=[_capture(batches)])
+    assert result.steps == 2 and result.train_loss is not None
+    seen = []
+    for b in batches:
+        mask = b["attention_mask"]
+        seen += [(tuple(b["input_ids"][i][mask[i] == 1].tolist()), tuple(b["labels"][i][mask[i] == 1].tolist()))
+                 for i in range(mask.shape[0])]
+    assert sorted(seen) == sorted((tuple(e["input_ids"]), tuple(e["labels"])) for e in want)

@@ -1,7 +1,7 @@
 """``build_dataset``: sources -> selection -> mix -> rows -> cap -> train/val split -> files + stats.
 
 Writes ``train.jsonl``, ``val.jsonl``, ``stats.json`` (counts, histograms, drops by reason, the
-options used) and, for ``alpaca`` / ``sharegpt``, LLaMA-Factory's ``dataset_info.json``; each file
+options used) and, for ``alpaca`` / ``sharegpt`` / ``sharegpt-tools``, LLaMA-Factory's ``dataset_info.json``; each file
 atomically, so a reader sees a whole old or a whole new file.
 """
 
@@ -131,7 +131,7 @@ def build_dataset(
     files = {"train": "train.jsonl", "val": "val.jsonl"}
     for split, name in files.items():
         write_jsonl_atomic(out / name, [r for r, _ in splits[split]])
-    if format in ("alpaca", "sharegpt"):
+    if format in ("alpaca", "sharegpt", "sharegpt-tools"):
         nonempty = {k: v for k, v in files.items() if splits[k]}  # an empty file fails to load: not declared
         info = formats.dataset_info(format, out.name, nonempty, system=bool(system))
         write_json_atomic(out / "dataset_info.json", info)
@@ -142,6 +142,7 @@ def build_dataset(
 LAYOUT_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "sharegpt": {"observation_role": (str, ("observation", "human"))},
     "openai": {"skip_invalid": (bool, None)},
+    "openai-tools": {"skip_invalid": (bool, None)},
     "dpo": {"continuation": (str, ("full", "turn")), "pairs_per_question": (int, (1, 1000))},
     "prompts": {"solved_only": (bool, None)},
 }

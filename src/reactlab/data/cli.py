@@ -24,7 +24,8 @@ def build_cmd(
                        "a `serve --record` dir; NAME=SOURCE names it; repeatable")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory (train.jsonl, val.jsonl, stats.json)")],
     format: Annotated[str, typer.Option(
-        help="messages | completion | alpaca | sharegpt | openai | dpo | kto | prompts")] = "messages",
+        help="messages | completion | alpaca | sharegpt | openai | dpo | kto | prompts; native tool calls: "
+             "messages-tools | sharegpt-tools | openai-tools (docs/tools.md)")] = "messages",
     exclude: Annotated[list[Path] | None, typer.Option(
         help="drop questions of this HotpotQA (any layout) or trajectory file; repeatable")] = None,
     exclude_split: Annotated[list[str] | None, typer.Option(
@@ -47,8 +48,8 @@ def build_cmd(
         help="rows of one agent of Answer -> Evaluate runs: answer | evaluate (formats messages, alpaca)")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", help="layout option KEY=VALUE: observation_role=human (sharegpt), skip_invalid=true "
-                         "(openai), continuation=turn, pairs_per_question=N (dpo), solved_only=true (prompts), "
-                         "min_reward=X (recordings, default 1); repeatable")] = None,
+                         "(openai, openai-tools), continuation=turn, pairs_per_question=N (dpo), solved_only=true "
+                         "(prompts), min_reward=X (recordings, default 1); repeatable")] = None,
     labels: Annotated[Path | None, typer.Option(
         help="recordings: JSONL of {conversation_id, reward|label}; keeps reward >= min_reward or label true")] = None,
 ) -> None:
@@ -147,6 +148,10 @@ def guess_format(records: list[dict[str, Any]]) -> str:
     'dpo'
     """
     keys = set(records[0]) if records else set()
+    if "tools" in keys:  # tool rows: ShareGPT's, OpenAI's (tools as a list) or TRL's (a JSON string)
+        if "conversations" in keys:
+            return "sharegpt-tools"
+        return "openai-tools" if isinstance(records[0]["tools"], list) else "messages-tools"
     for fmt, cols in (("dpo", {"chosen", "rejected"}), ("kto", {"label", "completion"}),
                       ("completion", {"prompt", "completion"}), ("prompts", {"prompt", "answer"}),
                       ("alpaca", {"instruction", "output"}), ("sharegpt", {"conversations"}),

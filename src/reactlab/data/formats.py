@@ -1,21 +1,45 @@
 """Supervised fine-tuning rows from trajectories: pure functions ``Trajectory -> row`` per layout
-(``messages``, ``completion``, ``alpaca``, ``sharegpt``, ``openai``; see ``FORMATS``).
+(``messages``, ``completion``, ``alpaca``, ``sharegpt``, ``openai``, and their native function-calling
+twins ``messages-tools``, ``sharegpt-tools``, ``openai-tools``; see ``SFT_FORMATS``).
 
-Every step is rendered by ``reactlab.agents.parsing``, the functions the agent itself uses, so a
-row shows the model exactly what ``reactlab run`` will show it. ``source`` and ``prompt_id`` ride
-along as extra columns, except in ``openai`` rows (OpenAI's validator accepts no extra keys).
+Every step is rendered by ``reactlab.agents.parsing`` (text) or ``reactlab.agents.tools`` (tool
+calls), the functions the agent itself uses, so a row shows the model exactly what ``reactlab run``
+will show it. ``source`` and ``prompt_id`` ride along as extra columns, except in ``openai`` rows
+(OpenAI's validator accepts no extra keys).
+
+Deliberate deviation: a tool row drops the last step's observation, as the text layouts do (the
+episode ends there), so a row read back (``tool_row_messages`` + ``messages_to_steps``) has the
+trajectory's steps with an empty last observation.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reactlab.agents.parsing import chat_assistant, chat_observation, completion_step, format_action
 from reactlab.agents.prompting import ZERO_SHOT, layout_prompt_id
+from reactlab.agents.tools import (
+    DEFAULT_ACTIONS,
+    Tool,
+    ToolAction,
+    ToolMessage,
+    action_tools,
+    fallback_messages,
+    hermes_text,
+    native_messages,
+    parse_tool_calls,
+    reply_thought,
+    steps_to_messages,
+    tool_schemas,
+)
 from reactlab.types import Message, Trajectory
 
-SFT_FORMATS = ("messages", "completion", "alpaca", "sharegpt", "openai")
-LAYOUT_IDS = {"messages": "chat", "openai": "chat", "sharegpt": "chat", "completion": ZERO_SHOT, "alpaca": "fireact"}
+TOOL_FORMATS = ("messages-tools", "sharegpt-tools", "openai-tools")
+SFT_FORMATS = ("messages", "completion", "alpaca", "sharegpt", "openai", *TOOL_FORMATS)
+LAYOUT_IDS = {"messages": "chat", "openai": "chat", "sharegpt": "chat", "completion": ZERO_SHOT, "alpaca": "fireact",
+              **dict.fromkeys(TOOL_FORMATS, "tools")}
 
 
 def method_of(traj: Trajectory) -> str:
@@ -135,11 +159,125 @@ def to_openai(traj: Trajectory, system: str | None = None, skip_invalid: bool = 
     return {"messages": msgs}
 
 
+# --- tool rows (native function calling) ----------------------------------------------------------
+
+
+def traj_tools(traj: Trajectory) -> list[ToolAction]:
+    """The tools a tool row offers: search, lookup, finish, and think when a step used it."""
+    used = {s.action.name for s in traj.steps}
+    return action_tools([*DEFAULT_ACTIONS, *(["think"] if "think" in used else [])])
+
+
+def tool_messages(traj: Trajectory, system: str | None = None,
+                  actions: Sequence[ToolAction] | None = None) -> list[ToolMessage]:
+    """The conversation in the OpenAI tool shape (``agents.tools.steps_to_messages``: an assistant
+    message with the thought as content and one call ``call_<i>``, then a ``tool`` message with the
+    observation; an invalid step is plain text answered by a user message), without the last
+    observation (module doc). Call arguments are JSON strings, as the API has them."""
+    head: list[ToolMessage] = [{"role": "system", "content": system}] if system else []
+    head.append({"role": "user", "content": traj.question})
+    return head + steps_to_messages(traj.steps, actions if actions is not None else traj_tools(traj))[:-1]
+
+
+def to_messages_tools(traj: Trajectory, source: str = "", system: str | None = None) -> dict[str, Any]:
+    """TRL conversational row with tools: ``{"messages", "tools", "source", "prompt_id"}``.
+
+    Call arguments are objects (what chat templates ``tojson``); ``tools`` is a JSON string (TRL's
+    SFTTrainer ``json.loads`` it), so a ``datasets`` table does not merge the schemas' keys into one
+    struct and render ``null`` for the missing ones; load ``messages`` as ``datasets.Json`` for the
+    same reason (``train.rows.tool_dataset``)."""
+    actions = traj_tools(traj)
+    return {"messages": native_messages(tool_messages(traj, system, actions)),
+            "tools": json.dumps(tool_schemas(actions), ensure_ascii=False), "source": source,
+            "prompt_id": layout_id("messages-tools", traj)}
+
+
+def to_openai_tools(traj: Trajectory, system: str | None = None, skip_invalid: bool = False) -> dict[str, Any]:
+    """OpenAI fine-tuning row with tools: ``{"messages", "tools"}``; calls with ids and arguments as JSON
+    strings, ``tool`` messages with ``tool_call_id`` only, no ``content`` on a call without a thought.
+    ``skip_invalid``: ``"weight": 0`` on the invalid steps' assistant turns (``to_openai``)."""
+    actions = traj_tools(traj)
+    msgs = []
+    for m in tool_messages(traj, system, actions):
+        m = {k: v for k, v in m.items() if not (k == "name" and m["role"] == "tool")}
+        if m.get("tool_calls") and not m.get("content"):
+            del m["content"]
+        elif m["role"] == "assistant" and skip_invalid and not m.get("tool_calls"):
+            m["weight"] = 0  # an assistant turn without a call is an invalid step (step_messages)
+        msgs.append(m)
+    return {"messages": msgs, "tools": tool_schemas(actions)}
+
+
+def to_sharegpt_tools(traj: Trajectory, source: str = "", system: str | None = None) -> dict[str, Any]:
+    """LLaMA-Factory ShareGPT row with tools: ``conversations`` of human / function_call / observation
+    / gpt turns and ``tools`` (a JSON string), as its ``dataset_info.json`` declares them.
+
+    A ``function_call`` value is the assistant's Hermes text (``agents.tools.hermes_text``: the thought,
+    then the ``<tool_call>`` block): LLaMA-Factory (0.9.5) takes the JSON inside its template's
+    ``tool_call_words`` (``<tool_call>``, ``</tool_call>`` by default) and keeps the text before it,
+    so its ``qwen`` template renders the turn as Qwen2.5's does. An invalid step is a ``gpt`` turn
+    answered by a ``human`` one (it called no tool).
+
+    >>> from reactlab.types import Action, Step
+    >>> t = Trajectory("1", "", "Q?", "y", "", "", "", steps=[
+    ...     Step(1, "Go.", Action("search", "X"), "X is y."), Step(2, "", Action("finish", "y"), "Episode finished.")])
+    >>> [c["from"] for c in to_sharegpt_tools(t)["conversations"]]
+    ['human', 'function_call', 'observation', 'function_call']
+    """
+    actions = traj_tools(traj)
+    conv = []
+    for m in native_messages(tool_messages(traj, None, actions)):
+        if m.get("tool_calls"):
+            conv.append({"from": "function_call", "value": hermes_text(m)})
+        else:
+            tag = {"user": "human", "assistant": "gpt", "tool": "observation"}[m["role"]]
+            conv.append({"from": tag, "value": str(m.get("content") or "")})
+    row: dict[str, Any] = {"conversations": conv, "tools": json.dumps(tool_schemas(actions), ensure_ascii=False)}
+    if system:
+        row["system"] = system
+    return row | {"source": source, "prompt_id": layout_id("sharegpt-tools", traj)}
+
+
+def row_tools(row: Mapping[str, Any]) -> list[Tool]:
+    """A tool row's ``tools``: a list, or a JSON string of one (TRL and LLaMA-Factory take both)."""
+    tools = row.get("tools") or []
+    return json.loads(tools) if isinstance(tools, str) else list(tools)
+
+
+def tool_row_messages(row: Mapping[str, Any]) -> list[ToolMessage]:
+    """The OpenAI-shape messages of a tool row of any tool format (what ``messages_to_steps`` reads).
+    ShareGPT turns come back with call ids ``call_<n>`` in order; a ``system`` column is the first message."""
+    if "messages" in row:
+        return [dict(m) for m in row["messages"]]
+    out: list[ToolMessage] = [{"role": "system", "content": row["system"]}] if row.get("system") else []
+    n = 0
+    for turn in row["conversations"]:
+        tag, value = turn["from"], turn["value"]
+        calls = parse_tool_calls(value, single=False) if tag == "function_call" else []
+        if isinstance(calls, list) and calls:
+            for call in calls:
+                n += 1
+                call.id = f"call_{n}"
+            out.append({"role": "assistant", "content": reply_thought(value),
+                        "tool_calls": [call.to_openai() for call in calls]})
+        elif tag == "function_call":  # not a well-formed call: the text, read back as an invalid step
+            out.append({"role": "assistant", "content": value})
+        elif tag == "observation":
+            last = out[-1] if out else {}
+            ids = [c["id"] for c in last.get("tool_calls") or []]
+            out.append({"role": "tool", "tool_call_id": ids[0] if ids else "", "content": value})
+        else:
+            out.append({"role": {"human": "user", "gpt": "assistant"}[tag], "content": value})
+    return out
+
+
 def to_row(fmt: str, traj: Trajectory, source: str = "", system: str | None = None, **options: Any) -> dict[str, Any]:
     """Dispatch to one SFT layout by name; ``options`` go to that layout's function. Every row but
     OpenAI's (whose API takes ``messages`` only) is tagged with its ``task`` and ``method``."""
     if fmt == "openai":
         return to_openai(traj, system, **options)
+    if fmt == "openai-tools":
+        return to_openai_tools(traj, system, **options)
     if fmt == "messages":
         row = to_messages(traj, source, system)
     elif fmt == "completion":
@@ -150,6 +288,10 @@ def to_row(fmt: str, traj: Trajectory, source: str = "", system: str | None = No
         row = to_alpaca(traj, source, system)
     elif fmt == "sharegpt":
         row = to_sharegpt(traj, source, system, **options)
+    elif fmt == "messages-tools":
+        row = to_messages_tools(traj, source, system)
+    elif fmt == "sharegpt-tools":
+        row = to_sharegpt_tools(traj, source, system)
     else:
         raise ValueError(f"unknown SFT format {fmt!r}; known: {', '.join(SFT_FORMATS)}")
     return row | {"task": traj.task, "method": method_of(traj)}
@@ -165,12 +307,15 @@ def dataset_info(fmt: str, name: str, files: dict[str, str], system: bool = Fals
     if fmt == "alpaca":
         entry: dict[str, Any] = {"formatting": "alpaca",
                                  "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
-    elif fmt == "sharegpt":
+    elif fmt in ("sharegpt", "sharegpt-tools"):
         entry = {"formatting": "sharegpt", "columns": {"messages": "conversations"},
                  "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human",
                           "assistant_tag": "gpt", "observation_tag": "observation"}}
+        if fmt == "sharegpt-tools":
+            entry["columns"]["tools"] = "tools"
+            entry["tags"]["function_tag"] = "function_call"
     else:
-        raise ValueError(f"dataset_info.json is for alpaca and sharegpt, not {fmt!r}")
+        raise ValueError(f"dataset_info.json is for alpaca, sharegpt and sharegpt-tools, not {fmt!r}")
     if system:
         entry["columns"]["system"] = "system"
     return {(name if split == "train" else f"{name}_{split}"): {"file_name": f} | entry for split, f in files.items()}
@@ -179,8 +324,12 @@ def dataset_info(fmt: str, name: str, files: dict[str, str], system: bool = Fals
 def row_views(row: dict[str, Any], fmt: str) -> list[tuple[str, Any]]:
     """What the model sees of a row, as ``(label, chat messages or text)`` pairs: one for SFT rows,
     chosen + rejected for DPO, the prompt for prompt rows. ShareGPT observations are shown as user
-    turns and Alpaca rows as one user + one assistant turn (how LLaMA-Factory pairs them).
+    turns and Alpaca rows as one user + one assistant turn (how LLaMA-Factory pairs them); tool rows
+    as plain chat messages, Hermes style (``agents.tools.fallback_messages``: what SmolLM2 is trained
+    on; a tool-calling template differs at most in its default system text).
     """
+    if fmt in TOOL_FORMATS:
+        return [("", fallback_messages(tool_row_messages(row), row_tools(row)))]
     if fmt in ("messages", "openai"):  # content null: an assistant turn of tool calls only
         return [("", [{"role": m["role"], "content": m.get("content") or ""} for m in row["messages"]])]
     if fmt == "completion":

@@ -4,14 +4,21 @@
 ``train_on="assistant"``, trains only the assistant turns and the end-of-turn token that closes them
 (the model must learn to stop); role headers are the runtime's, not the model's. A template with
 ``{% generation %}`` markers decides itself; otherwise each turn's span is found by rendering
-prefixes, and a template that is not prefix-stable is refused. Nothing here imports transformers.
+prefixes, and a template that is not prefix-stable is refused. ``mask_tool_conversation`` does the
+same for tool conversations rendered as ``agents.tools.render_tools_prompt`` renders them: the calls
+are the assistant's text (trained), the tool results a user or tool turn (not trained). Nothing here
+imports transformers.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+from reactlab.agents.tools import Tool, fallback_messages, native_messages, template_uses_tools
 
 IGNORE = -100
 END_OF_TURN = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
@@ -28,23 +35,24 @@ def has_generation_markers(template: str | None) -> bool:
     return template is not None and _GEN.search(template) is not None
 
 
-def _render(tokenizer: Any, messages: list[dict[str, Any]], template: str | None, gen_prompt: bool = False) -> str:
+def _render(tokenizer: Any, messages: list[dict[str, Any]], template: str | None, gen_prompt: bool = False,
+            tools: list[Tool] | None = None) -> str:
     return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                         add_generation_prompt=gen_prompt)
+                                         add_generation_prompt=gen_prompt, tools=tools)
 
 
-def assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], template: str | None = None
-                    ) -> tuple[str, list[tuple[int, int]]]:
+def assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], template: str | None = None,
+                    tools: list[Tool] | None = None) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the ``[start, end)`` character span of each assistant turn
     (content + end-of-turn token), by rendering prefixes (see the module docstring)."""
-    full = _render(tokenizer, messages, template)
+    full = _render(tokenizer, messages, template, tools=tools)
     eots = [t for t in (tokenizer.eos_token, *END_OF_TURN) if t]
     spans: list[tuple[int, int]] = []
     for j, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        before = _render(tokenizer, messages[:j], template, gen_prompt=True) if j else ""
-        upto = _render(tokenizer, messages[: j + 1], template)
+        before = _render(tokenizer, messages[:j], template, gen_prompt=True, tools=tools) if j else ""
+        upto = _render(tokenizer, messages[: j + 1], template, tools=tools)
         if not (upto.startswith(before) and full.startswith(upto)):
             raise ValueError(
                 f"the chat template is not prefix-stable at message {j} (rendering a conversation's start "
@@ -69,30 +77,44 @@ def mask_spans(tokenizer: Any, text: str, spans: list[tuple[int, int]]) -> dict[
 
 
 def mask_conversation(tokenizer: Any, messages: list[dict[str, Any]], train_on: str = "assistant",
-                      chat_template: str | None = None) -> dict[str, list[int]]:
+                      chat_template: str | None = None, tools: list[Tool] | None = None) -> dict[str, list[int]]:
     """``{"input_ids", "labels", "attention_mask"}`` for one conversation (see the module docstring).
 
-    ``chat_template`` overrides the tokenizer's own. Raises ``ValueError`` for an unknown ``train_on``,
-    a conversation without an assistant turn, or a template that cannot be masked.
+    ``chat_template`` overrides the tokenizer's own; ``tools`` go to the template as they are
+    (``mask_tool_conversation`` chooses between them and the fallback). Raises ``ValueError`` for an
+    unknown ``train_on``, a conversation without an assistant turn, or a template that cannot be masked.
     """
     if train_on not in ("assistant", "all"):
         raise ValueError(f"train_on must be 'assistant' or 'all', not {train_on!r}")
     template = chat_template or tokenizer.chat_template
     if train_on == "all":
-        text = _render(tokenizer, messages, template)
+        text = _render(tokenizer, messages, template, tools=tools)
         return mask_spans(tokenizer, text, [(0, len(text))])
     if not any(m["role"] == "assistant" for m in messages):
         raise ValueError("the conversation has no assistant turn: nothing to train on")
     if has_generation_markers(template):
         enc = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=True)
+                                            return_assistant_tokens_mask=True, tools=tools)
         ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
         if 1 not in mask:
             raise ValueError("the template's {% generation %} block marked no assistant token")
         return {"input_ids": ids, "labels": [t if k else IGNORE for t, k in zip(ids, mask, strict=True)],
                 "attention_mask": [1] * len(ids)}
-    text, spans = assistant_spans(tokenizer, messages, template)
+    text, spans = assistant_spans(tokenizer, messages, template, tools)
     return mask_spans(tokenizer, text, spans)
+
+
+def mask_tool_conversation(tokenizer: Any, messages: Sequence[Mapping[str, Any]], tools: Sequence[Tool],
+                           train_on: str = "assistant", chat_template: str | None = None) -> dict[str, list[int]]:
+    """``mask_conversation`` of a tool conversation (OpenAI-shape messages, arguments as JSON strings
+    or objects) rendered as ``render_tools_prompt`` renders it: with ``tools=`` by a template that
+    renders tools, else as the fallback's plain messages. Either way an assistant turn is its
+    thought and ``<tool_call>`` blocks (trained) and a tool result sits in a user or tool turn (not)."""
+    template = chat_template or tokenizer.chat_template
+    if template_uses_tools(SimpleNamespace(chat_template=template)):
+        return mask_conversation(tokenizer, native_messages(messages), train_on, chat_template, tools=list(tools))
+    plain: list[dict[str, Any]] = [dict(m) for m in fallback_messages(messages, tools)]
+    return mask_conversation(tokenizer, plain, train_on, chat_template)
 
 
 def observation_spans(completion: str, offset: int = 0) -> list[tuple[int, int]]:

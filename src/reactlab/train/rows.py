@@ -1,5 +1,6 @@
 """The rows a trainer reads from a ``reactlab data build`` dir: ``data_files``, ``load_rows``,
-``load_splits``, and ``columns_dataset`` (a trainer's columns, checked)."""
+``load_splits``, ``columns_dataset`` (a trainer's columns, checked), and ``tool_dataset`` (tool rows as
+TRL's ``SFTTrainer`` takes them)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,18 @@ def columns_dataset(rows: Sequence[dict[str, Any]], texts: Sequence[str], where:
         for k in keep:
             out[k].append(row[k])
     return Dataset.from_dict(out)
+
+
+def tool_dataset(rows: Sequence[dict[str, Any]]) -> Any:
+    """A ``datasets.Dataset`` of ``messages-tools`` rows for TRL's ``SFTTrainer``: ``messages`` as a list
+    of ``datasets.Json`` (an Arrow struct would merge the tools' argument names into every call and
+    render ``null`` for the missing ones) and ``tools`` as the JSON string TRL reads; other columns
+    are left out."""
+    import json
+
+    from datasets import Dataset, Features, Json, List, Value
+
+    features = Features({"messages": List(Json()), "tools": Value("string")})
+    return Dataset.from_dict({"messages": [list(r["messages"]) for r in rows],
+                              "tools": [r["tools"] if isinstance(r["tools"], str) else json.dumps(r["tools"])
+                                        for r in rows]}, features=features)

@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reactlab.data.masking import mask_completion, mask_conversation
+from reactlab.data.formats import row_tools
+from reactlab.data.masking import mask_completion, mask_conversation, mask_tool_conversation
 from reactlab.io import DataError
 from reactlab.train.args import check_resume, trl_defaults
 from reactlab.train.args import check_trl_keys as args_check_trl_keys
@@ -52,9 +53,12 @@ __all__ = ["check_trl_keys", "load_rows", "sft_config", "tokenize_row", "tokeniz
 
 
 def tokenize_row(tokenizer: Any, row: dict[str, Any], train_on: str = "assistant") -> dict[str, list[int]]:
-    """``{"input_ids", "labels"}`` of one SFT row: ``messages`` (conversational) or ``prompt`` +
-    ``completion`` (texts: the paper's layout; or message lists, trained like ``messages``)."""
-    if "messages" in row:
+    """``{"input_ids", "labels"}`` of one SFT row: ``messages`` (conversational; with ``tools``, a tool
+    conversation: ``mask_tool_conversation``) or ``prompt`` + ``completion`` (texts: the paper's
+    layout; or message lists, trained like ``messages``)."""
+    if "messages" in row and "tools" in row:
+        enc = mask_tool_conversation(tokenizer, row["messages"], row_tools(row), train_on)
+    elif "messages" in row:
         enc = mask_conversation(tokenizer, row["messages"], train_on)
     elif "prompt" in row and "completion" in row:
         p, c = row["prompt"], row["completion"]
