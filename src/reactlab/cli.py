@@ -321,8 +321,8 @@ def serve_cmd(
 def _schedule(spec: str, max_wait_s: float) -> Any:
     """The server's admission ``Schedule`` for ``--schedule``; a predictor's cost is capped by the
     request's own max_tokens (no row decodes more)."""
-    from reactlab.llm.scripted import prompt_text
     from reactlab.serve.batcher import Schedule
+    from reactlab.types import prompt_text
 
     kind, _, arg = spec.partition(":")
     if spec == "fcfs":

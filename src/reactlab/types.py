@@ -34,6 +34,17 @@ Prompt = Union[str, list[Message]]
 """A completion-style text (the paper's single growing prompt) or a list of chat messages."""
 
 
+def prompt_text(prompt: Prompt) -> str:
+    """The text of a prompt: itself, or the chat messages' contents joined by newlines.
+
+    >>> prompt_text([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
+    'a\\nb'
+    """
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(str(m.get("content", "")) for m in prompt)
+
+
 @dataclass
 class Example:
     """One question of a task. ``meta`` holds task-specific extras (supporting facts, context, ...).

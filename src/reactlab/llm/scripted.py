@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Union
 
 from reactlab.llm.stops import cut_at_stop
-from reactlab.types import Completion, FinishReason, GenParams, Prompt, Usage
+from reactlab.types import Completion, FinishReason, GenParams, Prompt, Usage, prompt_text
 
 ScriptSource = Union[Sequence[str], Mapping[str, str], Callable[[Prompt], str], str, PathLike]
 
@@ -38,17 +38,6 @@ def count_tokens(text: str) -> int:
     6
     """
     return len(text.split())
-
-
-def prompt_text(prompt: Prompt) -> str:
-    """The text of a prompt: itself, or the chat messages' contents joined by newlines.
-
-    >>> prompt_text([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
-    'a\\nb'
-    """
-    if isinstance(prompt, str):
-        return prompt
-    return "\n".join(str(m.get("content", "")) for m in prompt)
 
 
 def finish(text: str, prompt: Prompt, params: GenParams, latency_s: float = 0.0) -> Completion:
