@@ -8,9 +8,9 @@ import pytest
 
 from reactlab.agents.prompting import EXEMPLARS_FOLLOW, load_prompt, render_prefix
 from reactlab.agents.react import ReActAgent
+from reactlab.config import RunConfig
 from reactlab.envs.wikienv import WikiEnv
 from reactlab.llm.scripted import ScriptedLLM
-from reactlab.config import RunConfig
 from reactlab.runner import RunSpec, run, run_from_config
 from reactlab.tasks.hotpotqa import HotpotQA
 from reactlab.types import Action, Completion, Example, ToolChat
@@ -293,3 +293,21 @@ def test_tools_style_few_shot_exemplars_are_tool_conversations(vendored_index):
     answers = [m for m in msgs if m["role"] == "tool"]
     assert len(calls) == len(answers) == sum(len(e["steps"]) for e in spec.examples)  # every call answered
     assert msgs[-1] == {"role": "user", "content": EX.question}
+
+
+@pytest.mark.slow
+def test_smollm2_runs_hotpotqa_in_the_tools_style(vendored_index, smollm2_dir, tmp_path):
+    """The embedded SmolLM2 (no tool support in its template: the fallback) through the runner: every
+    step is a parsed call or an invalid action, every episode ends; its accuracy is not the point."""
+    from reactlab.llm.hf import HFLLM
+
+    llm = HFLLM(smollm2_dir, name="smollm2", batch_size=2)
+    out = tmp_path / "tools"
+    s = run_from_config(RunConfig(out=str(out), style="tools", limit=2, max_steps=4), index=vendored_index,
+                        llms={"default": llm}, progress=False)
+    trajs = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert s.n == 2 and sum(s.status.values()) == 2 and "error" not in s.status
+    assert all(t["steps"] and t["prompt_id"] == "tools@1/react" for t in trajs)
+    for st in (st for t in trajs for st in t["steps"]):
+        assert st["action"]["name"] in ("search", "lookup", "finish", "invalid")
+        assert "</tool_call>" not in st["raw"][:-len("</tool_call>")]  # generation stopped at the first call's end
