@@ -81,7 +81,7 @@ def test_run_options_from_a_yaml_file_flags_and_overrides(corpus, tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--limit", "0"], "limit: Input should be greater than or equal to 1"),
     (["--batch-size", "-5"], "batch_size: Input should be greater than or equal to 1"),
-    (["--style", "fancy"], "style: Input should be 'completion' or 'chat'"),
+    (["--style", "fancy"], "style: Input should be 'completion', 'chat' or 'tools'"),
     (["-c", "limt=3"], "limt: unknown key"),
     (["--model", "smollm"], "model spec 'smollm' is not understood"),
     (["--task", "nope"], "unknown task 'nope'"),

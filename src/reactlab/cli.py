@@ -133,7 +133,8 @@ def run_cmd(
              "-c options.cot_sc.k=21 -c options.cot_sc.temperature=0.7; -c options.reflexion.trials=3); pipeline: "
              "answer_evaluate | answer | direct (-c options.pipeline.samples=5)  [default: the agent's first]")] = None,
     style: Annotated[str | None, typer.Option(
-        help="completion (paper, few-shot) | chat (FireAct, zero-shot)  [default: completion]")] = None,
+        help="completion (paper, few-shot) | chat (FireAct, zero-shot) | tools (native function calls)  "
+             "[default: completion]")] = None,
     prompt: Annotated[str | None, typer.Option(
         help="few-shot prompt (packaged name or YAML file) | zeroshot | devK (method standard: K dev exemplars of "
              "the question's type, MMLU's 5-shot prompt with dev5)  [default: the task's]")] = None,

@@ -67,7 +67,8 @@ class RunConfig(_Strict):
     ``oracle`` or ``pipeline`` (Answer -> Evaluate, multiple choice); ``method``: the agent's method
     (None: its default; react: ``react``, ``act``, ``cot``, ``cot_sc``, ``react_then_cot_sc``,
     ``cot_sc_then_react``, ``reflexion``; pipeline: ``answer_evaluate``, ``answer``, ``direct``);
-    ``style``: ``completion`` (the paper's few-shot text) or ``chat`` (FireAct, zero-shot);
+    ``style``: ``completion`` (the paper's few-shot text), ``chat`` (FireAct, zero-shot) or ``tools``
+    (native function calling, methods react and act; its system text: ``options.react.tools_system``);
     ``prompt``: a packaged prompt name, a YAML file or ``zeroshot`` (None: the task's default).
     ``model``: the model of the ``default`` role; ``roles``: models of other roles, for agents
     that ask several models (a pipeline). ``max_steps``: steps before the forced ``finish[]``.
@@ -84,7 +85,7 @@ class RunConfig(_Strict):
     generated tokens (``reactlab.budget.schedule``; part of the run's identity).
     ``options``: each agent's own knobs (``reactlab.agents.AgentOptions``): ``options.cot_sc.k`` /
     ``.temperature`` (CoT-SC and its back-offs; the paper's 21 and 0.7), ``options.reflexion.trials``,
-    ``options.pipeline.samples`` / ``.temperature`` / ``.hint``, ``options.react.max_new_tokens``.
+    ``options.pipeline.samples`` / ``.temperature`` / ``.hint``, ``options.react.max_new_tokens`` / ``.tools_system``.
     The flat spellings ``sc_k``, ``sc_temperature``, ``reflexion_trials``, ``answer_samples``,
     ``answer_temperature`` and ``hint`` still work (``FLAT_OPTIONS``).
     """
@@ -97,7 +98,7 @@ class RunConfig(_Strict):
     seed: int | None = None
     agent: str = "react"
     method: str | None = None
-    style: Literal["completion", "chat"] = "completion"
+    style: Literal["completion", "chat", "tools"] = "completion"
     prompt: str | None = None
     model: ModelRef | None = None
     roles: dict[str, ModelRef] = Field(default_factory=dict)

@@ -6,7 +6,7 @@ the JSONL files hold exactly those dicts. Nothing here imports torch or touches 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Hashable, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,8 +30,34 @@ DEFAULT_ROLE = "default"
 Message = dict[str, str]
 """A chat message at the edge: ``{"role": "user"|"assistant"|"system", "content": "..."}``."""
 
-Prompt = Union[str, list[Message]]
-"""A completion-style text (the paper's single growing prompt) or a list of chat messages."""
+ToolMessage = dict[str, Any]
+"""A chat message of a tool conversation: an assistant turn may carry ``tool_calls`` (OpenAI shape),
+a ``tool`` turn answers one (``tool_call_id``, ``content``: the observation)."""
+
+Tool = dict[str, Any]
+"""An OpenAI-style tool: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
+
+
+class ToolChat(list[ToolMessage]):
+    """A chat prompt that offers ``tools``: its messages (``ToolMessage``s) and the tools' JSON
+    schemas. A list of messages, so code that reads chat prompts reads it unchanged; the backends
+    send or render the tools (``llm.openai_compat``: the API's ``tools``; ``llm.hf``: the chat
+    template's tool support or a fallback). ``list(chat)`` drops the tools; ``copy()`` keeps them."""
+
+    def __init__(self, messages: Iterable[ToolMessage] = (), tools: Iterable[Tool] = ()):
+        super().__init__(messages)
+        self.tools: list[Tool] = list(tools)
+
+    def copy(self) -> ToolChat:
+        return ToolChat(self, self.tools)
+
+    def __repr__(self) -> str:
+        return f"ToolChat({list(self)!r}, tools={[t.get('function', t).get('name') for t in self.tools]})"
+
+
+Prompt = Union[str, list[Message], ToolChat]
+"""A completion-style text (the paper's single growing prompt), a list of chat messages, or a chat
+that offers tools (``ToolChat``)."""
 
 
 def prompt_text(prompt: Prompt) -> str:
@@ -115,6 +141,10 @@ class Completion:
 
     ``samples``: with ``GenParams.n > 1``, the n completions of the one prompt (each with empty
     ``samples``); this completion's own fields then repeat ``samples[0]``'s.
+
+    ``tool_calls``: the reply's calls in the OpenAI shape when the backend returns them apart from
+    the text (an API answering a ``ToolChat``); None where calls, if any, are in ``text``
+    (``<tool_call>`` blocks of a local model).
     """
 
     text: str
@@ -127,6 +157,7 @@ class Completion:
     completion_ids: list[int] | None = None
     logprobs: list[float] | None = None
     samples: list[Completion] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 @dataclass

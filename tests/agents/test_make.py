@@ -29,6 +29,8 @@ def test_each_agent_gets_its_own_options():
     pipe = make_agent("pipeline", task=make_task("logic_mcq"), method="answer", options=opts)
     assert isinstance(pipe, PipelineAgent) and pipe.samples == 4
     assert isinstance(make_agent("oracle", options=opts), OracleAgent)
+    tools = make_agent("react", style="tools", options={"react": {"tools_system": "Call the tools."}})
+    assert isinstance(tools, ReActAgent) and tools.system == "Call the tools." and tools.style == "tools"
 
 
 def test_options_are_validated_where_the_agent_is_made():

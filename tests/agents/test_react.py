@@ -1,17 +1,19 @@
 """The ReAct loop on a scripted model: layouts, fallback, forced finish, errors, batching, prompts."""
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from reactlab.agents.prompting import load_prompt, render_prefix
+from reactlab.agents.prompting import EXEMPLARS_FOLLOW, load_prompt, render_prefix
 from reactlab.agents.react import ReActAgent
+from reactlab.config import RunConfig
 from reactlab.envs.wikienv import WikiEnv
 from reactlab.llm.scripted import ScriptedLLM
-from reactlab.runner import RunSpec, run
+from reactlab.runner import RunSpec, run, run_from_config
 from reactlab.tasks.hotpotqa import HotpotQA
-from reactlab.types import Action, Completion, Example
+from reactlab.types import Action, Completion, Example, ToolChat
 
 GOLDEN = Path(__file__).parent / "golden"
 EX = Example("q1", "Which band was formed first, The Exies or Circus Diablo?", "The Exies", "comparison")
@@ -170,3 +172,142 @@ def test_dev_shots_need_standard_completion_and_a_task_with_dev_exemplars():
         ReActAgent(HotpotQA(), method="cot", prompt="dev5")
     with pytest.raises(ValueError, match="task 'hotpotqa' has no dev exemplars"):
         ReActAgent(HotpotQA(), method="standard", prompt="dev5")
+
+
+# --- the tools style: native function calls, the same trajectory record ---------------------------
+
+def _call(name: str, arg: str) -> str:
+    """A Hermes-style call block as a local model writes it."""
+    key = {"search": "entity", "lookup": "keyword", "finish": "answer"}[name]
+    return f'<tool_call>\n{json.dumps({"name": name, "arguments": {key: arg}})}\n</tool_call>'
+
+
+def _api_call(name: str, arg: str) -> dict:
+    """The same call as an API returns it (OpenAI shape, arguments a JSON string)."""
+    key = {"search": "entity", "lookup": "keyword", "finish": "answer"}[name]
+    return {"content": None, "tool_calls": [{"id": "x1", "type": "function",
+                                             "function": {"name": name, "arguments": json.dumps({key: arg})}}]}
+
+
+# Each question's decisions: (thought, action name, argument) per step.
+PLAN = [("I need to search the first entity.", "search", "The Exies"),
+        ("Now the second one.", "lookup", "formed"),
+        ("I know enough.", "finish", "The Exies")]
+
+
+def _scripted(style: str):
+    """A model that takes PLAN's step k at its k-th turn, spelled in ``style`` (tools: step 2 as an API
+    reply, the others as Hermes text, each followed by text the stop must cut)."""
+    def reply(prompt):
+        k = sum(m["role"] == "assistant" for m in prompt)
+        thought, name, arg = PLAN[k]
+        if style == "chat":
+            return f"Thought: {thought}\nAction: {name}[{arg}]\nObservation: made up"
+        if k == 1:
+            return {**_api_call(name, arg), "content": thought}
+        return f"{thought}\n{_call(name, arg)}\n<tool_response>made up</tool_response>"
+    return ScriptedLLM(reply)
+
+
+def test_tools_style_gives_the_text_styles_trajectory_through_the_runner(vendored_index, tmp_path):
+    def trajectories(style):
+        out = tmp_path / style
+        cfg = RunConfig(out=str(out), style=style, limit=2, max_steps=5)
+        s = run_from_config(cfg, index=vendored_index, llms={"default": _scripted(style)}, progress=False)
+        return s, [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+
+    (s_chat, chat), (s_tools, tools) = trajectories("chat"), trajectories("tools")
+    same = ("id", "question", "gold", "answer", "status", "scores", "agent", "method")
+    assert [{k: t[k] for k in same} for t in tools] == [{k: t[k] for k in same} for t in chat]
+    steps = [[(st["i"], st["thought"], st["action"], st["observation"]) for st in t["steps"]] for t in tools]
+    assert steps == [[(st["i"], st["thought"], st["action"], st["observation"]) for st in t["steps"]] for t in chat]
+    assert [st["action"]["name"] for st in tools[0]["steps"]] == ["search", "lookup", "finish"]
+    assert tools[0]["prompt_id"] == "tools@1/react" and s_tools.invalid_action_rate == s_chat.invalid_action_rate == 0
+    assert tools[0]["steps"][0]["raw"].endswith("</tool_call>")  # the model's text as generated, stop included
+    assert '"name": "lookup"' in tools[0]["steps"][1]["raw"]  # an API's calls recorded as the text they stand for
+
+
+def test_tools_style_prompt_is_a_tool_conversation(vendored_index):
+    t, qs = drive(ReActAgent(style="tools"), EX, WikiEnv(vendored_index), [
+        f"Search first.\n{_call('search', 'The Exies')}",
+        Completion(text="", tool_calls=_api_call("finish", "The Exies")["tool_calls"]),
+    ])
+    first, second = qs[0].prompt, qs[1].prompt
+    assert isinstance(first, ToolChat) and [f["function"]["name"] for f in first.tools] == ["search", "lookup", "finish"]
+    assert [m["role"] for m in first] == ["system", "user"] and first[1]["content"] == EX.question
+    assert qs[0].params.stop == ["</tool_call>"]
+    call, answer = second[2], second[3]
+    assert call["role"] == "assistant" and call["content"] == "Search first."
+    assert json.loads(call["tool_calls"][0]["function"]["arguments"]) == {"entity": "The Exies"}
+    assert answer == {"role": "tool", "tool_call_id": "call_1", "name": "search", "content": t.steps[0].observation}
+    assert second.tools == first.tools and len(first) == 2  # each query its own copy
+    assert t.answer == "The Exies" and t.status == "finished" and t.steps[1].thought == ""
+
+
+@pytest.mark.parametrize("reply", [
+    "I will just answer: The Exies",  # no call
+    '<tool_call>{"name": "search", "arguments": {"entity": "X"</tool_call>',  # bad JSON
+    '<tool_call>{"name": "dance", "arguments": {"move": "X"}}</tool_call>',  # unknown tool
+    Completion(text="", tool_calls=[{"id": "c", "type": "function", "function": {"name": "search", "arguments": "{"}}]),
+])
+def test_a_malformed_call_is_an_invalid_action(vendored_index, reply):
+    t, qs = drive(ReActAgent(style="tools", max_steps=2), EX, WikiEnv(vendored_index),
+                  [reply, f"{_call('finish', 'x')}"])
+    bad = t.steps[0]
+    assert bad.action.name == "invalid" and bad.observation.startswith("Invalid action") and bad.thought == ""
+    assert bad.action.arg  # the reply's text (or its calls as JSON) kept as the invalid action
+    # the next prompt shows the model its reply and the observation, with no call to answer
+    assert qs[1].prompt[-2] == {"role": "assistant", "content": bad.action.arg}
+    assert qs[1].prompt[-1] == {"role": "user", "content": bad.observation}
+    assert t.steps[1].action == Action("finish", "x") and t.status == "finished"
+
+
+def test_tools_style_counts_invalid_actions_in_the_summary(vendored_index, tmp_path):
+    llm = ScriptedLLM(lambda p: "The answer is yes." if len(p) < 4 else _call("finish", "yes"))
+    s = run_from_config(RunConfig(out=str(tmp_path / "r"), style="tools", limit=2), index=vendored_index,
+                        llms={"default": llm}, progress=False)
+    assert s.invalid_action_rate == 0.5 and s.status == {"finished": 2}
+
+
+def test_tools_style_step_limit_forces_finish_and_methods(vendored_index):
+    t, qs = drive(ReActAgent(style="tools", method="act", max_steps=2), EX, WikiEnv(vendored_index),
+                  [_call("search", "The Exies"), _call("search", "Circus Diablo")])
+    assert t.status == "max_steps" and t.answer == "" and len(t.steps) == 2 and t.prompt_id == "tools@1/act"
+    with pytest.raises(ValueError, match="style 'tools' runs the methods react and act"):
+        ReActAgent(style="tools", method="cot")
+
+
+def test_tools_style_few_shot_exemplars_are_tool_conversations(vendored_index):
+    agent = ReActAgent(style="tools", prompt="hotpotqa_react", tools_system="Use the tools.")
+    assert agent.prompt_id == "hotpotqa_react@1:tools/react"
+    _, (q,) = drive(agent, EX, WikiEnv(vendored_index), [_call("finish", "The Exies")])
+    msgs = list(q.prompt)
+    assert msgs[0] == {"role": "system", "content": f"Use the tools. {EXEMPLARS_FOLLOW}"}
+    spec = load_prompt("hotpotqa_react")
+    first = spec.examples[0]
+    assert msgs[1] == {"role": "user", "content": first["question"]}
+    assert msgs[2]["content"] == first["steps"][0]["thought"]
+    assert json.loads(msgs[2]["tool_calls"][0]["function"]["arguments"]) == {"entity": "Kerry Saxby-Junna"}
+    assert msgs[3]["role"] == "tool" and msgs[3]["content"] == first["steps"][0]["observation"]
+    calls = [m for m in msgs if m.get("tool_calls")]
+    answers = [m for m in msgs if m["role"] == "tool"]
+    assert len(calls) == len(answers) == sum(len(e["steps"]) for e in spec.examples)  # every call answered
+    assert msgs[-1] == {"role": "user", "content": EX.question}
+
+
+@pytest.mark.slow
+def test_smollm2_runs_hotpotqa_in_the_tools_style(vendored_index, smollm2_dir, tmp_path):
+    """The embedded SmolLM2 (no tool support in its template: the fallback) through the runner: every
+    step is a parsed call or an invalid action, every episode ends; its accuracy is not the point."""
+    from reactlab.llm.hf import HFLLM
+
+    llm = HFLLM(smollm2_dir, name="smollm2", batch_size=2)
+    out = tmp_path / "tools"
+    s = run_from_config(RunConfig(out=str(out), style="tools", limit=2, max_steps=4), index=vendored_index,
+                        llms={"default": llm}, progress=False)
+    trajs = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert s.n == 2 and sum(s.status.values()) == 2 and "error" not in s.status
+    assert all(t["steps"] and t["prompt_id"] == "tools@1/react" for t in trajs)
+    for st in (st for t in trajs for st in t["steps"]):
+        assert st["action"]["name"] in ("search", "lookup", "finish", "invalid")
+        assert "</tool_call>" not in st["raw"][:-len("</tool_call>")]  # generation stopped at the first call's end

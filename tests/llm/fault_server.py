@@ -9,6 +9,8 @@ chat message) has a list there, else from the shared ``actions`` list, else ``de
 - ``"429"`` — 429 without Retry-After; ``"429:VALUE"`` — with ``Retry-After: VALUE``
 - ``"400"``, ``"401"``, ``"404"``, ``"500"``, ``"503"`` — that status with an OpenAI error body
 - ``"hang:SECONDS"`` — sleep (interruptible by shutdown), then answer ``ok``
+- ``"tools:JSON"`` — 200, a chat message with no content and ``tool_calls`` = the JSON list (finish
+  reason ``tool_calls``)
 - ``"badjson"`` — 200 with a body that is not JSON; ``"nochoices"`` — 200 JSON without ``choices``
 - ``"drop"`` — close the connection without answering
 
@@ -89,6 +91,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "prompt_tokens_details": {"cached_tokens": 2},
             }
             self._write(200, json.dumps({"choices": choices, "usage": usage}).encode())
+        elif kind == "tools":
+            message = {"role": "assistant", "content": None, "tool_calls": json.loads(arg)}
+            choice = {"index": 0, "finish_reason": "tool_calls", "message": message}
+            self._write(200, json.dumps({"choices": [choice], "usage": {"prompt_tokens": 7}}).encode())
         elif kind == "429":
             self._write(429, _err("rate limited" + echo), {"Retry-After": arg} if arg else None)
         elif kind.isdigit():

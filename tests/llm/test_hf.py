@@ -287,3 +287,34 @@ def test_n_samples_are_seeded_and_carry_their_logprobs(tiny):
         got += tiny.poll()
     assert [k for k, _ in got] == ["k"] and [x.completion_ids for x in got[0][1].samples] == \
         [x.completion_ids for x in c.samples]
+
+
+def test_a_tool_chat_renders_through_the_fallback_and_stops_after_the_call(tiny):
+    """SmolLM2's template has no tool support: a ``ToolChat`` is rendered by the Hermes-style fallback
+    (tools as JSON in the system turn, earlier calls as ``<tool_call>`` text, their answers as
+    ``<tool_response>`` turns), and generation runs on it."""
+    import json
+
+    from reactlab.agents.tools import action_tools, tool_schemas
+    from reactlab.llm.hf import render_tools_prompt, template_uses_tools
+    from reactlab.types import ToolChat
+
+    tools = tool_schemas(action_tools())
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "search", "arguments": json.dumps({"entity": "Milhouse"})}}
+    chat = ToolChat([{"role": "system", "content": "Use the tools."},
+                     {"role": "user", "content": "Who named Milhouse?"},
+                     {"role": "assistant", "content": "Search it.", "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": "call_1", "name": "search", "content": "Milhouse is a character."}],
+                    tools)
+    assert not template_uses_tools(tiny.tokenizer)
+    text = tiny.tokenizer.decode(tiny.encode(chat))
+    assert text == render_tools_prompt(tiny.tokenizer, chat, tools)
+    for t in tools:
+        assert json.dumps(t) in text
+    assert 'Search it.\n<tool_call>\n{"name": "search", "arguments": {"entity": "Milhouse"}}\n</tool_call>' in text
+    assert "<|im_start|>user\n<tool_response>\nMilhouse is a character.\n</tool_response><|im_end|>" in text
+    assert text.index("Use the tools.") < text.index("<tools>") and text.endswith("<|im_start|>assistant\n")
+    assert tiny.encode(list(chat)) != tiny.encode(chat)  # a plain list of the same messages has no tools
+    [c] = tiny.generate([chat], GenParams(max_new_tokens=4))
+    assert c.usage.prompt_tokens == len(tiny.encode(chat)) and c.usage.completion_tokens >= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -182,3 +183,29 @@ def test_n_samples_come_back_as_samples(fault_server):
     assert all(not s.samples for s in c.samples)
     [bad] = llm.generate(["p"], GenParams(n=2))  # a server that ignores n
     assert bad.finish_reason == "error" and "asked for n=2 samples, the server returned 1" in bad.error
+
+
+def test_a_tool_chat_sends_tools_and_reads_tool_calls(fault_server):
+    from reactlab.agents.tools import action_tools, reply_to_action, tool_schemas
+    from reactlab.types import Action, ToolChat
+
+    calls = [{"id": "call_9", "type": "function", "function": {"name": "finish", "arguments": '{"answer": "yes"}'}}]
+    server = fault_server(["tools:" + json.dumps(calls), "ok:plain"])
+    tools = tool_schemas(action_tools())
+    prior = {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": '{"entity": "X"}'}}
+    chat = ToolChat([{"role": "user", "content": "q?"},
+                     {"role": "assistant", "content": "Search.", "tool_calls": [prior]},
+                     {"role": "tool", "tool_call_id": "call_1", "name": "search", "content": "X is."}], tools)
+    [c] = _llm(server, tool_choice="required").generate([chat], GenParams(stop=["</tool_call>"]))
+    assert (c.text, c.tool_calls, c.finish_reason) == ("", calls, "stop")
+    assert reply_to_action({"content": c.text, "tool_calls": c.tool_calls}) == Action("finish", "yes")
+    body = server.requests[0]["body"]
+    assert body["tools"] == tools and body["tool_choice"] == "required"
+    assert body["messages"][1]["tool_calls"] == [prior]
+    assert body["messages"][2] == {"role": "tool", "content": "X is.", "tool_call_id": "call_1"}
+    [plain] = _llm(server).generate([list(chat)], GenParams())  # a plain chat sends no tools
+    assert plain.tool_calls is None and "tools" not in server.requests[1]["body"]
+    with pytest.raises(ValueError, match="tool_choice"):
+        _llm(server, tool_choice="none")
+    with pytest.raises(ValueError, match="mode='completion'"):
+        _llm(server, mode="completion").generate([chat], GenParams())

@@ -95,3 +95,22 @@ def test_n_samples_take_n_entries_per_prompt():
     assert llm.calls == [["p1", "p2"]]  # the batch as asked, not its samples
     with pytest.raises(ScriptExhausted):
         llm.generate(["p3"], GenParams(n=2))
+
+
+def test_tool_replies_come_back_as_an_api_returns_them(tmp_path):
+    call = {"id": "c1", "type": "function", "function": {"name": "search", "arguments": '{"entity": "X"}'}}
+    llm = ScriptedLLM([{"content": "Look it up.", "tool_calls": [call]},
+                       'Go.\n<tool_call>\n{"name": "finish", "arguments": {"answer": "y"}}\n</tool_call>\nmore'])
+    api, local = llm.generate(["p1", "p2"], GenParams(stop=["</tool_call>"]))
+    assert (api.text, api.tool_calls) == ("Look it up.", [call]) and api.usage.completion_tokens > 3
+    assert local.tool_calls is None and local.stop == "</tool_call>" and local.text.endswith('{"answer": "y"}}\n')
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps({"content": None, "tool_calls": [call]}) + "\n" + json.dumps({"text": "a"}) + "\n")
+    [c1, c2] = make_llm(f"scripted:{path}").generate(["p", "q"], GenParams())
+    assert (c1.text, c1.tool_calls, c2.text) == ("", [call], "a")
+    for bad in ({"tool_calls": "search"}, {"content": "x"}, {"content": "x", "tool_calls": [], "extra": 1}, 3):
+        with pytest.raises(TypeError, match="script entries must be strings or tool replies"):
+            ScriptedLLM([bad])
+    path.write_text(json.dumps([{"content": 2, "tool_calls": []}]))
+    with pytest.raises(ValueError, match="bad entries: \\[0\\]"):
+        make_llm(f"scripted:{path.rename(tmp_path / 's.json')}")

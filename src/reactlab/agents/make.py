@@ -59,4 +59,5 @@ def make_agent(
         return ReflexionAgent(task, trials=opts.reflexion.trials, style=style, prompt=prompt, max_steps=max_steps,
                               model=model)
     return ReActAgent(task, method=method, style=style, prompt=prompt, max_steps=max_steps, model=model,
-                      episode_temperature=temperature, max_new_tokens=opts.react.max_new_tokens)
+                      episode_temperature=temperature, max_new_tokens=opts.react.max_new_tokens,
+                      tools_system=opts.react.tools_system)

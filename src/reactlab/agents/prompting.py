@@ -14,6 +14,7 @@ instructions (``PipelinePrompt``); both kinds are read by ``read_prompt_file``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -23,7 +24,9 @@ from typing import Any
 import yaml
 
 from reactlab.agents.parsing import parse_action
-from reactlab.types import Message
+from reactlab.agents.tools import ToolAction, steps_to_messages
+from reactlab.envs.none import FINISHED
+from reactlab.types import Message, Step, ToolMessage
 
 METHODS = ("react", "act", "cot", "standard")
 ZERO_SHOT = "zeroshot"
@@ -131,9 +134,32 @@ def chat_exemplars(spec: PromptSpec, method: str) -> list[dict[str, str]]:
     return out
 
 
+EXEMPLARS_FOLLOW = "They follow as earlier conversations; then comes your task."
+"""Said after the instruction of a few-shot chat or tools prompt, whose exemplars are earlier turns."""
+
+
 def render_chat_system(spec: PromptSpec, method: str) -> str:
     """The system turn of a few-shot chat prompt: the method's instruction, the exemplars' layout said."""
-    return spec.instruction_for(method).rstrip() + " They follow as earlier conversations; then comes your task."
+    return spec.instruction_for(method).rstrip() + " " + EXEMPLARS_FOLLOW
+
+
+def tool_exemplars(spec: PromptSpec, method: str, actions: Sequence[ToolAction]) -> list[ToolMessage]:
+    """The exemplars as tool conversations (``tools`` style): per exemplar the question as a user
+    turn, then each step as a call with its thought (none for Act) and the call's ``tool`` answer
+    (``steps_to_messages``); the finish step, which has no observation in the file, is answered as
+    the environments answer it. Every step's action must be one of ``actions``."""
+    out: list[ToolMessage] = []
+    for ex in spec.examples:
+        steps = [Step(i=i, thought=str(st["thought"]) if method == "react" else "",
+                      action=parse_action(st["action"]), observation=str(st.get("observation", FINISHED)))
+                 for i, st in enumerate(ex["steps"], 1)]
+        offered = {a.name for a in actions}
+        bad = [str(s.action) for s in steps if s.action.name not in offered]
+        if bad:
+            raise ValueError(f"prompt {spec.id!r}: exemplar action {bad[0]!r} is not one of the tools "
+                             f"({', '.join(sorted(offered))})")
+        out += [{"role": "user", "content": str(ex["question"])}, *steps_to_messages(steps, actions)]
+    return out
 
 
 def render_prefix(spec: PromptSpec, method: str) -> str:

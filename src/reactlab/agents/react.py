@@ -1,6 +1,8 @@
-"""The ReAct loop (Yao et al. 2023), with Act, CoT and Standard as prompt variants, in two layouts:
-``completion`` (the paper's one growing few-shot text, stopped at ``\nObservation``) and ``chat``
-(FireAct: one turn per step, zero-shot unless a prompt is named).
+"""The ReAct loop (Yao et al. 2023), with Act, CoT and Standard as prompt variants, in three layouts:
+``completion`` (the paper's one growing few-shot text, stopped at ``\nObservation``), ``chat``
+(FireAct: one turn per step, zero-shot unless a prompt is named) and ``tools`` (native function
+calling, ``agents.tools``: the actions offered as JSON-schema tools, each step one call answered by a
+``tool`` turn; the trajectory record is the text layouts' own).
 
 An episode is a generator (``types.EpisodeGen``) so the runner batches all live episodes; a
 model's mistake becomes an observation, never an exception; after ``max_steps`` the episode is
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +28,7 @@ from reactlab.agents.parsing import (
     split_thought_action,
 )
 from reactlab.agents.prompting import (
+    EXEMPLARS_FOLLOW,
     METHODS,
     ZERO_SHOT,
     chat_exemplars,
@@ -33,6 +37,17 @@ from reactlab.agents.prompting import (
     load_prompt,
     render_chat_system,
     render_prefix,
+    tool_exemplars,
+)
+from reactlab.agents.tools import (
+    DEFAULT_ACTIONS,
+    ToolAction,
+    action_tools,
+    hermes_text,
+    reply_thought,
+    reply_to_action,
+    step_messages,
+    tool_schemas,
 )
 from reactlab.types import (
     Action,
@@ -48,6 +63,9 @@ from reactlab.types import (
     Query,
     Step,
     Task,
+    Tool,
+    ToolChat,
+    ToolMessage,
     Trajectory,
     Usage,
 )
@@ -59,19 +77,29 @@ STOP_OBS = "\nObservation"  # the paper stops at "\nObservation {i}:"; un-number
 STOP_NEXT = "\nQuestion:"
 TOKEN_BUDGET = "token_budget"
 """The ``Example.meta`` / ``Trajectory.meta`` key of an episode's completion-token budget."""
+STYLES = ("completion", "chat", "tools")
+STOP_CALL = "</tool_call>"  # a Hermes-style model's one call per step ends here (the parser reads it open)
+TOOLS_SYSTEM = ("Solve a question answering task with the tools. In each turn, first reason about the current "
+                "situation in a sentence, then call exactly one tool. Call finish with a short answer as soon "
+                "as you know it.")
 
 
 class ReActOptions(BaseModel):
-    """The react agent's own knob (``RunConfig.options.react``): tokens per step."""
+    """The react agent's own knobs (``RunConfig.options.react``): tokens per step; ``tools_system``:
+    the system text of the ``tools`` style (the tools' schemas follow it, rendered by the backend)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_new_tokens: int = Field(default=128, ge=1)
+    tools_system: str = TOOLS_SYSTEM
 
 
 class ReActAgent(Agent):
-    """``method``: react | act | cot | standard; ``style``: completion | chat; ``prompt``: a packaged
-    prompt name, a YAML file, ``zeroshot``, or ``devK`` (method standard: K exemplars of the question's
-    type from ``task``'s dev split); None: ``task``'s default prompt. See the module docstring."""
+    """``method``: react | act | cot | standard; ``style``: completion | chat | tools (methods react
+    and act); ``prompt``: a packaged prompt name, a YAML file, ``zeroshot``, or ``devK`` (method
+    standard: K exemplars of the question's type from ``task``'s dev split); None: ``task``'s default
+    prompt. ``tools``: the actions of the tools style (names of ``agents.tools.REACT_ACTIONS`` or
+    ``ToolAction``s); None: ``task.tool_actions`` where a task declares them, else search, lookup,
+    finish. See the module docstring."""
 
     name = "react"
 
@@ -86,17 +114,23 @@ class ReActAgent(Agent):
         system: str | None = None,
         model: str = "",
         episode_temperature: float = 0.0,
+        tools: Sequence[str | ToolAction] | None = None,
+        tools_system: str = TOOLS_SYSTEM,
     ) -> None:
         """``episode_temperature``: sample every step at this temperature (0: greedy), seeded per
         episode id and step."""
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}, "
                              "cot_sc, react_then_cot_sc, cot_sc_then_react, reflexion")
-        if style not in ("completion", "chat"):
-            raise ValueError(f"unknown prompt style {style!r}; known: completion, chat")
+        if style not in STYLES:
+            raise ValueError(f"unknown prompt style {style!r}; known: {', '.join(STYLES)}")
+        if style == "tools" and method not in ("react", "act"):
+            raise ValueError(f"style 'tools' runs the methods react and act, not {method!r}")
         self.method, self.style, self.max_steps, self.system, self.model = method, style, max_steps, system, model
         self.label = "Question"
-        self.exemplars: list[Message] = []
+        self.exemplars: list[Message] | list[ToolMessage] = []
+        self.tool_actions: list[ToolAction] = []
+        self.tools: list[Tool] = []  # the tools style's schemas of tool_actions
         self.task, self.shots = task, dev_shots(prompt)
         explicit = prompt is not None  # chat: few-shot only when a prompt is named (zero-shot by default)
         if prompt is None:
@@ -115,6 +149,17 @@ class ReActAgent(Agent):
             self.prefix = render_prefix(spec, method)
             self.prompt_id = spec.prompt_id(method)
             self.label = spec.label
+        elif style == "tools":  # zero-shot unless a prompt is named, as chat; exemplars as tool conversations
+            self.prefix, self.system = "", self.system or tools_system
+            self.tool_actions = action_tools(tools if tools is not None else getattr(task, "tool_actions",
+                                                                                     DEFAULT_ACTIONS))
+            self.tools = tool_schemas(self.tool_actions)
+            self.prompt_id = layout_prompt_id("tools", method)
+            if explicit and prompt != ZERO_SHOT:
+                spec = load_prompt(prompt)
+                self.exemplars = tool_exemplars(spec, method, self.tool_actions)
+                self.system = f"{self.system.rstrip()} {EXEMPLARS_FOLLOW}"
+                self.prompt_id = f"{spec.id}@{spec.version}:tools/{method}"
         elif prompt == ZERO_SHOT or not explicit:
             self.prefix = ""
             self.prompt_id = layout_prompt_id("chat", method)
@@ -124,8 +169,8 @@ class ReActAgent(Agent):
             self.system = self.system or render_chat_system(spec, method)
             self.prompt_id = f"{spec.id}@{spec.version}:chat/{method}"
         self.next_stop = STOP_NEXT if self.label == "Question" else f"\n{self.label}:"
-        self.params = GenParams(max_new_tokens=max_new_tokens, temperature=episode_temperature,
-                                stop=[STOP_OBS] if style == "chat" else [STOP_OBS, self.next_stop])
+        stops = {"completion": [STOP_OBS, self.next_stop], "chat": [STOP_OBS], "tools": [STOP_CALL]}[style]
+        self.params = GenParams(max_new_tokens=max_new_tokens, temperature=episode_temperature, stop=stops)
         # a CoT is one call: nothing to budget across
         self.traits = AgentTraits(samples_episodes=True, token_budgets=method in ("react", "act"), params=self.params,
                                   model=model)
@@ -141,7 +186,8 @@ class ReActAgent(Agent):
             traj.meta[TOKEN_BUDGET] = int(example.meta[TOKEN_BUDGET])
         question = env.reset(example)
         loop = (self._cot if self.method == "cot" else self._standard if self.method == "standard"
-                else self._chat if self.style == "chat" else self._completion)
+                else self._tools if self.style == "tools" else self._chat if self.style == "chat"
+                else self._completion)
         yield from loop(question, env, traj, context)
         if traj.status != "error" and not (traj.steps and traj.steps[-1].action.name == "finish"):
             env.step(Action("finish", ""))  # the paper's forced finish[] after the step limit
@@ -150,7 +196,7 @@ class ReActAgent(Agent):
         traj.wall_s = time.perf_counter() - t0
         return traj
 
-    # -- the three loops; each appends Steps to traj and returns on finish / error / step limit --
+    # -- the loops; each appends Steps to traj and returns on finish / error / step limit --
 
     def _completion(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
         prompt = f"{self.prefix}{context}{self.label}: {question}\n"
@@ -193,6 +239,26 @@ class ReActAgent(Agent):
                 return traj
             messages.append({"role": "assistant", "content": chat_assistant(thought, action)})
             messages.append({"role": "user", "content": chat_observation(traj.steps[-1].observation)})
+        return traj
+
+    def _tools(self, question: str, env: Environment, traj: Trajectory, context: str = "") -> EpisodeGen:
+        """The chat loop with native calls: the reply (text with ``<tool_call>`` blocks, or an API's
+        ``tool_calls``) is one action by ``reply_to_action``, anything else an invalid one; its text
+        outside the call is the thought; the step goes back as a call and its ``tool`` answer."""
+        messages = ToolChat(self._chat_opening(question, context), self.tools)
+        for i in range(1, self.max_steps + 1):
+            if self._spent(traj):
+                break
+            c = yield Query(messages.copy(), self._params(traj, i))
+            if failed(c, traj):
+                return traj
+            reply = {"content": c.text, "tool_calls": c.tool_calls} if c.tool_calls else c.text
+            action = reply_to_action(reply, self.tool_actions)
+            thought = reply_thought(reply) if action.name != "invalid" else ""
+            raw = hermes_text(reply) if isinstance(reply, dict) else c.text + (c.stop if c.stop == STOP_CALL else "")
+            if self._act(env, traj, i, thought, action, raw, c.usage, c.latency_s):
+                return traj
+            messages.extend(step_messages(traj.steps[-1], self.tool_actions))
         return traj
 
     def _chat_opening(self, question: str, context: str = "") -> list[Message]:

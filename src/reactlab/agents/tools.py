@@ -15,7 +15,7 @@ Deliberate deviations:
   takes ``Finish[1990]``; a ``finish`` enum (FEVER's labels) is shown to the model, not enforced: the
   task's scorer judges the answer, as it does for text.
 - A last ``<tool_call>`` left open (generation stopped at ``</tool_call>``) is read to the end of the text.
-- Tool messages are ``dict[str, Any]`` here (nested ``tool_calls``): ``types.Message`` is flat strings.
+- Tool messages are ``types.ToolMessage`` (nested ``tool_calls``): ``types.Message`` is flat strings.
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from reactlab.agents.parsing import MAX_ARG_CHARS
-from reactlab.types import Action, Step
 
-ToolMessage = dict[str, Any]
-"""A chat message that may carry ``tool_calls`` (assistant) or answer one (role ``tool``)."""
-
-Tool = dict[str, Any]
-"""An OpenAI-style tool: ``{"type": "function", "function": {"name", "description", "parameters"}}``."""
-
+# The rendering lives with the one backend that renders (llm is below agents); its names stay importable here.
+from reactlab.llm.hf import FALLBACK_TOOLS_PROMPT as FALLBACK_TOOLS_PROMPT
+from reactlab.llm.hf import fallback_messages as fallback_messages
+from reactlab.llm.hf import hermes_text as hermes_text
+from reactlab.llm.hf import native_messages as native_messages
+from reactlab.llm.hf import render_tools_prompt as render_tools_prompt
+from reactlab.llm.hf import template_uses_tools as template_uses_tools
+from reactlab.types import Action, Step, Tool, ToolMessage
 
 # --- tool schemas ----------------------------------------------------------------------------------
 
@@ -163,16 +164,6 @@ class ParseFailure:
 def _known(actions: Sequence[ToolAction] | None) -> dict[str, ToolAction]:
     """The offered tools by name (default: every ReAct action)."""
     return {a.name: a for a in (actions if actions is not None else REACT_ACTIONS.values())}
-
-
-def _arguments(value: Any) -> Any:
-    """Arguments as a dict when they are a JSON string of one (the OpenAI shape), else as given."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
@@ -339,92 +330,3 @@ def messages_to_steps(messages: Sequence[Mapping[str, Any]],
         steps.append(Step(i=len(steps) + 1, thought=thought, action=action,
                           observation=str(nxt.get("content") or "") if nxt else "", raw=hermes_text(msg)))
     return steps
-
-
-def hermes_text(message: Mapping[str, Any]) -> str:
-    """An assistant message as the text a Hermes/Qwen model writes: its content, then one block per call
-    (as Qwen2.5's template joins them)."""
-    parts = [str(message.get("content") or "")] if message.get("content") else []
-    for c in message.get("tool_calls") or []:
-        f = c.get("function", c) if isinstance(c, dict) else {}
-        body = {"name": f.get("name"), "arguments": _arguments(f.get("arguments"))}  # bad JSON stays a string
-        parts.append(f"<tool_call>\n{json.dumps(body, ensure_ascii=False, default=str)}\n</tool_call>")
-    return "\n".join(parts)
-
-
-# --- rendering -------------------------------------------------------------------------------------
-
-FALLBACK_TOOLS_PROMPT = (
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>{tools}\n</tools>\n\n"
-    "For each function call, return a json object with function name and arguments within "
-    "<tool_call></tool_call> XML tags:\n<tool_call>\n"
-    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
-)
-"""The system text of the fallback: Qwen2.5's tool section, word for word (``{tools}``: one JSON line
-per tool). It follows the conversation's own system message, after a blank line."""
-
-
-def template_uses_tools(tokenizer: Any) -> bool:
-    """Whether the tokenizer's chat template renders ``tools`` (its source mentions them)."""
-    template = tokenizer.chat_template
-    sources = template.values() if isinstance(template, dict) else [template or ""]
-    return any(re.search(r"\btools\b", s) for s in sources)
-
-
-def fallback_messages(messages: Sequence[Mapping[str, Any]], tools: Sequence[Tool]) -> list[dict[str, str]]:
-    """Tool messages as plain chat messages for a template without tool support: the tools join the
-    system message (``FALLBACK_TOOLS_PROMPT``), calls become ``<tool_call>`` text in the assistant's
-    content, and consecutive tool results one user message of ``<tool_response>`` blocks, as Qwen2.5
-    renders them, so a ChatML template gives Qwen2.5's text."""
-    listing = "".join("\n" + json.dumps(t, ensure_ascii=False) for t in tools)
-    section = FALLBACK_TOOLS_PROMPT.format(tools=listing)
-    out: list[dict[str, str]] = []
-    msgs = list(messages)
-    if msgs and msgs[0].get("role") == "system":
-        out.append({"role": "system", "content": f"{msgs.pop(0).get('content') or ''}\n\n{section}"})
-    else:
-        out.append({"role": "system", "content": section})
-    for m in msgs:
-        role = str(m.get("role"))
-        if role == "tool":
-            block = f"<tool_response>\n{m.get('content') or ''}\n</tool_response>"
-            if out[-1].get("role") == "user" and out[-1]["content"].startswith("<tool_response>"):
-                out[-1] = {"role": "user", "content": out[-1]["content"] + "\n" + block}
-            else:
-                out.append({"role": "user", "content": block})
-        elif role == "assistant" and m.get("tool_calls"):
-            out.append({"role": "assistant", "content": hermes_text(m)})
-        else:
-            out.append({"role": role, "content": str(m.get("content") or "")})
-    return out
-
-
-def native_messages(messages: Sequence[Mapping[str, Any]]) -> list[ToolMessage]:
-    """Messages as chat templates take them: call arguments as dicts, not JSON strings (a template
-    applies ``tojson`` to them)."""
-    out = []
-    for m in messages:
-        m = dict(m)
-        if m.get("tool_calls"):
-            calls = []
-            for c in m["tool_calls"]:
-                f = dict(c.get("function", c))
-                f["arguments"] = _arguments(f.get("arguments"))
-                calls.append({**c, "function": f} if "function" in c else f)
-            m["tool_calls"] = calls
-        out.append(m)
-    return out
-
-
-def render_tools_prompt(tokenizer: Any, messages: Sequence[Mapping[str, Any]], tools: Sequence[Tool], *,
-                        add_generation_prompt: bool = True) -> str:
-    """The prompt text of a tool conversation: the model's own template with ``tools=`` when it renders
-    tools, else the fallback (``fallback_messages``) through the model's template."""
-    if template_uses_tools(tokenizer):
-        text = tokenizer.apply_chat_template(native_messages(messages), tools=list(tools), tokenize=False,
-                                             add_generation_prompt=add_generation_prompt)
-    else:
-        text = tokenizer.apply_chat_template(fallback_messages(messages, tools), tokenize=False,
-                                             add_generation_prompt=add_generation_prompt)
-    return str(text)

@@ -5,18 +5,25 @@ Two ways in: ``generate`` (the ``LLM`` protocol: a batch in, completions out, in
 ``submit`` / ``poll`` (``StreamingLLM``: a finished row is replaced at the next decoding step, not
 after the slowest row of a round). Greedy outputs match one-at-a-time ``model.generate`` up to
 floating-point summation order. torch and transformers are imported only when a model is built.
+
+A ``ToolChat`` prompt is rendered by ``render_tools_prompt``: the model's chat template with
+``tools=`` when it renders tools, else a Hermes/Qwen-style fallback through its plain template (the
+fallback and the template test live here, beside the one caller that renders; ``agents.tools``
+re-exports them).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Sequence
+import json
+import re
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from reactlab.llm.stops import find_stop
-from reactlab.types import Completion, GenParams, Prompt, Usage
+from reactlab.types import Completion, GenParams, Prompt, Tool, ToolChat, ToolMessage, Usage
 
 
 class HFLLM:
@@ -188,10 +195,13 @@ class HFLLM:
         return done
 
     def encode(self, prompt: Prompt) -> list[int]:
-        """The token ids a prompt is fed as (see ``generate``)."""
+        """The token ids a prompt is fed as (see ``generate``; a ``ToolChat``: ``render_tools_prompt``)."""
         tok = self.tokenizer
         if isinstance(prompt, str):
             return list(tok(prompt).input_ids)
+        if isinstance(prompt, ToolChat):
+            text = render_tools_prompt(tok, prompt, prompt.tools)
+            return list(tok(text, add_special_tokens=False).input_ids)
         cont = bool(prompt) and prompt[-1].get("role") == "assistant"
         text = tok.apply_chat_template(
             list(prompt), tokenize=False, add_generation_prompt=not cont, continue_final_message=cont
@@ -274,3 +284,103 @@ def _eos_ids(model, tokenizer) -> set[int]:
             continue
         ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
     return ids
+
+
+# --- tool conversations: the prompt text of a ``ToolChat`` -----------------------------------------
+
+
+def call_arguments(value: Any) -> Any:
+    """Arguments as a dict when they are a JSON string of one (the OpenAI shape), else as given."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def hermes_text(message: Mapping[str, Any]) -> str:
+    """An assistant message as the text a Hermes/Qwen model writes: its content, then one block per call
+    (as Qwen2.5's template joins them)."""
+    parts = [str(message.get("content") or "")] if message.get("content") else []
+    for c in message.get("tool_calls") or []:
+        f = c.get("function", c) if isinstance(c, dict) else {}
+        body = {"name": f.get("name"), "arguments": call_arguments(f.get("arguments"))}  # bad JSON stays a string
+        parts.append(f"<tool_call>\n{json.dumps(body, ensure_ascii=False, default=str)}\n</tool_call>")
+    return "\n".join(parts)
+
+
+FALLBACK_TOOLS_PROMPT = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>{tools}\n</tools>\n\n"
+    "For each function call, return a json object with function name and arguments within "
+    "<tool_call></tool_call> XML tags:\n<tool_call>\n"
+    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
+)
+"""The system text of the fallback: Qwen2.5's tool section, word for word (``{tools}``: one JSON line
+per tool). It follows the conversation's own system message, after a blank line."""
+
+
+def template_uses_tools(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template renders ``tools`` (its source mentions them)."""
+    template = tokenizer.chat_template
+    sources = template.values() if isinstance(template, dict) else [template or ""]
+    return any(re.search(r"\btools\b", s) for s in sources)
+
+
+def fallback_messages(messages: Sequence[Mapping[str, Any]], tools: Sequence[Tool]) -> list[dict[str, str]]:
+    """Tool messages as plain chat messages for a template without tool support: the tools join the
+    system message (``FALLBACK_TOOLS_PROMPT``), calls become ``<tool_call>`` text in the assistant's
+    content, and consecutive tool results one user message of ``<tool_response>`` blocks, as Qwen2.5
+    renders them, so a ChatML template gives Qwen2.5's text."""
+    listing = "".join("\n" + json.dumps(t, ensure_ascii=False) for t in tools)
+    section = FALLBACK_TOOLS_PROMPT.format(tools=listing)
+    out: list[dict[str, str]] = []
+    msgs = list(messages)
+    if msgs and msgs[0].get("role") == "system":
+        out.append({"role": "system", "content": f"{msgs.pop(0).get('content') or ''}\n\n{section}"})
+    else:
+        out.append({"role": "system", "content": section})
+    for m in msgs:
+        role = str(m.get("role"))
+        if role == "tool":
+            block = f"<tool_response>\n{m.get('content') or ''}\n</tool_response>"
+            if out[-1].get("role") == "user" and out[-1]["content"].startswith("<tool_response>"):
+                out[-1] = {"role": "user", "content": out[-1]["content"] + "\n" + block}
+            else:
+                out.append({"role": "user", "content": block})
+        elif role == "assistant" and m.get("tool_calls"):
+            out.append({"role": "assistant", "content": hermes_text(m)})
+        else:
+            out.append({"role": role, "content": str(m.get("content") or "")})
+    return out
+
+
+def native_messages(messages: Sequence[Mapping[str, Any]]) -> list[ToolMessage]:
+    """Messages as chat templates take them: call arguments as dicts, not JSON strings (a template
+    applies ``tojson`` to them)."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            calls = []
+            for c in m["tool_calls"]:
+                f = dict(c.get("function", c))
+                f["arguments"] = call_arguments(f.get("arguments"))
+                calls.append({**c, "function": f} if "function" in c else f)
+            m["tool_calls"] = calls
+        out.append(m)
+    return out
+
+
+def render_tools_prompt(tokenizer: Any, messages: Sequence[Mapping[str, Any]], tools: Sequence[Tool], *,
+                        add_generation_prompt: bool = True) -> str:
+    """The prompt text of a tool conversation: the model's own template with ``tools=`` when it renders
+    tools, else the fallback (``fallback_messages``) through the model's template."""
+    if template_uses_tools(tokenizer):
+        text = tokenizer.apply_chat_template(native_messages(messages), tools=list(tools), tokenize=False,
+                                             add_generation_prompt=add_generation_prompt)
+    else:
+        text = tokenizer.apply_chat_template(fallback_messages(messages, tools), tokenize=False,
+                                             add_generation_prompt=add_generation_prompt)
+    return str(text)

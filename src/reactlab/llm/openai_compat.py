@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from reactlab.llm.stops import cut_at_stop
-from reactlab.types import Completion, FinishReason, GenParams, Prompt, Usage
+from reactlab.types import Completion, FinishReason, GenParams, Prompt, ToolChat, Usage
 
 log = logging.getLogger("reactlab.llm.openai")
 
@@ -118,6 +118,18 @@ def _usage(body: dict[str, Any]) -> Usage:
         return Usage()
 
 
+def _api_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A chat message as the API takes it: a ``tool`` turn keeps only the fields the API documents
+    for it (role, content, ``tool_call_id``), not the ``name`` some chat templates read.
+
+    >>> _api_message({"role": "tool", "tool_call_id": "c1", "name": "search", "content": "X is..."})
+    {'role': 'tool', 'content': 'X is...', 'tool_call_id': 'c1'}
+    """
+    if message.get("role") != "tool":
+        return dict(message)
+    return {"role": "tool", "content": message.get("content") or "", "tool_call_id": message.get("tool_call_id", "")}
+
+
 class OpenAILLM:
     """A model behind an OpenAI-compatible API; implements ``reactlab.types.LLM``.
 
@@ -133,6 +145,9 @@ class OpenAILLM:
     - ``max_retries`` retries after the first attempt; backoff before retry ``k`` (0-based) is
       uniform in ``[0, min(backoff_max, backoff_base * 2**k)]`` or the server's ``Retry-After``
       capped at ``backoff_max``. ``extra_body`` is merged into every request (e.g. vendor options).
+    - A ``ToolChat`` prompt sends its ``tools`` with ``tool_choice`` (``auto`` or ``required``); the
+      reply's ``tool_calls`` come back in ``Completion.tool_calls`` (OpenAI shape), its content in
+      ``text``. Not streamed.
     """
 
     def __init__(
@@ -148,9 +163,12 @@ class OpenAILLM:
         backoff_max: float = 30.0,
         name: str | None = None,
         extra_body: dict[str, Any] | None = None,
+        tool_choice: str = "auto",
     ):
         if mode not in ("auto", "chat", "completion"):
             raise ValueError(f"mode must be 'auto', 'chat' or 'completion', not {mode!r}")
+        if tool_choice not in ("auto", "required"):
+            raise ValueError(f"tool_choice must be 'auto' or 'required', not {tool_choice!r}")
         if concurrency < 1 or max_retries < 0:
             raise ValueError("concurrency must be >= 1 and max_retries >= 0")
         self.model = model
@@ -164,6 +182,7 @@ class OpenAILLM:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.extra_body = dict(extra_body or {})
+        self.tool_choice = tool_choice
         self._client: httpx.Client | None = None  # made on first use: nothing happens in __init__
         self._client_lock = threading.Lock()
         self._rng = random.Random()
@@ -217,8 +236,10 @@ class OpenAILLM:
         body: dict[str, Any] = {"model": self.model}
         if chat:
             body["messages"] = (
-                [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+                [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [_api_message(m) for m in prompt]
             )
+            if isinstance(prompt, ToolChat) and prompt.tools:
+                body.update(tools=list(prompt.tools), tool_choice=self.tool_choice)
         else:
             body["prompt"] = prompt
         body.update(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p)
@@ -272,13 +293,16 @@ class OpenAILLM:
 
     @staticmethod
     def _completion(text: str, choice: dict[str, Any], params: GenParams) -> Completion:
-        """One choice as a ``Completion``, cut at our stop strings client-side."""
+        """One choice as a ``Completion``, cut at our stop strings client-side; a chat message's
+        ``tool_calls`` (a non-empty list) kept as given, for the agent's parser to judge."""
         text, stop = cut_at_stop(text, params.stop)
         reason: FinishReason = "stop" if stop else ("length" if choice.get("finish_reason") == "length" else "stop")
         server_stop = choice.get("stop_reason")
         if stop is None and reason == "stop" and isinstance(server_stop, str) and server_stop in params.stop:
             stop = server_stop
-        return Completion(text=text, stop=stop, finish_reason=reason)
+        calls = (choice.get("message") or {}).get("tool_calls")
+        return Completion(text=text, stop=stop, finish_reason=reason,
+                          tool_calls=calls if isinstance(calls, list) and calls else None)
 
     def _row(self, i: int, prompt: Prompt, params: GenParams) -> Completion:
         """One prompt with retries; never raises."""

@@ -7,6 +7,11 @@ counted in whitespace tokens. It is deterministic and thread-safe.
 
 Stop strings are cut by ``reactlab.llm.stops``, as every backend cuts them. No production module
 imports this one: it is the test double.
+
+A script entry is a string (the model's text, ``<tool_call>`` blocks included for a local model in
+the tools style) or an API tool reply, ``{"content": str | None, "tool_calls": [...]}`` (OpenAI
+shape): its content becomes ``text`` and its calls ``Completion.tool_calls``, as ``OpenAILLM``
+returns them.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 from reactlab.llm.stops import cut_at_stop
 from reactlab.types import Completion, FinishReason, GenParams, Prompt, Usage, prompt_text
 
-ScriptSource = Union[Sequence[str], Mapping[str, str], Callable[[Prompt], str], str, PathLike]
+Reply = Union[str, Mapping[str, Any]]
+"""A script entry: the model's text, or an API tool reply ``{"content", "tool_calls"}``."""
+
+ScriptSource = Union[Sequence[Reply], Mapping[str, Reply], Callable[[Prompt], Reply], str, PathLike]
 
 
 class ScriptExhausted(ValueError):
@@ -60,9 +68,40 @@ def finish(text: str, prompt: Prompt, params: GenParams, latency_s: float = 0.0)
     return Completion(text=text, stop=stop, finish_reason=reason, usage=usage, latency_s=latency_s)
 
 
-def load_script(path: str | PathLike) -> list[str] | dict[str, str]:
-    """Read a script file: ``*.jsonl`` holds one string (or ``{"text": ...}`` object) per line; any
-    other name holds a JSON list of strings or a JSON object ``{substring: completion}``."""
+def reply_problem(reply: object) -> str | None:
+    """Why ``reply`` is not a script entry (None: it is one).
+
+    >>> reply_problem({"content": None, "tool_calls": [{"function": {"name": "finish"}}]}) is None
+    True
+    >>> reply_problem(3)
+    'a script entry is a string or {"content", "tool_calls"}, not int'
+    """
+    if isinstance(reply, str):
+        return None
+    if not isinstance(reply, Mapping):
+        return f'a script entry is a string or {{"content", "tool_calls"}}, not {type(reply).__name__}'
+    extra = sorted(set(reply) - {"role", "content", "tool_calls"})
+    if extra or not isinstance(reply.get("tool_calls"), list):
+        return f'a tool reply is {{"content", "tool_calls": [...]}}; got the keys {sorted(reply)}'
+    if not isinstance(reply.get("content") or "", str):
+        return "a tool reply's content is a string or null"
+    return None
+
+
+def _reply_completion(reply: Reply, prompt: Prompt, params: GenParams) -> Completion:
+    """A script entry as a ``Completion``: text through ``finish``; a tool reply's calls kept apart
+    (counted as tokens of their JSON), as an API returns them."""
+    if isinstance(reply, str):
+        return finish(reply, prompt, params)
+    c = finish(str(reply.get("content") or ""), prompt, params)
+    c.tool_calls = [dict(call) for call in reply["tool_calls"]]
+    c.usage.completion_tokens += count_tokens(json.dumps(c.tool_calls))
+    return c
+
+
+def load_script(path: str | PathLike) -> list[Reply] | dict[str, Reply]:
+    """Read a script file: ``*.jsonl`` holds one string (or ``{"text": ...}`` object, or tool reply)
+    per line; any other name holds a JSON list of entries or a JSON object ``{substring: entry}``."""
     p = Path(path)
     items: list | dict
     if p.suffix != ".jsonl":
@@ -77,11 +116,12 @@ def load_script(path: str | PathLike) -> list[str] | dict[str, str]:
 
         items = [row["text"] if isinstance(row, dict) and "text" in row else row for _, row in iter_jsonl(p)]
     if isinstance(items, dict):
-        bad = [k for k, v in items.items() if not isinstance(v, str)]
+        bad = [k for k, v in items.items() if reply_problem(v)]
     else:
-        bad = [i for i, v in enumerate(items) if not isinstance(v, str)]
+        bad = [i for i, v in enumerate(items) if reply_problem(v)]
     if bad:
-        raise ValueError(f"{p}: script entries must be strings; bad entries: {bad[:5]}")
+        raise ValueError(f"{p}: script entries must be strings or tool replies "
+                         f'({{"content", "tool_calls"}}); bad entries: {bad[:5]}')
     return items
 
 
@@ -90,10 +130,11 @@ class ScriptedLLM:
 
     ``source`` is one of:
 
-    - a list of strings, popped in order, one per prompt across all ``generate`` calls;
-    - a mapping ``{substring: completion}``: each prompt gets the completion of the first key
-      (in insertion order) found in its text; never runs out;
-    - a callable ``(prompt) -> str``;
+    - a list of entries (strings or tool replies), popped in order, one per prompt across all
+      ``generate`` calls;
+    - a mapping ``{substring: entry}``: each prompt gets the entry of the first key (in insertion
+      order) found in its text; never runs out;
+    - a callable ``(prompt) -> entry``;
     - a path (``str`` or ``PathLike``) to a JSON list / JSON object / JSONL file (see ``load_script``).
 
     A list script that cannot serve a whole batch raises ``ScriptExhausted`` without consuming
@@ -106,9 +147,9 @@ class ScriptedLLM:
 
     def __init__(self, source: ScriptSource, name: str = "scripted"):
         self.name = name
-        self._fn: Callable[[Prompt], str] | None = None
-        self._mapping: dict[str, str] | None = None
-        self._queue: list[str] = []
+        self._fn: Callable[[Prompt], Reply] | None = None
+        self._mapping: dict[str, Reply] | None = None
+        self._queue: list[Reply] = []
         self._used = 0
         if isinstance(source, (str, PathLike)):
             source = load_script(source)
@@ -118,9 +159,9 @@ class ScriptedLLM:
             self._mapping = dict(source)
         else:
             self._queue = list(source)
-            bad = [i for i, v in enumerate(self._queue) if not isinstance(v, str)]
+            bad = [i for i, v in enumerate(self._queue) if reply_problem(v)]
             if bad:
-                raise TypeError(f"ScriptedLLM script entries must be strings; bad indices: {bad[:5]}")
+                raise TypeError(f"ScriptedLLM script entries must be strings or tool replies; bad indices: {bad[:5]}")
         self.calls: list[list[Prompt]] = []
         self._lock = threading.Lock()
 
@@ -129,7 +170,7 @@ class ScriptedLLM:
         """Completions left in a list script (``None`` for mapping and callable scripts)."""
         return len(self._queue) - self._used if self._fn is None and self._mapping is None else None
 
-    def _lookup(self, prompt: Prompt) -> str:
+    def _lookup(self, prompt: Prompt) -> Reply:
         assert self._mapping is not None
         text = prompt_text(prompt)
         for key, completion in self._mapping.items():
@@ -163,11 +204,10 @@ class ScriptedLLM:
                 self._used += len(rows)
             self.calls.append(prompts)
         for i, r in enumerate(raw):
-            if not isinstance(r, str):
-                raise TypeError(
-                    f"ScriptedLLM {self.name!r}: the script returned {type(r).__name__} for prompt {i // n}"
-                )
-        flat = [finish(r, p, params) for r, p in zip(raw, rows, strict=True)]
+            problem = reply_problem(r)
+            if problem:
+                raise TypeError(f"ScriptedLLM {self.name!r}: prompt {i // n}: {problem}")
+        flat = [_reply_completion(r, p, params) for r, p in zip(raw, rows, strict=True)]
         if n == 1:
             return flat
         return [replace(flat[i], samples=flat[i : i + n]) for i in range(0, len(flat), n)]
