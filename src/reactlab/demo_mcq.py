@@ -65,12 +65,13 @@ class MCQDemo:
         if stage == "base":
             return RunConfig(**evaluation, model=base)
         if stage == "samples":
-            return RunConfig(**common, split="train", limit=self.train_n, seed=self.seed, method="answer", model=base,
-                             answer_samples=self.k, answer_temperature=self.temperature)
+            return RunConfig.model_validate({**common, "split": "train", "limit": self.train_n, "seed": self.seed,
+                                             "method": "answer", "model": base, "options": {"pipeline": {
+                                                 "samples": self.k, "temperature": self.temperature}}})
         tuned = {r: ModelRef(name=self.model, adapter=str(self.dir(f"adapter-{r}"))) for r in ROLES}
         if stage == "evaluate-trained":  # the base Answer keeps its exemplars; the adapter runs zero-shot
-            return RunConfig(**evaluation, roles={"answer": base, "evaluate": tuned["evaluate"]},
-                             options={"pipeline": {"zeroshot": ["evaluate"]}})
+            return RunConfig.model_validate({**evaluation, "roles": {"answer": base, "evaluate": tuned["evaluate"]},
+                                             "options": {"pipeline": {"zeroshot": ["evaluate"]}}})
         if stage == "answer-trained":
             return RunConfig(**evaluation, method="answer", prompt="zeroshot", model=tuned["answer"])
         if stage == "both-trained":

@@ -28,8 +28,8 @@ from reactlab.types import Message, Trajectory
 
 ROLE_FORMATS = ("messages", "alpaca")
 ROLES = ("answer", "evaluate", "evaluate_gold")
-_STEP_LETTER = re.compile(r"(?:选项|选择|选|答案\s*(?:是|为)?|option)\s*[:：]?\s*[(（]?\s*([A-G])(?![A-Za-z])",
-                          re.IGNORECASE)
+_STEP_LETTER = re.compile(r"(?:选项|选择|选|答案|option)\s*(?:应该?是|应为|是|为|is)?\s*[:：]?\s*[(（]?\s*([A-G])"
+                          r"(?![A-Za-z])", re.IGNORECASE)
 _ANSWER_LINE = re.compile(r"答案\s*(?:是|为)\s*[:：]?|答案\s*[:：]|\banswer\s*(?:is\s*[:：]?|[:：])", re.IGNORECASE)
 
 
