@@ -188,3 +188,26 @@ def test_cli_demo_task_flag(tmp_path):
     assert res.exit_code == 2 and "at least 2 samples" in res.output
     res = CliRunner().invoke(app, ["demo", "--task", "fever", "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and "runs hotpotqa or logic_mcq" in res.output
+
+
+def test_the_printed_run_commands_make_the_stages_configs(demo):
+    """Each printed `reactlab run` line, parsed by the CLI's own option handling, is its stage's config."""
+    import shlex
+
+    from reactlab.cli import role_models
+    from reactlab.config import RunConfig, load_config
+    from reactlab.demo_mcq import MCQDemo
+
+    out, result, opts, _ = demo
+    mcq = MCQDemo(out, opts["model"], N, TRAIN_N, K, batch_size=4)
+    runs = [shlex.split(c) for c in result.report.split("```bash")[1].splitlines() if c.startswith("reactlab run")]
+    assert len(runs) == 5
+    for args in runs:
+        flags: dict[str, list[str]] = {}
+        for flag, value in zip(args[2::2], args[3::2], strict=True):
+            flags.setdefault(flag, []).append(value)
+        values = role_models(flags.pop("--model"), flags.pop("--adapter", []))
+        overrides = flags.pop("-c", [])
+        values |= {k[2:].replace("-", "_"): v[0] for k, v in flags.items()}
+        stage = Path(values["out"]).name
+        assert load_config(RunConfig, [], overrides, values=values) == mcq.run_config(stage), stage

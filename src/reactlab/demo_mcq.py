@@ -247,7 +247,7 @@ def mcq_commands(demo: MCQDemo) -> list[str]:
         cfg = demo.run_config(stage)
         args = ["reactlab", "run", "--task", TASK, "--agent", "pipeline"]
         if cfg.model is not None:
-            args += ["--model", cfg.model.name]
+            args += ["--model", cfg.model.name, *(["--adapter", cfg.model.adapter] if cfg.model.adapter else [])]
         for role, ref in sorted(cfg.roles.items()):
             args += ["--model", f"{role}={ref.name}", *(["--adapter", f"{role}={ref.adapter}"] if ref.adapter else [])]
         for k, v in cfg.model_dump(exclude_unset=True, exclude={"out", "model", "roles", "task", "agent",
