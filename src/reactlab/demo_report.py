@@ -174,7 +174,8 @@ def mcq_table(rows: Sequence[dict[str, Any]]) -> list[str]:
         acc, se = r["acc"]
         p, s = r.get("paired"), r.get("summary")
         cells = [r["arm"], str(len(r["scores"])) if "scores" in r else "-", f"{acc:.3f} ± {se:.3f}",
-                 f"{100 * p['diff']:+.1f} ± {100 * p['stderr']:.1f} pts ({p['z']:+.2f})" if p else "-",
+                 f"{100 * p['diff']:+.1f} ± {100 * p['stderr']:.1f} pts" + (f" ({p['z']:+.2f})" if p["stderr"] else "")
+                 if p else "-",
                  f"{p['gained']} / {p['lost']}" if p else "-",
                  f"{s.metrics['right_to_wrong']:.3f} / {s.metrics['wrong_to_right']:.3f}"
                  if s and "right_to_wrong" in s.metrics else "-",
@@ -189,6 +190,12 @@ def render_mcq_report(out: Path, model: str, commands: Sequence[str]) -> str:
 
     rows = mcq_arms(out, ARMS)
     lines = [f"# Answer -> Evaluate without a teacher: {model} on logic_mcq", "", *mcq_table(rows), ""]
+    both, prior = rows[-1], rows[0]
+    p = both["paired"]
+    lines += [f"**Both roles trained − base pipeline: {100 * p['diff']:+.1f} ± {100 * p['stderr']:.1f} points** "
+              f"(paired, " + (f"z = {p['z']:+.2f}" if p["stderr"] else "no z: every difference equal")
+              + f"; {p['gained']} questions gained, {p['lost']} lost); both trained "
+              f"{both['acc'][0]:.3f} vs the prior baseline {prior['acc'][0]:.3f}.", ""]
     samples = Summary.read(out / "samples")
     k = samples.run.get("settings", {}).get("answer_samples", 1)
     for role in ROLES:
