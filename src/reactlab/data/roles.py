@@ -157,10 +157,15 @@ def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
                                  f"version {prompts[name].version} (rebuild the run)")
         prompt = prompts[name]
         n_options = _n_options(t.question)
+        sent: list[Message] = child.meta.get("train_messages") or child.meta["messages"]
+        hint = hint_lines(child.meta["messages"][-1]["content"], sent[-1]["content"])
         for raw, letter, how in _replies(child):
             counts["replies"] += 1
             if how != "strict":
                 dropped["no_answer_line"] += 1
+                continue
+            if any(h in raw for h in hint):  # a hinted run's reply that gives the gold away
+                dropped["hint_leak"] += 1
                 continue
             user = prompt.messages("evaluate", t.question, reasoning=raw.strip(), candidate=letter,
                                    agreement="")[-1]["content"]
