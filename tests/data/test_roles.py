@@ -157,6 +157,7 @@ def test_evaluate_rows_from_gold_every_answer_sample_balanced_per_option_count(t
         assert r["messages"][:1] == _sent_zeroshot(e, "evaluate", reply=reasoning)
         assert reasoning.endswith(f"答案是:{cand}")
     assert all(len(set(c.values())) == 1 for c in golds.values())  # each option count: letters equal
+    assert all(set(c) == set("ABCDEFG"[:n]) for n, c in golds.items())  # every letter of its option count
     assert {k: v for k, v in counts.items() if k.startswith("options=")} == {
         f"options={n}/gold={x}": v for n, c in golds.items() for x, v in c.items()}
 

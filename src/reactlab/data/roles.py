@@ -9,8 +9,8 @@ prompt is the one without the hint). Layouts: ``messages`` and ``alpaca``.
 Teacher-free Evaluate rows (role ``evaluate_gold``): every Answer reply of a run (right or wrong)
 becomes the Evaluate prompt the pipeline would send after it, and the target is ``答案是:<gold>``.
 Gold letters are skewed (B and A most of them), so these rows are balanced per option count: each
-gold letter keeps as many rows as the rarest letter of its option count has, so a role that only
-learns the letter prior learns a uniform guess. Answer rows whose last step names another option
+gold letter keeps as many rows as the rarest letter of its option count has (none when a letter
+has none), so a role that only learns the letter prior learns a uniform guess. Answer rows whose last step names another option
 than their answer line are dropped (``contradicts``).
 """
 
@@ -178,10 +178,10 @@ def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
             groups.setdefault((n_options, t.gold), []).append((user, row, s, letter == t.gold))
     rows: list[tuple[dict[str, Any], Sample]] = []
     for n in sorted({n for n, _ in groups}):
-        sizes = [len(groups[(n, x)]) for x in LETTERS[:n] if (n, x) in groups]
+        least = min(len(groups.get((n, x), [])) for x in LETTERS[:n])  # a letter without rows keeps none
         for x in LETTERS[:n]:
             group = sorted(groups.get((n, x), []), key=lambda g: _stable(g[0]))
-            kept = group[: min(sizes)]
+            kept = group[:least]
             dropped["balance"] += len(group) - len(kept)
             if kept:
                 counts[f"options={n}/gold={x}"] = len(kept)
