@@ -1,17 +1,23 @@
-"""One table of Answer -> Evaluate runs (``reactlab run --agent pipeline`` / ``reactlab eval`` cells):
-accuracy with its standard error, the Answer agent alone, the Evaluate agent's flips, the chance
-level and the always-the-most-common-gold-letter baseline and the fallback-extraction rate (wall time: the run's
-own log, since a resumed run's summary counts its last invocation only).
+"""One table of Answer -> Evaluate runs (``reactlab run --agent pipeline`` / ``reactlab eval`` cells)
+on the same questions: accuracy with its standard error, the Answer agent alone, the paired
+difference of each run to the base run (the first, or ``--base``: per-question differences, their
+standard error, z, questions gained / lost), the Evaluate agent's flips, the fallback-extraction
+rate and wall time; then two baselines on the base run's questions: chance, and the letter prior
+(the most frequent TRAIN gold letter per option count, from train labels only). Wall time is each
+run's ``summary.json`` (a resumed run counts its last invocation only).
 
-    .venv/bin/python bench/answer_evaluate_table.py RUN_DIR [RUN_DIR ...]
+    .venv/bin/python bench/answer_evaluate_table.py RUN_DIR [RUN_DIR ...] [--base RUN_DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from pathlib import Path
+
+from reactlab.demo_report import paired, prior_letters, run_scores
+from reactlab.report import duration
+from reactlab.tasks import make_task
 
 
 def cell(s: dict, key: str) -> str:
@@ -19,22 +25,47 @@ def cell(s: dict, key: str) -> str:
     return f"{s[key]:.3f} ± {s['stderr'][key]:.3f}" if key in s else "-"
 
 
+def baselines(base: Path, task_name: str) -> list[str]:
+    """Chance and the train-label prior on ``base``'s questions (a task whose examples carry
+    ``meta["options"]``)."""
+    task = make_task(task_name)
+    if not {"all", "train"} <= set(task.split_files):
+        return [f"- no prior baseline: {task_name} has no train split"]
+    ids = set(run_scores(base))
+    evals = [e for e in task.examples("all") if e.id in ids]
+    prior = prior_letters([(len(e.meta["options"]), e.answer) for e in task.examples("train")])
+    hits = [float(prior.get(len(e.meta["options"])) == e.answer) for e in evals]
+    n = len(hits)
+    acc = sum(hits) / n
+    se = (sum((h - acc) ** 2 for h in hits) / (n - 1) / n) ** 0.5 if n > 1 else 0.0
+    chance = sum(1 / len(e.meta["options"]) for e in evals) / n
+    letters = ", ".join(f"{k} options: {x}" for k, x in prior.items())
+    return [f"- chance (uniform guess) on these {n} questions: {chance:.3f}",
+            f"- prior (most frequent train letter per option count; {letters}): {acc:.3f} ± {se:.3f}"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--base", type=Path, help="the run the others are paired with (default: the first)")
     args = ap.parse_args()
-    print("| run | method | n | accuracy | Answer alone | right->wrong | wrong->right | chance | most common letter "
-          "| fallback |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base = args.base or args.runs[0]
+    base_scores = run_scores(base)
+    print("| run | method | n | accuracy | Answer alone | Δ vs base ± paired stderr (z) | gained / lost "
+          "| right->wrong | wrong->right | fallback | wall time |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    task = ""
     for run in args.runs:
         s = json.loads((run / "summary.json").read_text())
-        rows = [json.loads(x) for x in (run / "trajectories.jsonl").read_text().splitlines()]
-        letter, count = Counter(r["gold"] for r in rows).most_common(1)[0]
-        method = s["run"].get("method", "")
-
-        print(f"| {run} | {method} | {s['n']} | {cell(s, 'accuracy')} | {cell(s, 'candidate_accuracy')} | "
-              f"{cell(s, 'right_to_wrong')} | {cell(s, 'wrong_to_right')} | {s.get('chance', float('nan')):.3f} | "
-              f"{count / len(rows):.3f} ({letter}) | {s.get('fallback', 0):.3f} |")
+        task = task or s["run"].get("task", "")
+        d = paired(run_scores(run), base_scores)
+        delta = ("- | -" if run == base else
+                 f"{100 * d['diff']:+.1f} ± {100 * d['stderr']:.1f} pts ({d['z']:+.2f}) | {d['gained']} / {d['lost']}")
+        print(f"| {run} | {s['run'].get('method', '')} | {s['n']} | {cell(s, 'accuracy')} | "
+              f"{cell(s, 'candidate_accuracy')} | {delta} | {cell(s, 'right_to_wrong')} | "
+              f"{cell(s, 'wrong_to_right')} | {s.get('fallback', 0):.3f} | {duration(s.get('wall_s', 0.0))} |")
+    print()
+    print("\n".join(baselines(base, task)))
 
 
 if __name__ == "__main__":

@@ -254,15 +254,24 @@ def report_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="where the five stage dirs and report.md go")] = Path("runs/demo"),
-    n: Annotated[int, typer.Option("--n", help="HotpotQA eval questions per arm (the first N)")] = 100,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="where the stage dirs and report.md go (default: runs/demo, runs/demo-mcq)")] = None,
+    task: Annotated[str, typer.Option(
+        help="hotpotqa (ReAct, FireAct data) | logic_mcq (Answer -> Evaluate, both roles trained without a "
+             "teacher)")] = "hotpotqa",
+    n: Annotated[int | None, typer.Option(
+        "--n", help="eval questions per arm, the first N (default: 100 HotpotQA, all 239 logic_mcq)")] = None,
+    train_n: Annotated[int, typer.Option(help="logic_mcq: train questions the base Answer agent samples")] = 120,
+    k: Annotated[int, typer.Option("--k", help="logic_mcq: Answer samples per train question")] = 4,
     train_rows: Annotated[int, typer.Option(help="rows of the SFT dataset (train + val), a seeded sample")] = 300,
     config: Annotated[list[str] | None, typer.Option(
         "--config", "-c", help="KEY=VALUE overriding the recipe (dotted keys, YAML values: trl.max_steps=20, "
                                "lora.r=8); repeatable")] = None,
     recipe: Annotated[Path | None, typer.Option(
         help="SFT recipe: a YAML file or a packaged recipe name (default: sft_smollm2_lora)")] = None,
-    model: Annotated[str, typer.Option(help="smollm2 | hf:PATH_OR_ID (a model this machine fine-tunes)")] = "smollm2",
+    model: Annotated[str | None, typer.Option(
+        help="smollm2 | gemma3-270m | hf:PATH_OR_ID, a model this machine fine-tunes (default: smollm2; "
+             "logic_mcq: gemma3-270m)")] = None,
     batch_size: Annotated[int, typer.Option(help="episodes stepped together (one LLM batch per step)")] = 32,
     max_steps: Annotated[int, typer.Option(help="agent steps before the forced finish[]")] = 7,
     seed: Annotated[int, typer.Option(help="seed of the SFT row sample")] = 0,
@@ -275,12 +284,28 @@ def demo_cmd(
 ) -> None:
     """The FireAct loop in miniature: few-shot ReAct baseline, oracle + FireAct data, LoRA SFT, the
     adapter zero-shot on the same questions, report.md; opt-in GRPO from the SFT adapter
-    (--grpo-minutes). Resumable: rerun the same command."""
+    (--grpo-minutes). Resumable: rerun the same command. --task logic_mcq: the Answer -> Evaluate
+    loop without a teacher (base pipeline, sampled Answer rows, Evaluate rows from gold, one LoRA
+    per role, the trained arms, paired differences)."""
     from reactlab.demo import DEFAULT_RECIPE, run_demo
 
+    if task == "logic_mcq":
+        from reactlab.demo_mcq import MCQ_RECIPE, run_mcq_demo
+
+        with user_errors():
+            if grpo_minutes or grpo_config:
+                raise ValueError("--grpo-minutes / --grpo-config: the logic_mcq demo has no GRPO stage")
+            mcq = run_mcq_demo(
+                out or Path("runs/demo-mcq"), model=model or "gemma3-270m", n=n, train_n=train_n, k=k,
+                overrides=config or [], recipe=recipe or MCQ_RECIPE, batch_size=batch_size, seed=seed,
+                progress=not quiet, log=lambda line: typer.secho(line, err=True, bold=True))
+        typer.echo(mcq.report)
+        return
     with user_errors():
+        if task != "hotpotqa":
+            raise ValueError(f"--task {task!r}: the demo runs hotpotqa or logic_mcq")
         result = run_demo(
-            out, model=model, n=n, train_rows=train_rows, overrides=config or [], recipe=recipe or DEFAULT_RECIPE,
+            out or Path("runs/demo"), model=model or "smollm2", n=100 if n is None else n, train_rows=train_rows, overrides=config or [], recipe=recipe or DEFAULT_RECIPE,
             batch_size=batch_size, max_steps=max_steps, seed=seed, grpo_minutes=grpo_minutes,
             grpo_overrides=grpo_config or [], progress=not quiet,
             log=lambda line: typer.secho(line, err=True, bold=True),

@@ -1,17 +1,22 @@
 """The demo's ``report.md``: one row per arm (from each run's ``summary.json``), the EM deltas, the
-data and training lines, and the ``reactlab`` commands that reproduce every stage."""
+data and training lines, and the ``reactlab`` commands that reproduce every stage. The logic_mcq
+demo's report (``render_mcq_report``) adds the letter-prior baseline (train labels only) and paired
+differences to the base pipeline, question by question."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from reactlab.report import Arm, Summary, arms_table, duration
 from reactlab.train.recipes import SFTRecipe
 from reactlab.train.record import TRAINING_FILE
 
-__all__ = ["render_report", "table_rows"]
+__all__ = ["paired", "prior_letters", "render_mcq_report", "render_report", "run_scores", "table_rows"]
 
 
 def table_rows(out: Path, model: str, arms: Sequence[tuple[str, str]]) -> list[Arm]:
@@ -76,3 +81,148 @@ def _grpo_line(out: Path) -> str:
     return (f"- **GRPO** (`grpo/`): from the SFT adapter, {res['steps']} updates of {recipe.get('num_generations')} "
             f"episodes (one question each) in {duration(res['wall_s'])}{stopped}; {curve}; "
             "curves: [grpo/reward.png](grpo/reward.png), [grpo/loss.png](grpo/loss.png).")
+
+
+# --- the logic_mcq demo ----------------------------------------------------------------------------
+
+
+def prior_letters(golds: Sequence[tuple[int, str]]) -> dict[int, str]:
+    """The most frequent gold letter per option count, from ``(n_options, gold)`` pairs of TRAIN
+    questions (ties: the earlier letter): the baseline a role that learned only the prior reaches.
+
+    >>> prior_letters([(2, "B"), (2, "A"), (2, "B"), (4, "C"), (4, "A")])
+    {2: 'B', 4: 'A'}
+    """
+    by: dict[int, Counter] = {}
+    for n, gold in golds:
+        by.setdefault(n, Counter())[gold] += 1
+    return {n: min(c, key=lambda x: (-c[x], x)) for n, c in sorted(by.items())}
+
+
+def paired(arm: Mapping[str, float], base: Mapping[str, float]) -> dict[str, float]:
+    """``arm`` - ``base`` over the questions both scored (id -> 0/1): the mean difference, its
+    paired standard error (sd of the per-question differences / sqrt n), z, and the questions
+    gained (right only in ``arm``) and lost.
+
+    >>> d = paired({"a": 1, "b": 1, "c": 0, "d": 1}, {"a": 0, "b": 1, "c": 1, "d": 0})
+    >>> d["diff"], d["gained"], d["lost"], round(d["stderr"], 3)
+    (0.25, 2, 1, 0.479)
+    """
+    ids = sorted(set(arm) & set(base))
+    ds = [arm[i] - base[i] for i in ids]
+    n = len(ds)
+    mean = sum(ds) / n if n else 0.0
+    var = sum((d - mean) ** 2 for d in ds) / (n - 1) if n > 1 else 0.0
+    se = math.sqrt(var / n) if n else 0.0
+    return {"n": n, "diff": mean, "stderr": se, "z": mean / se if se else 0.0,
+            "gained": sum(d > 0 for d in ds), "lost": sum(d < 0 for d in ds)}
+
+
+def run_scores(run: Path, candidate: bool = False) -> dict[str, float]:
+    """id -> 1.0 when the run's final letter (``candidate``: the Answer agent's) is the gold one,
+    read from ``trajectories.jsonl``."""
+    out: dict[str, float] = {}
+    for line in (run / "trajectories.jsonl").read_text(encoding="utf-8").splitlines():
+        t = json.loads(line)
+        letter = t["answer"]
+        if candidate:
+            letter = next((c["answer"] for c in t.get("children", []) if c.get("agent") == "answer"), "")
+        out[t["id"]] = float(str(letter).strip().upper() == t["gold"])
+    return out
+
+
+def _mean_se(xs: Sequence[float]) -> tuple[float, float]:
+    n = len(xs)
+    m = sum(xs) / n if n else 0.0
+    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1) / n) if n > 1 else 0.0)
+
+
+def mcq_arms(out: Path, arms: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The logic_mcq demo's table rows: prior baseline, chance, base pipeline, base Answer alone,
+    then ``arms`` (``(stage, label)``), each with accuracy and its paired difference to the base."""
+    from reactlab.tasks import make_task
+
+    task = make_task("logic_mcq")
+    base = run_scores(out / "base")
+    evals = [e for e in task.examples("eval") if e.id in base]
+    prior = prior_letters([(len(e.meta["options"]), e.answer) for e in task.examples("train")])
+    prior_scores = {e.id: float(prior.get(len(e.meta["options"])) == e.answer) for e in evals}
+    chance = sum(1 / len(e.meta["options"]) for e in evals) / len(evals)
+    rows: list[dict[str, Any]] = [
+        {"arm": "prior (most frequent train letter per option count: "
+                + ", ".join(f"{n}:{x}" for n, x in prior.items()) + ")", "scores": prior_scores},
+        {"arm": "chance (uniform guess)", "acc": (chance, 0.0)},
+        {"arm": "base pipeline (Answer -> Evaluate)", "scores": base, "stage": "base"},
+        {"arm": "base Answer alone (the base pipeline's candidates)", "scores": run_scores(out / "base", True)},
+    ]
+    rows += [{"arm": label, "scores": run_scores(out / stage), "stage": stage} for stage, label in arms]
+    for r in rows:
+        if "scores" in r:
+            r["acc"] = _mean_se(list(r["scores"].values()))
+            r["paired"] = paired(r["scores"], base) if r["scores"] is not base else None
+        if "stage" in r:
+            r["summary"] = Summary.read(out / r["stage"])
+    return rows
+
+
+def mcq_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown lines of ``mcq_arms`` rows."""
+    lines = ["| arm | n | accuracy ± stderr | Δ vs base pipeline ± paired stderr (z) | gained / lost "
+             "| Evaluate right→wrong / wrong→right | fallback | wall time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        acc, se = r["acc"]
+        p, s = r.get("paired"), r.get("summary")
+        cells = [r["arm"], str(len(r["scores"])) if "scores" in r else "-", f"{acc:.3f} ± {se:.3f}",
+                 f"{100 * p['diff']:+.1f} ± {100 * p['stderr']:.1f} pts" + (f" ({p['z']:+.2f})" if p["stderr"] else "")
+                 if p else "-",
+                 f"{p['gained']} / {p['lost']}" if p else "-",
+                 f"{s.metrics['right_to_wrong']:.3f} / {s.metrics['wrong_to_right']:.3f}"
+                 if s and "right_to_wrong" in s.metrics else "-",
+                 f"{s.metrics.get('fallback', 0.0):.3f}" if s else "-", duration(s.wall_s) if s else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_mcq_report(out: Path, model: str, commands: Sequence[str]) -> str:
+    """``report.md`` of the logic_mcq demo in ``out``: the arms, the role data yields, training."""
+    from reactlab.demo_mcq import ARMS, ROLES
+
+    rows = mcq_arms(out, ARMS)
+    lines = [f"# Answer -> Evaluate without a teacher: {model} on logic_mcq", "", *mcq_table(rows), ""]
+    both, prior = rows[-1], rows[0]
+    p = both["paired"]
+    lines += [f"**Both roles trained − base pipeline: {100 * p['diff']:+.1f} ± {100 * p['stderr']:.1f} points** "
+              f"(paired, " + (f"z = {p['z']:+.2f}" if p["stderr"] else "no z: every difference equal")
+              + f"; {p['gained']} questions gained, {p['lost']} lost); both trained "
+              f"{both['acc'][0]:.3f} vs the prior baseline {prior['acc'][0]:.3f}.", ""]
+    samples = Summary.read(out / "samples")
+    k = samples.run.get("settings", {}).get("answer_samples", 1)
+    for role in ROLES:
+        stats = json.loads((out / f"data-{role}" / "stats.json").read_text())
+        counts, dropped = stats.get("role_counts", {}), stats.get("dropped", {})
+        kept = sum(stats["rows"].values())
+        replies = counts.get("replies", 0)
+        yield_ = f"{kept / replies:.1%}" if replies else "n/a"
+        drops = ", ".join(f"{x}: {v}" for x, v in sorted(dropped.items()))
+        if role == "answer":
+            lines.append(f"- **Answer rows** (`data-answer/`, rejection sampling): {samples.n} train questions x "
+                         f"k={k} = {replies} replies; {kept} rows kept (yield {yield_}); dropped: {drops or 'none'}.")
+        else:
+            mix = ", ".join(f"{x}: {v}" for x, v in sorted(counts.items()) if x.startswith("options="))
+            lines.append(f"- **Evaluate rows** (`data-evaluate/`, target `答案是:<gold>`): {replies} replies -> "
+                         f"{kept} rows ({counts.get('keeps', 0)} keep a right candidate, "
+                         f"{counts.get('corrections', 0)} correct a wrong one); balanced per option count "
+                         f"(each gold letter as many rows as its option count's rarest): {mix}; "
+                         f"dropped: {drops or 'none'}.")
+    for role in ROLES:
+        info = json.loads((out / f"adapter-{role}" / TRAINING_FILE).read_text())
+        res = info["result"]
+        loss = f"{res['train_loss']:.3f}" if res.get("train_loss") is not None else "n/a"
+        lines.append(f"- **Training, {role}** (`adapter-{role}/`): {res['steps']} updates over "
+                     f"{res['extra'].get('train_rows', '?')} rows on {info['device']}, {duration(res['wall_s'])}; "
+                     f"final train loss {loss}.")
+    lines += ["- Paired differences are per question against the base pipeline; the prior baseline uses "
+              "train labels only. Wall times: each run's `summary.json` (a resumed run counts its last "
+              "invocation only).", "", "## Reproduce", "", "```bash", *commands, "```", ""]
+    return "\n".join(lines)

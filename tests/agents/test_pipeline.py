@@ -93,6 +93,19 @@ def test_answer_alone_direct_and_zeroshot(drive):
     assert "Candidate answer: B" in queries[1].prompt[-1]["content"] and traj.answer == "B"
 
 
+def test_zeroshot_roles_drop_the_exemplars_of_those_roles_only(drive):
+    agent = PipelineAgent(LOGIC, zeroshot=["evaluate"])
+    traj, queries = drive(agent, EX, NoToolEnv(), _reply())
+    assert [len(q.prompt) for q in queries] == [3, 1]  # the base Answer keeps its exemplar, Evaluate has none
+    assert queries[1].prompt[-1] == PipelineAgent(LOGIC, prompt="zeroshot").prompts["evaluate"].messages(
+        "evaluate", EX.question, reasoning="步骤1：想。\n答案是:A", candidate="A", agreement="")[-1]
+    assert agent.prompt_id == "logic_mcq_pipeline@1:zeroshot=evaluate/answer_evaluate"
+    assert PipelineAgent(LOGIC, prompt="zeroshot", zeroshot=["answer"]).prompt_id == (
+        "logic_mcq_pipeline@1:zeroshot/answer_evaluate")  # all zero-shot already
+    with pytest.raises(ValueError, match="unknown role 'judge'"):
+        PipelineAgent(LOGIC, zeroshot=["judge"])
+
+
 def test_samples_vote_and_tell_evaluate_the_agreement(drive):
     agent = PipelineAgent(LOGIC, samples=3)
 

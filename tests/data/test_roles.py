@@ -3,6 +3,7 @@ byte for byte, hints left out, rejection sampling over samples, corrections coun
 
 import itertools
 import json
+from collections import Counter
 
 from reactlab.agents.pipeline import PipelineAgent
 from reactlab.config import RunConfig
@@ -98,3 +99,70 @@ def test_a_reply_that_repeats_the_hint_is_dropped(tmp_path):
     rows = _rows(tmp_path / "d" / "train.jsonl")
     assert stats["dropped"].get("hint_leak", 0) >= 1 and all("提示" not in r["messages"][1]["content"] for r in rows)
     assert len(rows) + stats["dropped"]["hint_leak"] == 2
+
+
+def test_answer_rows_whose_last_step_names_another_option_are_dropped(tmp_path):
+    from reactlab.data.roles import contradicts
+
+    # hand-made cases: a cue naming the answer, another option, none, letters as names of people
+    assert not contradicts("步骤1：比较。\n步骤2：对应选项 B。\n答案是:B", "B")
+    assert contradicts("步骤1：比较。\n步骤2：所以选 A。\n答案是:B", "B")
+    assert contradicts("步骤1：正确选项应是 C。\n答案是:D", "D")
+    assert not contradicts("步骤1：A 比 B 高，C 最矮。\n答案是:D", "D")
+    assert not contradicts("步骤1：选项 A 不对。\n步骤2：剩下的成立。\n答案是:C", "C")  # only the last step counts
+    assert contradicts("Step 1: so option c.\nAnswer: D", "D")
+
+    replies = itertools.cycle(["步骤1：所以选 {w}。\n答案是:{g}", "步骤1：对应选项 {g}。\n答案是:{g}"])
+
+    def reply(p):
+        gold = next(e.answer for e in TASK.examples("train", limit=4) if p[-1]["content"].startswith(e.question))
+        return next(replies).format(g=gold, w="B" if gold == "A" else "A")
+
+    run = tmp_path / "run"
+    run_from_config(RunConfig(out=str(run), task="logic_mcq", agent="pipeline", method="answer", split="train",
+                              limit=4), llms={"default": ScriptedLLM(reply)}, progress=False)
+    stats = build_dataset([str(run)], tmp_path / "d", "messages", role="answer", tokenizer=None, val_frac=0.0)
+    rows = _rows(tmp_path / "d" / "train.jsonl")
+    assert stats["dropped"] == {"contradicts": 2} and len(rows) == 2
+    assert all("对应选项" in r["messages"][1]["content"] for r in rows)
+
+
+def test_evaluate_rows_from_gold_every_answer_sample_balanced_per_option_count(tmp_path):
+    exs = TASK.examples("train", limit=12)
+    by_q = {e.question: e for e in exs}
+    count = itertools.count()
+
+    def reply(p):
+        e = by_q[next(q for q in by_q if p[-1]["content"].startswith(q))]
+        letters = "ABCDEFG"[: len(e.meta["options"])]
+        return f"步骤1：推理 {next(count)}。\n答案是:{letters[next(count) % len(letters)]}"
+
+    run = tmp_path / "run"
+    run_from_config(RunConfig(out=str(run), task="logic_mcq", agent="pipeline", method="answer", split="train",
+                              limit=12, answer_samples=4), llms={"default": ScriptedLLM(reply)}, progress=False)
+    stats = build_dataset([str(run)], tmp_path / "d", "messages", role="evaluate_gold", tokenizer=None, val_frac=0.0)
+    rows = _rows(tmp_path / "d" / "train.jsonl")
+    counts = stats["role_counts"]
+    assert counts["replies"] == 48 and counts["keeps"] + counts["corrections"] == len(rows) > 0
+    assert stats["dropped"].get("balance", 0) + len(rows) == 48
+    golds = {}
+    for r in rows:
+        e = by_q[next(q for q in by_q if r["messages"][0]["content"].startswith(q))]
+        assert r["messages"][1]["content"] == f"答案是:{e.answer}" and r["method"] == "evaluate"
+        assert r["prompt_id"] == "logic_mcq_pipeline@1:zeroshot/evaluate"
+        golds.setdefault(len(e.meta["options"]), Counter())[e.answer] += 1
+        # byte for byte what a zero-shot pipeline sends after that Answer reply
+        cand = r["messages"][0]["content"].split("候选答案：")[1][0]
+        reasoning = r["messages"][0]["content"].split("另一位解题者的推理如下：\n")[1].split("\n候选答案")[0]
+        assert r["messages"][:1] == _sent_zeroshot(e, "evaluate", reply=reasoning)
+        assert reasoning.endswith(f"答案是:{cand}")
+    assert all(len(set(c.values())) == 1 for c in golds.values())  # each option count: letters equal
+    assert all(set(c) == set("ABCDEFG"[:n]) for n, c in golds.items())  # every letter of its option count
+    assert {k: v for k, v in counts.items() if k.startswith("options=")} == {
+        f"options={n}/gold={x}": v for n, c in golds.items() for x, v in c.items()}
+
+    ev = tmp_path / "ev"  # eval questions never become rows
+    run_from_config(RunConfig(out=str(ev), task="logic_mcq", agent="pipeline", method="answer", limit=2),
+                    llms={"default": ScriptedLLM(lambda p: "答案是:A")}, progress=False)
+    stats = build_dataset([str(ev)], tmp_path / "d2", "messages", role="evaluate_gold", tokenizer=None)
+    assert stats["dropped"] == {"eval_overlap": 2} and stats["rows"] == {"train": 0, "val": 0}

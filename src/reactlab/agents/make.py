@@ -47,7 +47,7 @@ def make_agent(
     if name == "pipeline":
         p = opts.pipeline
         return PipelineAgent(task, method=method or "answer_evaluate", prompt=prompt, model=model, samples=p.samples,
-                             temperature=p.temperature, hint=p.hint)
+                             temperature=p.temperature, hint=p.hint, zeroshot=p.zeroshot)
     method = method or "react"
     if method == "cot_sc":
         return CoTSCAgent(task, sc_k=opts.cot_sc.k, sc_temperature=opts.cot_sc.temperature, style=style,

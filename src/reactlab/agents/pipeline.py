@@ -103,26 +103,29 @@ def parse_choice(text: str, n_options: int = 4, options: tuple[str, ...] | list[
 class PipelineOptions(BaseModel):
     """The pipeline's knobs (``RunConfig.options.pipeline``): Answer ``samples`` (majority vote; 1:
     greedy) at ``temperature``; ``hint``: rationalisation, for training data (refused on
-    evaluation splits)."""
+    evaluation splits); ``zeroshot``: roles sent the prompt without exemplars (a role whose model
+    has a fine-tuned adapter, beside a base role that keeps them)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     samples: int = Field(default=1, ge=1)
     temperature: float = Field(default=0.7, ge=0)
     hint: bool = False
+    zeroshot: tuple[str, ...] = ()
 
 
 class PipelineAgent(Agent):
     """``method``: answer_evaluate | answer | direct (module doc). ``prompt``: a pipeline prompt
     name or file, ``zeroshot`` for the task's without exemplars (fine-tuned adapters), None for the
     task's (``<task>_pipeline``). ``samples`` / ``temperature``: Answer samples and their
-    temperature (1: greedy). ``hint``: rationalisation (training data only)."""
+    temperature (1: greedy). ``hint``: rationalisation (training data only). ``zeroshot``: roles
+    that get the prompt without exemplars when the others keep them."""
 
     name = "pipeline"
     metrics = ("candidate_accuracy", "right_to_wrong", "wrong_to_right", "fallback", "unparsable")
 
     def __init__(self, task: Task | None = None, method: str = "answer_evaluate", prompt: str | None = None,
                  model: str = "", samples: int = 1, temperature: float = 0.7, hint: bool = False,
-                 max_new_tokens: int = 192) -> None:
+                 max_new_tokens: int = 192, zeroshot: tuple[str, ...] | list[str] = ()) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r} of the pipeline agent; known: {', '.join(METHODS)}")
         if samples < 1:
@@ -132,8 +135,16 @@ class PipelineAgent(Agent):
         self.task, self.method, self.model, self.samples, self.hint = task, method, model, samples, hint
         default = f"{task.name}_pipeline" if task is not None else "mmlu_pipeline"
         shots = prompt != "zeroshot"
-        self.prompt = load_pipeline_prompt(default if prompt in (None, "zeroshot") else prompt, shots)
+        if unknown := sorted(set(zeroshot) - set(ROLES)):
+            raise ValueError(f"zeroshot roles: unknown role {unknown[0]!r}; known: {', '.join(ROLES)}")
+        name = default if prompt in (None, "zeroshot") else prompt
+        self.prompt = load_pipeline_prompt(name, shots)
+        bare = load_pipeline_prompt(name, False) if shots and zeroshot else self.prompt
+        self.prompts = {r: bare if r in zeroshot else self.prompt for r in ROLES}
         self.prompt_id = self.prompt.prompt_id(method) + ("+hint" if hint else "")
+        if bare is not self.prompt:
+            head, _, tail = self.prompt_id.partition("/")
+            self.prompt_id = f"{head}:zeroshot={'+'.join(sorted(set(zeroshot)))}/{tail}"
         self.params = GenParams(max_new_tokens=max_new_tokens)  # a reply longer than five steps is cut
         self.direct_params = GenParams(max_new_tokens=16)
         self.sample_params = GenParams(max_new_tokens=max_new_tokens, temperature=temperature, n=samples)
@@ -152,12 +163,12 @@ class PipelineAgent(Agent):
         hint = self.prompt.user("hint", gold=example.answer) if self.hint else ""
 
         if self.method == "direct":
-            msgs = self.prompt.messages("direct", example.question)
+            msgs = self.prompts["answer"].messages("direct", example.question)
             c = yield Query(msgs, self.direct_params, role="answer")
             turn = self._turn(traj, "answer", msgs, msgs, c, options)
             return self._close(traj, t0, turn.answer if turn else "")
 
-        msgs = self.prompt.messages("answer", example.question)
+        msgs = self.prompts["answer"].messages("answer", example.question)
         sent = _with_hint(msgs, hint)
         params = self.sample_params if self.samples > 1 else self.params
         if self.samples > 1:
@@ -175,7 +186,7 @@ class PipelineAgent(Agent):
                      if self.samples > 1 and candidate else "")
         fields = {"reasoning": answer.meta["reasoning"].strip(),
                   "candidate": candidate or self.prompt.templates["no_candidate"].strip(), "agreement": agreement}
-        msgs = self.prompt.messages("evaluate", example.question, **fields)
+        msgs = self.prompts["evaluate"].messages("evaluate", example.question, **fields)
         sent = _with_hint(msgs, hint)
         c = yield Query(sent, self.params, role="evaluate")
         evaluate = self._turn(traj, "evaluate", sent, msgs, c, options)

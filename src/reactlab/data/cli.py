@@ -45,7 +45,7 @@ def build_cmd(
     system: Annotated[str | None, typer.Option(help="system prompt of chat layouts (as `run --style chat` sends)")] = None,
     tokenizer: Annotated[str, typer.Option(help="tokenizer for token stats: smollm2 | hf:PATH | DIR | none")] = "smollm2",
     role: Annotated[str | None, typer.Option(
-        help="rows of one agent of Answer -> Evaluate runs: answer | evaluate (formats messages, alpaca)")] = None,
+        help="rows of one agent of Answer -> Evaluate runs: answer | evaluate | evaluate_gold (formats messages, alpaca)")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", help="layout option KEY=VALUE: observation_role=human (sharegpt), skip_invalid=true "
                          "(openai, openai-tools), continuation=turn, pairs_per_question=N (dpo), solved_only=true "

@@ -5,10 +5,18 @@ byte) and one reply up to its first answer line, kept when its strictly parsed l
 one. Who wrote the replies makes the kind of teacher data: a teacher model through an API, the
 local model's own samples (rejection sampling) or a hinted prompt (rationalisation; the row's
 prompt is the one without the hint). Layouts: ``messages`` and ``alpaca``.
+
+Teacher-free Evaluate rows (role ``evaluate_gold``): every Answer reply of a run (right or wrong)
+becomes the Evaluate prompt the pipeline would send after it, and the target is ``答案是:<gold>``.
+Gold letters are skewed (B and A most of them), so these rows are balanced per option count: each
+gold letter keeps as many rows as the rarest letter of its option count has (none when a letter
+has none), so a role that only learns the letter prior learns a uniform guess. Answer rows whose last step names another option
+than their answer line are dropped (``contradicts``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -19,6 +27,10 @@ from reactlab.data.sources import Sample
 from reactlab.types import Message, Trajectory
 
 ROLE_FORMATS = ("messages", "alpaca")
+ROLES = ("answer", "evaluate", "evaluate_gold")
+_STEP_LETTER = re.compile(r"(?:选项|选择|选|答案|option)\s*(?:应该?是|应为|是|为|is)?\s*[:：]?\s*[(（]?\s*([A-G])"
+                          r"(?![A-Za-z])", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"答案\s*(?:是|为)\s*[:：]?|答案\s*[:：]|\banswer\s*(?:is\s*[:：]?|[:：])", re.IGNORECASE)
 
 
 def role_prompt_id(traj: Trajectory, role: str) -> str:
@@ -27,7 +39,7 @@ def role_prompt_id(traj: Trajectory, role: str) -> str:
     >>> role_prompt_id(Trajectory("1", "", "q", "A", "pipeline", "logic_mcq_pipeline@1/answer_evaluate+hint", ""), "answer")
     'logic_mcq_pipeline@1:zeroshot/answer'
     """
-    base = traj.prompt_id.split("/", 1)[0].removesuffix(":zeroshot")
+    base = traj.prompt_id.split("/", 1)[0].split(":", 1)[0]
     return f"{base}:zeroshot/{role}"
 
 
@@ -41,6 +53,22 @@ def hint_lines(sent: str, kept: str) -> list[str]:
     extra = sent[len(kept):] if sent.startswith(kept) else ""
     parts = re.split(r"(?<=[。.!?！？])|\n", extra)
     return [p.strip() for p in parts if len(p.strip()) >= 6]
+
+
+def contradicts(reply: str, letter: str) -> bool:
+    """Whether a reply's last step names another option than its answer line's ``letter``: the
+    last option the step names after a cue (选项 / 选 / 答案是 / option). A step naming none, or
+    letters as names of people or things (``A 比 B 高``), does not contradict.
+
+    >>> contradicts("步骤1：……\\n步骤2：对应选项 A。\\n答案是:A", "A"), contradicts("步骤1：所以选 B。\\n答案是:C", "C")
+    (False, True)
+    >>> contradicts("步骤1：A 比 B 高。\\n答案是:C", "C"), contradicts("步骤1：排除 A，选项 D 正确。答案是:D", "D")
+    (False, False)
+    """
+    m = _ANSWER_LINE.search(reply)
+    lines = [x for x in (reply[: m.start()] if m else reply).splitlines() if x.strip()]
+    named = [x.upper() for x in _STEP_LETTER.findall(lines[-1])] if lines else []
+    return bool(named) and named[-1] != letter.upper()
 
 
 def _replies(child: Trajectory) -> list[tuple[str, str, str]]:
@@ -57,6 +85,10 @@ def role_rows(samples: Sequence[Sample], role: str, fmt: str, excluded: set[str]
     and counts (``replies``, ``corrections``: Evaluate rows whose candidate was wrong)."""
     if fmt not in ROLE_FORMATS:
         raise ValueError(f"pipeline role rows come in {', '.join(ROLE_FORMATS)}, not {fmt!r}")
+    if role not in ROLES:
+        raise ValueError(f"unknown pipeline role {role!r}; known: {', '.join(ROLES)}")
+    if role == "evaluate_gold":
+        return evaluate_gold_rows(samples, fmt, excluded)
     rows: list[tuple[dict[str, Any], Sample]] = []
     dropped: Counter = Counter()
     counts: Counter = Counter()
@@ -80,6 +112,8 @@ def role_rows(samples: Sequence[Sample], role: str, fmt: str, excluded: set[str]
                 dropped["no_answer_line"] += 1
             elif letter != t.gold:
                 dropped["incorrect"] += 1
+            elif role == "answer" and contradicts(raw, letter):
+                dropped["contradicts"] += 1
             elif any(h in raw for h in hint):
                 dropped["hint_leak"] += 1
             elif (user, raw) in seen:
@@ -90,6 +124,92 @@ def role_rows(samples: Sequence[Sample], role: str, fmt: str, excluded: set[str]
                 if role == "evaluate" and candidate != t.gold:
                     counts["corrections"] += 1
     return rows, dropped, {"replies": counts["replies"], "corrections": counts["corrections"]}
+
+
+def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
+                       ) -> tuple[list[tuple[dict[str, Any], Sample]], Counter, dict[str, int]]:
+    """Evaluate rows without a teacher (module doc): each Answer reply with an answer line, right or
+    wrong, as the zero-shot Evaluate prompt after it, target ``答案是:<gold>``; balanced per option
+    count. Counts: ``replies``, ``keeps`` (right candidate), ``corrections`` (wrong one), and the
+    rows per ``options=N/gold=X``."""
+    from reactlab.agents.pipeline import LETTERS
+    from reactlab.agents.prompting import load_pipeline_prompt
+
+    dropped: Counter = Counter()
+    counts: Counter = Counter()
+    groups: dict[tuple[int, str], list[tuple[str, dict[str, Any], Sample, bool]]] = {}
+    seen: set[str] = set()
+    prompts: dict[str, Any] = {}
+    for s in samples:
+        t = s.traj
+        child = next((c for c in t.children if c.agent == "answer"), None)
+        if t.agent != "pipeline" or child is None:
+            dropped["not_pipeline" if t.agent != "pipeline" else "no_answer_turn"] += 1
+            continue
+        if normalize_question(t.question) in excluded:
+            dropped["eval_overlap"] += 1
+            continue
+        name, _, version = t.prompt_id.split("/", 1)[0].split(":", 1)[0].partition("@")
+        if name not in prompts:
+            prompts[name] = load_pipeline_prompt(name, shots=False)
+            if str(prompts[name].version) != version:
+                raise ValueError(f"{s.source}: the run used prompt {name}@{version}; the packaged one is "
+                                 f"version {prompts[name].version} (rebuild the run)")
+        prompt = prompts[name]
+        n_options = _n_options(t.question)
+        sent: list[Message] = child.meta.get("train_messages") or child.meta["messages"]
+        hint = hint_lines(child.meta["messages"][-1]["content"], sent[-1]["content"])
+        for raw, letter, how in _replies(child):
+            counts["replies"] += 1
+            if how != "strict":
+                dropped["no_answer_line"] += 1
+                continue
+            if any(h in raw for h in hint):  # a hinted run's reply that gives the gold away
+                dropped["hint_leak"] += 1
+                continue
+            user = prompt.messages("evaluate", t.question, reasoning=raw.strip(), candidate=letter,
+                                   agreement="")[-1]["content"]
+            if user in seen:
+                dropped["duplicate"] += 1
+                continue
+            seen.add(user)
+            row = _row(fmt, user, f"答案是:{t.gold}", s.source, f"{name}@{prompt.version}:zeroshot/evaluate",
+                       t.task, "evaluate")
+            groups.setdefault((n_options, t.gold), []).append((user, row, s, letter == t.gold))
+    rows: list[tuple[dict[str, Any], Sample]] = []
+    for n in sorted({n for n, _ in groups}):
+        least = min(len(groups.get((n, x), [])) for x in LETTERS[:n])  # a letter without rows keeps none
+        for x in LETTERS[:n]:
+            group = sorted(groups.get((n, x), []), key=lambda g: _stable(g[0]))
+            kept = group[:least]
+            dropped["balance"] += len(group) - len(kept)
+            if kept:
+                counts[f"options={n}/gold={x}"] = len(kept)
+            for _, row, s, right in kept:
+                rows.append((row, s))
+                counts["keeps" if right else "corrections"] += 1
+    if not dropped["balance"]:
+        del dropped["balance"]
+    return rows, dropped, dict(counts)
+
+
+def _n_options(question: str) -> int:
+    """How many lettered options end a question (``tasks.logic_mcq.format_question``'s lines).
+
+    >>> _n_options("规则。\\nA. 见下\\n\\n哪一个？\\nA. 是\\nB. 否")
+    2
+    """
+    n = 0
+    for line in reversed(question.splitlines()):
+        if not re.match(r"[A-G]\. ", line):
+            break
+        n += 1
+    return n
+
+
+def _stable(text: str) -> str:
+    """An order that does not follow the file's (which groups a problem's questions), seed-free."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _row(fmt: str, user: str, reply: str, source: str, prompt_id: str, task: str, role: str) -> dict[str, Any]:
