@@ -396,6 +396,9 @@ def test_packaged_rl_recipes_validate():
     for name, cls in (("grpo_gpu_qwen2.5-0.5b", GRPORecipe), ("rloo_gpu_qwen2.5-0.5b", RLOORecipe)):
         gpu = load_config(cls, [name])
         assert gpu.trl["bf16"] is True and gpu.num_generations >= 8
+        per_round = gpu.trl["per_device_train_batch_size"] * gpu.trl["gradient_accumulation_steps"]
+        assert gpu.sampling.dynamic and per_round % gpu.num_generations == 0  # whole groups per round
+        assert gpu.sampling.max_rollouts is not None and gpu.sampling.max_rollouts >= per_round
 
 
 @pytest.mark.parametrize("args, message", [
