@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from reactlab.config import load_config
+from reactlab.train.recipes import GRPORecipe, RLOORecipe
 from reactlab.train.rewards import (
     REWARDS,
     actions,
+    answer_in_observation_reward,
     budget_reward,
+    evidence_recall_reward,
     exact_match_reward,
     extract_number,
     f1_reward,
     final_answer,
     format_reward,
     graded_number_score,
+    observations,
+    opened_pages,
     predicted_number,
     step_cost_reward,
 )
@@ -101,4 +107,90 @@ def test_budget_reward_reads_the_finish_answer_or_the_text():
 
 
 def test_rewards_by_name():
-    assert set(REWARDS) == {"exact_match_reward", "f1_reward", "format_reward", "step_cost_reward", "budget_reward"}
+    assert set(REWARDS) == {"exact_match_reward", "f1_reward", "format_reward", "step_cost_reward", "budget_reward",
+                            "evidence_recall_reward", "answer_in_observation_reward"}
+
+
+# --- grounded rewards --------------------------------------------------------------------------------
+
+Q = {"answer": ["Chief of Protocol"], "evidence": [["Kiss and Tell (1945 film)", "Shirley Temple"]]}
+PAGE_K = "Observation: Kiss and Tell is a 1945 film starring Shirley Temple as Corliss Archer."
+PAGE_S = "Observation: Shirley Temple was an actress who later served as Chief of Protocol of the United States."
+
+
+def episode(*steps: tuple[str, str | None]) -> list[dict]:
+    """A chat episode from ``(action, observation)`` steps (no observation after the last)."""
+    msgs: list[dict] = []
+    for act, obs in steps:
+        msgs.append({"role": "assistant", "content": f"Thought: next.\nAction: {act}"})
+        if obs is not None:
+            msgs.append({"role": "user", "content": obs})
+    return msgs
+
+
+ANSWERER = episode(("search[Kiss and Tell (1945 film)]", PAGE_K), ("search[shirley temple]", PAGE_S),
+                   ("finish[Chief of Protocol]", None))
+MISS = "Observation: Could not find Corliss. Similar: ['Corliss Archer']."
+OTHER = "Observation: Some other page."
+# Opens both supporting pages (and more) to farm the grounded rewards, and never answers.
+FARMER = episode(("search[Kiss and Tell (1945 film)]", PAGE_K), ("search[Shirley Temple]", PAGE_S),
+                 ("search[Corliss Archer]", OTHER), ("search[Kiss and Tell (play)]", OTHER),
+                 ("search[Corliss]", MISS), ("search[Temple]", None))
+# The same, then a wrong answer.
+FARMER_ANSWERS = [*FARMER[:-1], {"role": "assistant", "content": "Thought: so.\nAction: finish[Actress]"}]
+
+
+def test_observations_and_opened_pages():
+    assert observations(ANSWERER) == [PAGE_K[len("Observation: "):], PAGE_S[len("Observation: "):], None]
+    assert opened_pages(ANSWERER) == ["Kiss and Tell (1945 film)", "shirley temple"]
+    # A miss opens nothing, an invalid action neither; the last search has no observation yet.
+    assert opened_pages(FARMER) == ["Kiss and Tell (1945 film)", "Shirley Temple", "Corliss Archer", "Kiss and Tell (play)"]
+    assert opened_pages(episode(("search[X]", "Observation: Invalid action: search[X"), ("finish[a]", None))) == []
+    text = ("Thought 1: a\nAction 1: Search[Shirley Temple]\nObservation 1: She served as Chief of Protocol.\n"
+            "Thought 2: b\nAction 2: Finish[Chief of Protocol]")
+    assert opened_pages(text) == ["Shirley Temple"]
+
+
+def test_evidence_recall_reward_by_hand():
+    one = episode(("search[Shirley Temple]", PAGE_S), ("finish[x]", None))
+    miss = episode(("search[Shirley Templ]", MISS), ("finish[x]", None))
+    comps = [ANSWERER, one, miss, FARMER, FARMER_ANSWERS, episode(("finish[x]", None))]
+    got = evidence_recall_reward([], comps, **{"evidence": Q["evidence"] * len(comps)})
+    # both pages; 1 of 2; none (a miss); the farmer never answers: 0; farmer then answers: 2 of 2; no search
+    assert got == [1.0, 0.5, 0.0, 0.0, 1.0, 0.0]
+    # FEVER-style evidence sets: the best set counts; no evidence recorded: 0
+    sets = [[["A", "B"], ["Shirley Temple"]], []]
+    assert evidence_recall_reward([], [one, one], evidence=sets) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="'evidence'"):
+        evidence_recall_reward([], [one], answer=["x"])
+
+
+def test_answer_in_observation_reward_by_hand():
+    one_k = episode(("search[Kiss and Tell (1945 film)]", PAGE_K), ("finish[x]", None))
+    comps = [ANSWERER, one_k, FARMER, FARMER_ANSWERS, episode(("finish[yes]", None))]
+    golds = Q["answer"] * 4 + ["yes"]
+    # PAGE_S holds the answer, PAGE_K does not; the farmer read it but never answered; a yes/no gold never counts
+    assert answer_in_observation_reward([], comps, answer=golds) == [1.0, 0.0, 0.0, 1.0, 0.0]
+    # aliases, and whole words only ("Protocols" is not "Protocol")
+    words = episode(("search[S]", "Observation: the Protocols of Chief"), ("finish[x]", None))
+    assert answer_in_observation_reward([], [ANSWERER, words], answer=[["Ambassador", "chief of protocol"], "Protocol"]) == [1.0, 0.0]
+
+
+def total(weights: dict[str, float], completion: list[dict]) -> float:
+    """The episode's reward as the trainer sums it: each recipe reward times its weight."""
+    return sum(w * REWARDS[name]([], [completion], **{k: v for k, v in Q.items()})[0] for name, w in weights.items())
+
+
+@pytest.mark.parametrize("name,cls", [("grpo_gpu_qwen2.5-0.5b", GRPORecipe), ("rloo_gpu_qwen2.5-0.5b", RLOORecipe)])
+def test_farming_evidence_never_beats_answering(name, cls):
+    """Under the GPU recipes' weights (which use the grounded rewards), the adversary that opens many
+    pages, the supporting ones included, scores below the agent that answers, whether it then stops
+    answering or answers; opening extra pages on top of an answer lowers the reward (step cost)."""
+    weights = load_config(cls, [name]).rewards
+    assert {"evidence_recall_reward", "answer_in_observation_reward", "f1_reward"} <= set(weights)
+    answerer, farmer, farmer_answers = (total(weights, c) for c in (ANSWERER, FARMER, FARMER_ANSWERS))
+    assert farmer < answerer and farmer_answers < answerer
+    assert farmer < 0 < answerer  # not answering at all costs (steps) and earns nothing grounded
+    padded = [*ANSWERER[:-1], {"role": "assistant", "content": "Action: search[Corliss Archer]"},
+              {"role": "user", "content": OTHER}, ANSWERER[-1]]
+    assert total(weights, padded) < answerer

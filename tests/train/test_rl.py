@@ -396,6 +396,9 @@ def test_packaged_rl_recipes_validate():
     for name, cls in (("grpo_gpu_qwen2.5-0.5b", GRPORecipe), ("rloo_gpu_qwen2.5-0.5b", RLOORecipe)):
         gpu = load_config(cls, [name])
         assert gpu.trl["bf16"] is True and gpu.num_generations >= 8
+        per_round = gpu.trl["per_device_train_batch_size"] * gpu.trl["gradient_accumulation_steps"]
+        assert gpu.sampling.dynamic and per_round % gpu.num_generations == 0  # whole groups per round
+        assert gpu.sampling.max_rollouts is not None and gpu.sampling.max_rollouts >= per_round
 
 
 @pytest.mark.parametrize("args, message", [
@@ -411,3 +414,148 @@ def test_cli_user_errors_are_one_line(prompt_data, tmp_path, args, message):
 
     res = CliRunner().invoke(app, [a.format(d=prompt_data, o=tmp_path / "o") for a in args])
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+
+
+# --- dynamic sampling ---------------------------------------------------------------------------------
+
+
+def parity_reward(prompts, completions, answer, **_):
+    """For a ``vary`` question, the parity of the first turn's length (a random policy's groups
+    differ); for a ``flat`` one always 0 (every group has equal rewards: nothing to learn)."""
+    from reactlab.train.rewards import assistant_texts
+
+    return [float(len(assistant_texts(c)[0]) % 2) if a == "vary" else 0.0 for c, a in zip(completions, answer, strict=True)]
+
+
+def q(kind: str, i: int) -> dict:
+    return {"prompt": [{"role": "user", "content": f"Question {kind} {i}?"}], "answer": kind, "source": "test",
+            "prompt_id": "chat@1/react"}
+
+
+@pytest.fixture()
+def mixed_data(tmp_path, monkeypatch) -> tuple[str, list[dict]]:
+    """3 flat and 3 vary questions (``parity_reward``)."""
+    from reactlab.train.rewards import REWARDS
+
+    monkeypatch.setitem(REWARDS, "parity_reward", parity_reward)
+    rows = [q("flat", i) for i in range(3)] + [q("vary", i) for i in range(3)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(tmp_path), rows
+
+
+DYNAMIC = dict(rewards={"parity_reward": 1.0}, temperature=1.0, max_new_tokens=5,
+               sampling={"dynamic": True, "max_rollouts": 16, "pass_reward": "parity_reward"},
+               trl={"per_device_train_batch_size": 8})
+
+
+def dynamic_rollouts(tiny_model_dir, data, rows, out, **keys):
+    from reactlab.train.online import EpisodeRollouts, Sampling, episode_scorer, rollout_spec
+
+    trainer, _ = grpo_trainer(tiny_model_dir, data, out, **DYNAMIC | keys)
+    cfg = recipe(GRPORecipe, tiny_model_dir, data, out, **DYNAMIC | keys)
+    return trainer, EpisodeRollouts(rollout_spec(cfg, 0), None, Sampling(cfg.sampling, rows, episode_scorer(cfg), 4))
+
+
+def check_groups(out: dict, budget: int, log: dict) -> list[str]:
+    """Every group the loss sees has rewards that differ; the others are masked out; the budget
+    held. The answers of the trained groups."""
+    assert len(out["episode"]) == 8 and log["rollouts"] <= budget
+    rewards = parity_reward(None, out["episode"], out["answer"])
+    trained = []
+    for k in range(0, 8, 4):
+        masks = out["env_mask"][k:k + 4]
+        if any(any(m) for m in masks):
+            assert len(set(rewards[k:k + 4])) > 1 and len(set(out["answer"][k:k + 4])) == 1
+            trained.append(out["answer"][k])
+        else:
+            assert not any(any(m) for m in masks)
+    assert len(trained) == log["kept"] and 2 - len(trained) == log["masked"]
+    return trained
+
+
+def test_dynamic_sampling_trains_only_on_groups_that_differ(tiny_model_dir, mixed_data, tmp_path, monkeypatch):
+    """TRL draws two flat questions: both groups are dropped and refilled with vary questions whose
+    rewards differ, within the budget of 16 episodes; the next update skips the flat questions
+    measured lately instead of sampling them again."""
+    data, rows = mixed_data
+    trainer, rollouts = dynamic_rollouts(tiny_model_dir, data, rows, tmp_path / "d")
+    flat = [rows[0]["prompt"]] * 4 + [rows[1]["prompt"]] * 4
+    out = rollouts(flat, trainer)
+    trained = check_groups(out, 16, rollouts.log[-1])
+    assert trained and set(trained) == {"vary"}
+    assert rollouts.log[-1]["rollouts"] == 16 and rollouts.log[-1]["dropped"] >= 2
+    assert trainer._metrics["train"]["sampling/rollouts"] == [16]
+    asked: list = []
+    real = rollouts.rollouts
+    monkeypatch.setattr(rollouts, "rollouts", lambda prompts, seed: asked.extend(prompts) or real(prompts, seed))
+    check_groups(rollouts(flat, trainer), 16, rollouts.log[-1])
+    assert asked and all(p[0]["content"].startswith("Question vary") for p in asked)
+
+
+def test_dynamic_sampling_with_nothing_to_learn_masks_every_group(tiny_model_dir, mixed_data, tmp_path):
+    """Only flat questions: no group is trained on, and the budget (12 episodes: three groups) holds."""
+    data, rows = mixed_data
+    trainer, rollouts = dynamic_rollouts(tiny_model_dir, data, rows[:3], tmp_path / "f",
+                                         sampling=DYNAMIC["sampling"] | {"max_rollouts": 12, "screen": 2})
+    out = rollouts([rows[0]["prompt"]] * 4 + [rows[1]["prompt"]] * 4, trainer)
+    assert rollouts.screened == 6 and rollouts.rates.summary()["differed"] == 0
+    assert check_groups(out, 12, rollouts.log[-1]) == []
+    # the screen measured all three as flat: nothing is worth a group, so only the masked slots were sampled
+    assert rollouts.log[-1]["rollouts"] == 8
+
+
+def test_grpo_and_rloo_with_dynamic_sampling(tiny_model_dir, mixed_data, tmp_path):
+    """End to end: the trainers score the substituted questions (TRL's own zero-std count is 0 on
+    each update with no masked group) and training.json records the rollouts spent per update."""
+    from reactlab.train.grpo import train_grpo
+    from reactlab.train.rloo import train_rloo
+
+    data, _ = mixed_data
+    for name, cls, train in (("g", GRPORecipe, train_grpo), ("r", RLOORecipe, train_rloo)):
+        cfg = recipe(cls, tiny_model_dir, data, tmp_path / name, **DYNAMIC)
+        result = train(cfg)
+        updates = result.extra["sampling"]["updates"]
+        assert len(updates) == 2 and all(u["rollouts"] <= 16 for u in updates)
+        for u, r in zip(updates, result.extra["rewards"], strict=True):
+            # the trainer scored the groups it got with their own rows (not the drawn ones)
+            assert r["reward"] == pytest.approx(u["reward"]) and (u["masked"] > 0 or r["reward_std"] > 0)
+        assert sum(u["dropped"] for u in updates) > 0  # a drawn row was replaced
+        assert result.extra["sampling"]["questions"]["measured"] >= 2
+
+
+def test_engine_logprobs_stand_in_for_trls_recomputation(tiny_model_dir, prompt_data, tmp_path):
+    """With ``num_iterations: 2`` TRL recomputes the rollouts' log-probabilities under the sampling
+    weights; ``EpisodeGRPOTrainer`` hands over the engine's instead: the same numbers (fp32, 1e-4)
+    on every token the loss sees, and no forward pass for them."""
+    import torch
+
+    from reactlab.train.grpo import episode_grpo_trainer, grpo_config
+    from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.policy import load_policy
+
+    rows = [json.loads(x) for x in (Path(prompt_data) / "train.jsonl").read_text().splitlines()]
+    olds, calls = [], []
+    for engine in (False, True):
+        cfg = recipe(GRPORecipe, tiny_model_dir, prompt_data, tmp_path / str(engine), temperature=1.0,
+                     max_new_tokens=6, trl={"num_iterations": 2})
+        policy = load_policy(cfg)
+        trainer = episode_grpo_trainer(model=policy.model, args=grpo_config(cfg), train_dataset=rl_dataset(rows),
+                                       processing_class=policy.tokenizer, peft_config=policy.peft_config,
+                                       reward_funcs=rl_rewards(cfg), rollouts=EpisodeRollouts(rollout_spec(cfg, 0)),
+                                       engine_logprobs=engine)
+        trainer.model.train()
+        n: list[int] = []
+
+        def counted(*a, _n=n, _real=trainer._get_per_token_logps_and_entropies, **k):
+            _n.append(1)
+            return _real(*a, **k)
+
+        trainer._get_per_token_logps_and_entropies = counted
+        out = trainer._generate_and_score_completions([trainer.train_dataset[i] for i in range(4)])
+        assert trainer.num_iterations == 2 and trainer.args.steps_per_generation == 1  # restored
+        olds.append((out["old_per_token_logps"], out["completion_mask"] * out["tool_mask"]))
+        calls.append(len(n))
+    (trl_old, mask), (engine_old, mask2) = olds
+    assert torch.equal(mask, mask2) and mask.sum() > 10
+    assert (trl_old - engine_old)[mask.bool()].abs().max() < 1e-4
+    assert calls == [1, 0]

@@ -23,4 +23,6 @@ def prompt_row(sample: Sample, system: str | None = None) -> dict[str, Any]:
     """
     t = sample.traj
     prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": t.question}]
-    return {"prompt": prompt, "answer": t.gold, "source": sample.source, "prompt_id": layout_id("prompts", t)}
+    row = {"prompt": prompt, "answer": t.gold, "source": sample.source, "prompt_id": layout_id("prompts", t)}
+    # the oracle's supporting pages: the column of ``evidence_recall_reward``
+    return row | ({"evidence": t.meta["supporting_titles"]} if t.meta.get("supporting_titles") else {})

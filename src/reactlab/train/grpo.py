@@ -2,6 +2,12 @@
 TRL's ``GRPOTrainer`` whose rollouts are our ReAct episodes (``rollout_func``: ``online.EpisodeRollouts``).
 The run (data, policy, rollouts, rewards, outputs) is ``online.run_rl``'s; TRL's KL term
 (``trl.beta``) is 0 by default here; ``training.json`` says ``trainer: grpo``.
+
+One change to TRL's trainer (``EpisodeGRPOTrainer``): where TRL would recompute the rollouts'
+log-probabilities under the sampling weights (``old_per_token_logps``: with ``num_iterations > 1``,
+or a generation round that is not a whole number of accumulation steps), it takes the engine's
+instead: the engine sampled from those very weights and returns exactly those log-probabilities
+(``reactlab.train.rollout``'s invariant), so that forward pass over the whole round is saved.
 """
 
 from __future__ import annotations
@@ -39,10 +45,31 @@ def train_grpo(cfg: GRPORecipe, resume: bool = False, callbacks: list | None = N
     train_file, rows = read_prompt_rows(cfg)
     args = grpo_config(cfg)  # validated before the (slow) model load
 
+    patch_trl_for_cpu()
+    return run_rl(cfg, "grpo", episode_grpo_trainer, args, resume, t0, train_file, rows, env_factory, callbacks)
+
+
+def episode_grpo_trainer(*, rollouts: EpisodeRollouts, engine_logprobs: bool = True, **kwargs: Any) -> Any:
+    """An ``EpisodeGRPOTrainer`` (module docstring): ``GRPOTrainer``'s arguments with ``rollouts``
+    as its ``rollout_func``. ``engine_logprobs=False``: TRL's own recomputation (the benchmark's
+    baseline). The class is made here so that importing this module imports no TRL."""
     from trl import GRPOTrainer
 
-    def make(*, rollouts: EpisodeRollouts, **kw: Any) -> Any:
-        return GRPOTrainer(rollout_func=rollouts, **kw)
+    class EpisodeGRPOTrainer(GRPOTrainer):
+        def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+            args: Any = self.args
+            recompute = args.gradient_accumulation_steps % (args.steps_per_generation * self.num_iterations) != 0
+            if not engine_logprobs or not recompute or self.use_vllm:
+                return super()._generate_and_score_completions(inputs)
+            # TRL recomputes when generation and optimizer steps misalign: make them align for this
+            # call only, then hand the loss the engine's log-probabilities as the old policy's
+            iterations, steps = self.num_iterations, args.steps_per_generation
+            self.num_iterations, args.steps_per_generation = 1, args.gradient_accumulation_steps
+            try:
+                out = super()._generate_and_score_completions(inputs)
+            finally:
+                self.num_iterations, args.steps_per_generation = iterations, steps
+            out["old_per_token_logps"] = out["sampling_per_token_logps"]  # 0 where masked: the loss skips it
+            return out
 
-    patch_trl_for_cpu()
-    return run_rl(cfg, "grpo", make, args, resume, t0, train_file, rows, env_factory, callbacks)
+    return EpisodeGRPOTrainer(rollout_func=rollouts, **kwargs)

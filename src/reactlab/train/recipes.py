@@ -114,6 +114,33 @@ class KTORecipe(PreferenceRecipe):
     balance_labels: bool = False
 
 
+class SamplingConfig(_Strict):
+    """Which questions an update trains on (``reactlab.train.online``). ``dynamic``: DAPO's dynamic
+    sampling: a group whose episodes all got the same reward (no advantage) is dropped and the
+    update is filled with groups of other questions, preferring those whose last measured group
+    differed; at most ``max_rollouts`` episodes per update in all (default: 3 x the update's batch),
+    and groups still missing then are kept masked out of the loss. ``screen``: episodes per train
+    question sampled before the first update to measure each one's pass rate (0: measure as
+    training goes). ``refresh``: a measurement older than this many updates is taken again (the
+    policy moved). ``pass_reward`` / ``pass_at``: an episode passes when that reward reaches it."""
+
+    dynamic: bool = False
+    max_rollouts: int | None = Field(default=None, ge=1)
+    screen: int = Field(default=0, ge=0, le=256)
+    refresh: int = Field(default=20, ge=1)
+    pass_reward: str = "exact_match_reward"
+    pass_at: float = 1.0
+
+    @field_validator("pass_reward")
+    @classmethod
+    def _known_reward(cls, v: str) -> str:
+        from reactlab.train.rewards import REWARDS
+
+        if v not in REWARDS:
+            raise ValueError(f"unknown reward {v!r}; known: {', '.join(REWARDS)}")
+        return v
+
+
 class RLRecipe(TrainRecipe):
     """What the online RL trainers (``train grpo``, ``train rloo``) share (``reactlab.train.online``).
 
@@ -125,7 +152,10 @@ class RLRecipe(TrainRecipe):
     ``max_new_tokens``), or one completion per prompt. ``env``: ``wiki`` (``WikiEnv`` over the
     local index of ``corpus``, the vendored pages by default) or ``none`` (no tool: think, then
     finish). ``temperature``: the rollouts' sampling temperature (also TRL's, which scales the
-    logits it recomputes). ``trl``: the TRL config's other arguments, passed through."""
+    logits it recomputes). ``sampling``: which questions an update trains on (``SamplingConfig``).
+    ``mask_truncated``: an episode cut by ``max_episode_steps`` (no answer) is kept out of the loss
+    (TRL's ``mask_truncated_completions`` reads EOS, which a multi-turn episode never ends on).
+    ``trl``: the TRL config's other arguments, passed through."""
 
     rewards: dict[str, float] = Field(default_factory=lambda: {"exact_match_reward": 1.0, "format_reward": 0.1})
     num_generations: int = Field(default=8, ge=2, le=256)
@@ -135,6 +165,8 @@ class RLRecipe(TrainRecipe):
     temperature: float = Field(default=1.0, gt=0, le=10)
     env: Literal["wiki", "none"] = "wiki"
     corpus: list[str] | None = None
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    mask_truncated: bool = False
 
     @field_validator("rewards")
     @classmethod

@@ -14,8 +14,16 @@ Rewards:
   ``answer`` column (a string or a list of aliases); 0 when the completion does not end in a finish;
 - ``format_reward``: the fraction of steps whose action parses (0 for no step);
 - ``step_cost_reward``: ``-step_cost`` per step (a small push towards shorter trajectories);
+- ``evidence_recall_reward``: the share of the question's supporting pages (the ``evidence``
+  column) that the agent's searches actually opened;
+- ``answer_in_observation_reward``: 1 when a gold answer appears in an observation the agent read;
 - ``budget_reward``: the graded numeric reward of a budget predictor against the ``budget``
   column: 12 points exact, 6 within 1, 3 within 2, else 0 (no number: 0).
+
+The two grounded rewards are dense (a failed episode that found the right page still scores) and
+gated against farming: they count only in an episode that ends in an answer (``finish[...]``), and
+the recipes weigh them below the answer's own rewards, so opening many pages and not answering
+never beats answering (``tests/train/test_rewards.py`` scripts that adversary).
 
 Nothing here imports torch or TRL.
 """
@@ -28,12 +36,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from reactlab.agents.parsing import parse_action, split_thought_action
-from reactlab.tasks.metrics import qa_scores
+from reactlab.tasks.metrics import normalize_answer, qa_scores
 from reactlab.types import Action
 
 Completion = str | list[dict[str, Any]]
 
 _ACTION_LINE = re.compile(r"^[ \t]*Action(?: \d+)?:[ \t]*(.*)$", re.MULTILINE)
+_OBSERVATION_LINE = re.compile(r"^[ \t]*Observation(?: \d+)?:[ \t]*(.*)$", re.MULTILINE)
+NOT_FOUND = "Could not find "
+"""How ``WikiEnv`` begins a search that found no page (``envs.wikienv.not_found_observation``)."""
 # A number not glued to a word or another number ("gpt4", "v2.1" are not numbers; "~200" is):
 # digits with optional thousands commas and decimals, an optional minus only at a word boundary.
 _NUMBER = re.compile(r"(?<![\w.,-])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|(?<![\w.,-])-?\d+(?:\.\d+)?")
@@ -85,6 +96,78 @@ def final_answer(completion: Completion) -> str | None:
     """
     acts = actions(completion)
     return acts[-1].arg if acts and acts[-1].name == "finish" else None
+
+
+def observations(completion: Completion) -> list[str | None]:
+    """The observation each step's action got, in step order (None where none follows: the last
+    step, or a step the episode ended on). Chat: the user turn after each assistant turn, without
+    its ``Observation:`` label; text: the ``Observation N:`` lines, taken in order.
+
+    >>> observations([{"role": "assistant", "content": "Action: search[X]"}, {"role": "user", "content": "Observation: X is."},
+    ...               {"role": "assistant", "content": "Action: finish[y]"}])
+    ['X is.', None]
+    >>> observations("Action 1: Search[X]\\nObservation 1: X is.\\nAction 2: Finish[y]")
+    ['X is.', None]
+    """
+    if isinstance(completion, str):
+        obs: list[str | None] = list(_OBSERVATION_LINE.findall(completion))
+        n = len(actions(completion))
+        return (obs + [None] * n)[:n]
+    out: list[str | None] = []
+    for k, m in enumerate(completion):
+        if m.get("role") != "assistant":
+            continue
+        nxt = completion[k + 1] if k + 1 < len(completion) else None
+        text = str(nxt.get("content") or "") if nxt is not None and nxt.get("role") != "assistant" else None
+        out.append(re.sub(r"^\s*Observation(?: \d+)?:\s*", "", text) if text is not None else None)
+    return out
+
+
+def opened_pages(completion: Completion) -> list[str]:
+    """The pages the agent's searches opened, in order: each ``search[title]`` whose observation is
+    a page (not ``Could not find ...``); the title as the agent wrote it (``WikiIndex.get`` matches
+    titles loosely, so compare them with ``normalize_title``).
+
+    >>> opened_pages("Action 1: Search[Paris]\\nObservation 1: Paris is.\\nAction 2: Search[Parsi]\\n"
+    ...              "Observation 2: Could not find Parsi. Similar: ['Paris'].\\nAction 3: Finish[y]")
+    ['Paris']
+    """
+    return [a.arg for a, o in zip(actions(completion), observations(completion), strict=True)
+            if a.name == "search" and o is not None and not o.startswith(NOT_FOUND) and not o.startswith("Invalid action")]
+
+
+def evidence_recall(opened: Sequence[str], evidence: Sequence[str] | Sequence[Sequence[str]]) -> float:
+    """The share of the supporting pages among ``opened`` (titles compared loosely). ``evidence``
+    is one list of titles (HotpotQA's supporting pages) or several (FEVER's evidence sets, any one
+    sufficing: the best set counts); 0.0 for no evidence.
+
+    >>> evidence_recall(["scott derrickson", "Ed Wood (film)"], ["Scott Derrickson", "Ed Wood"])
+    0.5
+    >>> evidence_recall(["B"], [["A", "B"], ["B"]])
+    1.0
+    """
+    from reactlab.wiki.index import normalize_title
+
+    sets: list[list[str]] = ([[str(t) for t in evidence]] if all(isinstance(t, str) for t in evidence)
+                             else [[str(t) for t in s] for s in evidence])
+    seen = {normalize_title(t) for t in opened}
+    best = 0.0
+    for titles in sets:
+        keys = {normalize_title(t) for t in titles}
+        if keys:
+            best = max(best, len(keys & seen) / len(keys))
+    return best
+
+
+def answer_in_text(golds: Sequence[str], text: str) -> bool:
+    """A gold answer (SQuAD-normalised) appears in ``text`` as whole words; a yes/no gold never does
+    (those words say nothing about the evidence).
+
+    >>> answer_in_text(["Chief of Protocol"], "She served as Chief of Protocol of the US."), answer_in_text(["yes"], "yes")
+    (True, False)
+    """
+    hay = f" {normalize_answer(text)} "
+    return any(g not in ("", "yes", "no") and f" {g} " in hay for g in map(normalize_answer, golds))
 
 
 def extract_number(text: str) -> float | None:
@@ -199,6 +282,33 @@ def step_cost_reward(prompts: list[Any], completions: list[Completion], step_cos
     return [-step_cost * len(actions(c)) for c in completions]
 
 
+def evidence_recall_reward(prompts: list[Any], completions: list[Completion], **columns: Any) -> list[float]:
+    """The share of the question's supporting pages (the ``evidence`` column: titles, or sets of
+    titles) that the agent's searches opened (``evidence_recall``), in an episode that ends in an
+    answer; 0.0 without one (opening pages and not answering earns nothing).
+
+    >>> evidence_recall_reward(None, ["Action 1: Search[A]\\nObservation 1: A is.\\nAction 2: Finish[x]",
+    ...                               "Action 1: Search[A]\\nObservation 1: A is.\\nAction 2: Search[B]"], evidence=[["A", "B"]] * 2)
+    [0.5, 0.0]
+    """
+    golds = _column(columns, "evidence", len(completions))
+    return [evidence_recall(opened_pages(c), e or []) if final_answer(c) is not None else 0.0
+            for c, e in zip(completions, golds, strict=True)]
+
+
+def answer_in_observation_reward(prompts: list[Any], completions: list[Completion], **columns: Any) -> list[float]:
+    """1.0 when a gold answer (the ``answer`` column, or an alias) appears in an observation the
+    agent read, in an episode that ends in an answer; else 0.0 (yes/no golds: always 0.0).
+
+    >>> answer_in_observation_reward(None, ["Action 1: Search[A]\\nObservation 1: A is in Paris.\\nAction 2: Finish[Rome]",
+    ...                                     "Action 1: Search[A]\\nObservation 1: A is in Paris."], answer=["Paris"] * 2)
+    [1.0, 0.0]
+    """
+    golds = _column(columns, "answer", len(completions))
+    return [float(final_answer(c) is not None and any(answer_in_text(_golds(g), o) for o in observations(c) if o))
+            for c, g in zip(completions, golds, strict=True)]
+
+
 def budget_reward(prompts: list[Any], completions: list[Completion], **columns: Any) -> list[float]:
     """The graded numeric reward of a budget predictor (``graded_number_score``) of
     ``predicted_number(completion)`` against the ``budget`` column (a number or numeric string).
@@ -210,5 +320,6 @@ def budget_reward(prompts: list[Any], completions: list[Completion], **columns: 
     return [graded_number_score(predicted_number(c), float(g)) for c, g in zip(completions, golds, strict=True)]
 
 
-REWARDS = {f.__name__: f for f in (exact_match_reward, f1_reward, format_reward, step_cost_reward, budget_reward)}
+REWARDS = {f.__name__: f for f in (exact_match_reward, f1_reward, format_reward, step_cost_reward, budget_reward,
+                                   evidence_recall_reward, answer_in_observation_reward)}
 """The reward functions by name (what a recipe will list)."""

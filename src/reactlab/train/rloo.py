@@ -6,7 +6,8 @@ is a thin subclass that changes two things and keeps the rest (advantages, clipp
 
 - ``_generate`` returns our episodes (``online.EpisodeRollouts``, the same rollouts GRPO gets) instead
   of sampling with ``model.generate``; the reward functions receive each episode's conversation as
-  their ``completions``;
+  their ``completions``, and, where dynamic sampling replaced a drawn question, its reward columns
+  (as GRPO's trainer merges a ``rollout_func``'s extra fields);
 - ``env_mask``: RLOO's loss is sequence-level: ``log pi(completion) = sum over completion tokens``,
   and so are its KL penalty and its importance ratio. Those sums must run over the model's own
   tokens only, but RLOO uses ``completion_mask`` both for them and as the attention mask (it cannot
@@ -35,6 +36,8 @@ from reactlab.train.recipes import RLOORecipe
 from reactlab.train.record import RunResult
 from reactlab.types import Environment
 
+ROLLOUT_KEYS = ("prompt_ids", "completion_ids", "logprobs", "env_mask", "episode")
+
 
 def rloo_config(cfg: RLOORecipe):
     """TRL's ``RLOOConfig`` from the recipe (``online.rl_config_kwargs``), the reward weights in order."""
@@ -55,10 +58,12 @@ def episode_rloo_trainer(**kwargs: Any) -> Any:
             self.rollouts = rollouts
             self._env_masks: list[list[int]] | None = None  # this generation round's, as generated
             self._active_mask: torch.Tensor | None = None  # the batch's, while its logps are computed
+            self._columns: dict[str, list[Any]] = {}  # this round's reward columns, when the rollouts replaced rows
 
         def _generate(self, prompts: list) -> tuple[list, list, list]:
             out = self.rollouts(prompts, self)
             self._env_masks = out["env_mask"]
+            self._columns = {k: v for k, v in out.items() if k not in ROLLOUT_KEYS}
             mode = "train" if getattr(self.model, "training", False) else "eval"
             lengths = [sum(m) for m in out["env_mask"]]
             if mode == "train":
@@ -66,6 +71,12 @@ def episode_rloo_trainer(**kwargs: Any) -> Any:
             self._metrics[mode]["num_tokens"] = [self.state.num_input_tokens_seen]
             self._metrics[mode]["completions/mean_length"].append(sum(lengths) / max(1, len(lengths)))
             return out["prompt_ids"], out["completion_ids"], out["episode"]
+
+        def _calculate_rewards(self, inputs: list[dict[str, Any]], *args: Any) -> Any:
+            # dynamic sampling's groups may be other questions than the drawn rows: their reward columns
+            for i, row in enumerate(inputs):
+                row.update({k: v[i] for k, v in self._columns.items()})
+            return super()._calculate_rewards(inputs, *args)
 
         def _padded(self, masks: list[list[int]], width: int) -> torch.Tensor:
             rows = [m[:width] + [0] * (width - len(m)) for m in masks]
