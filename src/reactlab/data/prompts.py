@@ -19,10 +19,11 @@ def prompt_row(sample: Sample, system: str | None = None) -> dict[str, Any]:
 
     >>> from reactlab.types import Trajectory
     >>> prompt_row(Sample(Trajectory("1", "hotpotqa", "Q?", "y", "none", "", ""), "hotpotqa:train", ""))
-    {'prompt': [{'role': 'user', 'content': 'Q?'}], 'answer': 'y', 'source': 'hotpotqa:train', 'prompt_id': 'chat@1/react'}
+    {'prompt': [{'role': 'user', 'content': 'Q?'}], 'answer': 'y', 'source': 'hotpotqa:train', 'prompt_id': 'chat@1/react', 'evidence': []}
     """
     t = sample.traj
     prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": t.question}]
     row = {"prompt": prompt, "answer": t.gold, "source": sample.source, "prompt_id": layout_id("prompts", t)}
-    # the oracle's supporting pages: the column of ``evidence_recall_reward``
-    return row | ({"evidence": t.meta["supporting_titles"]} if t.meta.get("supporting_titles") else {})
+    # the oracle's supporting pages, the column of ``evidence_recall_reward``: on every row (empty
+    # where a source has none), so rows of several sources make one table
+    return row | {"evidence": list(t.meta.get("supporting_titles") or [])}
