@@ -1,7 +1,7 @@
 """``budget eval``: every predictor scored on one split of a budget dataset by the same code.
 
 A predictor is named by a saved ``predictor.json`` (or its directory), or by a baseline name
-(``mean``, ``mode``, ``features``), fitted on the dataset's ``train`` rows on the spot.
+(``mean``, ``mode``, ``features``, ``features+env``, ``gbm``), fitted on the dataset's ``train`` rows on the spot.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import Any
 
 from reactlab.budget.labels import BudgetData, load_budget
 from reactlab.budget.metrics import score
-from reactlab.budget.predictors import Predictor, fit_baseline, load_predictor
+from reactlab.budget.predictors import FITTED, Predictor, fit_baseline, load_predictor
 
 DEFAULT_PREDICTORS = ("mean", "mode", "features")
 
 
 def resolve(spec: str, data: BudgetData) -> Predictor:
     """A predictor by baseline name (fitted on ``data``'s train rows) or saved path."""
-    if spec in DEFAULT_PREDICTORS and not Path(spec).exists():
+    if spec in FITTED and not Path(spec).exists():
         return fit_baseline(spec, data.rows["train"], data.edges)
     return load_predictor(spec)
 

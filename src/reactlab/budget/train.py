@@ -1,6 +1,6 @@
 """``budget train``: fit a baseline, or fine-tune the LLM predictor with the existing trainers.
 
-Baselines (``mean``, ``mode``, ``features``) are fitted on the dataset's ``train`` rows in a
+Fitted predictors (``mean``, ``mode``, ``features``, ``features+env``, ``gbm``) are fitted on the dataset's ``train`` rows in a
 second and saved as ``predictor.json``. The LLM methods (``sft``, ``grpo``, ``rloo``, ``dpo``,
 ``kto``) write their rows (``budget.rows``) under ``DATA/rows/FORMAT/``, load the method's recipe
 (default: the packaged ``budget_METHOD_smollm2_lora``) with ``data.path`` set to those rows, and
@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from reactlab.budget.labels import load_budget
-from reactlab.budget.predictors import LLMPredictor, MeanMode, fit_baseline, save_predictor
+from reactlab.budget.predictors import FITTED, LLMPredictor, MeanMode, fit_baseline, save_predictor
 from reactlab.budget.rows import FORMAT_OF, write_rows
 
-BASELINES = ("mean", "mode", "features")
+BASELINES = FITTED
 LLM_METHODS = tuple(FORMAT_OF)
 
 
