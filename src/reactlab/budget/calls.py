@@ -145,7 +145,7 @@ def call_features(prompt_text: str) -> dict[str, float]:
         names.append(m.group(1).lower() if m and m.group(1).lower() in _ACTIONS else "invalid")
     last = obs[-1] if obs else ""
     tail = ep.rstrip()
-    out = {"prompt_chars": math.log1p(len(prompt_text)), "episode_chars": float(len(ep)),
+    out = {"episode_chars": float(len(ep)),
            "question_chars": float(len(question)), "question_words": float(len(question.split())),
            "question_entities": float(len(entities(question))), "step": float(len(obs) + 1),
            "obs_chars": float(len(last)), "obs_notfound": float("Could not find" in last),

@@ -3,8 +3,8 @@
 One row per (question, task, agent, method, model); where K runs of a question exist the label is
 their lower median (an observed value) and every run's value is kept. A greedy run gives one
 deterministic label per question. Every row names its label set: the identity of the run it came
-from (``run.json``: task, split, agent, method, model, prompt, settings; ``label_set_name``), so
-one agent configuration is one label set. A question of any task's evaluation split is a ``test``
+from (``run.json``: task, agent, method, model, prompt, settings; ``label_set_name``), so one
+agent configuration is one label set, whichever questions (split) a run asked it. A question of any task's evaluation split is a ``test``
 row, never a training one; the rest split by a hash of the question. Token bucket edges default to
 the quintiles of the training labels.
 
@@ -190,8 +190,9 @@ TARGETS = ("steps", "tokens", "call_tokens")
 
 
 def run_identity(spec: str) -> dict[str, Any] | None:
-    """The identity (``runner.IDENTITY`` fields of ``run.json``) of the run a source spec names (a
-    run directory, or a trajectories file beside its ``run.json``); None when it has none."""
+    """The agent configuration of the run a source spec names (a run directory, or a trajectories
+    file beside its ``run.json``): its ``runner.IDENTITY`` fields but ``split`` (which questions
+    were asked is no part of who answered); None when it has none."""
     import json
 
     from reactlab.data.sources import split_name
@@ -207,7 +208,7 @@ def run_identity(spec: str) -> dict[str, Any] | None:
         raise DataError(f"{run}: not JSON ({e.msg})") from None
     if not isinstance(d, dict):
         raise DataError(f"{run}: not a run record")
-    return {k: d.get(k) for k in IDENTITY}
+    return {k: d.get(k) for k in IDENTITY if k != "split"}
 
 
 def label_set_name(identity: dict[str, Any] | None) -> str:
