@@ -16,6 +16,7 @@ is what a server's scheduler imports: ``predict_tokens(prompt_text) -> float``.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import statistics
@@ -164,6 +165,11 @@ def call_features(prompt_text: str) -> dict[str, float]:
 NAMES = tuple(call_features("Question: ?\nThought 1:"))
 
 
+def _bucket(tokens: int, edges: Sequence[int]) -> int:
+    """``labels.bucket_of``'s rule (this module is imported by ``labels``, so it cannot import it)."""
+    return bisect.bisect_right(edges, tokens)
+
+
 class CallPredictor:
     """Tokens of one call from its prompt text: a constant (``mean`` of the training labels;
     ``mode``: the median count of the commonest bucket), ``ridge`` or ``gbm`` on ``call_features``.
@@ -193,9 +199,7 @@ class CallPredictor:
         return float(min(self.hi, max(self.lo, z)))
 
     def predict_bucket(self, prompt_text: str) -> int:
-        from reactlab.budget.labels import bucket_of
-
-        return bucket_of(int(math.floor(self.predict_tokens(prompt_text) + 0.5)), self.edges)
+        return _bucket(int(math.floor(self.predict_tokens(prompt_text) + 0.5)), self.edges)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": f"call_{self.kind}", "edges": self.edges, "model": self.model, "range": [self.lo, self.hi],
@@ -204,8 +208,6 @@ class CallPredictor:
 
 def fit_call_predictor(kind: str, rows: Sequence[CallRow], edges: Sequence[int]) -> CallPredictor:
     """A ``CallPredictor`` of ``kind`` fitted on ``rows`` (the ``train`` calls)."""
-    from reactlab.budget.labels import bucket_of
-
     if not rows:
         raise ValueError("no training calls to fit a call predictor on")
     y = [float(r.tokens) for r in rows]
@@ -213,9 +215,9 @@ def fit_call_predictor(kind: str, rows: Sequence[CallRow], edges: Sequence[int])
     if kind == "mean":
         return CallPredictor(kind, list(edges), {"constant": statistics.fmean(y)}, lo, hi)
     if kind == "mode":
-        top = Counter(bucket_of(r.tokens, edges) for r in rows).most_common(1)[0][0]
+        top = Counter(_bucket(r.tokens, edges) for r in rows).most_common(1)[0][0]
         return CallPredictor(kind, list(edges), {"constant": float(statistics.median(
-            r.tokens for r in rows if bucket_of(r.tokens, edges) == top))}, lo, hi)
+            r.tokens for r in rows if _bucket(r.tokens, edges) == top))}, lo, hi)
     x = [[call_features(r.prompt)[n] for n in NAMES] for r in rows]
     if kind == "gbm":
         from reactlab.budget import gbm

@@ -10,7 +10,11 @@ the vendored corpus by default): no network. The BM25 scores come from the index
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+CAPS = re.compile(r"\b[A-Z][\w'.-]*(?:\s+(?:(?:of|the|de|von|van|da)\s+)?[A-Z][\w'.-]*)*")
+WH_WORDS = ("what", "which", "who", "whom", "whose", "where", "when", "how", "why", "is", "are", "was", "were", "do", "did")
 
 ENV_FEATURES = ("env_entities", "env_pages", "env_main_page", "env_bm25", "env_bm25_main")
 
@@ -21,12 +25,10 @@ def entities(question: str) -> list[str]:
     >>> entities("Who is older, Ed Wood or Tim Burton?")
     ['Ed Wood', 'Tim Burton']
     """
-    from reactlab.budget.predictors import _CAPS, _WH
-
     words = question.split()
     first = words[0].lower().strip("\"'") if words else ""
-    rest = " ".join(words[1:]) if first in _WH else question
-    return [m.strip(" .'") for m in _CAPS.findall(rest) if m.strip(" .'")]
+    rest = " ".join(words[1:]) if first in WH_WORDS else question
+    return [m.strip(" .'") for m in CAPS.findall(rest) if m.strip(" .'")]
 
 
 def best_bm25(index: Any, text: str) -> float:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from reactlab.budget.env import CAPS as _CAPS
+from reactlab.budget.env import WH_WORDS as _WH
 from reactlab.budget.labels import BudgetRow, Question
 from reactlab.io import DataError, write_json_atomic
 
@@ -85,8 +87,6 @@ class MeanMode:
         return {"kind": self.kind, "table": self.table, "overall": self.overall, "edges": self.edges}
 
 
-_CAPS = re.compile(r"\b[A-Z][\w'.-]*(?:\s+(?:(?:of|the|de|von|van|da)\s+)?[A-Z][\w'.-]*)*")
-_WH = ("what", "which", "who", "whom", "whose", "where", "when", "how", "why", "is", "are", "was", "were", "do", "did")
 _COMPARE = re.compile(r"\b(or|both|same|older|younger|first|earlier|later|more|less|larger|smaller|longer)\b", re.I)
 
 
