@@ -215,7 +215,7 @@ def label_set_name(identity: dict[str, Any] | None) -> str:
     """A label set's name: who answered, greedy or sampled, and a hash of the whole run identity.
 
     >>> label_set_name({"agent": "react", "method": "react", "model": "smollm2", "prompt_id": "p@1",
-    ...                 "settings": {"decoding": {"temperature": 0.0}}})[:33]
+    ...                 "settings": {"decoding": {"temperature": 0.0}}})[:32]
     'react/react smollm2 p@1 greedy #'
     >>> label_set_name(None)
     ''
