@@ -61,3 +61,21 @@ def test_a_malformed_run_names_file_line_and_field(tmp_path):
     (bad / "trajectories.jsonl").write_text('{"id": "x", "question": "q", "steps": [{"thought": 1}]}\n')
     res = invoke("build", "--from", bad, "--out", tmp_path / "x")
     assert res.exit_code == 2 and "trajectories.jsonl:1" in res.output and "thought" in res.output, res.output
+
+
+def test_eval_targets_prints_one_table_per_target_with_intervals(sampled_run, tmp_path, vendored_index, monkeypatch):
+    from reactlab.budget import predictors
+    from reactlab.budget.env import EnvFeatures
+
+    monkeypatch.setattr(predictors, "_ENV", EnvFeatures(vendored_index))
+    res = invoke("build", "--from", sampled_run, "--out", tmp_path / "b", "--target", "steps", "--target", "tokens")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["noise_ceiling"]["steps"]["n"] > 0 and not (tmp_path / "b" / "calls").exists()
+    res = invoke("eval", tmp_path / "b", "--target", "steps", "--target", "tokens", "-p", "mode", "-p", "gbm")
+    assert res.exit_code == 0, res.output
+    tables = [line for line in res.output.splitlines() if line.startswith("| ")]
+    assert len(tables) == 2 * 4  # head, mode, gbm, ceiling per target
+    assert tables[1].startswith("| mode |") and "[" in tables[1] and tables[3].startswith("| *noise ceiling")
+    assert "steps (" in res.output and "tokens (" in res.output and "buckets split at" in res.output
+    res = invoke("build", "--from", sampled_run, "--out", tmp_path / "x", "--target", "cost")
+    assert res.exit_code == 2 and "--target cost: known targets are steps, tokens, call_tokens" in res.output

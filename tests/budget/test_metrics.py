@@ -39,3 +39,47 @@ def test_table_has_a_line_per_predictor_and_dashes_for_undefined():
     head, rule, line = t.splitlines()
     assert "steps within2" in head and "bucket tau" in head and "bucket n" in head
     assert line == "| mean | 2 | 0.000 | 1.000 | 1.000 | 1.000 | — | 2 | 0.500 | 1.000 | 1.000 | 0.500 | — |"
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_repeat_with_the_seed():
+    from reactlab.budget.metrics import bootstrap, score_ci
+
+    rng = random.Random(1)
+    gold = [rng.randint(0, 4) for _ in range(80)]
+    pred = [g if rng.random() < 0.6 else rng.randint(0, 4) for g in gold]
+    s = score_ci(pred, gold)
+    for m in ("exact", "within1", "mae", "tau"):
+        lo, hi = s["ci"][m]
+        assert lo <= s[m] <= hi and lo < hi
+    assert bootstrap(pred, gold, seed=3) == bootstrap(pred, gold, seed=3)
+    # the weighted tau-b of a resample is the tau-b of the resampled lists
+    assert bootstrap([1, 2, 2, 3], [1, 3, 2, 4], n_boot=1)["tau"][0] == pytest.approx(
+        kendall_tau_b(*_resample([1, 2, 2, 3], [1, 3, 2, 4])), abs=1e-12)
+
+
+def _resample(x, y):
+    import numpy as np
+
+    w = np.random.default_rng(0).multinomial(len(x), np.full(len(x), 1 / len(x)), size=1)[0]
+    idx = [i for i, k in enumerate(w) for _ in range(int(k))]
+    return [x[i] for i in idx], [y[i] for i in idx]
+
+
+def test_clustered_bootstrap_resamples_whole_groups():
+    from reactlab.budget.metrics import bootstrap
+
+    # two groups: one all right, one all wrong; a resample holds 0, 1 or 2 copies of each
+    ci = bootstrap([1, 1, 1, 5, 5, 5], [1, 1, 1, 1, 1, 1], groups=["a", "a", "a", "b", "b", "b"], n_boot=200)
+    assert ci["exact"] == [0.0, 1.0]
+    free = bootstrap([1, 1, 1, 5, 5, 5], [1, 1, 1, 1, 1, 1], n_boot=200)
+    assert free["exact"][0] > 0.0 and free["exact"][1] < 1.0
+
+
+def test_target_table_prints_intervals_and_the_ceiling():
+    from reactlab.budget.metrics import score_ci, target_table
+
+    t = target_table({"mode": score_ci([2, 2, 2], [1, 2, 3])}, score_ci([1, 2, 3], [1, 2, 3]))
+    head, _, mode, ceiling = t.splitlines()
+    assert head == "| predictor | n | exact | within1 | within2 | mae | tau |"
+    assert mode.startswith("| mode | 3 | 0.333 [") and mode.endswith("| — |")
+    assert ceiling.startswith("| *noise ceiling (repeat labelling)* | 3 | 1.000 [1.00, 1.00]")

@@ -32,8 +32,14 @@ def build_cmd(
     n_buckets: Annotated[int, typer.Option(min=2, max=MAX_BUCKETS, help="buckets when the edges are quantiles")] = 5,
     exclude: Annotated[list[Path] | None, typer.Option(
         help="also treat this file's questions as evaluation questions (test rows only); repeatable")] = None,
+    target: Annotated[list[str] | None, typer.Option(
+        "--target", help="steps | tokens (episode rows) | call_tokens (one row per model call, calls/); "
+                         "repeatable (default: all)")] = None,
+    repeat: Annotated[list[str] | None, typer.Option(
+        "--repeat", help="a second run of the same configuration, for the noise ceiling only; repeatable")] = None,
 ) -> None:
-    """Label runs with steps and token buckets (median over a question's runs); prints the stats."""
+    """Label runs with steps and token buckets (median over a question's runs; a greedy run: its value)
+    and per-call token counts; prints the stats, with each label set's noise ceiling."""
     from reactlab.budget.labels import build_budget
 
     with user_errors():
@@ -45,14 +51,18 @@ def build_cmd(
                 raise ValueError(f"--buckets {buckets!r}: expected integers separated by commas") from None
             if not 1 <= len(edges) < MAX_BUCKETS or edges != sorted(set(edges)) or edges[0] < 1:
                 raise ValueError(f"--buckets {buckets!r}: 1 to {MAX_BUCKETS - 1} increasing positive token counts")
+        from reactlab.budget.labels import TARGETS
+
         stats = build_budget(sources, out, val_frac=val_frac, edges=edges, n_buckets=n_buckets,
-                             exclude=[str(p) for p in exclude or []])
+                             exclude=[str(p) for p in exclude or []], targets=target or TARGETS, repeat=repeat or [])
     typer.echo(json.dumps(stats, indent=2))
 
 
 @budget_app.command("train")
 def train_cmd(
-    method: Annotated[str, typer.Argument(help="mean | mode | features (baselines) | sft | grpo | rloo | dpo | kto")],
+    method: Annotated[str, typer.Argument(
+        help="mean | mode | features | features+env | gbm (fitted) | sft | grpo | rloo | dpo | kto (LLM) | "
+             "call_mean | call_mode | call_ridge | call_gbm (per-call tokens from the prompt text)")],
     data: Annotated[Path, typer.Option("--data", help="a `budget build` directory")],
     out: Annotated[str | None, typer.Option("--out", "-o", help="where the predictor goes (LLM methods: the recipe's out)")] = None,
     config: Annotated[list[str] | None, typer.Option(
@@ -75,12 +85,21 @@ def eval_cmd(
                                   "(default: the three baselines)")] = None,
     split: Annotated[str, typer.Option(help="val | test (evaluation questions) | train")] = "val",
     as_json: Annotated[bool, typer.Option("--json", help="print the scores as JSON instead of a table")] = False,
+    target: Annotated[list[str] | None, typer.Option(
+        "--target", help="steps | tokens | call_tokens: one table per target, every score with its bootstrap 95% "
+                         "interval and the noise ceiling (default -p: every fitted predictor); repeatable")] = None,
+    call_predictor: Annotated[list[str] | None, typer.Option(
+        "--call-predictor", help="call_tokens: mean | mode | ridge | gbm | a call_predictor.json or its directory; "
+                                 "repeatable (default: the four)")] = None,
 ) -> None:
     """Score predictors on one split: exact / within-1 / within-2, MAE and Kendall tau, steps and buckets."""
     from reactlab.budget.evaluate import DEFAULT_PREDICTORS, evaluate
     from reactlab.budget.labels import load_budget, run_agreement
     from reactlab.budget.metrics import table
 
+    if target:
+        _eval_targets(data, target, predictor, call_predictor, split, as_json)
+        return
     with user_errors():
         results = evaluate(data, predictor or list(DEFAULT_PREDICTORS), split=split)
         budget = load_budget(data)
@@ -97,6 +116,24 @@ def eval_cmd(
     unparsed = {k: v["unparsed"] for k, v in results.items() if v["unparsed"]}
     if unparsed:
         typer.echo(f"answers with no number (the fallback was used): {unparsed}")
+
+
+def _eval_targets(data: Path, targets: list[str], predictors: list[str] | None, call_predictors: list[str] | None,
+                  split: str, as_json: bool) -> None:
+    from reactlab.budget.evaluate import CALL_PREDICTORS, evaluate_targets
+    from reactlab.budget.metrics import target_table
+    from reactlab.budget.predictors import FITTED
+
+    with user_errors():
+        results = evaluate_targets(data, targets, predictors or list(FITTED), call_predictors or list(CALL_PREDICTORS),
+                                   split=split)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for t, r in results.items():
+        edges = f"; buckets split at {', '.join(map(str, r['edges']))} tokens" if t != "steps" else ""
+        typer.echo(f"\n{t} ({r['questions']} held-out questions of split {split}{edges}; 95% bootstrap intervals)\n")
+        typer.echo(target_table(r["predictors"], r["ceiling"]))
 
 
 @budget_app.command("predict")

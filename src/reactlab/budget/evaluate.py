@@ -1,7 +1,10 @@
 """``budget eval``: every predictor scored on one split of a budget dataset by the same code.
 
 A predictor is named by a saved ``predictor.json`` (or its directory), or by a baseline name
-(``mean``, ``mode``, ``features``), fitted on the dataset's ``train`` rows on the spot.
+(``mean``, ``mode``, ``features``, ``features+env``, ``gbm``), fitted on the dataset's ``train``
+rows on the spot.
+``evaluate_targets`` scores one target at a time (steps, episode tokens, per-call tokens) with
+bootstrap intervals, on held-out questions only, beside the label set's noise ceiling.
 """
 
 from __future__ import annotations
@@ -11,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from reactlab.budget.labels import BudgetData, load_budget
-from reactlab.budget.metrics import score
-from reactlab.budget.predictors import Predictor, fit_baseline, load_predictor
+from reactlab.budget.metrics import BOOT, score, score_ci
+from reactlab.budget.predictors import FITTED, Predictor, fit_baseline, load_predictor
 
 DEFAULT_PREDICTORS = ("mean", "mode", "features")
 
 
 def resolve(spec: str, data: BudgetData) -> Predictor:
     """A predictor by baseline name (fitted on ``data``'s train rows) or saved path."""
-    if spec in DEFAULT_PREDICTORS and not Path(spec).exists():
+    if spec in FITTED and not Path(spec).exists():
         return fit_baseline(spec, data.rows["train"], data.edges)
     return load_predictor(spec)
 
@@ -40,4 +43,77 @@ def evaluate(data_dir: str | Path, predictors: Sequence[str] = DEFAULT_PREDICTOR
         out[spec] = {"steps": score([p.steps for p in preds], [r.steps for r in rows]),
                      "bucket": score([p.bucket for p, _ in with_bucket], [b for _, b in with_bucket]),
                      "unparsed": sum(not p.parsed for p in preds)}
+    return out
+
+
+EPISODE_TARGETS = {"steps": "steps", "tokens": "bucket"}
+"""Episode targets and the label each is scored on (episode tokens as their bucket)."""
+CALL_PREDICTORS = ("mean", "mode", "ridge", "gbm")
+
+
+def check_unseen(train: Sequence[Any], rows: Sequence[Any], split: str) -> None:
+    """Refuse to score ``rows`` whose question some training row has (a leak, not a score)."""
+    from reactlab.data.select import normalize_question
+
+    seen = {normalize_question(r.question) for r in train}
+    leaked = [r.question for r in rows if normalize_question(r.question) in seen]
+    if leaked:
+        raise ValueError(f"split {split!r}: {len(leaked)} rows ask a question a training row has "
+                         f"(first: {leaked[0]!r}); score held-out questions only")
+
+
+def _call_predictor(spec: str, train: Sequence[Any], edges: Sequence[int]) -> Any:
+    from reactlab.budget.calls import fit_call_predictor, load_call_predictor
+
+    if spec in CALL_PREDICTORS and not Path(spec).exists():
+        return fit_call_predictor(spec, train, edges)
+    return load_call_predictor(spec)
+
+
+def evaluate_targets(data_dir: str | Path, targets: Sequence[str], predictors: Sequence[str] = FITTED,
+                     call_predictors: Sequence[str] = CALL_PREDICTORS, split: str = "val",
+                     n_boot: int = BOOT) -> dict[str, dict[str, Any]]:
+    """Per target (``steps``, ``tokens``, ``call_tokens``): every predictor's ``score_ci`` on
+    ``split``'s questions, none of which a training row has (``check_unseen``), and the label
+    set's noise ceiling from ``stats.json``. Calls are resampled by question (``groups``)."""
+    from reactlab.budget.calls import read_calls
+
+    data = load_budget(data_dir)
+    if split not in data.rows:
+        raise ValueError(f"unknown split {split!r}; a budget dataset has {', '.join(data.rows)}")
+    ceiling = data.stats.get("noise_ceiling", {})
+    out: dict[str, dict[str, Any]] = {}
+    for target in targets:
+        if target in EPISODE_TARGETS:
+            label = EPISODE_TARGETS[target]
+            rows = [r for r in data.rows[split] if getattr(r, label) is not None]
+            if not rows:
+                raise ValueError(f"{data_dir}: split {split!r} has no rows with a {target} label")
+            if split != "train":
+                check_unseen(data.rows["train"], rows, split)
+            gold = [getattr(r, label) for r in rows]
+            scores = {}
+            for spec in predictors:
+                preds = resolve(spec, data).predict(rows)
+                scores[spec] = score_ci([getattr(p, label) for p in preds], gold, n_boot=n_boot)
+            out[target] = {"predictors": scores, "ceiling": ceiling.get(label), "edges": data.edges,
+                           "questions": len(rows)}
+        elif target == "call_tokens":
+            root = Path(data_dir) / "calls"
+            train, calls = read_calls(root / "train.jsonl"), read_calls(root / f"{split}.jsonl")
+            if not calls or not train:
+                raise ValueError(f"{root}: no calls in split 'train' or {split!r} (build with --target call_tokens)")
+            if split != "train":
+                check_unseen(train, calls, split)
+            edges = data.stats.get("call_edges", [])
+            gold = [c.bucket for c in calls]
+            scores = {}
+            for spec in call_predictors:
+                p = _call_predictor(spec, train, edges)
+                scores[spec] = score_ci([p.predict_bucket(c.prompt) for c in calls], gold,
+                                        groups=[c.question for c in calls], n_boot=n_boot)
+            out[target] = {"predictors": scores, "ceiling": ceiling.get("call_bucket"), "edges": edges,
+                           "questions": len({c.question for c in calls}), "calls": len(calls)}
+        else:
+            raise ValueError(f"unknown target {target!r}; known: steps, tokens, call_tokens")
     return out

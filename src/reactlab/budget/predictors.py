@@ -1,7 +1,8 @@
 """Budget predictors behind one interface, ``predict(questions) -> list[Prediction]``: ``MeanMode``
-(the baselines), ``FeatureRegressor`` (ridge regression on question features, saved as JSON so it
-predicts without scikit-learn) and ``LLMPredictor`` (any model spec + adapter asked the prompts of
-``budget.prompts``). Each is saved as ``predictor.json`` and read back by ``load_predictor``.
+(the baselines), ``FeatureRegressor`` (ridge regression on question features, optionally with the
+environment's facts of ``budget.env``; saved as JSON so it predicts without scikit-learn),
+``GBMRegressor`` (gradient-boosted trees on the same features, ``budget.gbm``) and ``LLMPredictor``
+(any model spec + adapter asked the prompts of ``budget.prompts``). Each is saved as ``predictor.json`` and read back by ``load_predictor``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from reactlab.budget.env import CAPS as _CAPS
+from reactlab.budget.env import WH_WORDS as _WH
 from reactlab.budget.labels import BudgetRow, Question
 from reactlab.io import DataError, write_json_atomic
 
@@ -84,8 +87,6 @@ class MeanMode:
         return {"kind": self.kind, "table": self.table, "overall": self.overall, "edges": self.edges}
 
 
-_CAPS = re.compile(r"\b[A-Z][\w'.-]*(?:\s+(?:(?:of|the|de|von|van|da)\s+)?[A-Z][\w'.-]*)*")
-_WH = ("what", "which", "who", "whom", "whose", "where", "when", "how", "why", "is", "are", "was", "were", "do", "did")
 _COMPARE = re.compile(r"\b(or|both|same|older|younger|first|earlier|later|more|less|larger|smaller|longer)\b", re.I)
 
 
@@ -108,21 +109,43 @@ def features(q: Question) -> dict[str, float]:
     return out
 
 
+_ENV: Any = None
+
+
+def shared_env() -> Any:
+    """One ``budget.env.EnvFeatures`` over the default wiki index for every predictor of a process."""
+    global _ENV
+    if _ENV is None:
+        from reactlab.budget.env import EnvFeatures
+
+        _ENV = EnvFeatures()
+    return _ENV
+
+
 class FeatureRegressor:
-    """Ridge regression on ``features`` + one-hot group, standardised; one per target."""
+    """Ridge regression on ``features`` (+ ``budget.env``'s facts when ``env``) + one-hot group,
+    standardised; one per target. ``envf``: the env features' source (default: ``shared_env()``)."""
 
     def __init__(self, names: list[str], groups: list[str], models: dict[str, dict[str, Any]],
-                 ranges: dict[str, list[int]], edges: list[int]):
-        self.kind = "features"
+                 ranges: dict[str, list[int]], edges: list[int], env: bool = False, envf: Any = None):
+        self.kind = "features+env" if env else "features"
         self.names, self.groups, self.models, self.ranges, self.edges = names, groups, models, ranges, edges
+        self.env, self.envf = env, envf
+
+    def _features(self, q: Question) -> dict[str, float]:
+        f = features(q)
+        if self.env:
+            f |= (self.envf or shared_env())(q.question)
+        return f
 
     def _x(self, q: Question) -> list[float]:
-        f = features(q)
+        f = self._features(q)
         g = _group(q)
         return [f[n] for n in self.names] + [float(g == x) for x in self.groups]
 
     @classmethod
-    def fit(cls, rows: Sequence[BudgetRow], edges: Sequence[int] = (), alpha: float = 1.0) -> FeatureRegressor:
+    def fit(cls, rows: Sequence[BudgetRow], edges: Sequence[int] = (), alpha: float = 1.0, env: bool = False,
+            envf: Any = None) -> FeatureRegressor:
         try:
             from sklearn.linear_model import Ridge
             from sklearn.preprocessing import StandardScaler
@@ -130,9 +153,8 @@ class FeatureRegressor:
             raise ModuleNotFoundError("the feature regressor needs scikit-learn: pip install 'reactlab[budget]'") from None
         if not rows:
             raise ValueError("no training rows to fit a predictor on")
-        names = list(features(rows[0]))
-        groups = sorted({_group(r) for r in rows})
-        self = cls(names, groups, {}, {}, list(edges))
+        self = cls([], sorted({_group(r) for r in rows}), {}, {}, list(edges), env=env, envf=envf)
+        self.names = list(self._features(rows[0]))
         for target in ("steps", "bucket"):
             rs = [r for r in rows if getattr(r, target) is not None] or list(rows)
             y = [float(getattr(r, target) or 0) for r in rs]
@@ -144,11 +166,13 @@ class FeatureRegressor:
             self.ranges[target] = [int(min(y)), int(max(y))]
         return self
 
-    def _one(self, x: list[float], target: str) -> int:
+    def _raw(self, x: list[float], target: str) -> float:
         m = self.models[target]
-        z = m["intercept"] + sum(c * (v - mu) / s for c, v, mu, s in zip(m["coef"], x, m["mean"], m["scale"], strict=True))
+        return m["intercept"] + sum(c * (v - mu) / s for c, v, mu, s in zip(m["coef"], x, m["mean"], m["scale"], strict=True))
+
+    def _one(self, x: list[float], target: str) -> int:
         lo, hi = self.ranges[target]
-        return min(hi, max(lo, int(math.floor(z + 0.5))))
+        return min(hi, max(lo, int(math.floor(self._raw(x, target) + 0.5))))
 
     def predict(self, questions: Sequence[Question]) -> list[Prediction]:
         out = []
@@ -159,7 +183,38 @@ class FeatureRegressor:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "names": self.names, "groups": self.groups, "models": self.models, "ranges": self.ranges,
-                "edges": self.edges}
+                "edges": self.edges, "env": self.env}
+
+
+class GBMRegressor(FeatureRegressor):
+    """Gradient-boosted trees (``budget.gbm``) on the same features as ``FeatureRegressor`` with
+    ``env``, one model per target; saved as JSON, predicts without scikit-learn."""
+
+    def __init__(self, names: list[str], groups: list[str], models: dict[str, dict[str, Any]],
+                 ranges: dict[str, list[int]], edges: list[int], env: bool = True, envf: Any = None):
+        super().__init__(names, groups, models, ranges, edges, env=env, envf=envf)
+        self.kind = "gbm"
+
+    @classmethod
+    def fit(cls, rows: Sequence[BudgetRow], edges: Sequence[int] = (), alpha: float = 1.0, env: bool = True,
+            envf: Any = None) -> GBMRegressor:
+        from reactlab.budget import gbm
+
+        if not rows:
+            raise ValueError("no training rows to fit a predictor on")
+        self = cls([], sorted({_group(r) for r in rows}), {}, {}, list(edges), env=env, envf=envf)
+        self.names = list(self._features(rows[0]))
+        for target in ("steps", "bucket"):
+            rs = [r for r in rows if getattr(r, target) is not None] or list(rows)
+            y = [float(getattr(r, target) or 0) for r in rs]
+            self.models[target] = gbm.fit([self._x(r) for r in rs], y)
+            self.ranges[target] = [int(min(y)), int(max(y))]
+        return self
+
+    def _raw(self, x: list[float], target: str) -> float:
+        from reactlab.budget import gbm
+
+        return gbm.predict(self.models[target], x)
 
 
 class LLMPredictor:
@@ -199,14 +254,20 @@ class LLMPredictor:
                 "fallback": self.fallback, "max_new_tokens": self.max_new_tokens}
 
 
+FITTED = ("mean", "mode", "features", "features+env", "gbm")
+"""The predictors fitted in seconds on a dataset's training rows (no LLM)."""
+
+
 def fit_baseline(kind: str, rows: Sequence[BudgetRow], edges: Sequence[int]) -> Predictor:
-    """A baseline predictor fitted on ``rows``: ``mean``, ``mode`` or ``features`` (``edges``: the
-    dataset's token bucket edges, kept to print ranges)."""
+    """A predictor of ``FITTED`` fitted on ``rows`` (``edges``: the dataset's token bucket edges,
+    kept to print ranges)."""
     if kind in ("mean", "mode"):
         return MeanMode.fit(rows, kind, edges)
-    if kind == "features":
-        return FeatureRegressor.fit(rows, edges)
-    raise ValueError(f"unknown baseline {kind!r}; known: mean, mode, features")
+    if kind in ("features", "features+env"):
+        return FeatureRegressor.fit(rows, edges, env=kind == "features+env")
+    if kind == "gbm":
+        return GBMRegressor.fit(rows, edges)
+    raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(FITTED)}")
 
 
 def save_predictor(p: Predictor, path: str | Path) -> Path:
@@ -229,8 +290,11 @@ def load_predictor(path: str | Path) -> Predictor:
         kind = d["kind"]
         if kind in ("mean", "mode"):
             return MeanMode(kind, d["table"], d["overall"], d["edges"])
-        if kind == "features":
-            return FeatureRegressor(d["names"], d["groups"], d["models"], d["ranges"], d["edges"])
+        if kind in ("features", "features+env"):
+            return FeatureRegressor(d["names"], d["groups"], d["models"], d["ranges"], d["edges"],
+                                    env=d.get("env", False))
+        if kind == "gbm":
+            return GBMRegressor(d["names"], d["groups"], d["models"], d["ranges"], d["edges"], env=d.get("env", True))
         if kind == "llm":
             return LLMPredictor(d["model"], d["edges"], d["fallback"], adapter=d.get("adapter"),
                                 max_new_tokens=d.get("max_new_tokens", 8))
@@ -238,4 +302,4 @@ def load_predictor(path: str | Path) -> Predictor:
         raise DataError(f"{file}: not JSON ({e.msg})") from None
     except (KeyError, TypeError) as e:
         raise DataError(f"{file}: not a predictor record (field {e})") from None
-    raise DataError(f"{file}: field 'kind': unknown predictor kind {kind!r} (mean, mode, features, llm)")
+    raise DataError(f"{file}: field 'kind': unknown predictor kind {kind!r} (mean, mode, features, features+env, gbm, llm)")

@@ -1,6 +1,6 @@
 """``budget train``: fit a baseline, or fine-tune the LLM predictor with the existing trainers.
 
-Baselines (``mean``, ``mode``, ``features``) are fitted on the dataset's ``train`` rows in a
+Fitted predictors (``mean``, ``mode``, ``features``, ``features+env``, ``gbm``) are fitted on the dataset's ``train`` rows in a
 second and saved as ``predictor.json``. The LLM methods (``sft``, ``grpo``, ``rloo``, ``dpo``,
 ``kto``) write their rows (``budget.rows``) under ``DATA/rows/FORMAT/``, load the method's recipe
 (default: the packaged ``budget_METHOD_smollm2_lora``) with ``data.path`` set to those rows, and
@@ -17,12 +17,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from reactlab.budget.calls import CALL_KINDS
 from reactlab.budget.labels import load_budget
-from reactlab.budget.predictors import LLMPredictor, MeanMode, fit_baseline, save_predictor
+from reactlab.budget.predictors import FITTED, LLMPredictor, MeanMode, fit_baseline, save_predictor
 from reactlab.budget.rows import FORMAT_OF, write_rows
 
-BASELINES = ("mean", "mode", "features")
+BASELINES = FITTED
 LLM_METHODS = tuple(FORMAT_OF)
+CALL_METHODS = tuple(f"call_{k}" for k in CALL_KINDS)
 
 
 def default_recipe(method: str) -> str:
@@ -38,6 +40,14 @@ def train_budget(method: str, data: str | Path, config: Sequence[str] = (), out:
 
     budget = load_budget(data)
     train_rows = budget.rows["train"]
+    if method in CALL_METHODS:
+        from reactlab.budget.calls import fit_call_predictor, read_calls, save_call_predictor
+
+        if config or resume or out is None:
+            raise ValueError(f"budget train {method} needs --out and takes no -c recipe or --resume")
+        calls = read_calls(Path(data) / "calls" / "train.jsonl")
+        p = fit_call_predictor(method.removeprefix("call_"), calls, budget.stats.get("call_edges", []))
+        return {"predictor": str(save_call_predictor(p, out)), "calls": len(calls)}
     if method in BASELINES:
         if config or resume:
             raise ValueError(f"baseline {method!r} takes no -c recipe or --resume")
@@ -45,7 +55,7 @@ def train_budget(method: str, data: str | Path, config: Sequence[str] = (), out:
             raise ValueError(f"budget train {method} needs --out (a predictor.json path or a directory)")
         return {"predictor": str(save_predictor(fit_baseline(method, train_rows, budget.edges), out))}
     if method not in LLM_METHODS:
-        raise ValueError(f"unknown budget predictor method {method!r}; known: {', '.join(BASELINES + LLM_METHODS)}")
+        raise ValueError(f"unknown budget predictor method {method!r}; known: {', '.join(BASELINES + LLM_METHODS + CALL_METHODS)}")
     fmt = FORMAT_OF[method]
     rows_dir = Path(data) / "rows" / fmt
     counts = write_rows(budget, fmt, rows_dir)

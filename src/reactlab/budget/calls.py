@@ -1,0 +1,287 @@
+"""Per-call budget: how many tokens ONE model call (a ReAct step, a CoT answer) will generate, read
+from its prompt text alone, so a server can order the calls it holds (shortest first).
+
+A call row is one step of a run's trajectory: the prompt the agent sent for it, rebuilt from the
+trajectory as the agent builds it (the paper's completion layout: ``Question: ...`` then each
+earlier step's ``Thought/Action/Observation`` lines, then the ``Thought i:`` head), and the tokens
+that step generated (``Step.usage.completion_tokens``). A step whose action needed the agent's
+second call (its raw text holds ``[action]``) counts two calls' tokens and is dropped, as are steps
+of the chat layout (their prompt is a message list) and steps with no token count.
+
+``call_features`` reads only the prompt's last episode (from its last ``Question:`` / ``Claim:``
+line), so the few-shot exemplars before it do not matter. Token counts are scored as classes
+(buckets: ``labels.bucket_of`` under the ``call_edges`` of ``stats.json``). ``load_call_predictor``
+is what a server's scheduler imports: ``predict_tokens(prompt_text) -> float``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from reactlab.io import DataError, iter_jsonl, require, write_json_atomic
+
+CALL_PREDICTOR_FILE = "call_predictor.json"
+CALL_KINDS = ("mean", "mode", "ridge", "gbm")
+SECOND_CALL = "\n[action] "
+"""What the react agent appends to a step's raw text when it asked a second time for the action."""
+
+
+@dataclass
+class CallRow:
+    """One model call: ``prompt`` (its last episode, as the agent sent it), ``tokens`` generated,
+    their ``bucket``, and where it came from."""
+
+    prompt: str
+    tokens: int
+    bucket: int | None = None
+    question: str = ""
+    id: str = ""
+    step: int = 1
+    task: str = ""
+    agent: str = "react"
+    method: str = "react"
+    model: str = ""
+    label_set: str = ""
+    source: str = ""
+    split: str = "train"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _label(prompt_id: str) -> str | None:
+    """The question label of a completion-layout prompt (``Question``, FEVER's ``Claim``); None for
+    the chat layout."""
+    if "chat" in prompt_id:
+        return None
+    from reactlab.agents.prompting import load_prompt
+
+    try:
+        return load_prompt(prompt_id.split("@", 1)[0]).label
+    except (ValueError, OSError):  # a prompt file that is gone: the common label
+        return "Question"
+
+
+def episode_prompt(traj: Any, i: int, label: str = "Question") -> str | None:
+    """The last episode of the prompt of ``traj``'s step ``i`` (1-based), as the react agent's
+    completion layout builds it; None for a method whose calls this does not rebuild."""
+    from reactlab.agents.parsing import completion_step
+
+    method = traj.method or "react"
+    head = f"{label}: {traj.question}\n"
+    if method == "cot":
+        return head + "Thought: Let's think step by step."
+    if method == "standard":
+        return head + "Answer:"
+    if method not in ("react", "act"):
+        return None
+    done = "".join(completion_step(s.i, s.thought if method == "react" else None, s.action, s.observation)
+                   for s in traj.steps[: i - 1])
+    return head + done + (f"Thought {i}:" if method == "react" else f"Action {i}:")
+
+
+def call_rows(samples: Iterable[Any], split_of: Callable[[str], str],
+              label_set_of: Callable[[Any], str] = lambda s: "") -> tuple[list[CallRow], Counter]:
+    """One row per model call of ``samples`` (``data.sources.Sample``); ``split_of(question)``
+    puts every call of a question on one side. Returns the rows and what was dropped (counted)."""
+    rows: list[CallRow] = []
+    dropped: Counter = Counter()
+    for s in samples:
+        t = s.traj
+        if t.status in ("error", "unrun") or not t.steps:
+            dropped["episode"] += 1
+            continue
+        label = _label(t.prompt_id)
+        for step in t.steps:
+            prompt = episode_prompt(t, step.i, label) if label else None
+            if prompt is None:
+                dropped["layout"] += 1
+            elif SECOND_CALL in step.raw:
+                dropped["two_calls"] += 1
+            elif not step.usage.completion_tokens:
+                dropped["no_tokens"] += 1
+            else:
+                rows.append(CallRow(prompt=prompt, tokens=step.usage.completion_tokens, question=t.question, id=t.id,
+                                    step=step.i, task=t.task, agent=t.agent, method=t.method or "react",
+                                    model=t.model, label_set=label_set_of(s), source=s.source,
+                                    split=split_of(t.question)))
+    return rows, dropped
+
+
+_MARK = re.compile(r"(?:^|\n)(?:Question|Claim): ")
+_OBS = re.compile(r"\nObservation \d+: ([^\n]*)")
+_ACT = re.compile(r"\nAction \d+: ([^\n]*)")
+_THOUGHT = re.compile(r"(?:^|\n)Thought \d+: ([^\n]*)")
+_CALL = re.compile(r"^(\w+)\[(.*)\]$")
+_HEADS = {"thought": re.compile(r"Thought \d+:$"), "action": re.compile(r"Action \d+:$"),
+          "cot": re.compile(r"step by step\.$"), "answer": re.compile(r"Answer:$")}
+_ACTIONS = ("search", "lookup", "finish", "invalid", "none")
+
+
+def call_features(prompt_text: str) -> dict[str, float]:
+    """Numeric features of a call's prompt text (its last episode: the module docstring).
+
+    >>> f = call_features("Question: Who?\\nThought 1: Look.\\nAction 1: Search[X]\\nObservation 1: Could not find X. "
+    ...                   "Similar: ['Y'].\\nThought 2:")
+    >>> f["step"], f["head=thought"], f["prev=search"], f["obs_notfound"], f["question_chars"]
+    (2.0, 1.0, 1.0, 1.0, 4.0)
+    """
+    from reactlab.budget.env import entities
+
+    marks = list(_MARK.finditer(prompt_text))
+    ep = prompt_text[marks[-1].start():].lstrip("\n") if marks else prompt_text
+    question = ep.split("\n", 1)[0].split(": ", 1)[-1] if marks else ""
+    obs, acts, thoughts = _OBS.findall(ep), _ACT.findall(ep), _THOUGHT.findall(ep)
+    names = []
+    for a in acts:
+        m = _CALL.match(a.strip())
+        names.append(m.group(1).lower() if m and m.group(1).lower() in _ACTIONS else "invalid")
+    last = obs[-1] if obs else ""
+    tail = ep.rstrip()
+    out = {"episode_chars": float(len(ep)),
+           "question_chars": float(len(question)), "question_words": float(len(question.split())),
+           "question_entities": float(len(entities(question))), "step": float(len(obs) + 1),
+           "obs_chars": float(len(last)), "obs_notfound": float("Could not find" in last),
+           "obs_similar": float(last.count("', '") + 1 if "Similar:" in last else 0),
+           "obs_result": float("(Result " in last), "obs_nomore": float("No more results" in last),
+           "notfound_total": float(ep.count("Could not find")),
+           "thought_chars": float(len(thoughts[-1])) if thoughts else 0.0,
+           "thought_mean_chars": statistics.fmean(len(t) for t in thoughts) if thoughts else 0.0,
+           "repeated_action": float(len(acts) > 1 and acts[-1].strip() == acts[-2].strip())}
+    out |= {f"head={h}": float(bool(r.search(tail))) for h, r in _HEADS.items()}
+    prev = names[-1] if names else "none"
+    out |= {f"prev={a}": float(prev == a) for a in _ACTIONS}
+    return out
+
+
+NAMES = tuple(call_features("Question: ?\nThought 1:"))
+
+
+def _bucket(tokens: int, edges: Sequence[int]) -> int:
+    """``labels.bucket_of``'s rule (this module is imported by ``labels``, so it cannot import it)."""
+    return bisect.bisect_right(edges, tokens)
+
+
+class CallPredictor:
+    """Tokens of one call from its prompt text: a constant (``mean`` of the training labels;
+    ``mode``: the median count of the commonest bucket), ``ridge`` or ``gbm`` on ``call_features``.
+    Predictions are clipped to the training labels' range; saved as JSON (no scikit-learn needed)."""
+
+    def __init__(self, kind: str, edges: list[int], model: dict[str, Any], lo: float, hi: float):
+        if kind not in CALL_KINDS:
+            raise ValueError(f"unknown call predictor {kind!r}; known: {', '.join(CALL_KINDS)}")
+        self.kind, self.edges, self.model, self.lo, self.hi = kind, edges, model, lo, hi
+
+    def _x(self, prompt_text: str) -> list[float]:
+        f = call_features(prompt_text)
+        return [f[n] for n in NAMES]
+
+    def predict_tokens(self, prompt_text: str) -> float:
+        """The predicted completion tokens of the call whose prompt is ``prompt_text``."""
+        m = self.model
+        if self.kind in ("mean", "mode"):
+            z = m["constant"]
+        elif self.kind == "ridge":
+            z = m["intercept"] + sum(c * (v - mu) / s for c, v, mu, s in
+                                     zip(m["coef"], self._x(prompt_text), m["mean"], m["scale"], strict=True))
+        else:
+            from reactlab.budget import gbm
+
+            z = gbm.predict(m, self._x(prompt_text))
+        return float(min(self.hi, max(self.lo, z)))
+
+    def predict_bucket(self, prompt_text: str) -> int:
+        return _bucket(int(math.floor(self.predict_tokens(prompt_text) + 0.5)), self.edges)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": f"call_{self.kind}", "edges": self.edges, "model": self.model, "range": [self.lo, self.hi],
+                "features": list(NAMES)}
+
+
+def fit_call_predictor(kind: str, rows: Sequence[CallRow], edges: Sequence[int]) -> CallPredictor:
+    """A ``CallPredictor`` of ``kind`` fitted on ``rows`` (the ``train`` calls)."""
+    if not rows:
+        raise ValueError("no training calls to fit a call predictor on")
+    y = [float(r.tokens) for r in rows]
+    lo, hi = min(y), max(y)
+    if kind == "mean":
+        return CallPredictor(kind, list(edges), {"constant": statistics.fmean(y)}, lo, hi)
+    if kind == "mode":
+        top = Counter(_bucket(r.tokens, edges) for r in rows).most_common(1)[0][0]
+        return CallPredictor(kind, list(edges), {"constant": float(statistics.median(
+            r.tokens for r in rows if _bucket(r.tokens, edges) == top))}, lo, hi)
+    x = [[call_features(r.prompt)[n] for n in NAMES] for r in rows]
+    if kind == "gbm":
+        from reactlab.budget import gbm
+
+        return CallPredictor(kind, list(edges), gbm.fit(x, y), lo, hi)
+    if kind != "ridge":
+        raise ValueError(f"unknown call predictor {kind!r}; known: {', '.join(CALL_KINDS)}")
+    try:
+        from sklearn.linear_model import Ridge
+        from sklearn.preprocessing import StandardScaler
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("the ridge needs scikit-learn: pip install 'reactlab[budget]'") from None
+    scaler = StandardScaler().fit(x)
+    ridge = Ridge(alpha=1.0).fit(scaler.transform(x), y)
+    return CallPredictor(kind, list(edges), {
+        "mean": [float(v) for v in scaler.mean_], "scale": [float(s) if s else 1.0 for s in scaler.scale_],
+        "coef": [float(c) for c in ridge.coef_], "intercept": float(ridge.intercept_)}, lo, hi)
+
+
+def save_call_predictor(p: CallPredictor, path: str | Path) -> Path:
+    """Write ``p`` to ``path`` (a ``.json`` file) or ``path/call_predictor.json``."""
+    path = Path(path)
+    target = path if path.suffix == ".json" else path / CALL_PREDICTOR_FILE
+    write_json_atomic(target, p.to_dict())
+    return target
+
+
+def load_call_predictor(path: str | Path) -> CallPredictor:
+    """A saved call predictor (a ``call_predictor.json`` or its directory): an object with
+    ``predict_tokens(prompt_text: str) -> float``."""
+    import json
+
+    path = Path(path)
+    file = path / CALL_PREDICTOR_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such call predictor (train one with `reactlab budget train call_gbm`)")
+    try:
+        d = json.loads(file.read_text(encoding="utf-8"))
+        kind = str(d["kind"])
+        if not kind.startswith("call_"):
+            raise DataError(f"{file}: field 'kind': {kind!r} is not a call predictor (call_mean, call_gbm, ...)")
+        if d["features"] != list(NAMES):
+            raise DataError(f"{file}: field 'features': made with other call features; retrain it")
+        lo, hi = d["range"]
+        return CallPredictor(kind.removeprefix("call_"), d["edges"], d["model"], float(lo), float(hi))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{file}: not JSON ({e.msg})") from None
+    except DataError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{file}: not a call predictor record ({type(e).__name__}: {e})") from None
+
+
+def row_from_record(rec: dict[str, Any], where: str) -> CallRow:
+    """A call row from its JSON record, checked (errors name the field)."""
+    require(rec, "prompt", str, where)
+    require(rec, "tokens", int, where)
+    unknown = sorted(set(rec) - set(CallRow.__dataclass_fields__))
+    if unknown:
+        raise DataError(f"{where}: unknown field(s) {unknown}; a call row has {sorted(CallRow.__dataclass_fields__)}")
+    return CallRow(**rec)
+
+
+def read_calls(path: str | Path) -> list[CallRow]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file (build call rows with `reactlab budget build --target call_tokens`)")
+    return [row_from_record(rec, where) for where, rec in iter_jsonl(path)]

@@ -1,0 +1,170 @@
+"""Per-call rows rebuilt from runs are the prompts the agent sent; greedy labels are deterministic;
+call features need only the prompt text; a saved call predictor predicts without scikit-learn."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+
+import pytest
+
+from reactlab.agents.react import ReActAgent
+from reactlab.budget.calls import (
+    CallRow,
+    call_features,
+    fit_call_predictor,
+    load_call_predictor,
+    read_calls,
+    save_call_predictor,
+)
+from reactlab.budget.labels import build_budget, load_budget, run_identity
+from reactlab.envs.wikienv import WikiEnv
+from reactlab.llm.scripted import ScriptedLLM
+from reactlab.runner import RunSpec, run
+from reactlab.tasks.hotpotqa import HotpotQA
+
+
+def _steps_of(question: str) -> int:
+    return 1 + int(hashlib.sha256(question.encode()).hexdigest(), 16) % 3
+
+
+def reply(prompt: str) -> str:
+    """A greedy stand-in: the answer depends only on the prompt (its question and step), so two runs
+    of the same questions must generate the same steps and tokens."""
+    ep = prompt[prompt.rindex("\nQuestion: ") + 1:]
+    question = ep.split("\n", 1)[0]
+    i = int(re.findall(r"Thought (\d+):$", ep)[0])
+    words = " ".join(["so"] * (2 + len(question) % 5 + i))
+    if i < _steps_of(question):
+        return f" I search {words}.\nAction {i}: Search[{question.split()[-1].strip('?')}]"
+    return f" Done {words}.\nAction {i}: Finish[yes]"
+
+
+def greedy_run(index, out, limit=12, seen=None):
+    def answer(prompt):
+        if seen is not None:
+            seen.append(prompt)
+        return reply(prompt)
+
+    task, agent = HotpotQA(), ReActAgent(model="scripted")
+    spec = RunSpec("hotpotqa", "train", "react", "scripted", agent.prompt_id, method="react",
+                   settings={"max_steps": 7, "decoding": {"temperature": 0.0}})
+    run(task.examples("train", limit=limit), agent, task, lambda: WikiEnv(index), out, spec,
+        llms=ScriptedLLM(answer), batch_size=4, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(vendored_index, tmp_path_factory):
+    """Two labelling runs of the same 12 questions and a repeat of 6 of them, one configuration."""
+    root = tmp_path_factory.mktemp("greedy")
+    seen: list[str] = []
+    return {"a": greedy_run(vendored_index, root / "a", seen=seen), "a2": greedy_run(vendored_index, root / "a2"),
+            "b": greedy_run(vendored_index, root / "b", limit=6), "seen": seen}
+
+
+def _labels(d):
+    data = load_budget(d)
+    return sorted((r.question, r.steps, r.tokens, r.bucket, r.label_set, r.split)
+                  for rows in data.rows.values() for r in rows)
+
+
+def test_greedy_labels_are_identical_across_two_labelling_runs(runs, tmp_path):
+    build_budget([str(runs["a"])], tmp_path / "a", val_frac=0.3)
+    build_budget([str(runs["a2"])], tmp_path / "a2", val_frac=0.3)
+    assert _labels(tmp_path / "a") == _labels(tmp_path / "a2") and len(_labels(tmp_path / "a")) == 12
+    calls = [sorted((c.prompt, c.tokens) for c in read_calls(tmp_path / d / "calls" / "train.jsonl"))
+             for d in ("a", "a2")]
+    assert calls[0] == calls[1] and calls[0]
+    # the label set is the run's identity; a repeat of the same configuration is its noise ceiling
+    (name,) = {r[4] for r in _labels(tmp_path / "a")}
+    assert name.startswith("react/react scripted hotpotqa_react@1/react greedy #")
+    stats = build_budget([str(runs["a"])], tmp_path / "r", val_frac=0.3, repeat=[str(runs["b"])])
+    ceiling = stats["noise_ceiling"]
+    assert ceiling["steps"]["n"] == 6 and ceiling["steps"]["exact"] == 1.0 and ceiling["bucket"]["exact"] == 1.0
+    assert ceiling["call_bucket"]["exact"] == 1.0 and ceiling["steps"]["ci"]["exact"] == [1.0, 1.0]
+
+
+def test_a_repeat_of_another_configuration_is_refused(runs, tmp_path):
+    a, b = runs["a"], runs["b"]
+    spec = json.loads((b / "run.json").read_text())
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "trajectories.jsonl").write_text((b / "trajectories.jsonl").read_text())
+    (other / "run.json").write_text(json.dumps(spec | {"model": "another"}))
+    assert run_identity(str(other))["model"] == "another"
+    with pytest.raises(ValueError, match="is not one of the --from runs'"):
+        build_budget([str(a)], tmp_path / "x", repeat=[str(other)])
+
+
+def test_call_rows_are_the_prompts_the_agent_sent(runs, tmp_path):
+    a, seen = runs["a"], runs["seen"]
+    build_budget([str(a)], tmp_path / "c", val_frac=0.3, targets=["call_tokens"])
+    assert not (tmp_path / "c" / "train.jsonl").exists()  # call rows only
+    prefix = ReActAgent().prefix
+    rows = [c for s in ("train", "val", "test") for c in read_calls(tmp_path / "c" / "calls" / f"{s}.jsonl")]
+    assert len(rows) == len(seen) and sorted(prefix + c.prompt for c in rows) == sorted(seen)
+    stats = json.loads((tmp_path / "c" / "stats.json").read_text())
+    assert stats["call_edges"] and len(stats["call_buckets"]) == len(stats["call_edges"]) + 1
+    for c in rows:
+        assert c.tokens == len(reply(prefix + c.prompt).split())  # the scripted model counts words
+
+
+def test_call_features_need_only_the_prompt_text_and_no_network(monkeypatch):
+    def no_network(*a, **k):
+        raise AssertionError("network used")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    prefix = ReActAgent().prefix
+    ep = ("Question: Who is older, Ed Wood or Tim Burton?\nThought 1: Search Ed Wood.\nAction 1: Search[Ed Wood]\n"
+          "Observation 1: Could not find Ed Wood. Similar: ['Ed Wood (film)', 'Edward Wood'].\n"
+          "Thought 2: Try again.\nAction 2: Search[Ed Wood]\nObservation 2: Could not find Ed Wood.\nThought 3:")
+    f = call_features(prefix + ep)
+    assert f == call_features(ep)  # the exemplars before the last question do not count
+    assert (f["step"], f["head=thought"], f["prev=search"], f["repeated_action"], f["notfound_total"]) == (
+        3.0, 1.0, 1.0, 1.0, 2.0)
+    assert f["question_entities"] == 2.0 and f["obs_notfound"] == 1.0
+    act = call_features("Question: Who?\nAction 1: Lookup[x]\nObservation 1: (Result 1 / 2) x.\nAction 2:")
+    assert act["head=action"] == 1.0 and act["prev=lookup"] == 1.0 and act["obs_result"] == 1.0
+    assert call_features("Question: Who?\nThought: Let's think step by step.")["head=cot"] == 1.0
+
+
+def _rows(n=120):
+    """Calls whose token count follows the step and whether the last search failed."""
+    out = []
+    for i in range(n):
+        step = 1 + i % 4
+        failed = i % 3 == 0 and step > 1
+        obs = "".join(f"Thought {k}: go.\nAction {k}: Search[X{i}]\nObservation {k}: "
+                      f"{'Could not find X.' if failed else 'X is a thing.'}\n" for k in range(1, step))
+        out.append(CallRow(prompt=f"Question: q{i}?\n{obs}Thought {step}:", tokens=10 + 8 * step + (25 if failed else 0),
+                           question=f"q{i}", step=step))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["mean", "mode", "ridge", "gbm"])
+def test_call_predictor_saves_loads_and_predicts_from_text(kind, tmp_path):
+    rows = _rows()
+    p = fit_call_predictor(kind, rows, [20, 30, 45])
+    path = save_call_predictor(p, tmp_path / "cp")
+    q = load_call_predictor(tmp_path / "cp")
+    assert path.name == "call_predictor.json"
+    preds = [q.predict_tokens(r.prompt) for r in rows]
+    assert preds == [p.predict_tokens(r.prompt) for r in rows] and all(isinstance(x, float) for x in preds)
+    if kind in ("mean", "mode"):
+        assert len(set(preds)) == 1
+    else:  # the signal is in the text: steps and failed searches
+        err = sum(abs(x - r.tokens) for x, r in zip(preds, rows, strict=True)) / len(rows)
+        assert err < (5 if kind == "gbm" else 12), err
+
+
+def test_load_call_predictor_refuses_other_records(tmp_path):
+    from reactlab.io import DataError
+
+    (tmp_path / "p.json").write_text(json.dumps({"kind": "features"}))
+    with pytest.raises(DataError, match="not a call predictor"):
+        load_call_predictor(tmp_path / "p.json")
+    with pytest.raises(FileNotFoundError):
+        load_call_predictor(tmp_path / "none")
