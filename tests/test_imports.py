@@ -74,7 +74,7 @@ LAYERS = (
     ("data",),
     ("train",),
     ("export", "budget", "viewer", "serve"),
-    ("demo", "demo_report"),
+    ("demo", "demo_report", "demo_mcq"),
     ("cli",),
 )
 """reactlab's parts, low to high: a module may import its own layer and lower ones, never a higher one."""

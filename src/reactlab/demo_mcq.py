@@ -21,6 +21,7 @@ from typing import Any
 
 from reactlab.config import ModelRef, RunConfig, find_recipe, load_config, split_key_value
 from reactlab.demo import OWNED, _adapter_done, _flat, _refuse, _shown, _train_stage
+from reactlab.demo_report import ARMS, ROLES
 from reactlab.io import DataError, write_text_atomic
 from reactlab.paths import recipes_dir
 from reactlab.report import Summary
@@ -32,11 +33,6 @@ TASK = "logic_mcq"
 MCQ_RECIPE = recipes_dir() / "sft_gemma3_270m_lora.yaml"
 # Small role sets (a few hundred rows): checkpoints every 10 updates so a killed training resumes.
 MCQ_OVERRIDES = ("trl.save_steps=10", "trl.eval_steps=10")
-ROLES = ("answer", "evaluate")
-# (stage, what the report calls it): the eval arms after the base pipeline.
-ARMS = (("evaluate-trained", "trained Evaluate on the base Answer"),
-        ("answer-trained", "trained Answer alone"),
-        ("both-trained", "both roles trained"))
 
 
 @dataclass(frozen=True)

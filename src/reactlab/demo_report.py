@@ -16,6 +16,13 @@ from reactlab.report import Arm, Summary, arms_table, duration
 from reactlab.train.recipes import SFTRecipe
 from reactlab.train.record import TRAINING_FILE
 
+ROLES = ("answer", "evaluate")
+"""The logic_mcq demo's roles, each with its own adapter."""
+ARMS = (("evaluate-trained", "trained Evaluate on the base Answer"),
+        ("answer-trained", "trained Answer alone"),
+        ("both-trained", "both roles trained"))
+"""The logic_mcq demo's arms after the base pipeline: (stage, what the report calls it)."""
+
 __all__ = ["paired", "prior_letters", "render_mcq_report", "render_report", "run_scores", "table_rows"]
 
 
@@ -186,7 +193,6 @@ def mcq_table(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def render_mcq_report(out: Path, model: str, commands: Sequence[str]) -> str:
     """``report.md`` of the logic_mcq demo in ``out``: the arms, the role data yields, training."""
-    from reactlab.demo_mcq import ARMS, ROLES
 
     rows = mcq_arms(out, ARMS)
     lines = [f"# Answer -> Evaluate without a teacher: {model} on logic_mcq", "", *mcq_table(rows), ""]

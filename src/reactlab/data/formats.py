@@ -22,9 +22,7 @@ from reactlab.agents.parsing import chat_assistant, chat_observation, completion
 from reactlab.agents.prompting import ZERO_SHOT, layout_prompt_id
 from reactlab.agents.tools import (
     DEFAULT_ACTIONS,
-    Tool,
     ToolAction,
-    ToolMessage,
     action_tools,
     fallback_messages,
     hermes_text,
@@ -34,7 +32,7 @@ from reactlab.agents.tools import (
     steps_to_messages,
     tool_schemas,
 )
-from reactlab.types import Message, Trajectory
+from reactlab.types import Message, Tool, ToolMessage, Trajectory
 
 TOOL_FORMATS = ("messages-tools", "sharegpt-tools", "openai-tools")
 SFT_FORMATS = ("messages", "completion", "alpaca", "sharegpt", "openai", *TOOL_FORMATS)

@@ -18,7 +18,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from reactlab.agents.tools import Tool, fallback_messages, native_messages, template_uses_tools
+from reactlab.agents.tools import fallback_messages, native_messages, template_uses_tools
+from reactlab.types import Tool
 
 IGNORE = -100
 END_OF_TURN = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")

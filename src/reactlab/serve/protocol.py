@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from reactlab.agents.tools import ParseFailure, Tool, ToolAction, parse_tool_calls, reply_thought
-from reactlab.types import Completion, GenParams
+from reactlab.agents.tools import ParseFailure, ToolAction, parse_tool_calls, reply_thought
+from reactlab.types import Completion, GenParams, Tool
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_N = 16
