@@ -20,7 +20,7 @@ from typing import Any
 from reactlab.agents.tools import native_messages
 from reactlab.data.select import excluded_questions, normalize_question, split_of
 from reactlab.data.sources import split_name
-from reactlab.io import DataError, write_json_atomic, write_jsonl_atomic
+from reactlab.io import DataError, iter_jsonl, write_json_atomic, write_jsonl_atomic
 
 PATTERN = "exchanges-*.jsonl"
 """The files ``serve.record.Recorder`` writes, one per server process."""
@@ -96,27 +96,18 @@ def _message(m: Any, where: str) -> dict[str, Any]:
 
 def read_labels(path: str | Path) -> dict[str, float]:
     """``{conversation_id: reward}`` from a JSONL file; a label counts as reward 1 (true) or 0 (false)."""
-    path = Path(path)
     out: dict[str, float] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("conversation_id"), str):
-                raise DataError(f"{where}: needs a string 'conversation_id'")
-            reward, label = rec.get("reward"), rec.get("label")
-            if isinstance(label, bool) and reward is None:
-                out[rec["conversation_id"]] = float(label)
-            elif isinstance(reward, (int, float)) and not isinstance(reward, bool) and math.isfinite(reward) \
-                    and label is None:
-                out[rec["conversation_id"]] = float(reward)
-            else:
-                raise DataError(f"{where}: needs one of 'reward' (a number) or 'label' (true/false)")
+    for where, rec in iter_jsonl(path):
+        if not isinstance(rec, dict) or not isinstance(rec.get("conversation_id"), str):
+            raise DataError(f"{where}: needs a string 'conversation_id'")
+        reward, label = rec.get("reward"), rec.get("label")
+        if isinstance(label, bool) and reward is None:
+            out[rec["conversation_id"]] = float(label)
+        elif isinstance(reward, (int, float)) and not isinstance(reward, bool) and math.isfinite(reward) \
+                and label is None:
+            out[rec["conversation_id"]] = float(reward)
+        else:
+            raise DataError(f"{where}: needs one of 'reward' (a number) or 'label' (true/false)")
     return out
 
 
