@@ -139,7 +139,8 @@ def react_rows(n: int) -> list[dict[str, Any]]:
 
 
 def write_data(root: Path, n: int) -> dict[str, Path]:
-    """The SFT, DPO and GRPO datasets as ``reactlab data build`` lays them out."""
+    """The SFT, DPO and GRPO datasets as ``reactlab data build`` lays them out (prompt rows with the
+    ``evidence`` column the GPU recipes' evidence reward reads)."""
     def write(name: str, rows: list[dict[str, Any]]) -> Path:
         d = root / name
         d.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,7 @@ def write_data(root: Path, n: int) -> dict[str, Path]:
                     "rejected": [{"role": "assistant", "content": "Thought: I give up.\nAction: finish[unknown]"}],
                     "source": "gpu-check", "prompt_id": "messages:gpu-check@1"})
         prompts.append({"prompt": q, "answer": right.rsplit("[", 1)[1].rstrip("]"), "source": "gpu-check",
-                        "prompt_id": f"chat@1/react-{i}"})
+                        "prompt_id": f"chat@1/react-{i}", "evidence": [f"country {i} part 0"]})
     return {"sft": write("sft", sft), "dpo": write("dpo", dpo), "prompts": write("prompts", prompts)}
 
 
