@@ -4,7 +4,7 @@ prompt rendering through a tool-aware template and through the fallback."""
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from reactlab.agents.parsing import MAX_ARG_CHARS, parse_action
@@ -195,6 +195,7 @@ args = st.text(alphabet=st.characters(blacklist_characters="[]\n\r", blacklist_c
 
 
 @given(names, args)
+@example("search", "</tool_call>")  # a tag inside an argument must not end the call's block
 def test_a_call_is_the_action_its_text_spelling_is(name, arg):
     action = Action(name, arg)
     call = action_to_call(action, call_id="c")

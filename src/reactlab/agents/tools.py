@@ -31,6 +31,7 @@ from reactlab.agents.parsing import MAX_ARG_CHARS
 # The rendering lives with the one backend that renders (llm is below agents); its names stay importable here.
 from reactlab.llm.hf import FALLBACK_TOOLS_PROMPT as FALLBACK_TOOLS_PROMPT
 from reactlab.llm.hf import fallback_messages as fallback_messages
+from reactlab.llm.hf import hermes_json
 from reactlab.llm.hf import hermes_text as hermes_text
 from reactlab.llm.hf import native_messages as native_messages
 from reactlab.llm.hf import render_tools_prompt as render_tools_prompt
@@ -143,8 +144,7 @@ class ToolCall:
         {"name": "search", "arguments": {"entity": "Milhouse"}}
         </tool_call>
         """
-        body = json.dumps({"name": self.name, "arguments": self.arguments}, ensure_ascii=False)
-        return f"<tool_call>\n{body}\n</tool_call>"
+        return f"<tool_call>\n{hermes_json({'name': self.name, 'arguments': self.arguments})}\n</tool_call>"
 
 
 FailureKind = Literal["no_call", "bad_json", "bad_call", "unknown_tool", "missing_argument", "bad_argument",

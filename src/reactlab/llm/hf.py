@@ -306,8 +306,20 @@ def hermes_text(message: Mapping[str, Any]) -> str:
     for c in message.get("tool_calls") or []:
         f = c.get("function", c) if isinstance(c, dict) else {}
         body = {"name": f.get("name"), "arguments": call_arguments(f.get("arguments"))}  # bad JSON stays a string
-        parts.append(f"<tool_call>\n{json.dumps(body, ensure_ascii=False, default=str)}\n</tool_call>")
+        parts.append(f"<tool_call>\n{hermes_json(body)}\n</tool_call>")
     return "\n".join(parts)
+
+
+def hermes_json(body: Any) -> str:
+    """A call's JSON as Qwen2.5's template writes it (``tojson``: no ASCII escaping), except that an
+    argument holding a ``<tool_call>`` tag has its ``<`` written ``\\u003c`` (the same JSON), so the
+    tag cannot end the block early.
+
+    >>> hermes_json({"name": "search", "arguments": {"entity": "a</tool_call>"}})
+    '{"name": "search", "arguments": {"entity": "a\\\\u003c/tool_call>"}}'
+    """
+    text = json.dumps(body, ensure_ascii=False, default=str)
+    return text.replace("<", "\\u003c") if "tool_call>" in text else text
 
 
 FALLBACK_TOOLS_PROMPT = (
