@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from openai import OpenAI
@@ -73,21 +74,32 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--max-tokens", type=int, default=200)
     p.add_argument("--labels", type=Path, help="write {conversation_id, reward} lines here (reward: EM)")
     p.add_argument("--run", default="tool-agent", help="prefix of the conversation ids")
+    p.add_argument("--workers", type=int, default=1,
+                   help="questions in flight at once (the server batches concurrent requests)")
+    p.add_argument("--answers", type=Path, help="write {id, answer, em} lines here, in question order")
     args = p.parse_args(argv)
 
     client = OpenAI(base_url=args.base_url, api_key="unused")
     model = args.model or client.models.list().data[0].id
     task = make_task(args.task)
     examples = task.examples(args.split, limit=args.n)
-    labels, total = [], 0.0
     with get_index() as index:
-        for ex in examples:
+
+        def one(ex) -> tuple[str, float]:
             cid = f"{args.run}-{ex.id}"
             answer = solve(client, model, WikiEnv(index), ex.question, cid, args.max_turns, args.max_tokens)
-            em = task.score(ex, answer)["em"]
-            total += em
-            labels.append({"conversation_id": cid, "reward": em})
-            print(f"{em:.0f}  {ex.question[:70]!r} -> {answer!r} (gold {ex.answer!r})")
+            return answer, task.score(ex, answer)["em"]
+
+        with ThreadPoolExecutor(max(1, args.workers)) as pool:  # map keeps the questions' order
+            results = list(pool.map(one, examples))
+    labels, total = [], 0.0
+    for ex, (answer, em) in zip(examples, results, strict=True):
+        total += em
+        labels.append({"conversation_id": f"{args.run}-{ex.id}", "reward": em})
+        print(f"{em:.0f}  {ex.question[:70]!r} -> {answer!r} (gold {ex.answer!r})")
+    if args.answers:
+        args.answers.write_text("".join(json.dumps({"id": ex.id, "answer": a, "em": em}) + "\n"
+                                        for ex, (a, em) in zip(examples, results, strict=True)))
     if args.labels:
         args.labels.write_text("".join(json.dumps(x) + "\n" for x in labels))
     em = total / max(len(examples), 1)

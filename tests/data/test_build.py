@@ -6,6 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from reactlab.agents.react import TOOLS_SYSTEM
 from reactlab.data.build import build_dataset
 from reactlab.data.cli import data_app
 from reactlab.data.formats import row_views
@@ -94,10 +95,11 @@ def test_llamafactory_files_load_as_declared(tmp_path, mixed_run, fmt, system):
         assert entry["formatting"] == fmt.removesuffix("-tools")
         cols = entry["columns"]
         assert set(cols.values()) <= set(ds.column_names)
-        assert ("system" in cols) == bool(system)
+        expected = system if system is not None or not fmt.endswith("-tools") else TOOLS_SYSTEM
+        assert ("system" in cols) == bool(expected)
         for ex in ds:
-            if system:
-                assert ex[cols["system"]] == system
+            if expected:
+                assert ex[cols["system"]] == expected
             if fmt == "alpaca":
                 assert ex[cols["prompt"]] and ex[cols["query"]] == ""
                 assert ex[cols["response"]].startswith("Thought: ") and "Action: finish[" in ex[cols["response"]]
@@ -253,3 +255,14 @@ def test_prompts_solved_only_keeps_questions_some_run_answered(tmp_path, write_r
     assert stats["dropped"] == {"unsolved": 2, "duplicate": 1} and stats["options"]["solved_only"] is True
     everything = build_dataset([str(a), str(b)], tmp_path / "q", "prompts", tokenizer=None, val_frac=0.0)
     assert everything["rows"]["train"] == 3
+
+
+def test_tool_rows_carry_the_system_text_the_tools_style_sends(tmp_path, mixed_run):
+    """A tools-style run sends ``TOOLS_SYSTEM``; rows built for it carry the same text unless told
+    otherwise (``system=""``: none), so a model is trained on the prompt it will be run with."""
+    build_dataset([str(mixed_run)], tmp_path / "a", "messages-tools", tokenizer=None, val_frac=0.0)
+    build_dataset([str(mixed_run)], tmp_path / "b", "messages-tools", tokenizer=None, val_frac=0.0, system="")
+    build_dataset([str(mixed_run)], tmp_path / "c", "messages", tokenizer=None, val_frac=0.0)
+    assert {r["messages"][0]["content"] for r in rows(tmp_path / "a/train.jsonl")} == {TOOLS_SYSTEM}
+    assert {r["messages"][0]["role"] for r in rows(tmp_path / "b/train.jsonl")} == {"user"}
+    assert {r["messages"][0]["role"] for r in rows(tmp_path / "c/train.jsonl")} == {"user"}

@@ -120,3 +120,19 @@ def test_the_cli_builds_rows_and_refuses_mixed_options(tmp_path):
     res = CliRunner().invoke(data_app, ["build", "--from", str(tmp_path), "--out", str(tmp_path / "o"),
                                         "--labels", str(labels)])
     assert res.exit_code == 2 and "builds `messages` rows alone" in res.output
+
+
+def test_token_stats_count_the_rendered_tools(tmp_path):
+    """With a tokenizer, stats count each row as the model is trained on it: tools and calls rendered."""
+    from reactlab.data.build import count_tokens
+    from reactlab.data.masking import load_tokenizer
+
+    tool_turn = {"role": "assistant", "content": None, "tool_calls": [CALL]}
+    record(tmp_path / "rec", {"a": ["What is X?", tool_turn, "A letter."]})
+    tok = load_tokenizer("smollm2")
+    stats = build(tmp_path, tokenizer=tok)
+    (row,) = rows(tmp_path)
+    n = count_tokens(tok, row, "messages-tools")
+    assert stats["tokens"]["max"] == stats["tokens"]["total"] == n
+    assert n > count_tokens(tok, row | {"tools": []}, "messages-tools")  # the schemas are in the count
+    assert "tokens" not in build(tmp_path)

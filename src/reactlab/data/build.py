@@ -68,7 +68,8 @@ def build_dataset(
     stats). ``options``: layout options (``observation_role`` for sharegpt, ``skip_invalid`` for
     openai, ``continuation`` / ``pairs_per_question`` for dpo, ``solved_only`` for prompts: only
     questions that some trajectory of the sources answered right, whose GRPO/RLOO groups can
-    differ in reward). ``role``: rows of one agent of
+    differ in reward). ``system``: the system text of chat layouts; the tool formats default to the
+    tools style's (``agents.react.TOOLS_SYSTEM``; ``""``: none). ``role``: rows of one agent of
     Answer -> Evaluate runs (``answer`` or ``evaluate``; ``data.roles``: formats messages and alpaca).
     """
     if format not in FORMATS:
@@ -89,6 +90,10 @@ def build_dataset(
     names = [split_name(s)[0] for s in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"two sources share a name ({names}); name them: --from NAME=PATH")
+    if system is None and format in formats.TOOL_FORMATS:  # what `run --style tools` sends, so rows match its runs
+        from reactlab.agents.react import TOOLS_SYSTEM
+
+        system = TOOLS_SYSTEM
     out = Path(out)
     options = check_options(format, dict(options or {}))
     loaded = [s for spec in sources for s in load_source(spec)]
@@ -120,7 +125,7 @@ def build_dataset(
     splits: dict[str, list[tuple[dict[str, Any], Sample | None]]] = {"train": [], "val": []}
     for row, sample in rows:
         splits[split_of(_question(row, sample), val_frac)].append((row, sample))
-    tok = _tokenizer(tokenizer)
+    tok = resolve_tokenizer(tokenizer)
     stats = _stats(format, sources, loaded, kept, dropped, splits, tok, tokenizer, excluded, min_f1)
     if role:
         stats["role"] = role
@@ -192,7 +197,7 @@ def _question(row: dict[str, Any], sample: Sample | None) -> str:
     return next(m["content"] for m in prompt if m["role"] == "user")
 
 
-def _tokenizer(spec: Any) -> Any:
+def resolve_tokenizer(spec: Any) -> Any:
     if spec is None or spec == "none":
         return None
     if isinstance(spec, str):
@@ -256,13 +261,18 @@ def _stats(fmt, sources, loaded, kept, dropped, splits, tok, tok_spec, excluded,
     if fmt == "kto":
         stats["labels"] = dict(Counter(str(r["label"]) for r in rows))
     if tok is not None and rows:
-        counts = [count_tokens(tok, r, fmt) for r in progress(rows, desc="counting tokens", unit="row")]
-        stats["tokens"] = {
-            "tokenizer": tok_spec if isinstance(tok_spec, str) else getattr(tok, "name_or_path", "?"),
-            "mean": round(statistics.fmean(counts), 1), "median": statistics.median(counts),
-            "p95": sorted(counts)[int(0.95 * (len(counts) - 1))], "max": max(counts), "total": sum(counts),
-            "hist": histogram(counts),
-        }
+        stats["tokens"] = token_stats(tok, tok_spec, rows, fmt)
     return stats
+
+
+def token_stats(tok: Any, tok_spec: Any, rows: list[dict[str, Any]], fmt: str) -> dict[str, Any]:
+    """Token counts of ``rows`` (``count_tokens``): mean, median, p95, max, total and a histogram."""
+    counts = [count_tokens(tok, r, fmt) for r in progress(rows, desc="counting tokens", unit="row")]
+    return {
+        "tokenizer": tok_spec if isinstance(tok_spec, str) else getattr(tok, "name_or_path", "?"),
+        "mean": round(statistics.fmean(counts), 1), "median": statistics.median(counts),
+        "p95": sorted(counts)[int(0.95 * (len(counts) - 1))], "max": max(counts), "total": sum(counts),
+        "hist": histogram(counts),
+    }
 
 

@@ -70,8 +70,9 @@ def build_cmd(
             if isinstance(min_reward, bool) or not isinstance(min_reward, (int, float)):
                 raise ValueError(f"--option min_reward={min_reward}: expected a number")
             stats = build_recorded(sources, out, labels, float(min_reward), exclude or [],
-                                   exclude_split or None, val_frac)
-            typer.echo(json.dumps({k: stats[k] for k in ("rows", "conversations", "dropped", "tool_calls")}, indent=2))
+                                   exclude_split or None, val_frac, tokenizer)
+            typer.echo(json.dumps({k: stats[k] for k in ("rows", "conversations", "dropped", "tool_calls", "tokens")
+                                   if k in stats}, indent=2))
             return
         stats = build_dataset(
             sources, out, format, exclude=exclude or [], exclude_splits=exclude_split or None,

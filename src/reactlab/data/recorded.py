@@ -129,11 +129,14 @@ def build_recorded(
     exclude: Sequence[str | Path] = (),
     exclude_splits: Sequence[str] | None = None,
     val_frac: float = 0.05,
+    tokenizer: Any = None,
 ) -> dict[str, Any]:
     """Write ``train.jsonl`` / ``val.jsonl`` / ``stats.json`` of recorded conversations to ``out`` and
-    return the stats. Conversations whose first user message is a question of ``exclude_splits``
+    return the stats (with ``tokenizer``, a spec or a loaded one, their token counts as the model sees
+    them: ``data.build.token_stats``). Conversations whose first user message is a question of ``exclude_splits``
     (default: every task's evaluation splits) or ``exclude`` files are dropped, as ``data build`` drops
     them; a conversation goes to val by a hash of its id (``val_frac``)."""
+    from reactlab.data.build import resolve_tokenizer, token_stats
     from reactlab.data.select import eval_splits
 
     if not 0.0 <= val_frac < 1.0:
@@ -172,5 +175,8 @@ def build_recorded(
              "tool_calls": sum(len(m.get("tool_calls") or []) for r in kept for m in r["messages"]),
              "options": {"labels": str(labels) if labels else None, "min_reward": min_reward,
                          "exclude_splits": splits, "exclude": [str(x) for x in exclude], "val_frac": val_frac}}
+    tok = resolve_tokenizer(tokenizer)
+    if tok is not None and kept:
+        stats["tokens"] = token_stats(tok, tokenizer, kept, "messages-tools")
     write_json_atomic(out / "stats.json", stats)
     return stats
