@@ -14,6 +14,7 @@ from reactlab.agents.react import ReActAgent
 from reactlab.budget.calls import (
     CallRow,
     call_features,
+    call_head,
     fit_call_predictor,
     load_call_predictor,
     read_calls,
@@ -144,7 +145,7 @@ def _rows(n=120):
     return out
 
 
-@pytest.mark.parametrize("kind", ["mean", "mode", "ridge", "gbm"])
+@pytest.mark.parametrize("kind", ["mean", "mode", "head", "ridge", "gbm"])
 def test_call_predictor_saves_loads_and_predicts_from_text(kind, tmp_path):
     rows = _rows()
     p = fit_call_predictor(kind, rows, [20, 30, 45])
@@ -153,7 +154,7 @@ def test_call_predictor_saves_loads_and_predicts_from_text(kind, tmp_path):
     assert path.name == "call_predictor.json"
     preds = [q.predict_tokens(r.prompt) for r in rows]
     assert preds == [p.predict_tokens(r.prompt) for r in rows] and all(isinstance(x, float) for x in preds)
-    if kind in ("mean", "mode"):
+    if kind in ("mean", "mode", "head"):  # every call here is a ReAct step: one kind
         assert len(set(preds)) == 1
     else:  # the signal is in the text: steps and failed searches
         err = sum(abs(x - r.tokens) for x, r in zip(preds, rows, strict=True)) / len(rows)
@@ -168,3 +169,34 @@ def test_load_call_predictor_refuses_other_records(tmp_path):
         load_call_predictor(tmp_path / "p.json")
     with pytest.raises(FileNotFoundError):
         load_call_predictor(tmp_path / "none")
+
+
+def test_the_head_baseline_predicts_each_kind_of_call_its_own_mean(tmp_path):
+    """A mixed workload (ReAct steps and CoT answers): ``head`` knows the kind, nothing more; the eval's
+    ``call_head`` filter scores one kind alone."""
+    from reactlab.budget.evaluate import evaluate_targets
+
+    react = _rows()
+    cot = [CallRow(prompt=f"Question: c{i}?\nThought: Let's think step by step.", tokens=100 + 10 * (i % 3),
+                   question=f"c{i}", method="cot") for i in range(12)]
+    assert {call_head(r.prompt) for r in react} == {"thought"} and {call_head(r.prompt) for r in cot} == {"cot"}
+    p = fit_call_predictor("head", react + cot, [50])
+    assert p.predict_tokens(cot[0].prompt) == pytest.approx(110.0)
+    assert p.predict_tokens(react[0].prompt) == pytest.approx(sum(r.tokens for r in react) / len(react))
+    assert p.predict_tokens("Question: x?\nAnswer:") == pytest.approx(p.model["constant"])  # an unseen kind
+
+    root = tmp_path / "b"
+    (root / "calls").mkdir(parents=True)
+    for split, rows in (("train", react[::2] + cot[::2]), ("test", react[1::2] + cot[1::2])):
+        (root / "calls" / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r.to_dict() | {"split": split, "bucket": int(r.tokens >= 50)}) + "\n" for r in rows))
+    for split in ("train", "val", "test"):
+        (root / f"{split}.jsonl").write_text("")
+    (root / "stats.json").write_text(json.dumps({"edges": [], "call_edges": [50]}))
+    both = evaluate_targets(root, ["call_tokens"], split="test", n_boot=20)["call_tokens"]
+    alone = evaluate_targets(root, ["call_tokens"], split="test", n_boot=20, call_head="cot")["call_tokens"]
+    assert both["calls"] == len(react[1::2]) + 6 and alone["calls"] == 6
+    tau = alone["predictors"]["head"]["tau"]
+    assert both["predictors"]["head"]["tau"] > 0.3 and tau != tau  # kinds rank; within one, nothing (nan)
+    with pytest.raises(ValueError, match="unknown call head 'step'"):
+        evaluate_targets(root, ["call_tokens"], split="test", n_boot=20, call_head="step")

@@ -29,7 +29,7 @@ from typing import Any
 from reactlab.io import DataError, iter_jsonl, require, write_json_atomic
 
 CALL_PREDICTOR_FILE = "call_predictor.json"
-CALL_KINDS = ("mean", "mode", "ridge", "gbm")
+CALL_KINDS = ("mean", "mode", "head", "ridge", "gbm")
 SECOND_CALL = "\n[action] "
 """What the react agent appends to a step's raw text when it asked a second time for the action."""
 
@@ -163,6 +163,18 @@ def call_features(prompt_text: str) -> dict[str, float]:
 
 
 NAMES = tuple(call_features("Question: ?\nThought 1:"))
+HEADS = (*_HEADS, "other")
+
+
+def call_head(prompt_text: str) -> str:
+    """The kind of call a prompt asks for, from how it ends: ``thought`` (a ReAct step), ``action``
+    (an Act step), ``cot`` (a chain-of-thought answer), ``answer`` (a direct one) or ``other``.
+
+    >>> call_head("Question: Who?\nThought: Let's think step by step."), call_head("Question: Who?\nThought 2:")
+    ('cot', 'thought')
+    """
+    tail = prompt_text.rstrip()
+    return next((h for h, r in _HEADS.items() if r.search(tail)), "other")
 
 
 def _bucket(tokens: int, edges: Sequence[int]) -> int:
@@ -172,8 +184,10 @@ def _bucket(tokens: int, edges: Sequence[int]) -> int:
 
 class CallPredictor:
     """Tokens of one call from its prompt text: a constant (``mean`` of the training labels;
-    ``mode``: the median count of the commonest bucket), ``ridge`` or ``gbm`` on ``call_features``.
-    Predictions are clipped to the training labels' range; saved as JSON (no scikit-learn needed)."""
+    ``mode``: the median count of the commonest bucket), ``head``: the mean of the training calls of
+    the same kind (``call_head``; the cheap baseline of a mixed workload, where the kind of call
+    alone orders much), ``ridge`` or ``gbm`` on ``call_features``. Predictions are clipped to the
+    training labels' range; saved as JSON (no scikit-learn needed)."""
 
     def __init__(self, kind: str, edges: list[int], model: dict[str, Any], lo: float, hi: float):
         if kind not in CALL_KINDS:
@@ -189,6 +203,8 @@ class CallPredictor:
         m = self.model
         if self.kind in ("mean", "mode"):
             z = m["constant"]
+        elif self.kind == "head":
+            z = m["by_head"].get(call_head(prompt_text), m["constant"])
         elif self.kind == "ridge":
             z = m["intercept"] + sum(c * (v - mu) / s for c, v, mu, s in
                                      zip(m["coef"], self._x(prompt_text), m["mean"], m["scale"], strict=True))
@@ -218,6 +234,12 @@ def fit_call_predictor(kind: str, rows: Sequence[CallRow], edges: Sequence[int])
         top = Counter(_bucket(r.tokens, edges) for r in rows).most_common(1)[0][0]
         return CallPredictor(kind, list(edges), {"constant": float(statistics.median(
             r.tokens for r in rows if _bucket(r.tokens, edges) == top))}, lo, hi)
+    if kind == "head":
+        by: dict[str, list[float]] = {}
+        for r in rows:
+            by.setdefault(call_head(r.prompt), []).append(float(r.tokens))
+        return CallPredictor(kind, list(edges), {"constant": statistics.fmean(y), "by_head": {
+            h: statistics.fmean(v) for h, v in sorted(by.items())}}, lo, hi)
     x = [[call_features(r.prompt)[n] for n in NAMES] for r in rows]
     if kind == "gbm":
         from reactlab.budget import gbm
