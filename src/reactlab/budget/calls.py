@@ -170,7 +170,7 @@ def call_head(prompt_text: str) -> str:
     """The kind of call a prompt asks for, from how it ends: ``thought`` (a ReAct step), ``action``
     (an Act step), ``cot`` (a chain-of-thought answer), ``answer`` (a direct one) or ``other``.
 
-    >>> call_head("Question: Who?\nThought: Let's think step by step."), call_head("Question: Who?\nThought 2:")
+    >>> call_head("Question: Who?\\nThought: Let's think step by step."), call_head("Question: Who?\\nThought 2:")
     ('cot', 'thought')
     """
     tail = prompt_text.rstrip()
