@@ -124,6 +124,18 @@ _CALL = re.compile(r"^(\w+)\[(.*)\]$")
 _HEADS = {"thought": re.compile(r"Thought \d+:$"), "action": re.compile(r"Action \d+:$"),
           "cot": re.compile(r"step by step\.$"), "answer": re.compile(r"Answer:$")}
 _ACTIONS = ("search", "lookup", "finish", "invalid", "none")
+HEADS = (*_HEADS, "other")
+
+
+def call_head(prompt_text: str) -> str:
+    """The kind of call a prompt asks for, from how it ends: ``thought`` (a ReAct step), ``action``
+    (an Act step), ``cot`` (a chain-of-thought answer), ``answer`` (a direct one) or ``other``.
+
+    >>> call_head("Question: Who?\\nThought: Let's think step by step."), call_head("Question: Who?\\nThought 2:")
+    ('cot', 'thought')
+    """
+    tail = prompt_text.rstrip()
+    return next((h for h, r in _HEADS.items() if r.search(tail)), "other")
 
 
 def call_features(prompt_text: str) -> dict[str, float]:
@@ -145,7 +157,6 @@ def call_features(prompt_text: str) -> dict[str, float]:
         m = _CALL.match(a.strip())
         names.append(m.group(1).lower() if m and m.group(1).lower() in _ACTIONS else "invalid")
     last = obs[-1] if obs else ""
-    tail = ep.rstrip()
     out = {"episode_chars": float(len(ep)),
            "question_chars": float(len(question)), "question_words": float(len(question.split())),
            "question_entities": float(len(entities(question))), "step": float(len(obs) + 1),
@@ -156,25 +167,14 @@ def call_features(prompt_text: str) -> dict[str, float]:
            "thought_chars": float(len(thoughts[-1])) if thoughts else 0.0,
            "thought_mean_chars": statistics.fmean(len(t) for t in thoughts) if thoughts else 0.0,
            "repeated_action": float(len(acts) > 1 and acts[-1].strip() == acts[-2].strip())}
-    out |= {f"head={h}": float(bool(r.search(tail))) for h, r in _HEADS.items()}
+    head = call_head(ep)
+    out |= {f"head={h}": float(head == h) for h in _HEADS}
     prev = names[-1] if names else "none"
     out |= {f"prev={a}": float(prev == a) for a in _ACTIONS}
     return out
 
 
 NAMES = tuple(call_features("Question: ?\nThought 1:"))
-HEADS = (*_HEADS, "other")
-
-
-def call_head(prompt_text: str) -> str:
-    """The kind of call a prompt asks for, from how it ends: ``thought`` (a ReAct step), ``action``
-    (an Act step), ``cot`` (a chain-of-thought answer), ``answer`` (a direct one) or ``other``.
-
-    >>> call_head("Question: Who?\\nThought: Let's think step by step."), call_head("Question: Who?\\nThought 2:")
-    ('cot', 'thought')
-    """
-    tail = prompt_text.rstrip()
-    return next((h for h, r in _HEADS.items() if r.search(tail)), "other")
 
 
 def _bucket(tokens: int, edges: Sequence[int]) -> int:
