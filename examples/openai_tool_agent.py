@@ -92,16 +92,15 @@ def main(argv: list[str] | None = None) -> float:
 
         with ThreadPoolExecutor(max(1, args.workers)) as pool:  # map keeps the questions' order
             results = list(pool.map(one, examples))
-    labels, total = [], 0.0
+    labels, answers, total = [], [], 0.0
     for ex, (answer, em) in zip(examples, results, strict=True):
         total += em
         labels.append({"conversation_id": f"{args.run}-{ex.id}", "reward": em})
+        answers.append({"id": ex.id, "answer": answer, "em": em})
         print(f"{em:.0f}  {ex.question[:70]!r} -> {answer!r} (gold {ex.answer!r})")
-    if args.answers:
-        args.answers.write_text("".join(json.dumps({"id": ex.id, "answer": a, "em": em}) + "\n"
-                                        for ex, (a, em) in zip(examples, results, strict=True)))
-    if args.labels:
-        args.labels.write_text("".join(json.dumps(x) + "\n" for x in labels))
+    for path, records in ((args.answers, answers), (args.labels, labels)):
+        if path:
+            path.write_text("".join(json.dumps(x) + "\n" for x in records))
     em = total / max(len(examples), 1)
     print(f"EM {em:.3f} on {len(examples)} {args.task}:{args.split} questions")
     return em
