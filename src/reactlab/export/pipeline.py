@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -88,6 +89,29 @@ def export_model(
         (out / "README.md").write_text(_readme(model, adapter, ollama, res, commands,
                                                _precision(merged.source_gguf, dtype), agent))
     return res
+
+
+def export_roles(model: str, out: str | Path, adapters: dict[str, str], ollama: str | None = None,
+                 **options: Any) -> dict[str, ExportResult]:
+    """One ``export_model`` per role of a multi-agent pipeline, each role's adapter merged into its
+    own copy of the base, into ``out/<role>`` (the Ollama name gets ``-<role>``); ``out/README.md``
+    says how to run the pipeline on the merged roles. ``options``: ``export_model``'s keywords.
+
+    The source project merges each role's adapter into its base; a merged role loads without PEFT and
+    converts to GGUF like any model, and ``--model ROLE=DIR`` gives it to its role only.
+    """
+    out = Path(out)
+    results = {role: export_model(model, out / role, adapter=adapter,
+                                  ollama=f"{ollama}-{role}" if ollama else None, **options)
+               for role, adapter in adapters.items()}
+    models = " ".join(f"--model {role}={res.hf_dir}" for role, res in results.items())
+    rows = "\n".join(f"| `{role}` | `{adapters[role]}` | `{res.hf_dir}` |" for role, res in results.items())
+    (out / "README.md").write_text(
+        f"# Per-role export of `{model}`\n\nEach role's adapter merged into its own copy of the base:\n\n"
+        f"| role | adapter | merged weights |\n|---|---|---|\n{rows}\n\n"
+        "Run the pipeline on them (fine-tuned roles run zero-shot):\n\n"
+        f"```\nreactlab run --task logic_mcq --agent pipeline --prompt zeroshot {models}\n```\n")
+    return results
 
 
 def _name(model: str, adapter: str | None) -> str:
