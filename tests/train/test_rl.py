@@ -559,3 +559,47 @@ def test_engine_logprobs_stand_in_for_trls_recomputation(tiny_model_dir, prompt_
     assert torch.equal(mask, mask2) and mask.sum() > 10
     assert (trl_old - engine_old)[mask.bool()].abs().max() < 1e-4
     assert calls == [1, 0]
+
+
+
+def test_rloo_takes_the_engines_logprobs_as_the_old_policys(tiny_model_dir, prompt_data, tmp_path):
+    """RLOO recomputes the old policy's log-probabilities after every round; ``EpisodeRLOOTrainer``
+    hands over the engine's instead (sampled at temperature 0.7: the same tempered distribution):
+    the same sequence sums (fp32, 1e-4 per token), one forward fewer, the reference's still made."""
+    import torch
+
+    from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.policy import load_policy
+    from reactlab.train.rloo import episode_rloo_trainer, rloo_config
+
+    rows = [json.loads(x) for x in (Path(prompt_data) / "train.jsonl").read_text().splitlines()]
+    olds, calls = [], []
+    for engine in (False, True):
+        cfg = recipe(RLOORecipe, tiny_model_dir, prompt_data, tmp_path / str(engine), temperature=0.7,
+                     max_new_tokens=6, trl={"beta": 0.05})
+        policy = load_policy(cfg)
+        trainer = episode_rloo_trainer(model=policy.model, args=rloo_config(cfg), train_dataset=rl_dataset(rows),
+                                       processing_class=policy.tokenizer, peft_config=policy.peft_config,
+                                       reward_funcs=rl_rewards(cfg), rollouts=EpisodeRollouts(rollout_spec(cfg, 0)),
+                                       engine_logprobs=engine)
+        trainer.model.train()
+        forwards: list[int] = []  # the policy's forward passes outside the sampling engine's
+        trainer.model.register_forward_hook(lambda *_, _f=forwards: _f.append(1))
+        rollouts = trainer.rollouts
+        trainer.rollouts = lambda *a, _r=rollouts, _f=forwards: _quiet(_f, _r, *a)
+        out = trainer._generate_and_score_completions([trainer.train_dataset[i] for i in range(4)])
+        olds.append((out["old_logps"], out["env_mask"]))
+        calls.append(len(forwards))
+    (trl_old, mask), (engine_old, mask2) = olds
+    assert torch.equal(mask, mask2) and mask.sum() > 10
+    assert (trl_old - engine_old).abs().max() < 1e-4 * mask.sum(1).max()
+    assert calls == [2, 1]  # old + reference, then the reference alone
+
+
+def _quiet(forwards: list[int], rollouts, *args):
+    """``rollouts(*args)`` with the forward passes it makes (the engine's decoding) not counted."""
+    start = len(forwards)
+    try:
+        return rollouts(*args)
+    finally:
+        del forwards[start:]

@@ -15,7 +15,12 @@ is a thin subclass that changes two things and keeps the rest (advantages, clipp
   per-token log-probabilities are made (``_get_per_token_logps_and_entropies``): they are 0 on
   masked tokens, whatever sums them, and no gradient reaches the logits there. The mask travels
   in the batch (``inputs["env_mask"]``) from generation to each optimisation step, as TRL's own
-  tensors do (TRL's buffering splits every tensor of the batch alike).
+  tensors do (TRL's buffering splits every tensor of the batch alike);
+- the old policy's log-probabilities: TRL recomputes them after every generation round (one
+  no-grad forward over the round), though the engine sampled those very tokens from those weights
+  and kept their log-probabilities (``log_softmax(logits / temperature)``, 0 where masked, as the
+  recomputation is after the mask). With ``engine_logprobs`` (the default) the engine's stand in
+  and the forward is skipped; the reference model's, for the KL penalty, are still computed.
 
 Why a subclass and not TRL's ``tools``/``environment_factory``: those need JSON tool calls and chat
 templates with tool support; our agents act in ReAct text (``search[X]``) on any template.
@@ -46,9 +51,11 @@ def rloo_config(cfg: RLOORecipe):
     return RLOOConfig(**rl_config_kwargs(cfg, RLOOConfig) | {"reward_weights": list(cfg.rewards.values())})
 
 
-def episode_rloo_trainer(**kwargs: Any) -> Any:
+def episode_rloo_trainer(*, engine_logprobs: bool = True, **kwargs: Any) -> Any:
     """An ``EpisodeRLOOTrainer`` (module docstring): ``RLOOTrainer``'s arguments plus ``rollouts``
-    (an ``EpisodeRollouts``). The class is made here so that importing this module imports no TRL."""
+    (an ``EpisodeRollouts``). ``engine_logprobs=False``: TRL's own recomputation of the old policy's
+    log-probabilities (the benchmark's baseline). The class is made here so that importing this
+    module imports no TRL."""
     import torch
     from trl import RLOOTrainer
 
@@ -59,10 +66,12 @@ def episode_rloo_trainer(**kwargs: Any) -> Any:
             self._env_masks: list[list[int]] | None = None  # this generation round's, as generated
             self._active_mask: torch.Tensor | None = None  # the batch's, while its logps are computed
             self._columns: dict[str, list[Any]] = {}  # this round's reward columns, when the rollouts replaced rows
+            self._engine_logps: list[list[float]] | None = None  # this round's, until the old policy's are asked
 
         def _generate(self, prompts: list) -> tuple[list, list, list]:
             out = self.rollouts(prompts, self)
             self._env_masks = out["env_mask"]
+            self._engine_logps = out["logprobs"] if engine_logprobs else None
             self._columns = {k: v for k, v in out.items() if k not in ROLLOUT_KEYS}
             mode = "train" if getattr(self.model, "training", False) else "eval"
             lengths = [sum(m) for m in out["env_mask"]]
@@ -78,8 +87,8 @@ def episode_rloo_trainer(**kwargs: Any) -> Any:
                 row.update({k: v[i] for k, v in self._columns.items()})
             return super()._calculate_rewards(inputs, *args)
 
-        def _padded(self, masks: list[list[int]], width: int) -> torch.Tensor:
-            rows = [m[:width] + [0] * (width - len(m)) for m in masks]
+        def _padded(self, masks: list[list[int]] | list[list[float]], width: int) -> torch.Tensor:
+            rows = [list(m[:width]) + [0] * (width - len(m)) for m in masks]
             return torch.tensor(rows, dtype=torch.float32, device=self.accelerator.device)
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -90,11 +99,16 @@ def episode_rloo_trainer(**kwargs: Any) -> Any:
                 self._active_mask = None
             assert self._env_masks is not None
             out["env_mask"] = self._padded(self._env_masks, out["completion_ids"].size(1))
-            self._env_masks = None
+            self._env_masks = self._engine_logps = None
             return out
 
         def _get_per_token_logps_and_entropies(self, model: Any, input_ids: Any, attention_mask: Any,
                                                logits_to_keep: int, *args: Any, **kw: Any) -> Any:
+            if self._engine_logps is not None and model is self.model and not torch.is_grad_enabled():
+                # the round's first no-grad call is the old policy's (the reference's comes after): the engine's
+                logps = self._padded(self._engine_logps, logits_to_keep)
+                self._engine_logps = None
+                return logps, None, None
             logps, entropies, *rest = super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, *args, **kw)
             mask = self._active_mask
