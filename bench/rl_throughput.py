@@ -1,8 +1,8 @@
-"""Where a GRPO update's time goes, and episodes/minute and updates/hour before and after the cuts,
+"""Where a GRPO (or RLOO: ``--trainer rloo``) update's time goes, and episodes/minute and updates/hour before and after the cuts,
 side by side in one run (the same questions, policy, seeds and TRL config in every arm).
 
     .venv/bin/python bench/rl_throughput.py [--model smollm2] [--questions 2] [--group 2] \
-        [--max-steps 2] [--new 16] [--generations 1]
+        [--max-steps 2] [--new 16] [--generations 1] [--trainer grpo|rloo]
 
 The run is ``train grpo``'s own (``online.run_rl``: our ReAct episodes against WikiEnv over the
 vendored index, LoRA on ``--model``), on HotpotQA train-pool questions with their supporting pages as
@@ -11,8 +11,10 @@ the ``evidence`` column, rewards as the GPU recipe weighs them. Each generation 
 (``num_iterations: 2``, micro-batches of ``group`` episodes): the setting where TRL recomputes the
 round's log-probabilities before its first update. Arms:
 
-- ``trl``: TRL's own path: that recomputation (one no-grad forward over the round), fp32;
-- ``engine``: the engine's log-probabilities stand in for it (``grpo.EpisodeGRPOTrainer``), fp32;
+- ``trl``: TRL's own path: that recomputation (one no-grad forward over the round), fp32 (RLOO
+  recomputes after every round, whatever ``num_iterations``);
+- ``engine``: the engine's log-probabilities stand in for it (``grpo.EpisodeGRPOTrainer``,
+  ``rloo.EpisodeRLOOTrainer``), fp32;
 - ``engine+bf16``: the same under bf16 autocast (``trl.bf16``), only where ``reactlab.hardware``
   says bf16 matmuls are fast.
 
@@ -55,14 +57,17 @@ def run_arm(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], ind
     from reactlab.envs.wikienv import WikiEnv
     from reactlab.train.grpo import episode_grpo_trainer, grpo_config
     from reactlab.train.online import EpisodeRollouts, run_rl
-    from reactlab.train.recipes import GRPORecipe
+    from reactlab.train.recipes import GRPORecipe, RLOORecipe
+    from reactlab.train.rloo import episode_rloo_trainer, rloo_config
+
+    rloo = args.trainer == "rloo"
 
     times: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     data = work / "data"
     data.mkdir(exist_ok=True)
     (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = GRPORecipe.model_validate(dict(
+    cfg = (RLOORecipe if rloo else GRPORecipe).model_validate(dict(
         model={"name": args.model}, data={"path": str(data)}, out=str(work / name),
         lora={"r": 16, "alpha": 32, "dropout": 0.0}, rewards=REWARDS, num_generations=args.group,
         max_episode_steps=args.max_steps, max_new_tokens=args.new, temperature=1.0,
@@ -80,7 +85,10 @@ def run_arm(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], ind
                 times["env"] += time.perf_counter() - t0
 
     def make(*, rollouts: EpisodeRollouts, **kw: Any) -> Any:
-        trainer = episode_grpo_trainer(rollouts=rollouts, engine_logprobs=name != "trl", **kw)
+        if rloo:
+            trainer = episode_rloo_trainer(rollouts=rollouts, engine_logprobs=name != "trl", **kw)
+        else:
+            trainer = episode_grpo_trainer(rollouts=rollouts, engine_logprobs=name != "trl", **kw)
         call, logps, train = rollouts.__call__, trainer._get_per_token_logps_and_entropies, trainer.train
 
         def timed_rollouts(prompts: list[Any], tr: Any) -> dict[str, list[Any]]:
@@ -106,12 +114,16 @@ def run_arm(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], ind
             finally:
                 times["train"] += time.perf_counter() - t0
 
-        trainer.rollout_func = timed_rollouts
+        if rloo:
+            trainer.rollouts = timed_rollouts
+        else:
+            trainer.rollout_func = timed_rollouts
         trainer._get_per_token_logps_and_entropies = timed_logps
         trainer.train = timed_train
         return trainer
 
-    result = run_rl(cfg, "grpo", make, grpo_config(cfg), False, time.perf_counter(), data / "train.jsonl", rows,
+    config = rloo_config(cfg) if rloo else grpo_config(cfg)
+    result = run_rl(cfg, args.trainer, make, config, False, time.perf_counter(), data / "train.jsonl", rows,
                     lambda: TimedEnv(index), None)
     updates = len(result.extra["rewards"])
     wall = times["train"]
@@ -129,6 +141,7 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=2, help="model turns per episode")
     ap.add_argument("--new", type=int, default=16, help="max new tokens per model turn")
     ap.add_argument("--generations", type=int, default=1, help="generation rounds per arm (2 updates each)")
+    ap.add_argument("--trainer", choices=("grpo", "rloo"), default="grpo")
     args = ap.parse_args()
 
     import torch
@@ -136,7 +149,7 @@ def main() -> None:
     from reactlab.wiki.index import get_index
 
     arms = ["trl", "engine"] + (["engine+bf16"] if bf16_matmuls_fast() else [])
-    print(f"CPU: {describe_cpu()}; torch threads {torch.get_num_threads()}; model {args.model}; "
+    print(f"CPU: {describe_cpu()}; torch threads {torch.get_num_threads()}; model {args.model}; {args.trainer}; "
           f"{args.questions} questions x {args.group} episodes per round, <= {args.max_steps} turns of <= {args.new} "
           f"tokens; {args.generations} rounds x 2 updates per arm; arms {', '.join(arms)}")
     rows = prompt_rows(args.questions)
