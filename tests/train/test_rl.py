@@ -530,20 +530,12 @@ def test_engine_logprobs_stand_in_for_trls_recomputation(tiny_model_dir, prompt_
     import torch
 
     from reactlab.train.grpo import episode_grpo_trainer, grpo_config
-    from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
-    from reactlab.train.policy import load_policy
 
-    rows = [json.loads(x) for x in (Path(prompt_data) / "train.jsonl").read_text().splitlines()]
     olds, calls = [], []
     for engine in (False, True):
         cfg = recipe(GRPORecipe, tiny_model_dir, prompt_data, tmp_path / str(engine), temperature=1.0,
                      max_new_tokens=6, trl={"num_iterations": 2})
-        policy = load_policy(cfg)
-        trainer = episode_grpo_trainer(model=policy.model, args=grpo_config(cfg), train_dataset=rl_dataset(rows),
-                                       processing_class=policy.tokenizer, peft_config=policy.peft_config,
-                                       reward_funcs=rl_rewards(cfg), rollouts=EpisodeRollouts(rollout_spec(cfg, 0)),
-                                       engine_logprobs=engine)
-        trainer.model.train()
+        trainer = _episode_trainer(episode_grpo_trainer, grpo_config, cfg, engine)
         n: list[int] = []
 
         def counted(*a, _n=n, _real=trainer._get_per_token_logps_and_entropies, **k):
@@ -568,21 +560,13 @@ def test_rloo_takes_the_engines_logprobs_as_the_old_policys(tiny_model_dir, prom
     the same sequence sums (fp32, 1e-4 per token), one forward fewer, the reference's still made."""
     import torch
 
-    from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
-    from reactlab.train.policy import load_policy
     from reactlab.train.rloo import episode_rloo_trainer, rloo_config
 
-    rows = [json.loads(x) for x in (Path(prompt_data) / "train.jsonl").read_text().splitlines()]
     olds, calls = [], []
     for engine in (False, True):
         cfg = recipe(RLOORecipe, tiny_model_dir, prompt_data, tmp_path / str(engine), temperature=0.7,
                      max_new_tokens=6, trl={"beta": 0.05})
-        policy = load_policy(cfg)
-        trainer = episode_rloo_trainer(model=policy.model, args=rloo_config(cfg), train_dataset=rl_dataset(rows),
-                                       processing_class=policy.tokenizer, peft_config=policy.peft_config,
-                                       reward_funcs=rl_rewards(cfg), rollouts=EpisodeRollouts(rollout_spec(cfg, 0)),
-                                       engine_logprobs=engine)
-        trainer.model.train()
+        trainer = _episode_trainer(episode_rloo_trainer, rloo_config, cfg, engine)
         forwards: list[int] = []  # the policy's forward passes outside the sampling engine's
         trainer.model.register_forward_hook(lambda *_, _f=forwards: _f.append(1))
         rollouts = trainer.rollouts
@@ -594,6 +578,20 @@ def test_rloo_takes_the_engines_logprobs_as_the_old_policys(tiny_model_dir, prom
     assert torch.equal(mask, mask2) and mask.sum() > 10
     assert (trl_old - engine_old).abs().max() < 1e-4 * mask.sum(1).max()
     assert calls == [2, 1]  # old + reference, then the reference alone
+
+
+def _episode_trainer(make, config, cfg, engine: bool):
+    """A GRPO / RLOO episode trainer on ``cfg`` (its data's rows), in train mode, as ``run_rl`` builds one."""
+    from reactlab.train.online import EpisodeRollouts, rl_dataset, rl_rewards, rollout_spec
+    from reactlab.train.policy import load_policy
+
+    rows = [json.loads(x) for x in (Path(cfg.data.path) / "train.jsonl").read_text().splitlines()]
+    policy = load_policy(cfg)
+    trainer = make(model=policy.model, args=config(cfg), train_dataset=rl_dataset(rows),
+                   processing_class=policy.tokenizer, peft_config=policy.peft_config, reward_funcs=rl_rewards(cfg),
+                   rollouts=EpisodeRollouts(rollout_spec(cfg, 0)), engine_logprobs=engine)
+    trainer.model.train()
+    return trainer
 
 
 def _quiet(forwards: list[int], rollouts, *args):
