@@ -1,7 +1,8 @@
 """`reactlab demo --task logic_mcq` end to end: the runs on a scripted model that answers by which
 adapter it was opened with (so a role given the wrong adapter shows), the two SFT stages on a tiny
 random Llama; every stage's output, Evaluate rows from gold only, per-role adapters in the right
-role, paired differences in the report, a rerun skipping every stage, bad options refused."""
+role, paired differences in the report, the transfer arms on MMLU, a rerun skipping every stage, bad
+options refused."""
 
 from __future__ import annotations
 
@@ -14,28 +15,34 @@ from typer.testing import CliRunner
 
 from reactlab.cli import app
 from reactlab.data.select import excluded_questions, normalize_question
-from reactlab.demo_mcq import ARMS, run_mcq_demo
+from reactlab.demo_mcq import ARMS, TRANSFER, run_mcq_demo
 from reactlab.demo_report import paired, prior_letters, run_scores
 from reactlab.llm.scripted import ScriptedLLM
 from reactlab.tasks import make_task
 
 pytest.importorskip("trl")
 
-N, TRAIN_N, K = 6, 8, 3
+N, TRAIN_N, K, TRANSFER_N = 6, 8, 3, 3
 FAST = ("trl.max_steps=2", "trl.per_device_train_batch_size=2", "trl.gradient_accumulation_steps=1",
         "trl.per_device_eval_batch_size=4", "trl.logging_steps=1", "trl.save_steps=1", "trl.eval_steps=1",
         "trl.report_to=[]", "trl.disable_tqdm=true", "trl.warmup_steps=0")
 STAGES = ("base", "samples", "data-answer", "data-evaluate", "adapter-answer", "adapter-evaluate",
-          *(s for s, _ in ARMS))
+          *(s for s, _ in ARMS), *(f"{TRANSFER}-{s}" for s in ("base", *(s for s, _ in ARMS))))
 TASK = make_task("logic_mcq")
 GOLD = {e.question: (e.answer, len(e.meta["options"])) for e in TASK.examples("all")}
 EVAL = {e.question for e in TASK.examples("eval")}
+MMLU = {e.question: (e.answer, len(e.meta["options"])) for e in make_task(TRANSFER).examples("eval", limit=TRANSFER_N,
+                                                                                               seed=0)}
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _question(text: str) -> str:
     return next(q for q in GOLD if text.startswith(q))
+
+
+def _mmlu(text: str) -> tuple[str, int] | None:
+    return next((g for q, g in MMLU.items() if q in text), None)
 
 
 def scripted(adapter: str | None):
@@ -48,6 +55,14 @@ def scripted(adapter: str | None):
 
     def reply(prompt) -> str:
         text = prompt[-1]["content"]
+        if mmlu := _mmlu(text):  # the transfer arms: the same behaviour in English
+            gold, n = mmlu
+            wrong = "ABCD"[("ABCD".index(gold) + 1) % n]
+            if who != "base":
+                return f"[{who}] Test each option.\nAnswer: {gold}"
+            if "Candidate answer:" in text:
+                return f"[base] Keep it.\nAnswer: {text.split('Candidate answer: ')[1][0]}"
+            return f"Step 1: [base] reasoning.\nAnswer: {wrong}"
         gold, n = GOLD[_question(text)]
         wrong = "ABCDEFG"[("ABCDEFG".index(gold) + 1) % n]
         evaluate = "另一位解题者" in text
@@ -78,7 +93,7 @@ def demo(tiny_model_dir, tmp_path_factory):
     mp.setattr("reactlab.runner.open_llm", open_llm)
     out = tmp_path_factory.mktemp("mcq") / "demo"
     opts = dict(model=f"hf:{tiny_model_dir}", n=N, train_n=TRAIN_N, k=K, overrides=FAST, batch_size=4,
-                progress=False)
+                transfer_n=TRANSFER_N, progress=False)
     try:
         yield out, run_mcq_demo(out, **opts), opts, opened
     finally:
@@ -106,6 +121,13 @@ def test_every_stage_and_the_report(demo):
     # base pipeline: every answer wrong; both trained: every answer right
     assert f"| {N} | 1.000 ± 0.000 | +100.0 ± 0.0 pts" in both and f"| {N} / 0 |" in both
     assert "reactlab demo --task logic_mcq" in report
+    # the transfer arms: a second table on MMLU, its prior from MMLU's validation labels
+    transfer = report.split(f"## The same roles on {TRANSFER} ({TRANSFER_N} eval questions")[1]
+    assert "prior (most frequent val letter per option count: 4:" in transfer
+    both = next(x for x in transfer.splitlines() if x.startswith("| both roles trained |"))
+    assert f"| {TRANSFER_N} | 1.000 ± 0.000 | +100.0 ± 0.0 pts" in both
+    moved = lines(out / f"{TRANSFER}-both-trained/trajectories.jsonl")
+    assert len(moved) == TRANSFER_N and all(t["task"] == TRANSFER for t in moved)
 
 
 def test_evaluate_rows_carry_the_gold_letter_and_never_an_eval_question(demo):
@@ -175,6 +197,8 @@ def test_paired_differences():
     ({"n": 500}, "eval split has 239"),
     ({"model": "openai:x"}, "fine-tunes its model"),
     ({"overrides": ("out=elsewhere",)}, "sets out itself"),
+    ({"transfer_n": 20_000}, "mmlu eval split has 14042"),
+    ({"transfer_n": -1}, "--transfer-n must be >= 0"),
 ])
 def test_bad_options_fail_before_any_stage(tmp_path, tiny_model_dir, change, message):
     out = tmp_path / "demo"
@@ -188,6 +212,8 @@ def test_cli_demo_task_flag(tmp_path):
     assert res.exit_code == 2 and "at least 2 samples" in res.output
     res = CliRunner().invoke(app, ["demo", "--task", "fever", "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and "runs hotpotqa or logic_mcq" in res.output
+    res = CliRunner().invoke(app, ["demo", "--transfer-n", "5", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "only the logic_mcq demo has transfer arms" in res.output
 
 
 def test_the_printed_run_commands_make_the_stages_configs(demo):
@@ -199,9 +225,9 @@ def test_the_printed_run_commands_make_the_stages_configs(demo):
     from reactlab.demo_mcq import MCQDemo
 
     out, result, opts, _ = demo
-    mcq = MCQDemo(out, opts["model"], N, TRAIN_N, K, batch_size=4)
+    mcq = MCQDemo(out, opts["model"], N, TRAIN_N, K, batch_size=4, transfer_n=TRANSFER_N)
     runs = [shlex.split(c) for c in result.report.split("```bash")[1].splitlines() if c.startswith("reactlab run")]
-    assert len(runs) == 5
+    assert len(runs) == 9
     for args in runs:
         flags: dict[str, list[str]] = {}
         for flag, value in zip(args[2::2], args[3::2], strict=True):

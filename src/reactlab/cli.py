@@ -263,6 +263,9 @@ def demo_cmd(
         "--n", help="eval questions per arm, the first N (default: 100 HotpotQA, all 239 logic_mcq)")] = None,
     train_n: Annotated[int, typer.Option(help="logic_mcq: train questions the base Answer agent samples")] = 120,
     k: Annotated[int, typer.Option("--k", help="logic_mcq: Answer samples per train question")] = 4,
+    transfer_n: Annotated[int, typer.Option(
+        help="logic_mcq: also the base pipeline and the trained arms on this many MMLU eval questions (a seeded "
+             "sample, English prompts): whether the roles transfer (0: off)")] = 0,
     train_rows: Annotated[int, typer.Option(help="rows of the SFT dataset (train + val), a seeded sample")] = 300,
     config: Annotated[list[str] | None, typer.Option(
         "--config", "-c", help="KEY=VALUE overriding the recipe (dotted keys, YAML values: trl.max_steps=20, "
@@ -298,12 +301,14 @@ def demo_cmd(
             mcq = run_mcq_demo(
                 out or Path("runs/demo-mcq"), model=model or "gemma3-270m", n=n, train_n=train_n, k=k,
                 overrides=config or [], recipe=recipe or MCQ_RECIPE, batch_size=batch_size, seed=seed,
-                progress=not quiet, log=lambda line: typer.secho(line, err=True, bold=True))
+                transfer_n=transfer_n, progress=not quiet, log=lambda line: typer.secho(line, err=True, bold=True))
         typer.echo(mcq.report)
         return
     with user_errors():
         if task != "hotpotqa":
             raise ValueError(f"--task {task!r}: the demo runs hotpotqa or logic_mcq")
+        if transfer_n:
+            raise ValueError("--transfer-n: only the logic_mcq demo has transfer arms (--task logic_mcq)")
         result = run_demo(
             out or Path("runs/demo"), model=model or "smollm2", n=100 if n is None else n, train_rows=train_rows, overrides=config or [], recipe=recipe or DEFAULT_RECIPE,
             batch_size=batch_size, max_steps=max_steps, seed=seed, grpo_minutes=grpo_minutes,

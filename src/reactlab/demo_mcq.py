@@ -3,7 +3,9 @@
 The base pipeline on the eval split; the base Answer agent sampled ``k`` times per train question;
 Answer rows by rejection sampling (gold letter, a last step that does not contradict it) and
 Evaluate rows from gold (each sample as the Evaluate input, ``答案是:<gold>`` the target, balanced
-per option count); one LoRA SFT per role; then the trained roles on the same eval questions. Each
+per option count); one LoRA SFT per role; then the trained roles on the same eval questions, and
+with ``transfer_n`` the base pipeline and the same arms on that many MMLU eval questions (a seeded
+sample, English prompts: whether roles trained on Chinese logic transfer). Each
 stage is one ``reactlab`` command run in process into ``OUT/<stage>`` and skipped when its output is
 complete, so a rerun resumes; an existing output made from other inputs is refused before any
 stage runs, as in ``reactlab.demo`` (whose helpers this module shares).
@@ -30,6 +32,8 @@ from reactlab.train.recipes import SFTRecipe
 from reactlab.train.record import TRAINING_FILE
 
 TASK = "logic_mcq"
+TRANSFER = "mmlu"
+"""The task of the transfer arms (``--transfer-n``): their stages are ``mmlu-<stage>``."""
 MCQ_RECIPE = recipes_dir() / "sft_gemma3_270m_lora.yaml"
 # Small role sets (a few hundred rows): checkpoints every 10 updates so a killed training resumes.
 MCQ_OVERRIDES = ("trl.save_steps=10", "trl.eval_steps=10")
@@ -49,15 +53,26 @@ class MCQDemo:
     recipe: Path = MCQ_RECIPE
     batch_size: int = 32
     seed: int = 0
+    transfer_n: int = 0
 
     def dir(self, stage: str) -> Path:
         return self.out / stage
 
+    def stages(self) -> list[str]:
+        """The run stages of the eval arms, then the transfer arms when asked."""
+        arms = ["base", *(s for s, _ in ARMS)]
+        return arms + ([f"{TRANSFER}-{s}" for s in arms] if self.transfer_n else [])
+
     def run_config(self, stage: str) -> RunConfig:
         """The ``reactlab run`` options of a run stage (adapters on their role's model only)."""
         out, base = str(self.dir(stage)), ModelRef(name=self.model)
-        common: dict[str, Any] = {"out": out, "task": TASK, "agent": "pipeline", "batch_size": self.batch_size}
+        transfer = stage.startswith(f"{TRANSFER}-")
+        common: dict[str, Any] = {"out": out, "task": TRANSFER if transfer else TASK, "agent": "pipeline",
+                                  "batch_size": self.batch_size}
         evaluation = {**common, "split": "eval", "limit": self.n}
+        if transfer:
+            evaluation |= {"limit": self.transfer_n, "seed": self.seed}
+            stage = stage.removeprefix(f"{TRANSFER}-")
         if stage == "base":
             return RunConfig(**evaluation, model=base)
         if stage == "samples":
@@ -106,6 +121,7 @@ def run_mcq_demo(
     recipe: str | Path = MCQ_RECIPE,
     batch_size: int = 32,
     seed: int = 0,
+    transfer_n: int = 0,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> MCQResult:
@@ -118,11 +134,12 @@ def run_mcq_demo(
     Bad options raise ``ValueError``, outputs made from other inputs ``DataError``, before any stage runs.
     """
     demo = MCQDemo(Path(out), model, n, train_n, k, temperature, tuple(overrides), find_recipe(recipe), batch_size,
-                   seed)
+                   seed, transfer_n)
     say = log or (lambda _line: None)
     cfgs = check_mcq(demo)
     stages: dict[str, str] = {}
-    total = 6 + len(ARMS)
+    transfer = [s for s in demo.stages() if s.startswith(f"{TRANSFER}-")]
+    total = 6 + len(ARMS) + len(transfer)
     stages["base"] = _run(demo, "base", progress, say, f"[1/{total}] base pipeline (Answer -> Evaluate), {model}")
     stages["samples"] = _run(demo, "samples", progress, say,
                              f"[2/{total}] base Answer agent, {k} samples per train question, {train_n} questions")
@@ -132,9 +149,12 @@ def run_mcq_demo(
         stages[f"adapter-{role}"] = _train_stage(cfgs[role], say, f"[{5 + i}/{total}] LoRA SFT of the {role} role")
     for i, (stage, what) in enumerate(ARMS):
         stages[stage] = _run(demo, stage, progress, say, f"[{7 + i}/{total}] {what}")
+    for i, stage in enumerate(transfer):
+        stages[stage] = _run(demo, stage, progress, say, f"[{7 + len(ARMS) + i}/{total}] {stage}: "
+                                                         f"{demo.transfer_n} {TRANSFER} eval questions")
     from reactlab.demo_report import render_mcq_report
 
-    report = render_mcq_report(demo.out, model, mcq_commands(demo))
+    report = render_mcq_report(demo.out, model, mcq_commands(demo), transfer=TRANSFER if transfer else None)
     write_text_atomic(demo.out / "report.md", report)
     say(f"report: {demo.out / 'report.md'}")
     return MCQResult(demo.out, stages, report)
@@ -151,6 +171,8 @@ def check_mcq(demo: MCQDemo) -> dict[str, SFTRecipe]:
                         ("--batch-size", demo.batch_size)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+    if demo.transfer_n < 0:
+        raise ValueError(f"--transfer-n must be >= 0 (0: no transfer arms), got {demo.transfer_n}")
     if demo.k < 2:
         raise ValueError(f"--k {demo.k}: rejection sampling needs at least 2 samples per question")
     task = make_task(TASK)
@@ -159,6 +181,8 @@ def check_mcq(demo: MCQDemo) -> dict[str, SFTRecipe]:
         raise ValueError(f"--n {demo.n}: the {TASK} eval split has {n_eval} questions")
     if demo.train_n > n_train:
         raise ValueError(f"--train-n {demo.train_n}: the {TASK} train split has {n_train} questions")
+    if demo.transfer_n > (n_transfer := len(make_task(TRANSFER).examples("eval"))):
+        raise ValueError(f"--transfer-n {demo.transfer_n}: the {TRANSFER} eval split has {n_transfer} questions")
     if not parse_model(demo.model).local:
         raise ValueError(f"--model {demo.model!r}: the demo fine-tunes its model, so it must be a named model "
                          f"({', '.join(sorted(NAMED))}) or hf:PATH_OR_ID")
@@ -189,8 +213,11 @@ def check_mcq(demo: MCQDemo) -> dict[str, SFTRecipe]:
             info = json.loads((adapter / TRAINING_FILE).read_text())
             _refuse(adapter, differences(_flat(info.get("recipe", {})), _flat(cfgs[role].model_dump(mode="json")),
                                          ignore=("out", "data.path")))
-    for stage, _ in ARMS:
-        trained = [r for r in ROLES if r in stage or stage == "both-trained"]
+    for stage in demo.stages()[1:]:
+        if stage == f"{TRANSFER}-base":
+            _check_run(demo, stage)
+            continue
+        trained = [r for r in ROLES if r in stage or stage.endswith("both-trained")]
         if any(not _adapter_done(demo.dir(f"adapter-{r}")) for r in trained) and \
                 (demo.dir(stage) / "trajectories.jsonl").is_file():
             raise DataError(f"{demo.dir(stage)}: holds trajectories of an earlier adapter that is about to be "
@@ -241,7 +268,7 @@ def mcq_commands(demo: MCQDemo) -> list[str]:
 
     def run_cmd(stage: str) -> str:
         cfg = demo.run_config(stage)
-        args = ["reactlab", "run", "--task", TASK, "--agent", "pipeline"]
+        args = ["reactlab", "run", "--task", cfg.task, "--agent", "pipeline"]
         if cfg.model is not None:
             args += ["--model", cfg.model.name, *(["--adapter", cfg.model.adapter] if cfg.model.adapter else [])]
         for role, ref in sorted(cfg.roles.items()):
@@ -269,10 +296,14 @@ def mcq_commands(demo: MCQDemo) -> list[str]:
     one = ["reactlab", "demo", "--task", TASK, "--out", str(demo.out), "--model", demo.model, "--train-n",
            str(demo.train_n), "--k", str(demo.k), "--seed", str(demo.seed), "--batch-size", str(demo.batch_size)]
     one += (["--n", str(demo.n)] if demo.n else []) + [x for o in demo.overrides for x in ("-c", o)]
+    one += ["--transfer-n", str(demo.transfer_n)] if demo.transfer_n else []
+    transfer = [s for s in demo.stages() if s.startswith(f"{TRANSFER}-")]
     return ["# 1. the base pipeline on the eval split", run_cmd("base"),
             "# 2. the base Answer agent sampled on train questions", run_cmd("samples"),
             "# 3. role rows: Answer by rejection sampling, Evaluate from gold (eval questions dropped)",
             build("answer"), build("evaluate"),
             "# 4. one LoRA SFT per role", train("answer"), train("evaluate"),
             "# 5. the trained roles on the same eval questions", *(run_cmd(s) for s, _ in ARMS),
+            *([f"# 6. the base pipeline and the trained roles on {demo.transfer_n} {TRANSFER} eval questions",
+               *(run_cmd(s) for s in transfer)] if transfer else []),
             "# all of it (each stage skipped when done)", shlex.join(one)]

@@ -144,25 +144,34 @@ def _mean_se(xs: Sequence[float]) -> tuple[float, float]:
     return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1) / n) if n > 1 else 0.0)
 
 
-def mcq_arms(out: Path, arms: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+PRIOR_SPLIT = {"logic_mcq": "train", "mmlu": "val"}
+"""Where each task's prior baseline reads its labels: never the evaluation split (MMLU has no train
+split; its validation split is disjoint from the test questions the arms run on)."""
+
+
+def mcq_arms(out: Path, arms: Sequence[tuple[str, str]], task_name: str = "logic_mcq",
+             prefix: str = "") -> list[dict[str, Any]]:
     """The logic_mcq demo's table rows: prior baseline, chance, base pipeline, base Answer alone,
-    then ``arms`` (``(stage, label)``), each with accuracy and its paired difference to the base."""
+    then ``arms`` (``(stage, label)``), each with accuracy and its paired difference to the base.
+    ``prefix``: the stage directories' (``mmlu-`` for the transfer arms on ``task_name``)."""
     from reactlab.tasks import make_task
 
-    task = make_task("logic_mcq")
-    base = run_scores(out / "base")
+    task = make_task(task_name)
+    base = run_scores(out / f"{prefix}base")
     evals = [e for e in task.examples("eval") if e.id in base]
-    prior = prior_letters([(len(e.meta["options"]), e.answer) for e in task.examples("train")])
+    split = PRIOR_SPLIT[task_name]
+    prior = prior_letters([(len(e.meta["options"]), e.answer) for e in task.examples(split)])
     prior_scores = {e.id: float(prior.get(len(e.meta["options"])) == e.answer) for e in evals}
     chance = sum(1 / len(e.meta["options"]) for e in evals) / len(evals)
     rows: list[dict[str, Any]] = [
-        {"arm": "prior (most frequent train letter per option count: "
+        {"arm": f"prior (most frequent {split} letter per option count: "
                 + ", ".join(f"{n}:{x}" for n, x in prior.items()) + ")", "scores": prior_scores},
         {"arm": "chance (uniform guess)", "acc": (chance, 0.0)},
-        {"arm": "base pipeline (Answer -> Evaluate)", "scores": base, "stage": "base"},
-        {"arm": "base Answer alone (the base pipeline's candidates)", "scores": run_scores(out / "base", True)},
+        {"arm": "base pipeline (Answer -> Evaluate)", "scores": base, "stage": f"{prefix}base"},
+        {"arm": "base Answer alone (the base pipeline's candidates)", "scores": run_scores(out / f"{prefix}base", True)},
     ]
-    rows += [{"arm": label, "scores": run_scores(out / stage), "stage": stage} for stage, label in arms]
+    rows += [{"arm": label, "scores": run_scores(out / f"{prefix}{stage}"), "stage": f"{prefix}{stage}"}
+             for stage, label in arms]
     for r in rows:
         if "scores" in r:
             r["acc"] = _mean_se(list(r["scores"].values()))
@@ -170,6 +179,16 @@ def mcq_arms(out: Path, arms: Sequence[tuple[str, str]]) -> list[dict[str, Any]]
         if "stage" in r:
             r["summary"] = Summary.read(out / r["stage"])
     return rows
+
+
+def _verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """The line under a table: both roles trained against the base pipeline and the prior."""
+    both, prior = rows[-1], rows[0]
+    p = both["paired"]
+    return (f"**Both roles trained − base pipeline: {100 * p['diff']:+.1f} ± {100 * p['stderr']:.1f} points** "
+            f"(paired, " + (f"z = {p['z']:+.2f}" if p["stderr"] else "no z: every difference equal")
+            + f"; {p['gained']} questions gained, {p['lost']} lost); both trained "
+            f"{both['acc'][0]:.3f} vs the prior baseline {prior['acc'][0]:.3f}.")
 
 
 def mcq_table(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -191,17 +210,18 @@ def mcq_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def render_mcq_report(out: Path, model: str, commands: Sequence[str]) -> str:
-    """``report.md`` of the logic_mcq demo in ``out``: the arms, the role data yields, training."""
+def render_mcq_report(out: Path, model: str, commands: Sequence[str], transfer: str | None = None) -> str:
+    """``report.md`` of the logic_mcq demo in ``out``: the arms, the role data yields, training;
+    ``transfer``: the task of the transfer arms (``<transfer>-<stage>`` directories), a second table."""
 
     rows = mcq_arms(out, ARMS)
-    lines = [f"# Answer -> Evaluate without a teacher: {model} on logic_mcq", "", *mcq_table(rows), ""]
-    both, prior = rows[-1], rows[0]
-    p = both["paired"]
-    lines += [f"**Both roles trained − base pipeline: {100 * p['diff']:+.1f} ± {100 * p['stderr']:.1f} points** "
-              f"(paired, " + (f"z = {p['z']:+.2f}" if p["stderr"] else "no z: every difference equal")
-              + f"; {p['gained']} questions gained, {p['lost']} lost); both trained "
-              f"{both['acc'][0]:.3f} vs the prior baseline {prior['acc'][0]:.3f}.", ""]
+    lines = [f"# Answer -> Evaluate without a teacher: {model} on logic_mcq", "", *mcq_table(rows), "",
+             _verdict(rows), ""]
+    if transfer:
+        moved = mcq_arms(out, ARMS, transfer, f"{transfer}-")
+        lines += [f"## The same roles on {transfer} ({len(moved[2]['scores'])} eval questions, English prompts)", "",
+                  "Trained on logic_mcq rows only: whether the roles transfer.", "", *mcq_table(moved), "",
+                  _verdict(moved), ""]
     samples = Summary.read(out / "samples")
     k = samples.run.get("settings", {}).get("answer_samples", 1)
     for role in ROLES:
