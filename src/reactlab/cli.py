@@ -187,12 +187,12 @@ def role_models(models: list[str], adapters: list[str]) -> dict[str, Any]:
     >>> role_models(["smollm2", "evaluate=openai:m"], ["answer=out/a", "out/d"])
     {'model': {'name': 'smollm2', 'adapter': 'out/d'}, 'roles': {'evaluate': {'name': 'openai:m'}, 'answer': {'adapter': 'out/a', 'name': 'smollm2'}}}
     """
+    from reactlab.config import split_role
+
     refs: dict[str, dict[str, str]] = {}
     for flag, key, items in (("--model", "name", models), ("--adapter", "adapter", adapters)):
         for item in items:
-            role, sep, value = item.partition("=")
-            if not sep or not role.isidentifier():
-                role, value = "", item
+            role, value = split_role(item)
             if key in refs.setdefault(role, {}):
                 raise ValueError(f"{flag} for {'role ' + role if role else 'the default role'} given twice")
             refs[role][key] = value

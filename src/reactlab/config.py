@@ -279,6 +279,17 @@ def split_key_value(item: str, flag: str, last: bool = False) -> tuple[str, str]
     return key.strip(), value
 
 
+def split_role(item: str) -> tuple[str, str]:
+    """A ``--model`` / ``--adapter`` value as ``(role, value)``: ``ROLE=VALUE`` when the part before the
+    first ``=`` is an identifier, else the default role ``""`` (a path may hold ``=``).
+
+    >>> split_role("answer=out/a"), split_role("out/a"), split_role("runs/x=1/a")
+    (('answer', 'out/a'), ('', 'out/a'), ('', 'runs/x=1/a'))
+    """
+    role, sep, value = item.partition("=")
+    return (role, value) if sep and role.isidentifier() else ("", item)
+
+
 def parse_options(items: Sequence[str], flag: str) -> dict[str, Any]:
     """``KEY=VALUE`` items as a mapping, values read as YAML (``parse_value``).
 

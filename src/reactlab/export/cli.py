@@ -47,8 +47,7 @@ def export_cmd(
     options: dict[str, Any] = {"gguf": types, "dtype": dtype, "system": system, "pre": pre, "agent": agent}
     with user_errors():
         roles = role_adapters(adapter or [])
-        for one in roles.values() or [None]:
-            _check_inputs(model, one)
+        _check_inputs(model, list(roles.values()))
         if "" in roles or not roles:
             results = {"": export_model(model, out, adapter=roles.get(""), ollama=ollama, **options)}
         else:
@@ -70,11 +69,11 @@ def role_adapters(items: list[str]) -> dict[str, str]:
     >>> role_adapters(["answer=out/a", "evaluate=out/e"]), role_adapters(["out/a"])
     ({'answer': 'out/a', 'evaluate': 'out/e'}, {'': 'out/a'})
     """
+    from reactlab.config import split_role
+
     roles: dict[str, str] = {}
     for item in items:
-        role, sep, path = item.partition("=")
-        if not sep or not role.isidentifier():
-            role, path = "", item
+        role, path = split_role(item)
         if role in roles:
             raise ValueError(f"--adapter {role + '=' if role else ''}...: given twice")
         roles[role] = path
@@ -83,7 +82,7 @@ def role_adapters(items: list[str]) -> dict[str, str]:
     return roles
 
 
-def _check_inputs(model: str, adapter: str | None) -> None:
+def _check_inputs(model: str, adapters: list[str]) -> None:
     """Junk weights or an adapter config of the wrong shape: a one-line error naming the file, before
     anything loads."""
     from reactlab.io import check_safetensors
@@ -92,5 +91,5 @@ def _check_inputs(model: str, adapter: str | None) -> None:
     if Path(model).is_dir():
         for weights in sorted(Path(model).glob("*.safetensors")):
             check_safetensors(weights)
-    if adapter:
+    for adapter in adapters:
         check_adapter_files(adapter)
