@@ -58,10 +58,9 @@ class MCQDemo:
     def dir(self, stage: str) -> Path:
         return self.out / stage
 
-    def stages(self) -> list[str]:
-        """The run stages of the eval arms, then the transfer arms when asked."""
-        arms = ["base", *(s for s, _ in ARMS)]
-        return arms + ([f"{TRANSFER}-{s}" for s in arms] if self.transfer_n else [])
+    def transfer_stages(self) -> list[str]:
+        """The run stages on the transfer task (the base pipeline, then the arms); none unless asked."""
+        return [f"{TRANSFER}-{s}" for s in ("base", *(s for s, _ in ARMS))] if self.transfer_n else []
 
     def run_config(self, stage: str) -> RunConfig:
         """The ``reactlab run`` options of a run stage (adapters on their role's model only)."""
@@ -138,7 +137,7 @@ def run_mcq_demo(
     say = log or (lambda _line: None)
     cfgs = check_mcq(demo)
     stages: dict[str, str] = {}
-    transfer = [s for s in demo.stages() if s.startswith(f"{TRANSFER}-")]
+    transfer = demo.transfer_stages()
     total = 6 + len(ARMS) + len(transfer)
     stages["base"] = _run(demo, "base", progress, say, f"[1/{total}] base pipeline (Answer -> Evaluate), {model}")
     stages["samples"] = _run(demo, "samples", progress, say,
@@ -213,10 +212,7 @@ def check_mcq(demo: MCQDemo) -> dict[str, SFTRecipe]:
             info = json.loads((adapter / TRAINING_FILE).read_text())
             _refuse(adapter, differences(_flat(info.get("recipe", {})), _flat(cfgs[role].model_dump(mode="json")),
                                          ignore=("out", "data.path")))
-    for stage in demo.stages()[1:]:
-        if stage == f"{TRANSFER}-base":
-            _check_run(demo, stage)
-            continue
+    for stage in [s for s, _ in ARMS] + demo.transfer_stages():  # the base stages name no role: none trained
         trained = [r for r in ROLES if r in stage or stage.endswith("both-trained")]
         if any(not _adapter_done(demo.dir(f"adapter-{r}")) for r in trained) and \
                 (demo.dir(stage) / "trajectories.jsonl").is_file():
@@ -297,7 +293,7 @@ def mcq_commands(demo: MCQDemo) -> list[str]:
            str(demo.train_n), "--k", str(demo.k), "--seed", str(demo.seed), "--batch-size", str(demo.batch_size)]
     one += (["--n", str(demo.n)] if demo.n else []) + [x for o in demo.overrides for x in ("-c", o)]
     one += ["--transfer-n", str(demo.transfer_n)] if demo.transfer_n else []
-    transfer = [s for s in demo.stages() if s.startswith(f"{TRANSFER}-")]
+    transfer = demo.transfer_stages()
     return ["# 1. the base pipeline on the eval split", run_cmd("base"),
             "# 2. the base Answer agent sampled on train questions", run_cmd("samples"),
             "# 3. role rows: Answer by rejection sampling, Evaluate from gold (eval questions dropped)",
