@@ -7,6 +7,10 @@ alternating), their ratio, the longest episode's start position in each, and the
 identical final answers, which must be 100% under greedy decoding: ordering decides when an
 episode starts, never what it does.
 
+``--oracle RUN`` adds an arm ordered by the TRUE cost of each episode (its steps, then tokens, in
+RUN: an earlier greedy run of the same configuration, e.g. this bench's own task-order arm), the most
+any predictor's ordering could give; ``--no-predicted`` leaves the predictor's arm out.
+
 ``--token-budget`` adds a third arm (once, after the repeats): the task order with each episode's
 token budget set from the predictor (``RunConfig.token_budget``, ``--slack`` x the upper edge of
 its predicted token range). Budgets do change episodes, so this arm prints what they cost and
@@ -37,32 +41,44 @@ def main() -> None:
     ap.add_argument("--task", default="hotpotqa")
     ap.add_argument("--split", default="eval")
     ap.add_argument("--limit", type=int, default=40)
-    ap.add_argument("--style", default="chat", choices=("chat", "completion"))
+    ap.add_argument("--style", default="completion", choices=("chat", "completion"), help="as `reactlab run` (completion)")
     ap.add_argument("--max-steps", type=int, default=7)
     ap.add_argument("--batch-size", type=int, default=8, help="episodes live at once (the tail shows below the count)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--token-budget", action="store_true", help="also run the task order with predicted token budgets")
     ap.add_argument("--slack", type=float, default=1.5, help="token budget = slack x the predicted range's upper edge")
+    ap.add_argument("--oracle", type=Path, default=None, help="a run of the same configuration: order by its true costs")
+    ap.add_argument("--no-predicted", action="store_true", help="leave out the predicted-longest-first arm")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
     from reactlab.budget.schedule import for_run
     from reactlab.config import ModelRef, RunConfig
     from reactlab.hardware import describe_cpu
-    from reactlab.runner import open_llm, run_from_config
+    from reactlab.runner import Schedule, open_llm, run_from_config
 
     out = args.out or Path(tempfile.mkdtemp(prefix="budget-schedule-"))
     ref = ModelRef(name=args.model, adapter=args.adapter)
     llm = open_llm(ref)
     print(f"CPU: {describe_cpu()}; {args.task} {args.split} limit {args.limit}; model {ref.label()}; "
           f"batch {args.batch_size}; predictor {args.predictor}")
-    walls: dict[str, list[float]] = {"task order": [], "longest first": []}
+    walls: dict[str, list[float]] = {}
     answers: dict[str, dict[str, str]] = {}
     steps: dict[str, list[int]] = {}
     summaries: dict[str, Any] = {}
     spec = f"budget:{args.predictor}"
-    arms = [(rep, name, opts) for rep in range(args.repeats)
-            for name, opts in (("task order", {}), ("longest first", {"order_by": spec}))]
+    orders: list[tuple[str, dict[str, Any]]] = [("task order", {})]
+    if not args.no_predicted:
+        orders.append(("longest first", {"order_by": spec}))
+    if args.oracle:
+        orders.append(("oracle first", {}))
+        cost = {t["id"]: (len(t["steps"]), t["usage"]["completion_tokens"]) for t in
+                (json.loads(x) for x in (args.oracle / "trajectories.jsonl").read_text().splitlines())}
+
+        def oracle(examples: list[Any], **_: Any) -> list[Any]:
+            return sorted(examples, key=lambda e: tuple(-c for c in cost.get(e.id, (0, 0))))
+
+    arms = [(rep, name, opts) for rep in range(args.repeats) for name, opts in orders]
     if args.token_budget:
         arms.append((0, "token budget", {"token_budget": spec, "token_budget_slack": args.slack}))
     for rep, name, opts in arms:
@@ -73,19 +89,21 @@ def main() -> None:
         if hasattr(llm, "reset_cache"):
             llm.reset_cache()  # no arm starts with the other's kept KV
         t0 = time.perf_counter()
-        summaries[name] = run_from_config(cfg, llms={"default": llm}, progress=False, schedule=for_run(cfg))
+        schedule = Schedule(order=oracle) if name == "oracle first" else for_run(cfg)
+        summaries[name] = run_from_config(cfg, llms={"default": llm}, progress=False, schedule=schedule)
         walls.setdefault(name, []).append(time.perf_counter() - t0)
         trajs = [json.loads(x) for x in (d / "trajectories.jsonl").read_text().splitlines()]
         answers[name] = {t["id"]: t["answer"] for t in trajs}
         steps[name] = [len(t["steps"]) for t in trajs]  # in the order episodes finished
-    base, ordered = (statistics.median(walls[k]) for k in ("task order", "longest first"))
+    base = statistics.median(walls["task order"])
     ids = answers["task order"]
-    same = sum(answers["longest first"].get(i) == a for i, a in ids.items())
     print(f"{'arm':<14} {'wall s':>8}  steps (finish order)")
-    for name, w in (("task order", base), ("longest first", ordered)):
-        print(f"{name:<14} {w:8.1f}  {steps[name]}")
-    print(f"wall ratio (task order / longest first): {base / ordered:.2f}x")
-    print(f"identical final answers: {same}/{len(ids)} = {same / max(1, len(ids)):.1%}   (must be 100%)")
+    for name, _ in orders:
+        print(f"{name:<14} {statistics.median(walls[name]):8.1f}  {steps[name]}")
+    for name, _ in orders[1:]:
+        same = sum(answers[name].get(i) == a for i, a in ids.items())
+        print(f"wall ratio (task order / {name}): {base / statistics.median(walls[name]):.2f}x; identical final "
+              f"answers: {same}/{len(ids)} = {same / max(1, len(ids)):.1%}   (must be 100%)")
     if args.token_budget:
         closed = sum(1 for x in (out / "token-budget-0" / "trajectories.jsonl").read_text().splitlines()
                      if json.loads(x)["meta"].get("stopped_by") == "token_budget")
