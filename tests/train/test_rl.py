@@ -47,7 +47,8 @@ def prompt_data(tmp_path_factory) -> str:
 
 
 FAST = dict(max_steps=2, per_device_train_batch_size=4, logging_steps=1, learning_rate=1e-2,
-            save_strategy="no", report_to=[], seed=0, disable_tqdm=True)
+            save_strategy="no", report_to=[], seed=0, disable_tqdm=True,
+            bf16=False)  # fp32 whatever the CPU: tests compare log-probs at 1e-4
 
 
 def recipe(cls, model: str, data: str, out: Path, **keys):
@@ -121,6 +122,23 @@ def test_single_turn_rollout(tiny_model_dir):
     (r,) = run_rollouts(llm, [QUESTION], RolloutSpec(multi_turn=False, max_new_tokens=5))
     assert len(r.completion_ids) == 5 and r.env_mask == [1] * 5 and len(r.logprobs) == 5
     assert r.messages == [{"role": "assistant", "content": llm.tokenizer.decode(r.completion_ids)}]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_rl_configs_take_bf16_where_the_cpu_multiplies_it_fast(fast, prompt_data, tmp_path, monkeypatch):
+    """GRPO and RLOO ask ``trl_defaults`` for CPU bf16 as SFT does (measured: docs/training.md); the
+    recipe's ``trl.bf16`` wins either way."""
+    import reactlab.hardware
+    from reactlab.train.grpo import grpo_config
+    from reactlab.train.rloo import rloo_config
+
+    monkeypatch.setattr(reactlab.hardware, "bf16_matmuls_fast", lambda flags=None: fast)
+    monkeypatch.setattr("reactlab.train.args.cuda_available", lambda: False)
+    for cls, make in ((GRPORecipe, grpo_config), (RLOORecipe, rloo_config)):
+        cfg = recipe(cls, "m", prompt_data, tmp_path)
+        unset = cfg.model_copy(update={"trl": {k: v for k, v in cfg.trl.items() if k != "bf16"}})
+        assert make(unset).bf16 is fast
+        assert make(recipe(cls, "m", prompt_data, tmp_path, trl={"bf16": False})).bf16 is False
 
 
 # --- GRPO ------------------------------------------------------------------------------------------

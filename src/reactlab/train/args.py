@@ -51,7 +51,8 @@ def trl_defaults(trl: dict[str, Any], out: str, cpu_bf16: bool = False, checkpoi
     AVX-512 BF16; TRL's default, True, runs slowly on a CPU without them), never beside the recipe's
     ``fp16``; activation checkpointing
     only with ``checkpointing`` (TRL turns it on everywhere) unless either of its names is set. SFT
-    asks for both; the other trainers keep fp32 without checkpointing until measured."""
+    asks for both, GRPO/RLOO for bf16 (measured: docs/training.md); DPO and KTO keep fp32 without
+    checkpointing until measured."""
     from reactlab.hardware import bf16_matmuls_fast
 
     cuda = cuda_available()
