@@ -71,7 +71,7 @@ def main() -> None:
     if not args.no_predicted:
         orders.append(("longest first", {"order_by": spec}))
     if args.oracle:
-        orders.append(("oracle first", {}))
+        orders.append(("oracle first", {"order_by": f"oracle:{args.oracle}"}))  # the runner orders only with order_by set
         cost = {t["id"]: (len(t["steps"]), t["usage"]["completion_tokens"]) for t in
                 (json.loads(x) for x in (args.oracle / "trajectories.jsonl").read_text().splitlines())}
 
