@@ -6,7 +6,8 @@ the prompt of its second call (``budget.calls.episode_prompt``: the question, th
 action and observation) is read by ``budget.calls.call_features`` (the observation's kind: a page,
 "Could not find", a result list; its length; the first action). Targets: the steps still to come
 (``steps - 1``) and the tokens still to be generated (the episode's completion tokens after step 1,
-raw and as quintile buckets of the training labels). Fitted on the training run(s), scored once on
+raw and as quintile buckets of the training labels, ``labels.quantile_edges``). The per-call predictor's
+ridge and GBM (``calls.fit_call_predictor``) are fitted on the training run(s), scored once on
 the test run(s) with Kendall tau-b and its 95% bootstrap interval (``budget.metrics``), beside the
 same regressors reading the step-1 prompt (the question alone: what a prediction before the episode
 starts can know) on the same episodes. A constant ranks nothing (tau undefined).
@@ -22,7 +23,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from reactlab.budget.calls import NAMES, call_features, episode_prompt
+from reactlab.budget.calls import CallRow, episode_prompt, fit_call_predictor
+from reactlab.budget.labels import bucket_of, quantile_edges
 from reactlab.budget.metrics import bootstrap, kendall_tau_b
 from reactlab.hardware import describe_cpu
 from reactlab.types import Trajectory
@@ -39,34 +41,14 @@ def episodes(runs: list[Path]) -> list[Trajectory]:
     return list(seen.values())
 
 
-def rows(trajs: list[Trajectory], at: int) -> tuple[list[list[float]], dict[str, list[float]]]:
-    """Features of the prompt of call ``at`` and the targets still to come after step 1."""
-    x, y = [], {"steps": [], "tokens": []}
+def rows(trajs: list[Trajectory], at: int, target: str) -> list[CallRow]:
+    """The prompt of call ``at`` of each episode, labelled with what is still to come after step 1:
+    ``steps`` (``steps - 1``) or ``tokens`` (completion tokens after step 1)."""
+    out = []
     for t in trajs:
-        prompt = episode_prompt(t, at) or ""
-        f = call_features(prompt)
-        x.append([f[n] for n in NAMES])
-        y["steps"].append(float(len(t.steps) - 1))
-        y["tokens"].append(float(sum(s.usage.completion_tokens or 0 for s in t.steps[1:])))
-    return x, y
-
-
-def fit_predict(kind: str, x: list[list[float]], y: list[float], xt: list[list[float]]) -> list[float]:
-    if kind == "gbm":
-        from reactlab.budget import gbm
-
-        model = gbm.fit(x, y)
-        return [gbm.predict(model, v) for v in xt]
-    from sklearn.linear_model import Ridge
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(x)
-    ridge = Ridge(alpha=1.0).fit(scaler.transform(x), y)
-    return [float(v) for v in ridge.predict(scaler.transform(xt))]
-
-
-def bucket(v: float, edges: list[float]) -> int:
-    return sum(v > e for e in edges)
+        left = len(t.steps) - 1 if target == "steps" else sum(s.usage.completion_tokens for s in t.steps[1:])
+        out.append(CallRow(prompt=episode_prompt(t, at) or "", tokens=left, question=t.question, id=t.id))
+    return out
 
 
 def main() -> None:
@@ -83,17 +65,17 @@ def main() -> None:
           f"({len(overlap)} questions in both dropped from training)")
     out: dict[str, Any] = {}
     lines = ["| target | reads | predictor | tau [95% CI] |", "|---|---|---|---:|"]
+    edges = quantile_edges([r.tokens for r in rows(train, 2, "tokens")])
     for at, reads in ((1, "question only (step 1's prompt)"), (2, "question + step 1 (step 2's prompt)")):
-        x, y = rows(train, at)
-        xt, yt = rows(test, at)
-        edges = statistics.quantiles(y["tokens"], n=5)
         for kind in ("ridge", "gbm"):
             for target in ("steps", "tokens", "token buckets"):
                 key = "tokens" if target == "token buckets" else target
-                pred = fit_predict(kind, x, y[key], xt)
-                gold = yt[key]
+                model = fit_call_predictor(kind, rows(train, at, key), edges)
+                test_rows = rows(test, at, key)
+                pred = [model.predict_tokens(r.prompt) for r in test_rows]
+                gold: list[float] = [r.tokens for r in test_rows]
                 if target == "token buckets":
-                    pred, gold = [bucket(p, edges) for p in pred], [bucket(g, edges) for g in gold]
+                    pred, gold = [bucket_of(round(p), edges) for p in pred], [bucket_of(int(g), edges) for g in gold]
                 elif target == "steps":
                     pred = [float(round(p)) for p in pred]
                 tau = kendall_tau_b(pred, gold)
@@ -101,9 +83,9 @@ def main() -> None:
                 out[f"{target}|{at}|{kind}"] = {"tau": tau, "ci": [lo, hi], "n": len(gold)}
                 lines.append(f"| {target} | {reads} | {kind} | {tau:.3f} [{lo:.2f}, {hi:.2f}] |")
     print("\n".join(lines))
-    spread = statistics.pstdev(rows(test, 2)[1]["steps"])
-    print(f"remaining steps on the test episodes: mean {statistics.fmean(rows(test, 2)[1]['steps']):.2f}, "
-          f"sd {spread:.2f}; token bucket edges (train quintiles) {[round(e) for e in edges]}")
+    left = [r.tokens for r in rows(test, 2, "steps")]
+    print(f"remaining steps on the test episodes: mean {statistics.fmean(left):.2f}, sd {statistics.pstdev(left):.2f}; "
+          f"token bucket edges (train quintiles, labels.quantile_edges) {edges}")
     print(json.dumps(out))
 
 
