@@ -67,21 +67,25 @@ def main() -> None:
     steps: dict[str, list[int]] = {}
     summaries: dict[str, Any] = {}
     spec = f"budget:{args.predictor}"
-    orders: list[tuple[str, dict[str, Any]]] = [("task order", {})]
+    # (name, RunConfig options, the Schedule when not the one for_run makes from the options)
+    orders: list[tuple[str, dict[str, Any], Schedule | None]] = [("task order", {}, None)]
     if not args.no_predicted:
-        orders.append(("longest first", {"order_by": spec}))
+        orders.append(("longest first", {"order_by": spec}, None))
     if args.oracle:
-        orders.append(("oracle first", {"order_by": f"oracle:{args.oracle}"}))  # the runner orders only with order_by set
         cost = {t["id"]: (len(t["steps"]), t["usage"]["completion_tokens"]) for t in
                 (json.loads(x) for x in (args.oracle / "trajectories.jsonl").read_text().splitlines())}
 
         def oracle(examples: list[Any], **_: Any) -> list[Any]:
-            return sorted(examples, key=lambda e: tuple(-c for c in cost.get(e.id, (0, 0))))
+            if missing := [e.id for e in examples if e.id not in cost]:
+                raise SystemExit(f"--oracle {args.oracle}: {len(missing)} questions not in that run (first: {missing[0]})")
+            return sorted(examples, key=lambda e: tuple(-c for c in cost[e.id]))
 
-    arms = [(rep, name, opts) for rep in range(args.repeats) for name, opts in orders]
+        # the runner applies an ordering only when order_by is set
+        orders.append(("oracle first", {"order_by": f"oracle:{args.oracle}"}, Schedule(order=oracle)))
+    arms = [(rep, name, opts, schedule) for rep in range(args.repeats) for name, opts, schedule in orders]
     if args.token_budget:
-        arms.append((0, "token budget", {"token_budget": spec, "token_budget_slack": args.slack}))
-    for rep, name, opts in arms:
+        arms.append((0, "token budget", {"token_budget": spec, "token_budget_slack": args.slack}, None))
+    for rep, name, opts, schedule in arms:
         d = out / f"{name.replace(' ', '-')}-{rep}"
         shutil.rmtree(d, ignore_errors=True)
         cfg = RunConfig(out=str(d), task=args.task, split=args.split, limit=args.limit, style=args.style,
@@ -89,8 +93,7 @@ def main() -> None:
         if hasattr(llm, "reset_cache"):
             llm.reset_cache()  # no arm starts with the other's kept KV
         t0 = time.perf_counter()
-        schedule = Schedule(order=oracle) if name == "oracle first" else for_run(cfg)
-        summaries[name] = run_from_config(cfg, llms={"default": llm}, progress=False, schedule=schedule)
+        summaries[name] = run_from_config(cfg, llms={"default": llm}, progress=False, schedule=schedule or for_run(cfg))
         walls.setdefault(name, []).append(time.perf_counter() - t0)
         trajs = [json.loads(x) for x in (d / "trajectories.jsonl").read_text().splitlines()]
         answers[name] = {t["id"]: t["answer"] for t in trajs}
@@ -98,9 +101,9 @@ def main() -> None:
     base = statistics.median(walls["task order"])
     ids = answers["task order"]
     print(f"{'arm':<14} {'wall s':>8}  steps (finish order)")
-    for name, _ in orders:
+    for name, _, _ in orders:
         print(f"{name:<14} {statistics.median(walls[name]):8.1f}  {steps[name]}")
-    for name, _ in orders[1:]:
+    for name, _, _ in orders[1:]:
         same = sum(answers[name].get(i) == a for i, a in ids.items())
         print(f"wall ratio (task order / {name}): {base / statistics.median(walls[name]):.2f}x; identical final "
               f"answers: {same}/{len(ids)} = {same / max(1, len(ids)):.1%}   (must be 100%)")
