@@ -82,7 +82,7 @@ FULL = Profile(small="0.5b", large="1.5b", run_n=64, run_batch=64, run_max_steps
 TINY = Profile(small="tiny", large="tiny2", run_n=16, run_batch=16, run_max_steps=1, sft_rows=16, sft_steps=2,
                sft_batch=2, grpo_generations=2, grpo_batch=4, grpo_new_tokens=8, grpo_episode_steps=1, dpo_batch=2,
                limits={"run": 150, "sft": 150, "qlora": 30, "grpo": 150, "dpo": 150, "export": 150,
-                       "jittor": 420,  # a cold Jittor cache compiles its kernels first: 148 s alone on a 2-core Xeon
+                       "jittor": 420,  # a cold Jittor cache compiles its kernels first, beside the other steps
                        "gpu-tests": 150})
 
 

@@ -34,9 +34,9 @@ Read top to bottom, a run is:
    ``result.extra.rewards``).
 
 The recipe's ``trl:`` block goes to the TRL config untouched, with our defaults for what it leaves
-unset (``args.trl_defaults``; bf16 autocast on a CPU whose bf16 matmuls are fast, as for SFT: 1.31x
-updates/hour on an idle AMX Xeon, and the ratio against the fp32 engine's log-probs leaves PPO's clip
-range on 0.09% of tokens; ``bench/rl_throughput.py``, ``bench/bf16_logprob_gap.py``). ``num_generations`` and ``temperature`` are the recipe's own keys
+unset (``args.trl_defaults``: bf16 autocast on a CPU whose bf16 matmuls are fast, as for SFT; its speed
+and its effect on the importance ratio are measured in docs/training.md). ``num_generations`` and
+``temperature`` are the recipe's own keys
 (the rollouts use them too). TRL's ``max_completion_length`` cannot cut an episode (each turn is
 bounded by ``max_new_tokens``, an episode by ``max_episode_steps``), so setting it is refused; it is
 set to ``max_episode_steps * max_new_tokens`` for TRL's own bookkeeping. ``mask_truncated_completions``
