@@ -198,6 +198,34 @@ def obs_logit_grads(trainer, use_mask: bool):
     return per_pos, mask, inputs["completion_mask"]
 
 
+def test_rollouts_decode_outside_the_bf16_autocast_that_the_loss_runs_in(tiny_model_dir, prompt_data, tmp_path):
+    """Under ``trl.bf16`` accelerate wraps the policy's ``forward`` in autocast when training starts;
+    the rollouts take the model's own ``forward`` (fp32, as the engine's old-policy log-probs are
+    meant to be) and the loss's forwards keep the wrapper."""
+    import torch
+
+    trainer, rollouts = grpo_trainer(tiny_model_dir, prompt_data, tmp_path, trl={"bf16": True})
+    phase, seen = ["loss"], []
+    sample = rollouts.rollouts
+
+    def tagged(*args, **kwargs):
+        phase[0] = "rollout"
+        try:
+            return sample(*args, **kwargs)
+        finally:
+            phase[0] = "loss"
+
+    rollouts.rollouts = tagged
+    hook = trainer.model.get_base_model().model.norm.register_forward_hook(
+        lambda *_: seen.append((phase[0], torch.is_autocast_enabled("cpu"))))
+    try:
+        trainer.train()
+    finally:
+        hook.remove()
+    assert {on for p, on in seen if p == "rollout"} == {False}
+    assert {on for p, on in seen if p == "loss"} == {True}
+
+
 def test_env_mask_zeroes_observation_gradients(tiny_model_dir, prompt_data, tmp_path):
     """With the env mask, the loss's gradient w.r.t. the logits that score observation / template
     tokens is exactly 0 and non-zero on the model's tokens; without it, it is non-zero there."""

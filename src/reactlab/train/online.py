@@ -241,10 +241,11 @@ class EpisodeRollouts:
         seed = trainer.state.global_step * 100_003 + first
         columns: dict[str, list[Any]] = {}
         try:
-            if self.sampling is None:
-                outs = self.rollouts(prompts, seed)
-            else:
-                outs, columns = self.dynamic(prompts, trainer, seed)
+            with plain_forward(model):  # rollouts in fp32 under bf16 training: the engine's log-probs are fp32
+                if self.sampling is None:
+                    outs = self.rollouts(prompts, seed)
+                else:
+                    outs, columns = self.dynamic(prompts, trainer, seed)
         finally:
             model.train(training)
         if self.mask_truncated:
@@ -341,6 +342,24 @@ class EpisodeRollouts:
             rewards, passed = smp.scorer([r.messages for r in outs], rows)
             for j, q in enumerate(qs):
                 self.rates.record(q, step, rewards[j * k:(j + 1) * k], passed[j * k:(j + 1) * k])
+
+
+@contextlib.contextmanager
+def plain_forward(model: Any) -> Iterator[None]:
+    """The model's own ``forward`` while inside: accelerate wraps it in bf16 autocast under
+    ``trl.bf16`` and ``unwrap_model`` keeps that wrapper, so the rollouts would decode in bf16 too,
+    which costs casts on a CPU and changes the old policy's log-probs; outside, the wrapper is back
+    for the loss. A model without the wrapper is left as it is."""
+    original = model.__dict__.get("_original_forward")  # accelerate's prepare_model keeps it there
+    if original is None:
+        yield
+        return
+    wrapped = model.forward
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped
 
 
 @contextlib.contextmanager
