@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from reactlab.demo_report import paired  # noqa: E402
+from reactlab.hardware import describe_cpu  # noqa: E402
 
 
 def scores(run: Path) -> dict[str, dict[str, float]]:
@@ -82,7 +82,7 @@ def main() -> None:
             sys.exit(f"--arm {spec!r}: expected LABEL=EVAL_RUN[:TRAINING]")
         arms.append((label, Path(run), Path(train) if train else None))
     base = scores(arms[0][1])
-    lines = [f"CPU: {platform.processor() or platform.machine()}",
+    lines = [f"CPU here: {describe_cpu()} (the wall times are the runs' own, measured where they ran)",
              "| arm | n | EM ± stderr | F1 | Δ EM vs " + arms[0][0] + " ± paired stderr (z) | gained / lost "
              "| updates | episodes sampled / kept | train min | peak RSS GB | reward by fifths |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
