@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from reactlab.demo_report import paired  # noqa: E402
 from reactlab.hardware import describe_cpu  # noqa: E402
+from reactlab.tasks.metrics import mean_stderr  # noqa: E402
 
 
 def scores(run: Path) -> dict[str, dict[str, float]]:
@@ -43,9 +44,7 @@ def training(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     if (path / "rft.json").is_file():
-        rounds = [r for r in json.loads((path / "rft.json").read_text()).get("rounds", [])]
-        rounds = rounds or [json.loads(p.read_text()) for p in sorted(path.glob("round-*/rft.json"))]
-        later = [r for r in rounds if r.get("round")]
+        later = [r for r in json.loads((path / "rft.json").read_text())["rounds"] if r["round"]]
         steps, peak = 0, 0.0
         for r in later:
             res = json.loads((Path(r["adapter"]) / "training.json").read_text())["result"]
@@ -53,8 +52,7 @@ def training(path: Path | None) -> dict[str, Any]:
             peak = max(peak, res["peak_mem_mb"])
         wall = sum(r["wall_s"].get("samples", 0.0) + r["wall_s"].get("train", 0.0) for r in later)
         return {"updates": steps, "rollouts": sum(r.get("episodes", 0) for r in later),
-                "kept": sum(r.get("kept", 0) for r in later), "wall_min": wall / 60, "peak_gb": peak / 1024,
-                "curve": ""}
+                "kept": sum(r.get("kept", 0) for r in later), "wall_min": wall / 60, "peak_gb": peak / 1024}
     record = json.loads((path / "training.json").read_text())
     res, group = record["result"], record.get("recipe", {}).get("num_generations", 1)
     extra = res.get("extra", {})
@@ -66,7 +64,7 @@ def training(path: Path | None) -> dict[str, Any]:
         curve = " ".join(f"{sum(c) / len(c):.2f}" for c in (rewards[i:i + k] for i in range(0, len(rewards), k)))
     return {"updates": res["steps"], "rollouts": sum(u["rollouts"] for u in log) if log else None,
             "kept": group * sum(u["kept"] for u in log) if log else None, "wall_min": res["wall_s"] / 60,
-            "peak_gb": res["peak_mem_mb"] / 1024, "curve": curve, "stopped_by_time": extra.get("stopped_by_time")}
+            "peak_gb": res["peak_mem_mb"] / 1024, "curve": curve}
 
 
 def main() -> None:
@@ -88,18 +86,16 @@ def main() -> None:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for label, run, train in arms:
         s = scores(run)
-        n = len(s)
-        em = sum(v["em"] for v in s.values()) / n
-        f1 = sum(v["f1"] for v in s.values()) / n
-        se = math.sqrt(em * (1 - em) / (n - 1)) if n > 1 else 0.0
+        em, se = mean_stderr(v["em"] for v in s.values())
+        f1, _ = mean_stderr(v["f1"] for v in s.values())
         d = paired({k: v["em"] for k, v in s.items()}, {k: v["em"] for k, v in base.items()})
         t = training(train)
         delta = "-" if run == arms[0][1] else f"{100 * d['diff']:+.1f} ± {100 * d['stderr']:.1f} ({d['z']:+.2f})"
         gl = "-" if run == arms[0][1] else f"{d['gained']} / {d['lost']}"
         spent = "-" if t.get("rollouts") is None else f"{t['rollouts']} / {t['kept']}"
-        lines.append(f"| {label} | {n} | {em:.3f} ± {se:.3f} | {f1:.3f} | {delta} | {gl} | {t.get('updates', '-')} "
-                     f"| {spent} | {t['wall_min']:.1f} | {t['peak_gb']:.1f} | {t.get('curve', '')} |" if t else
-                     f"| {label} | {n} | {em:.3f} ± {se:.3f} | {f1:.3f} | {delta} | {gl} | - | - | - | - | |")
+        wall, peak = (f"{t['wall_min']:.1f}", f"{t['peak_gb']:.1f}") if t else ("-", "-")
+        lines.append(f"| {label} | {len(s)} | {em:.3f} ± {se:.3f} | {f1:.3f} | {delta} | {gl} | {t.get('updates', '-')} "
+                     f"| {spent} | {wall} | {peak} | {t.get('curve', '')} |")
     text = "\n".join(lines)
     print(text)
     if args.md:
