@@ -9,7 +9,16 @@ one burst every ``--gap-steps`` decoding steps' time (a step's time is measured 
 model's batch holds ``--slots`` rows, so each burst queues more requests than it has slots. Drafting
 is off by default (``--draft-tokens``), as in ``serve_latency.py``: a request's steps are then its tokens.
 
+With ``--run DIR --predictor PATH`` the load is an agent's own calls instead: the model calls of a
+zero-shot chat-layout run (each step's messages, ``budget.calls.chat_turns``; served with the run's
+adapter, ``--adapter``), ``--per-burst`` drawn per burst with one ``max_tokens`` for all (the agent's
+128), so ``sjf:max_tokens`` has nothing to order: FCFS against ``sjf:PATH`` (a per-call token
+predictor, ``budget train call_gbm``) and against SJF by the tokens each call generated in the run
+(the order a perfect predictor would give; a bound, not a scheduler).
+
     .venv/bin/python bench/serve_sjf.py [--model smollm2] [--slots 4] [--bursts 4] [--threads 1]
+    .venv/bin/python bench/serve_sjf.py --run runs/sft-eval491 --adapter runs/demo/adapter \
+        --predictor out/call-gbm-sft [--per-burst 20] [--gap-steps 150]
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import random
 import statistics
 import threading
 import time
+from typing import Any
 
 import httpx
 
@@ -27,7 +37,7 @@ from reactlab.llm.hf import HFLLM
 from reactlab.models import parse_model
 from reactlab.serve import serve
 from reactlab.serve.batcher import Schedule
-from reactlab.types import GenParams
+from reactlab.types import GenParams, prompt_text
 
 SUBJECTS = ["a dragon", "a lighthouse", "a river", "a clockmaker", "a desert", "a violin", "a comet", "a library"]
 QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?", "What is 2 + 2?", "What colour is the sky?",
@@ -35,10 +45,14 @@ QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?", "What is 2 +
              "How many legs has a spider?"]
 
 
-def arrivals(args: argparse.Namespace) -> list[tuple[int, str, int]]:
-    """The seeded load: (burst, prompt, max_tokens) in sending order."""
+Request = tuple[int, Any, int, str]
+"""(burst, prompt: a text or chat messages, max_tokens, kind) in sending order."""
+
+
+def arrivals(args: argparse.Namespace) -> list[Request]:
+    """The seeded synthetic load: long stories and short answers."""
     rng = random.Random(args.seed)
-    out = []
+    out: list[Request] = []
     for b in range(args.bursts):
         kinds = [True] * args.longs + [False] * args.shorts
         rng.shuffle(kinds)
@@ -47,26 +61,48 @@ def arrivals(args: argparse.Namespace) -> list[tuple[int, str, int]]:
                 prompt = f"Write a long story about {rng.choice(SUBJECTS)} (burst {b}, request {i}).\nStory:"
             else:
                 prompt = f"Question {b}.{i}: {rng.choice(QUESTIONS)}\nAnswer:"
-            out.append((b, prompt, args.long_tokens if long else args.short_tokens))
+            out.append((b, prompt, args.long_tokens if long else args.short_tokens, "long" if long else "short"))
     return out
 
 
-def run_load(url: str, load: list[tuple[int, str, int]], gap_s: float, stagger_s: float) -> dict:
+def agent_calls(run_dir: str, bursts: int, per_burst: int, max_tokens: int, seed: int) -> tuple[list[Request], dict]:
+    """The seeded load of an agent's calls: ``per_burst`` steps of ``run_dir``'s zero-shot chat
+    episodes per burst (drawn without replacement), each as the messages the agent sent; the kind of
+    a request is the tokens its step generated in the run (for the perfect-predictor bound)."""
+    from reactlab.agents.prompting import layout_prompt_id
+    from reactlab.budget.calls import chat_turns
+    from reactlab.data.sources import load_source
+
+    steps = [(x.traj, s) for x in load_source(run_dir) if x.traj.prompt_id == layout_prompt_id("chat", "react")
+             for s in x.traj.steps if s.usage.completion_tokens]
+    if len(steps) < bursts * per_burst:
+        raise SystemExit(f"{run_dir}: {len(steps)} zero-shot chat steps, fewer than {bursts} x {per_burst}")
+    picked = random.Random(seed).sample(steps, bursts * per_burst)
+    load: list[Request] = [(n // per_burst, chat_turns(t, s.i), max_tokens, str(s.usage.completion_tokens))
+                           for n, (t, s) in enumerate(picked)]
+    return load, {prompt_text(x[1]): int(x[3]) for x in load}
+
+
+def run_load(base: str, load: list[Request], gap_s: float, stagger_s: float, stop: list[str]) -> dict:
     """Send ``load`` on its schedule; each request's latency, text and completion tokens."""
     results: list[tuple[float, str, int] | None] = [None] * len(load)
     ends = [0.0] * len(load)
 
-    def one(i: int, prompt: str, max_tokens: int) -> None:
+    def one(i: int, prompt: Any, max_tokens: int) -> None:
         t0 = time.perf_counter()
-        r = httpx.post(url, json={"prompt": prompt, "max_tokens": max_tokens, "temperature": 0}, timeout=3600)
+        chat = not isinstance(prompt, str)
+        body = {"messages" if chat else "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stop": stop}
+        r = httpx.post(base + ("/v1/chat/completions" if chat else "/v1/completions"), json=body, timeout=3600)
         r.raise_for_status()
-        body = r.json()
+        out = r.json()
         ends[i] = time.perf_counter()
-        results[i] = (ends[i] - t0, body["choices"][0]["text"], body["usage"]["completion_tokens"])
+        choice = out["choices"][0]
+        results[i] = (ends[i] - t0, choice["message"]["content"] if chat else choice["text"],
+                      out["usage"]["completion_tokens"])
 
     start = time.perf_counter()
     threads = []
-    for i, (burst, prompt, max_tokens) in enumerate(load):
+    for i, (burst, prompt, max_tokens, _) in enumerate(load):
         at = start + burst * gap_s + (i - next(j for j, x in enumerate(load) if x[0] == burst)) * stagger_s
         time.sleep(max(0.0, at - time.perf_counter()))
         threads.append(threading.Thread(target=one, args=(i, prompt, max_tokens)))
@@ -77,9 +113,8 @@ def run_load(url: str, load: list[tuple[int, str, int]], gap_s: float, stagger_s
     assert len(done) == len(load), "a request failed"
     wall = max(ends) - start
     lat = sorted(r[0] for r in done)
-    longest = max(x[2] for x in load)
-    by_kind = {kind: statistics.mean(r[0] for r, x in zip(done, load, strict=True) if (x[2] == longest) == is_long)
-               for kind, is_long in (("long", True), ("short", False))}
+    kinds = sorted({x[3] for x in load})
+    by_kind = {k: statistics.mean(r[0] for r, x in zip(done, load, strict=True) if x[3] == k) for k in kinds}
     return {"mean": statistics.mean(lat), "p95": lat[round(0.95 * (len(lat) - 1))], "by_kind": by_kind,
             "tok_s": sum(r[2] for r in done) / wall, "req_s": len(done) / wall, "wall": wall,
             "texts": [r[1] for r in done], "tokens": sum(r[2] for r in done)}
@@ -88,23 +123,30 @@ def run_load(url: str, load: list[tuple[int, str, int]], gap_s: float, stagger_s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--adapter", default=None, help="a LoRA adapter the server applies (the run's own)")
     ap.add_argument("--slots", type=int, default=4, help="rows the model decodes together (the batch)")
     ap.add_argument("--bursts", type=int, default=4)
     ap.add_argument("--longs", type=int, default=4, help="long requests per burst")
     ap.add_argument("--shorts", type=int, default=16, help="short requests per burst")
     ap.add_argument("--long-tokens", type=int, default=48)
     ap.add_argument("--short-tokens", type=int, default=4)
+    ap.add_argument("--run", default=None, help="an agent's zero-shot chat run: its calls are the load")
+    ap.add_argument("--predictor", default=None, help="with --run: a per-call token predictor (sjf:PATH)")
+    ap.add_argument("--per-burst", type=int, default=20, help="with --run: calls per burst")
+    ap.add_argument("--call-tokens", type=int, default=128, help="with --run: every call's max_tokens")
     ap.add_argument("--gap-steps", type=float, default=75, help="decoding steps' time between bursts")
     ap.add_argument("--draft-tokens", type=int, default=0, help="the engine's prompt-lookup drafts (0: off)")
     ap.add_argument("--stagger-ms", type=float, default=5, help="between the requests of a burst")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if bool(args.run) != bool(args.predictor):
+        ap.error("--run and --predictor go together")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    llm = HFLLM(parse_model(args.model).path(), name=args.model, batch_size=args.slots,
+    llm = HFLLM(parse_model(args.model).path(), adapter=args.adapter, name=args.model, batch_size=args.slots,
                 draft_tokens=args.draft_tokens)
     warm = [f"Write a long story about a garden number {i}.\nStory:" for i in range(args.slots)]
     llm.generate(warm[:1], GenParams(max_new_tokens=8))
@@ -112,27 +154,47 @@ def main() -> None:
     llm.generate(warm, GenParams(max_new_tokens=16))
     step_s = (time.perf_counter() - t0) / (llm.engine.steps - steps)
     gap_s = args.gap_steps * step_s
-    load = arrivals(args)
     print(f"{describe_cpu()}; torch threads {torch.get_num_threads()}")
-    print(f"model {args.model}, greedy, batch of {args.slots} rows; {args.bursts} bursts of {args.longs} long "
-          f"(max_tokens {args.long_tokens}) + {args.shorts} short (max_tokens {args.short_tokens}) requests in a "
-          f"seeded order (seed {args.seed}), one burst every {args.gap_steps:g} steps = {gap_s:.1f} s "
-          f"(a warm-up step of {args.slots} rows: {step_s * 1000:.0f} ms); drafts {args.draft_tokens}")
+    if args.run:
+        from reactlab.budget.calls import load_call_predictor
+
+        load, generated = agent_calls(args.run, args.bursts, args.per_burst, args.call_tokens, args.seed)
+        predictor = load_call_predictor(args.predictor)
+        schedules = {"fcfs": Schedule(),
+                     f"sjf:{args.predictor}": Schedule(lambda p, _: predictor.predict_tokens(prompt_text(p))),
+                     "sjf:run's own tokens (bound)": Schedule(lambda p, _: generated[prompt_text(p)])}
+        stop = ["\nObservation"]  # the chat agent's stop
+        print(f"model {args.model}{' + ' + args.adapter if args.adapter else ''}, greedy, batch of {args.slots} rows; "
+              f"{args.bursts} bursts of {args.per_burst} calls of {args.run} (seed {args.seed}; max_tokens "
+              f"{args.call_tokens}; their run's tokens: mean {statistics.mean(generated.values()):.1f}, "
+              f"{min(generated.values())}-{max(generated.values())}), one burst every {args.gap_steps:g} steps = "
+              f"{gap_s:.1f} s (a warm-up step of {args.slots} rows: {step_s * 1000:.0f} ms); drafts {args.draft_tokens}")
+    else:
+        load, stop = arrivals(args), []
+        schedules = {"fcfs": Schedule(), "sjf:max_tokens": Schedule(lambda prompt, params: params.max_new_tokens)}
+        print(f"model {args.model}, greedy, batch of {args.slots} rows; {args.bursts} bursts of {args.longs} long "
+              f"(max_tokens {args.long_tokens}) + {args.shorts} short (max_tokens {args.short_tokens}) requests in a "
+              f"seeded order (seed {args.seed}), one burst every {args.gap_steps:g} steps = {gap_s:.1f} s "
+              f"(a warm-up step of {args.slots} rows: {step_s * 1000:.0f} ms); drafts {args.draft_tokens}")
     runs = {}
-    for label, schedule in (("fcfs", Schedule()),
-                            ("sjf:max_tokens", Schedule(lambda prompt, params: params.max_new_tokens))):
+    for label, schedule in schedules.items():
         llm.reset_cache()  # no run reuses the other's prompt KV
         steps = llm.engine.steps
         with serve(llm, max_batch=args.slots, schedule=schedule) as server:
-            runs[label] = r = run_load(server.url + "/v1/completions", load, gap_s, args.stagger_ms / 1000)
+            runs[label] = r = run_load(server.url, load, gap_s, args.stagger_ms / 1000, stop)
+        kinds = "" if args.run else (f"; mean latency of a long request {r['by_kind']['long']:.2f} s, "
+                                     f"of a short one {r['by_kind']['short']:.2f} s")
         print(f"{label:15s} mean {r['mean']:7.2f} s   p95 {r['p95']:7.2f} s   {r['tok_s']:6.2f} completion tok/s   "
-              f"{r['req_s']:5.3f} req/s   ({r['tokens']} tokens in {r['wall']:.1f} s, {llm.engine.steps - steps} steps; "
-              f"mean latency of a long request {r['by_kind']['long']:.2f} s, of a short one {r['by_kind']['short']:.2f} s)")
-    f, s = runs["fcfs"], runs["sjf:max_tokens"]
-    same = sum(a == b for a, b in zip(f["texts"], s["texts"], strict=True)) / len(load)
-    print(f"SJF/FCFS: mean latency {s['mean'] / f['mean']:.2f}x   p95 {s['p95'] / f['p95']:.2f}x   "
-          f"tok/s {s['tok_s'] / f['tok_s']:.3f}x   req/s {s['req_s'] / f['req_s']:.3f}x   "
-          f"identical outputs {same:.0%} of {len(load)} requests")
+              f"{r['req_s']:5.3f} req/s   ({r['tokens']} tokens in {r['wall']:.1f} s, "
+              f"{llm.engine.steps - steps} steps{kinds})")
+    f = runs["fcfs"]
+    for label, s in runs.items():
+        if label == "fcfs":
+            continue
+        same = sum(a == b for a, b in zip(f["texts"], s["texts"], strict=True)) / len(load)
+        print(f"{label} / FCFS: mean latency {s['mean'] / f['mean']:.2f}x   p95 {s['p95'] / f['p95']:.2f}x   "
+              f"tok/s {s['tok_s'] / f['tok_s']:.3f}x   req/s {s['req_s'] / f['req_s']:.3f}x   "
+              f"identical outputs {same:.0%} of {len(load)} requests")
 
 
 if __name__ == "__main__":

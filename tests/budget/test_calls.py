@@ -200,3 +200,39 @@ def test_the_head_baseline_predicts_each_kind_of_call_its_own_mean(tmp_path):
     assert both["predictors"]["head"]["tau"] > 0.3 and tau != tau  # kinds rank; within one, nothing (nan)
     with pytest.raises(ValueError, match="unknown call head 'step'"):
         evaluate_targets(root, ["call_tokens"], split="test", n_boot=20, call_head="step")
+
+
+def chat_reply(messages) -> str:
+    """The chat agent's stand-in: search once, then finish; as many words as the question has letters mod 5."""
+    question, step = messages[0]["content"], (len(messages) + 1) // 2
+    words = " ".join(["so"] * (2 + len(question) % 5 + step))
+    if step == 1:
+        return f"Thought: I search {words}.\nAction: search[{question.split()[-1].strip('?')}]"
+    return f"Thought: Done {words}.\nAction: finish[yes]"
+
+
+def test_chat_rows_are_the_text_a_server_reads(vendored_index, tmp_path):
+    """A zero-shot chat run (a fine-tuned agent's layout) gives one call row per step, whose prompt is
+    ``prompt_text`` of the messages the agent sent: what ``serve --schedule sjf:PATH`` reads."""
+    from reactlab.types import prompt_text
+
+    seen: list[str] = []
+
+    def answer(messages):
+        seen.append(prompt_text(messages))
+        return chat_reply(messages)
+
+    task, agent = HotpotQA(), ReActAgent(model="scripted", style="chat")
+    spec = RunSpec("hotpotqa", "train", "react", "scripted", agent.prompt_id, method="react",
+                   settings={"max_steps": 7, "decoding": {"temperature": 0.0}})
+    out = tmp_path / "run"
+    run(task.examples("train", limit=8), agent, task, lambda: WikiEnv(vendored_index), out, spec,
+        llms=ScriptedLLM(answer), batch_size=4, progress=False)
+    stats = build_budget([str(out)], tmp_path / "c", val_frac=0.3, targets=["call_tokens"])
+    assert stats["calls_dropped"] == {}
+    rows = [c for s in ("train", "val", "test") for c in read_calls(tmp_path / "c" / "calls" / f"{s}.jsonl")]
+    assert len(rows) == 16 and sorted(c.prompt for c in rows) == sorted(seen)
+    for c in rows:
+        f = call_features(c.prompt)
+        assert call_head(c.prompt) == "chat" and f["head=chat"] == 1.0 and f["step"] == c.step
+        assert f["question_chars"] == len(c.question) and f["prev=search"] == float(c.step == 2)

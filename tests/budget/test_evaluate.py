@@ -43,6 +43,17 @@ def test_a_training_question_in_the_scored_split_is_refused(budget_dir, tmp_path
         evaluate_targets(leak, ["steps"], ["mean"], n_boot=10)
 
 
-def test_call_tokens_need_call_rows(budget_dir, local_env):
+def test_call_tokens_need_call_rows(tmp_path, local_env):
+    """Runs of layouts whose calls are not rebuilt (native tool calls, few-shot chat) give no call rows:
+    scoring the target says so."""
+    from reactlab.budget.labels import build_budget
+
+    from .conftest import questions, traj, write_run
+
+    trajs = [traj(f"q{i}", q, steps, tokens) for i, (q, steps, tokens) in enumerate(questions(12))]
+    for n, t in enumerate(trajs):
+        t.prompt_id = ("tools@1/react", "hotpotqa_react@1:chat/react")[n % 2]
+    stats = build_budget([str(write_run(tmp_path / "run", trajs))], tmp_path / "b", val_frac=0.25)
+    assert stats["calls_dropped"] == {"layout": sum(len(t.steps) for t in trajs)}
     with pytest.raises(ValueError, match="no calls in split"):
-        evaluate_targets(budget_dir, ["call_tokens"], n_boot=10)
+        evaluate_targets(tmp_path / "b", ["call_tokens"], n_boot=10)

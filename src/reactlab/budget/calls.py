@@ -4,12 +4,14 @@ from its prompt text alone, so a server can order the calls it holds (shortest f
 A call row is one step of a run's trajectory: the prompt the agent sent for it, rebuilt from the
 trajectory as the agent builds it (the paper's completion layout: ``Question: ...`` then each
 earlier step's ``Thought/Action/Observation`` lines, then the ``Thought i:`` head), and the tokens
-that step generated (``Step.usage.completion_tokens``). A step whose action needed the agent's
-second call (its raw text holds ``[action]``) counts two calls' tokens and is dropped, as are steps
-of the chat layout (their prompt is a message list) and steps with no token count.
+that step generated (``Step.usage.completion_tokens``). The zero-shot chat layout (a fine-tuned
+agent's) is rebuilt as a server sees it: ``types.prompt_text`` of the messages, the question then
+each earlier step's ``Thought: / Action:`` turn and ``Observation:`` turn. A step whose action needed
+the agent's second call (its raw text holds ``[action]``) counts two calls' tokens and is dropped, as
+are steps of other layouts (few-shot chat, tool calls) and steps with no token count.
 
 ``call_features`` reads only the prompt's last episode (from its last ``Question:`` / ``Claim:``
-line), so the few-shot exemplars before it do not matter. Token counts are scored as classes
+line; a chat text has none and is one episode), so the few-shot exemplars before it do not matter. Token counts are scored as classes
 (buckets: ``labels.bucket_of`` under the ``call_edges`` of ``stats.json``). ``load_call_predictor``
 is what a server's scheduler imports: ``predict_tokens(prompt_text) -> float``.
 """
@@ -59,8 +61,8 @@ class CallRow:
 
 def _label(prompt_id: str) -> str | None:
     """The question label of a completion-layout prompt (``Question``, FEVER's ``Claim``); None for
-    the chat layout."""
-    if "chat" in prompt_id:
+    the chat and tools layouts."""
+    if "chat" in prompt_id or "tools" in prompt_id:
         return None
     from reactlab.agents.prompting import load_prompt
 
@@ -88,10 +90,31 @@ def episode_prompt(traj: Any, i: int, label: str = "Question") -> str | None:
     return head + done + (f"Thought {i}:" if method == "react" else f"Action {i}:")
 
 
+def chat_turns(traj: Any, i: int) -> list[dict[str, str]]:
+    """The messages the zero-shot chat agent sent for ``traj``'s step ``i`` (1-based): the question,
+    then each earlier step's assistant turn and observation turn."""
+    from reactlab.agents.parsing import chat_assistant, chat_observation
+
+    out = [{"role": "user", "content": traj.question}]
+    for s in traj.steps[: i - 1]:
+        out += [{"role": "assistant", "content": chat_assistant(s.thought, s.action)},
+                {"role": "user", "content": chat_observation(s.observation)}]
+    return out
+
+
+def chat_prompt(traj: Any, i: int) -> str:
+    """The text of ``chat_turns`` as ``types.prompt_text`` joins them: what a server's scheduler reads."""
+    from reactlab.types import prompt_text
+
+    return prompt_text(chat_turns(traj, i))
+
+
 def call_rows(samples: Iterable[Any], split_of: Callable[[str], str],
               label_set_of: Callable[[Any], str] = lambda s: "") -> tuple[list[CallRow], Counter]:
     """One row per model call of ``samples`` (``data.sources.Sample``); ``split_of(question)``
     puts every call of a question on one side. Returns the rows and what was dropped (counted)."""
+    from reactlab.agents.prompting import layout_prompt_id
+
     rows: list[CallRow] = []
     dropped: Counter = Counter()
     for s in samples:
@@ -100,8 +123,9 @@ def call_rows(samples: Iterable[Any], split_of: Callable[[str], str],
             dropped["episode"] += 1
             continue
         label = _label(t.prompt_id)
+        chat = t.prompt_id == layout_prompt_id("chat", "react") and (t.method or "react") == "react"
         for step in t.steps:
-            prompt = episode_prompt(t, step.i, label) if label else None
+            prompt = chat_prompt(t, step.i) if chat else episode_prompt(t, step.i, label) if label else None
             if prompt is None:
                 dropped["layout"] += 1
             elif SECOND_CALL in step.raw:
@@ -120,22 +144,28 @@ _MARK = re.compile(r"(?:^|\n)(?:Question|Claim): ")
 _OBS = re.compile(r"\nObservation \d+: ([^\n]*)")
 _ACT = re.compile(r"\nAction \d+: ([^\n]*)")
 _THOUGHT = re.compile(r"(?:^|\n)Thought \d+: ([^\n]*)")
+_CHAT = {"obs": re.compile(r"\nObservation: ([^\n]*)"), "act": re.compile(r"\nAction: ([^\n]*)"),
+         "thought": re.compile(r"(?:^|\n)Thought: ([^\n]*)")}
+"""The chat layout's unnumbered lines (``chat_prompt``)."""
 _CALL = re.compile(r"^(\w+)\[(.*)\]$")
 _HEADS = {"thought": re.compile(r"Thought \d+:$"), "action": re.compile(r"Action \d+:$"),
           "cot": re.compile(r"step by step\.$"), "answer": re.compile(r"Answer:$")}
 _ACTIONS = ("search", "lookup", "finish", "invalid", "none")
-HEADS = (*_HEADS, "other")
+HEADS = (*_HEADS, "chat", "other")
 
 
 def call_head(prompt_text: str) -> str:
     """The kind of call a prompt asks for, from how it ends: ``thought`` (a ReAct step), ``action``
-    (an Act step), ``cot`` (a chain-of-thought answer), ``answer`` (a direct one) or ``other``.
+    (an Act step), ``cot`` (a chain-of-thought answer), ``answer`` (a direct one), ``chat`` (a chat
+    text, ``chat_prompt``: no ``Question:`` line) or ``other``.
 
     >>> call_head("Question: Who?\\nThought: Let's think step by step."), call_head("Question: Who?\\nThought 2:")
     ('cot', 'thought')
+    >>> call_head("Who?\\nThought: Go.\\nAction: search[X]\\nObservation: X is y.")
+    'chat'
     """
     tail = prompt_text.rstrip()
-    return next((h for h, r in _HEADS.items() if r.search(tail)), "other")
+    return next((h for h, r in _HEADS.items() if r.search(tail)), "other" if _MARK.search(prompt_text) else "chat")
 
 
 def call_features(prompt_text: str) -> dict[str, float]:
@@ -150,8 +180,12 @@ def call_features(prompt_text: str) -> dict[str, float]:
 
     marks = list(_MARK.finditer(prompt_text))
     ep = prompt_text[marks[-1].start():].lstrip("\n") if marks else prompt_text
-    question = ep.split("\n", 1)[0].split(": ", 1)[-1] if marks else ""
-    obs, acts, thoughts = _OBS.findall(ep), _ACT.findall(ep), _THOUGHT.findall(ep)
+    if marks:
+        question = ep.split("\n", 1)[0].split(": ", 1)[-1]
+        obs, acts, thoughts = _OBS.findall(ep), _ACT.findall(ep), _THOUGHT.findall(ep)
+    else:  # a chat text (``chat_prompt``): the question is its first turn
+        question = ep.split("\nThought: ", 1)[0]
+        obs, acts, thoughts = (_CHAT[k].findall(ep) for k in ("obs", "act", "thought"))
     names = []
     for a in acts:
         m = _CALL.match(a.strip())
@@ -168,7 +202,7 @@ def call_features(prompt_text: str) -> dict[str, float]:
            "thought_mean_chars": statistics.fmean(len(t) for t in thoughts) if thoughts else 0.0,
            "repeated_action": float(len(acts) > 1 and acts[-1].strip() == acts[-2].strip())}
     head = call_head(ep)
-    out |= {f"head={h}": float(head == h) for h in _HEADS}
+    out |= {f"head={h}": float(head == h) for h in (*_HEADS, "chat")}
     prev = names[-1] if names else "none"
     out |= {f"prev={a}": float(prev == a) for a in _ACTIONS}
     return out
