@@ -39,8 +39,9 @@ def scores(run: Path) -> dict[str, dict[str, float]]:
 
 def training(path: Path | None) -> dict[str, Any]:
     """What an arm's training spent: updates, episodes sampled and kept (RFT: the correct grounded
-    ones it trains on; RL with dynamic sampling: those of the groups it kept), wall minutes, peak
-    RSS GB and the reward curve, from an RL run's ``training.json`` or an RFT run's rounds."""
+    ones it trains on; RL with dynamic sampling: those of the groups it kept; RL without it: those of
+    the updates whose one group's rewards differed), wall minutes, peak RSS GB and the reward curve,
+    from an RL run's ``training.json`` or an RFT run's rounds (a DPO run: its updates only)."""
     if path is None:
         return {}
     if (path / "rft.json").is_file():
@@ -62,8 +63,16 @@ def training(path: Path | None) -> dict[str, Any]:
     if rewards:  # the mean reward over each fifth of training
         k = max(1, math.ceil(len(rewards) / 5))
         curve = " ".join(f"{sum(c) / len(c):.2f}" for c in (rewards[i:i + k] for i in range(0, len(rewards), k)))
-    return {"updates": res["steps"], "rollouts": sum(u["rollouts"] for u in log) if log else None,
-            "kept": group * sum(u["kept"] for u in log) if log else None, "wall_min": res["wall_s"] / 60,
+    rollouts = kept = None
+    if log:
+        rollouts, kept = sum(u["rollouts"] for u in log), group * sum(u["kept"] for u in log)
+    elif record.get("trainer") in ("grpo", "rloo"):  # no dynamic sampling: every update trains what it drew
+        trl = record["recipe"].get("trl", {})
+        per_update = trl.get("per_device_train_batch_size", 8) * trl.get("gradient_accumulation_steps", 1)
+        rollouts = res["steps"] * per_update
+        if per_update == group:  # one group an update: its reward spread says whether it could teach
+            kept = group * sum(r.get("reward_std", 0.0) > 0 for r in extra.get("rewards", []))
+    return {"updates": res["steps"], "rollouts": rollouts, "kept": kept, "wall_min": res["wall_s"] / 60,
             "peak_gb": res["peak_mem_mb"] / 1024, "curve": curve}
 
 
@@ -92,7 +101,7 @@ def main() -> None:
         t = training(train)
         delta = "-" if run == arms[0][1] else f"{100 * d['diff']:+.1f} ± {100 * d['stderr']:.1f} ({d['z']:+.2f})"
         gl = "-" if run == arms[0][1] else f"{d['gained']} / {d['lost']}"
-        spent = "-" if t.get("rollouts") is None else f"{t['rollouts']} / {t['kept']}"
+        spent = "-" if t.get("rollouts") is None else f"{t['rollouts']} / {'-' if t['kept'] is None else t['kept']}"
         wall, peak = (f"{t['wall_min']:.1f}", f"{t['peak_gb']:.1f}") if t else ("-", "-")
         lines.append(f"| {label} | {len(s)} | {em:.3f} ± {se:.3f} | {f1:.3f} | {delta} | {gl} | {t.get('updates', '-')} "
                      f"| {spent} | {wall} | {peak} | {t.get('curve', '')} |")
