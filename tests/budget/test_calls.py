@@ -145,7 +145,7 @@ def _rows(n=120):
     return out
 
 
-@pytest.mark.parametrize("kind", ["mean", "mode", "head", "ridge", "gbm"])
+@pytest.mark.parametrize("kind", ["mean", "mode", "head", "step", "ridge", "gbm"])
 def test_call_predictor_saves_loads_and_predicts_from_text(kind, tmp_path):
     rows = _rows()
     p = fit_call_predictor(kind, rows, [20, 30, 45])
@@ -156,6 +156,11 @@ def test_call_predictor_saves_loads_and_predicts_from_text(kind, tmp_path):
     assert preds == [p.predict_tokens(r.prompt) for r in rows] and all(isinstance(x, float) for x in preds)
     if kind in ("mean", "mode", "head"):  # every call here is a ReAct step: one kind
         assert len(set(preds)) == 1
+    elif kind == "step":  # the mean of each step's training calls: one value a step
+        means = {k: sum(r.tokens for r in rows if r.step == k) / sum(r.step == k for r in rows) for k in range(1, 5)}
+        assert preds == pytest.approx([means[r.step] for r in rows])
+        chat = "Who?\nThought: go.\nAction: search[X]\nObservation: X."
+        assert q.predict_tokens(chat) == pytest.approx(p.model["constant"])  # a kind it never saw: the constant
     else:  # the signal is in the text: steps and failed searches
         err = sum(abs(x - r.tokens) for x, r in zip(preds, rows, strict=True)) / len(rows)
         assert err < (5 if kind == "gbm" else 12), err
@@ -194,6 +199,10 @@ def test_the_head_baseline_predicts_each_kind_of_call_its_own_mean(tmp_path):
         (root / f"{split}.jsonl").write_text("")
     (root / "stats.json").write_text(json.dumps({"edges": [], "call_edges": [50]}))
     both = evaluate_targets(root, ["call_tokens"], split="test", n_boot=20)["call_tokens"]
+    second = evaluate_targets(root, ["call_tokens"], split="test", n_boot=20, call_step=2)["call_tokens"]
+    assert second["calls"] == sum(r.step == 2 for r in react[1::2])
+    assert second["predictors"]["step"]["tau"] != second["predictors"]["step"]["tau"]  # one step: nothing ranked
+    assert second["predictors"]["gbm"]["tau"] > 0.5  # the failed search still ranks within the step
     alone = evaluate_targets(root, ["call_tokens"], split="test", n_boot=20, call_head="cot")["call_tokens"]
     assert both["calls"] == len(react[1::2]) + 6 and alone["calls"] == 6
     tau = alone["predictors"]["head"]["tau"]

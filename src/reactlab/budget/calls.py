@@ -31,7 +31,7 @@ from typing import Any
 from reactlab.io import DataError, iter_jsonl, require, write_json_atomic
 
 CALL_PREDICTOR_FILE = "call_predictor.json"
-CALL_KINDS = ("mean", "mode", "head", "ridge", "gbm")
+CALL_KINDS = ("mean", "mode", "head", "step", "ridge", "gbm")
 SECOND_CALL = "\n[action] "
 """What the react agent appends to a step's raw text when it asked a second time for the action."""
 
@@ -211,6 +211,11 @@ def call_features(prompt_text: str) -> dict[str, float]:
 NAMES = tuple(call_features("Question: ?\nThought 1:"))
 
 
+def call_step(prompt_text: str) -> int:
+    """The step a call's prompt asks for: 1 + the observations of its last episode."""
+    return int(call_features(prompt_text)["step"])
+
+
 def _bucket(tokens: int, edges: Sequence[int]) -> int:
     """``labels.bucket_of``'s rule (this module is imported by ``labels``, so it cannot import it)."""
     return bisect.bisect_right(edges, tokens)
@@ -220,7 +225,8 @@ class CallPredictor:
     """Tokens of one call from its prompt text: a constant (``mean`` of the training labels;
     ``mode``: the median count of the commonest bucket), ``head``: the mean of the training calls of
     the same kind (``call_head``; the cheap baseline of a mixed workload, where the kind of call
-    alone orders much), ``ridge`` or ``gbm`` on ``call_features``. Predictions are clipped to the
+    alone orders much), ``step``: of the same kind and step (an agent whose last call is short
+    orders its calls by position alone), ``ridge`` or ``gbm`` on ``call_features``. Predictions are clipped to the
     training labels' range; saved as JSON (no scikit-learn needed)."""
 
     def __init__(self, kind: str, edges: list[int], model: dict[str, Any], lo: float, hi: float):
@@ -239,6 +245,9 @@ class CallPredictor:
             z = m["constant"]
         elif self.kind == "head":
             z = m["by_head"].get(call_head(prompt_text), m["constant"])
+        elif self.kind == "step":
+            head = call_head(prompt_text)
+            z = m["by_step"].get(f"{head}/{call_step(prompt_text)}", m["by_head"].get(head, m["constant"]))
         elif self.kind == "ridge":
             z = m["intercept"] + sum(c * (v - mu) / s for c, v, mu, s in
                                      zip(m["coef"], self._x(prompt_text), m["mean"], m["scale"], strict=True))
@@ -268,12 +277,17 @@ def fit_call_predictor(kind: str, rows: Sequence[CallRow], edges: Sequence[int])
         top = Counter(_bucket(r.tokens, edges) for r in rows).most_common(1)[0][0]
         return CallPredictor(kind, list(edges), {"constant": float(statistics.median(
             r.tokens for r in rows if _bucket(r.tokens, edges) == top))}, lo, hi)
-    if kind == "head":
+    if kind in ("head", "step"):
         by: dict[str, list[float]] = {}
+        by_step: dict[str, list[float]] = {}
         for r in rows:
             by.setdefault(call_head(r.prompt), []).append(float(r.tokens))
-        return CallPredictor(kind, list(edges), {"constant": statistics.fmean(y), "by_head": {
-            h: statistics.fmean(v) for h, v in sorted(by.items())}}, lo, hi)
+            by_step.setdefault(f"{call_head(r.prompt)}/{call_step(r.prompt)}", []).append(float(r.tokens))
+        model: dict[str, Any] = {"constant": statistics.fmean(y), "by_head": {
+            h: statistics.fmean(v) for h, v in sorted(by.items())}}
+        if kind == "step":
+            model["by_step"] = {k: statistics.fmean(v) for k, v in sorted(by_step.items())}
+        return CallPredictor(kind, list(edges), model, lo, hi)
     x = [[call_features(r.prompt)[n] for n in NAMES] for r in rows]
     if kind == "gbm":
         from reactlab.budget import gbm

@@ -62,7 +62,7 @@ def build_cmd(
 def train_cmd(
     method: Annotated[str, typer.Argument(
         help="mean | mode | features | features+env | gbm (fitted) | sft | grpo | rloo | dpo | kto (LLM) | "
-             "call_mean | call_mode | call_head | call_ridge | call_gbm (per-call tokens from the prompt text)")],
+             "call_mean | call_mode | call_head | call_step | call_ridge | call_gbm (per-call tokens from the prompt text)")],
     data: Annotated[Path, typer.Option("--data", help="a `budget build` directory")],
     out: Annotated[str | None, typer.Option("--out", "-o", help="where the predictor goes (LLM methods: the recipe's out)")] = None,
     config: Annotated[list[str] | None, typer.Option(
@@ -89,10 +89,11 @@ def eval_cmd(
         "--target", help="steps | tokens | call_tokens: one table per target, every score with its bootstrap 95% "
                          "interval and the noise ceiling (default -p: every fitted predictor); repeatable")] = None,
     call_predictor: Annotated[list[str] | None, typer.Option(
-        "--call-predictor", help="call_tokens: mean | mode | head | ridge | gbm | a call_predictor.json or its "
-                                 "directory; repeatable (default: the five)")] = None,
+        "--call-predictor", help="call_tokens: mean | mode | head | step | ridge | gbm | a call_predictor.json or "
+                                 "its directory; repeatable (default: the six)")] = None,
     call_head: Annotated[str | None, typer.Option(
-        help="call_tokens: score only calls of this kind (thought | action | cot | answer | other)")] = None,
+        help="call_tokens: score only calls of this kind (thought | action | cot | answer | chat | other)")] = None,
+    call_step: Annotated[int | None, typer.Option(help="call_tokens: score only the calls of this step")] = None,
 ) -> None:
     """Score predictors on one split: exact / within-1 / within-2, MAE and Kendall tau, steps and buckets."""
     from reactlab.budget.evaluate import DEFAULT_PREDICTORS, evaluate
@@ -100,7 +101,7 @@ def eval_cmd(
     from reactlab.budget.metrics import table
 
     if target:
-        _eval_targets(data, target, predictor, call_predictor, split, as_json, call_head)
+        _eval_targets(data, target, predictor, call_predictor, split, as_json, call_head, call_step)
         return
     with user_errors():
         results = evaluate(data, predictor or list(DEFAULT_PREDICTORS), split=split)
@@ -121,20 +122,21 @@ def eval_cmd(
 
 
 def _eval_targets(data: Path, targets: list[str], predictors: list[str] | None, call_predictors: list[str] | None,
-                  split: str, as_json: bool, call_head: str | None = None) -> None:
+                  split: str, as_json: bool, call_head: str | None = None, call_step: int | None = None) -> None:
     from reactlab.budget.evaluate import CALL_PREDICTORS, evaluate_targets
     from reactlab.budget.metrics import target_table
     from reactlab.budget.predictors import FITTED
 
     with user_errors():
         results = evaluate_targets(data, targets, predictors or list(FITTED), call_predictors or list(CALL_PREDICTORS),
-                                   split=split, call_head=call_head)
+                                   split=split, call_head=call_head, call_step=call_step)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
     for t, r in results.items():
         edges = f"; buckets split at {', '.join(map(str, r['edges']))} tokens" if t != "steps" else ""
         edges += f"; calls of head {call_head} only" if t == "call_tokens" and call_head else ""
+        edges += f"; calls of step {call_step} only" if t == "call_tokens" and call_step is not None else ""
         typer.echo(f"\n{t} ({r['questions']} held-out questions of split {split}{edges}; 95% bootstrap intervals)\n")
         typer.echo(target_table(r["predictors"], r["ceiling"]))
 

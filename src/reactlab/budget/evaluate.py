@@ -48,7 +48,7 @@ def evaluate(data_dir: str | Path, predictors: Sequence[str] = DEFAULT_PREDICTOR
 
 EPISODE_TARGETS = {"steps": "steps", "tokens": "bucket"}
 """Episode targets and the label each is scored on (episode tokens as their bucket)."""
-CALL_PREDICTORS = ("mean", "mode", "head", "ridge", "gbm")
+CALL_PREDICTORS = ("mean", "mode", "head", "step", "ridge", "gbm")
 
 
 def check_unseen(train: Sequence[Any], rows: Sequence[Any], split: str) -> None:
@@ -72,14 +72,17 @@ def _call_predictor(spec: str, train: Sequence[Any], edges: Sequence[int]) -> An
 
 def evaluate_targets(data_dir: str | Path, targets: Sequence[str], predictors: Sequence[str] = FITTED,
                      call_predictors: Sequence[str] = CALL_PREDICTORS, split: str = "val",
-                     n_boot: int = BOOT, call_head: str | None = None) -> dict[str, dict[str, Any]]:
+                     n_boot: int = BOOT, call_head: str | None = None,
+                     call_step: int | None = None) -> dict[str, dict[str, Any]]:
     """Per target (``steps``, ``tokens``, ``call_tokens``): every predictor's ``score_ci`` on
     ``split``'s questions, none of which a training row has (``check_unseen``), and the label
     set's noise ceiling from ``stats.json``. Calls are resampled by question (``groups``);
     ``call_head`` scores only the calls of one kind (``calls.call_head``; predictors still fit on
-    every training call), so a mixed workload's score can be split into what ranks within a kind."""
+    every training call), so a mixed workload's score can be split into what ranks within a kind;
+    ``call_step`` likewise scores only the calls of one step (what ranks beyond the position)."""
     from reactlab.budget.calls import HEADS, read_calls
     from reactlab.budget.calls import call_head as head_of
+    from reactlab.budget.calls import call_step as step_of
 
     if call_head is not None and call_head not in HEADS:
         raise ValueError(f"unknown call head {call_head!r}; known: {', '.join(HEADS)}")
@@ -109,9 +112,13 @@ def evaluate_targets(data_dir: str | Path, targets: Sequence[str], predictors: S
             train, calls = read_calls(root / "train.jsonl"), read_calls(root / f"{split}.jsonl")
             if call_head is not None:
                 calls = [c for c in calls if head_of(c.prompt) == call_head]
+            if call_step is not None:
+                calls = [c for c in calls if step_of(c.prompt) == call_step]
             if not calls or not train:
+                only = "".join([f" of head {call_head!r}" if call_head else "",
+                                f" at step {call_step}" if call_step is not None else ""])
                 raise ValueError(f"{root}: no calls in split 'train' or {split!r}"
-                                 + (f" of head {call_head!r}" if call_head else " (build with --target call_tokens)"))
+                                 + (only or " (build with --target call_tokens)"))
             if split != "train":
                 check_unseen(train, calls, split)
             edges = data.stats.get("call_edges", [])
