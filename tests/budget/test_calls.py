@@ -127,6 +127,7 @@ def test_call_features_need_only_the_prompt_text_and_no_network(monkeypatch):
     assert (f["step"], f["head=thought"], f["prev=search"], f["repeated_action"], f["notfound_total"]) == (
         3.0, 1.0, 1.0, 1.0, 2.0)
     assert f["question_entities"] == 2.0 and f["obs_notfound"] == 1.0
+    assert (f["entity_first_chars"], f["entity_max_chars"]) == (7.0, 10.0)  # "Ed Wood", "Tim Burton"
     act = call_features("Question: Who?\nAction 1: Lookup[x]\nObservation 1: (Result 1 / 2) x.\nAction 2:")
     assert act["head=action"] == 1.0 and act["prev=lookup"] == 1.0 and act["obs_result"] == 1.0
     assert call_features("Question: Who?\nThought: Let's think step by step.")["head=cot"] == 1.0

@@ -186,6 +186,7 @@ def call_features(prompt_text: str) -> dict[str, float]:
     else:  # a chat text (``chat_prompt``): the question is its first turn
         question = ep.split("\nThought: ", 1)[0]
         obs, acts, thoughts = (_CHAT[k].findall(ep) for k in ("obs", "act", "thought"))
+    ents = entities(question)  # the titles an agent copies into its searches and thoughts
     names = []
     for a in acts:
         m = _CALL.match(a.strip())
@@ -193,7 +194,8 @@ def call_features(prompt_text: str) -> dict[str, float]:
     last = obs[-1] if obs else ""
     out = {"episode_chars": float(len(ep)),
            "question_chars": float(len(question)), "question_words": float(len(question.split())),
-           "question_entities": float(len(entities(question))), "step": float(len(obs) + 1),
+           "question_entities": float(len(ents)), "entity_first_chars": float(len(ents[0])) if ents else 0.0,
+           "entity_max_chars": float(max(map(len, ents), default=0)), "step": float(len(obs) + 1),
            "obs_chars": float(len(last)), "obs_notfound": float("Could not find" in last),
            "obs_similar": float(last.count("', '") + 1 if "Similar:" in last else 0),
            "obs_result": float("(Result " in last), "obs_nomore": float("No more results" in last),
