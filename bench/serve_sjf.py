@@ -67,20 +67,18 @@ def arrivals(args: argparse.Namespace) -> list[Request]:
 
 def agent_calls(run_dir: str, bursts: int, per_burst: int, max_tokens: int, seed: int) -> tuple[list[Request], dict]:
     """The seeded load of an agent's calls: ``per_burst`` steps of ``run_dir``'s zero-shot chat
-    episodes per burst (drawn without replacement), each as the messages the agent sent; the kind of
-    a request is the tokens its step generated in the run (for the perfect-predictor bound)."""
-    from reactlab.agents.prompting import layout_prompt_id
-    from reactlab.budget.calls import chat_turns
+    episodes per burst (drawn without replacement), each as the messages the agent sent, and the
+    tokens each generated in the run by its prompt's text (for the perfect-predictor bound)."""
+    from reactlab.budget.calls import chat_turns, zero_shot_chat
     from reactlab.data.sources import load_source
 
-    steps = [(x.traj, s) for x in load_source(run_dir) if x.traj.prompt_id == layout_prompt_id("chat", "react")
+    steps = [(x.traj, s) for x in load_source(run_dir) if zero_shot_chat(x.traj)
              for s in x.traj.steps if s.usage.completion_tokens]
     if len(steps) < bursts * per_burst:
         raise SystemExit(f"{run_dir}: {len(steps)} zero-shot chat steps, fewer than {bursts} x {per_burst}")
     picked = random.Random(seed).sample(steps, bursts * per_burst)
-    load: list[Request] = [(n // per_burst, chat_turns(t, s.i), max_tokens, str(s.usage.completion_tokens))
-                           for n, (t, s) in enumerate(picked)]
-    return load, {prompt_text(x[1]): int(x[3]) for x in load}
+    load: list[Request] = [(n // per_burst, chat_turns(t, s.i), max_tokens, "call") for n, (t, s) in enumerate(picked)]
+    return load, {prompt_text(chat_turns(t, s.i)): s.usage.completion_tokens for t, s in picked}
 
 
 def run_load(base: str, load: list[Request], gap_s: float, stagger_s: float, stop: list[str]) -> dict:

@@ -90,6 +90,13 @@ def episode_prompt(traj: Any, i: int, label: str = "Question") -> str | None:
     return head + done + (f"Thought {i}:" if method == "react" else f"Action {i}:")
 
 
+def zero_shot_chat(traj: Any) -> bool:
+    """Whether ``traj`` is a zero-shot chat-layout ReAct episode: the calls ``chat_turns`` rebuilds."""
+    from reactlab.agents.prompting import layout_prompt_id
+
+    return traj.prompt_id == layout_prompt_id("chat", "react") and (traj.method or "react") == "react"
+
+
 def chat_turns(traj: Any, i: int) -> list[dict[str, str]]:
     """The messages the zero-shot chat agent sent for ``traj``'s step ``i`` (1-based): the question,
     then each earlier step's assistant turn and observation turn."""
@@ -113,8 +120,6 @@ def call_rows(samples: Iterable[Any], split_of: Callable[[str], str],
               label_set_of: Callable[[Any], str] = lambda s: "") -> tuple[list[CallRow], Counter]:
     """One row per model call of ``samples`` (``data.sources.Sample``); ``split_of(question)``
     puts every call of a question on one side. Returns the rows and what was dropped (counted)."""
-    from reactlab.agents.prompting import layout_prompt_id
-
     rows: list[CallRow] = []
     dropped: Counter = Counter()
     for s in samples:
@@ -123,7 +128,7 @@ def call_rows(samples: Iterable[Any], split_of: Callable[[str], str],
             dropped["episode"] += 1
             continue
         label = _label(t.prompt_id)
-        chat = t.prompt_id == layout_prompt_id("chat", "react") and (t.method or "react") == "react"
+        chat = zero_shot_chat(t)
         for step in t.steps:
             prompt = chat_prompt(t, step.i) if chat else episode_prompt(t, step.i, label) if label else None
             if prompt is None:
@@ -218,6 +223,11 @@ def call_step(prompt_text: str) -> int:
     return int(call_features(prompt_text)["step"])
 
 
+def _step_key(prompt_text: str, head: str) -> str:
+    """The ``step`` baseline's key of a call: its kind and step."""
+    return f"{head}/{call_step(prompt_text)}"
+
+
 def _bucket(tokens: int, edges: Sequence[int]) -> int:
     """``labels.bucket_of``'s rule (this module is imported by ``labels``, so it cannot import it)."""
     return bisect.bisect_right(edges, tokens)
@@ -249,7 +259,7 @@ class CallPredictor:
             z = m["by_head"].get(call_head(prompt_text), m["constant"])
         elif self.kind == "step":
             head = call_head(prompt_text)
-            z = m["by_step"].get(f"{head}/{call_step(prompt_text)}", m["by_head"].get(head, m["constant"]))
+            z = m["by_step"].get(_step_key(prompt_text, head), m["by_head"].get(head, m["constant"]))
         elif self.kind == "ridge":
             z = m["intercept"] + sum(c * (v - mu) / s for c, v, mu, s in
                                      zip(m["coef"], self._x(prompt_text), m["mean"], m["scale"], strict=True))
@@ -283,8 +293,10 @@ def fit_call_predictor(kind: str, rows: Sequence[CallRow], edges: Sequence[int])
         by: dict[str, list[float]] = {}
         by_step: dict[str, list[float]] = {}
         for r in rows:
-            by.setdefault(call_head(r.prompt), []).append(float(r.tokens))
-            by_step.setdefault(f"{call_head(r.prompt)}/{call_step(r.prompt)}", []).append(float(r.tokens))
+            head = call_head(r.prompt)
+            by.setdefault(head, []).append(float(r.tokens))
+            if kind == "step":
+                by_step.setdefault(_step_key(r.prompt, head), []).append(float(r.tokens))
         model: dict[str, Any] = {"constant": statistics.fmean(y), "by_head": {
             h: statistics.fmean(v) for h, v in sorted(by.items())}}
         if kind == "step":
