@@ -246,3 +246,50 @@ def test_chat_rows_are_the_text_a_server_reads(vendored_index, tmp_path):
         f = call_features(c.prompt)
         assert call_head(c.prompt) == "chat" and f["head=chat"] == 1.0 and f["step"] == c.step
         assert f["question_chars"] == len(c.question) and f["prev=search"] == float(c.step == 2)
+
+
+def _recording(directory, exchanges):
+    """A ``serve --record`` recording: one exchange per (request text, reply text, completion tokens);
+    the last also carries tools (another layout)."""
+    from reactlab.serve.record import Recorder
+
+    rec = Recorder(directory)
+    for i, (text, reply_text, tokens) in enumerate(exchanges):
+        body = {"messages": [{"role": "user", "content": text}], "model": "smollm2", "max_tokens": 128}
+        if i == len(exchanges) - 1:
+            body["tools"] = [{"type": "function", "function": {"name": "search", "parameters": {}}}]
+        rec.record(f"c{i}", body, {"role": "assistant", "content": reply_text}, "stop",
+                   {"prompt_tokens": 9, "completion_tokens": tokens, "total_tokens": 9 + tokens})
+    rec.close()
+
+
+def test_a_server_recording_gives_one_call_row_per_exchange_and_labels_calls_only(tmp_path):
+    from reactlab.budget.calls import record_rows
+
+    exchanges = [(f"Explain in detail: question {i}?", "long " * 40, 60 + i % 5) for i in range(20)]
+    exchanges += [(f"Answer in one word: question {i}?", "Paris", 3 + i % 2) for i in range(20)]
+    _recording(tmp_path / "rec", [*exchanges, ("Search this.", "", 7)])
+    rows, dropped = record_rows(tmp_path / "rec", lambda q: "train", "srv")
+    assert dropped == {"tools": 1}
+    assert [(r.prompt, r.tokens, r.question, r.step, r.label_set) for r in rows[:1]] == [
+        ("Explain in detail: question 0?", 60, "Explain in detail: question 0?", 1, "srv")]
+    stats = build_budget([f"srv={tmp_path / 'rec'}"], tmp_path / "b", val_frac=0.25)
+    assert stats["targets"] == ["call_tokens"] and stats["recordings"] and stats["runs"] == 0
+    assert sum(stats["calls"].values()) == 40 and stats["calls"]["val"] > 0
+    assert not (tmp_path / "b" / "train.jsonl").exists()  # no episode rows from a recording
+    with pytest.raises(ValueError, match="labels only --target call_tokens"):
+        build_budget([str(tmp_path / "rec")], tmp_path / "c", targets=["steps"])
+
+
+def test_the_opening_words_of_a_request_let_a_predictor_tell_kinds_apart():
+    """Two kinds of request of the same length, word count and entities, told apart only by their words."""
+    long_q = [f"explain fully: who founded city number {i}?" for i in range(40)]
+    short_q = [f"answer curtly: who founded city number {i}?" for i in range(40)]
+    rows = [CallRow(prompt=q, tokens=100 + i % 3) for i, q in enumerate(long_q)]
+    rows += [CallRow(prompt=q, tokens=5 + i % 3) for i, q in enumerate(short_q)]
+    p = fit_call_predictor("gbm", rows, [20, 60])
+    assert p.predict_tokens("explain fully: who built the bridge?") > 80
+    assert p.predict_tokens("answer curtly: who built the bridge?") < 20
+    f = call_features("Explain in detail: x")
+    assert sum(f[f"word{b}"] for b in range(16)) == 4.0 == sum(call_features("Explain  in DETAIL: y")[f"word{b}"]
+                                                                 for b in range(16))

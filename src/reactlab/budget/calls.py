@@ -8,7 +8,10 @@ that step generated (``Step.usage.completion_tokens``). The zero-shot chat layou
 agent's) is rebuilt as a server sees it: ``types.prompt_text`` of the messages, the question then
 each earlier step's ``Thought: / Action:`` turn and ``Observation:`` turn. A step whose action needed
 the agent's second call (its raw text holds ``[action]``) counts two calls' tokens and is dropped, as
-are steps of other layouts (few-shot chat, tool calls) and steps with no token count.
+are steps of other layouts (few-shot chat, tool calls) and steps with no token count. A server's
+recording (``reactlab serve --record DIR``) gives one row per exchange: its request's messages as
+``types.prompt_text`` joins them, and the completion tokens of its reply (``record_rows``), so a
+server can learn which of the requests it serves run long.
 
 ``call_features`` reads only the prompt's last episode (from its last ``Question:`` / ``Claim:``
 line; a chat text has none and is one episode), so the few-shot exemplars before it do not matter. Token counts are scored as classes
@@ -22,6 +25,7 @@ import bisect
 import math
 import re
 import statistics
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -145,6 +149,32 @@ def call_rows(samples: Iterable[Any], split_of: Callable[[str], str],
     return rows, dropped
 
 
+def record_rows(directory: str | Path, split_of: Callable[[str], str], label_set: str = "") -> tuple[list[CallRow], Counter]:
+    """One row per exchange of a ``serve --record`` recording: the request's messages as the server's
+    scheduler reads them (``types.prompt_text``) and the reply's completion tokens. ``split_of`` gets
+    the conversation's first user turn (every exchange of a conversation on one side). Exchanges
+    with tools (another layout) or no completion tokens are dropped (counted)."""
+    from reactlab.data.recorded import read_exchanges
+    from reactlab.types import prompt_text
+
+    rows: list[CallRow] = []
+    dropped: Counter = Counter()
+    for where, rec in read_exchanges(directory)[0]:
+        request = rec["messages"][:-1]  # the reply is the last message
+        tokens = (rec.get("usage") or {}).get("completion_tokens")
+        if rec["request"].get("tools"):
+            dropped["tools"] += 1
+        elif not isinstance(tokens, int) or tokens <= 0:
+            dropped["no_tokens"] += 1
+        else:
+            first = next((str(m.get("content") or "") for m in request if m.get("role") == "user"), "")
+            rows.append(CallRow(prompt=prompt_text(request), tokens=tokens, question=first, id=rec["conversation_id"],
+                                step=1 + sum(m.get("role") == "assistant" for m in request), agent="server",
+                                method="chat", model=str(rec["request"]["params"].get("model", "")),
+                                label_set=label_set, source=where, split=split_of(first)))
+    return rows, dropped
+
+
 _MARK = re.compile(r"(?:^|\n)(?:Question|Claim): ")
 _OBS = re.compile(r"\nObservation \d+: ([^\n]*)")
 _ACT = re.compile(r"\nAction \d+: ([^\n]*)")
@@ -156,6 +186,11 @@ _CALL = re.compile(r"^(\w+)\[(.*)\]$")
 _HEADS = {"thought": re.compile(r"Thought \d+:$"), "action": re.compile(r"Action \d+:$"),
           "cot": re.compile(r"step by step\.$"), "answer": re.compile(r"Answer:$")}
 _ACTIONS = ("search", "lookup", "finish", "invalid", "none")
+_WORD = re.compile(r"[^\W\d_]+")
+WORD_BINS, WORD_LIMIT = 16, 8
+"""The opening words of a prompt (``WORD_LIMIT`` of its first line, lower-cased), hashed into
+``WORD_BINS`` counts: what a request asks for (``Explain ...``, ``Answer in one word ...``) is what
+decides its length when it is not an agent's step."""
 HEADS = (*_HEADS, "chat", "other")
 
 
@@ -212,6 +247,9 @@ def call_features(prompt_text: str) -> dict[str, float]:
     out |= {f"head={h}": float(head == h) for h in (*_HEADS, "chat")}
     prev = names[-1] if names else "none"
     out |= {f"prev={a}": float(prev == a) for a in _ACTIONS}
+    words = Counter(zlib.crc32(w.encode("utf-8")) % WORD_BINS
+                    for w in _WORD.findall(ep.split("\n", 1)[0].lower())[:WORD_LIMIT])
+    out |= {f"word{b}": float(words[b]) for b in range(WORD_BINS)}
     return out
 
 

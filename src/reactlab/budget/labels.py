@@ -306,11 +306,19 @@ def build_budget(sources: Sequence[str], out: str | Path, *, val_frac: float = 0
     ``out/{train,val,test}.jsonl`` (targets ``steps`` / ``tokens``), ``out/calls/*.jsonl`` (target
     ``call_tokens``) and ``out/stats.json`` atomically; return the stats. ``repeat``: runs of the
     same configurations again, read only for the noise ceiling."""
-    from reactlab.budget.calls import call_rows
+    from reactlab.budget.calls import call_rows, record_rows
+    from reactlab.data.recorded import is_recording
     from reactlab.data.select import excluded_questions, normalize_question, split_of
+    from reactlab.data.sources import split_name
 
     if not sources:
         raise ValueError("give at least one --from SOURCE (a run directory, a trajectories file, fireact:NAME)")
+    recordings = [s for s in sources if is_recording(s)]
+    sources = [s for s in sources if s not in recordings]
+    if recordings and "call_tokens" not in targets:
+        raise ValueError(f"--from {recordings[0]}: a server recording labels only --target call_tokens")
+    if not sources:  # recordings alone: per-call rows only
+        targets = [t for t in targets if t == "call_tokens"]
     if not 0 <= val_frac < 1:
         raise ValueError(f"--val-frac must be in [0, 1), not {val_frac}")
     unknown = sorted(set(targets) - set(TARGETS))
@@ -326,7 +334,9 @@ def build_budget(sources: Sequence[str], out: str | Path, *, val_frac: float = 0
     rows, dropped = label_rows(samples, excluded, val_frac, lambda s: names[id(s)])
     rep_rows, _ = label_rows(rep_samples, excluded, val_frac, lambda s: rep_names[id(s)])
     train_tokens = [r.tokens for r in rows if r.split == "train" and r.tokens is not None]
-    if edges is None:
+    if edges is None and not samples:
+        edges, rule = [], "none: no runs (server recordings label calls only)"
+    elif edges is None:
         edges, rule = quantile_edges(train_tokens, n_buckets), f"quantiles of the training token labels ({n_buckets} buckets)"
     else:
         edges, rule = sorted(set(int(e) for e in edges)), "given"
@@ -337,7 +347,8 @@ def build_budget(sources: Sequence[str], out: str | Path, *, val_frac: float = 0
         for split in SPLITS:
             write_jsonl_atomic(out / f"{split}.jsonl", [r.to_dict() for r in rows if r.split == split])
     stats: dict[str, Any] = {
-        "sources": list(sources), "repeat": list(repeat), "targets": list(targets), "label_sets": identities,
+        "sources": list(sources), "recordings": recordings, "repeat": list(repeat), "targets": list(targets),
+        "label_sets": identities,
         "runs": len(samples), "dropped": dict(dropped), "val_frac": val_frac,
         "rows": {s: sum(r.split == s for r in rows) for s in SPLITS},
         "edges": list(edges), "edges_rule": rule,
@@ -355,6 +366,11 @@ def build_budget(sources: Sequence[str], out: str | Path, *, val_frac: float = 0
             return "test" if normalize_question(question) in excluded else split_of(question, val_frac)
 
         calls, call_dropped = call_rows(samples, side, lambda s: names[id(s)])
+        for spec in recordings:
+            name, directory = split_name(spec)
+            more, more_dropped = record_rows(directory, side, name or "server")
+            calls += more
+            call_dropped += more_dropped
         rep_calls, _ = call_rows(rep_samples, side, lambda s: rep_names[id(s)])
         train_calls = [c.tokens for c in calls if c.split == "train"]
         if call_edges is None and not train_calls:  # e.g. chat-layout or FireAct runs: no call rebuilt
