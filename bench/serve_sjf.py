@@ -16,7 +16,16 @@ adapter, ``--adapter``), ``--per-burst`` drawn per burst with one ``max_tokens``
 predictor, ``budget train call_gbm``) and against SJF by the tokens each call generated in the run
 (the order a perfect predictor would give; a bound, not a scheduler).
 
+With ``--learn`` the load is chat requests of several kinds whose lengths differ (short answers,
+plain questions, long explanations: ``TEMPLATES`` over HotpotQA questions), all with one
+``max_tokens``, and the predictor is learned from the server's own traffic: first ``--learn-requests``
+requests of train-pool questions are served FCFS with ``record=`` (as ``reactlab serve --record DIR``),
+a per-call GBM with the prompt's opening words (``call_gbm+words``) is fitted on that recording (``budget.calls.record_rows``), then the load of
+evaluation questions is served FCFS, ``sjf:`` the learned predictor, and SJF by each request's
+tokens under FCFS (the bound). Also printed: the predictor's Kendall tau on the load's true tokens.
+
     .venv/bin/python bench/serve_sjf.py [--model smollm2] [--slots 4] [--bursts 4] [--threads 1]
+    .venv/bin/python bench/serve_sjf.py --learn [--learn-requests 96] [--per-burst 20] [--gap-steps 150]
     .venv/bin/python bench/serve_sjf.py --run runs/sft-eval491 --adapter runs/demo/adapter \
         --predictor out/call-gbm-sft [--per-burst 20] [--gap-steps 150]
 """
@@ -44,6 +53,13 @@ QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?", "What is 2 +
              "Which planet is the largest?", "What is water made of?", "Who painted the Mona Lisa?",
              "How many legs has a spider?"]
 
+
+TEMPLATES = {"short": ("Answer in one or two words: {q}", "Reply with just the name: {q}",
+                       "Give only the answer, no explanation: {q}"),
+             "plain": ("{q}",),
+             "long": ("Explain in detail, step by step: {q}", "Write a short essay about this question: {q}",
+                      "Describe the background of this question at length: {q}")}
+"""``--learn``'s kinds of request: the server sees only the text, never the kind."""
 
 Request = tuple[int, Any, int, str]
 """(burst, prompt: a text or chat messages, max_tokens, kind) in sending order."""
@@ -81,6 +97,40 @@ def agent_calls(run_dir: str, bursts: int, per_burst: int, max_tokens: int, seed
     return load, {prompt_text(chat_turns(t, s.i)): s.usage.completion_tokens for t, s in picked}
 
 
+def requests_load(split: str, bursts: int, per_burst: int, max_tokens: int, seed: int) -> list[Request]:
+    """``bursts`` x ``per_burst`` chat requests over HotpotQA ``split`` questions, each with a kind
+    and phrasing of ``TEMPLATES`` drawn at random (seeded)."""
+    from reactlab.tasks import make_task
+
+    rng = random.Random(seed)
+    questions = [e.question for e in make_task("hotpotqa").examples(split)]
+    kinds = sorted(TEMPLATES)
+    out: list[Request] = []
+    for n, q in enumerate(rng.sample(questions, bursts * per_burst)):
+        kind = rng.choice(kinds)
+        text = rng.choice(TEMPLATES[kind]).format(q=q)
+        out.append((n // per_burst, [{"role": "user", "content": text}], max_tokens, kind))
+    return out
+
+
+def learned_predictor(llm: Any, args: argparse.Namespace, gap_s: float, record: str) -> Any:
+    """Serve ``--learn-requests`` train-pool requests FCFS, recorded into ``record``; a per-call GBM
+    fitted on the recording."""
+    from reactlab.budget.calls import fit_call_predictor, record_rows
+    from reactlab.budget.labels import quantile_edges
+
+    per = args.per_burst
+    load = requests_load("train", -(-args.learn_requests // per), per, args.call_tokens, args.seed + 1)
+    llm.reset_cache()
+    with serve(llm, max_batch=args.slots, record=record) as server:
+        r = run_load(server.url, load, gap_s, args.stagger_ms / 1000, [])
+    rows, _ = record_rows(record, lambda _: "train")
+    tokens = [row.tokens for row in rows]
+    print(f"learned from {len(rows)} recorded requests of train-pool questions ({r['wall']:.0f} s; their tokens: "
+          f"mean {statistics.mean(tokens):.1f}, {min(tokens)}-{max(tokens)}): per-call GBM on the prompt text and its opening words")
+    return fit_call_predictor("gbm+words", rows, quantile_edges(tokens, 5))
+
+
 def run_load(base: str, load: list[Request], gap_s: float, stagger_s: float, stop: list[str]) -> dict:
     """Send ``load`` on its schedule; each request's latency, text and completion tokens."""
     results: list[tuple[float, str, int] | None] = [None] * len(load)
@@ -115,7 +165,7 @@ def run_load(base: str, load: list[Request], gap_s: float, stagger_s: float, sto
     by_kind = {k: statistics.mean(r[0] for r, x in zip(done, load, strict=True) if x[3] == k) for k in kinds}
     return {"mean": statistics.mean(lat), "p95": lat[round(0.95 * (len(lat) - 1))], "by_kind": by_kind,
             "tok_s": sum(r[2] for r in done) / wall, "req_s": len(done) / wall, "wall": wall,
-            "texts": [r[1] for r in done], "tokens": sum(r[2] for r in done)}
+            "texts": [r[1] for r in done], "tokens": sum(r[2] for r in done), "counts": [r[2] for r in done]}
 
 
 def main() -> None:
@@ -130,8 +180,10 @@ def main() -> None:
     ap.add_argument("--short-tokens", type=int, default=4)
     ap.add_argument("--run", default=None, help="an agent's zero-shot chat run: its calls are the load")
     ap.add_argument("--predictor", default=None, help="with --run: a per-call token predictor (sjf:PATH)")
-    ap.add_argument("--per-burst", type=int, default=20, help="with --run: calls per burst")
-    ap.add_argument("--call-tokens", type=int, default=128, help="with --run: every call's max_tokens")
+    ap.add_argument("--learn", action="store_true", help="kinds of chat request; the predictor learned from a recording")
+    ap.add_argument("--learn-requests", type=int, default=96, help="with --learn: recorded requests to learn from")
+    ap.add_argument("--per-burst", type=int, default=20, help="with --run / --learn: requests per burst")
+    ap.add_argument("--call-tokens", type=int, default=128, help="with --run / --learn: every request's max_tokens")
     ap.add_argument("--gap-steps", type=float, default=75, help="decoding steps' time between bursts")
     ap.add_argument("--draft-tokens", type=int, default=0, help="the engine's prompt-lookup drafts (0: off)")
     ap.add_argument("--stagger-ms", type=float, default=5, help="between the requests of a burst")
@@ -140,6 +192,8 @@ def main() -> None:
     args = ap.parse_args()
     if bool(args.run) != bool(args.predictor):
         ap.error("--run and --predictor go together")
+    if args.learn and args.run:
+        ap.error("--learn makes its own load: not with --run")
     import torch
 
     if args.threads:
@@ -153,7 +207,20 @@ def main() -> None:
     step_s = (time.perf_counter() - t0) / (llm.engine.steps - steps)
     gap_s = args.gap_steps * step_s
     print(f"{describe_cpu()}; torch threads {torch.get_num_threads()}")
-    if args.run:
+    schedules: dict[str, Schedule | None]
+    if args.learn:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as record:
+            predictor = learned_predictor(llm, args, gap_s, record)
+        load, stop = requests_load("eval", args.bursts, args.per_burst, args.call_tokens, args.seed), []
+        schedules = {"fcfs": Schedule(),
+                     "sjf:learned": Schedule(lambda p, _: predictor.predict_tokens(prompt_text(p)))}
+        print(f"model {args.model}, greedy, batch of {args.slots} rows; {args.bursts} bursts of {args.per_burst} "
+              f"requests of evaluation questions (seed {args.seed}; kinds {', '.join(sorted(TEMPLATES))}; max_tokens "
+              f"{args.call_tokens}), one burst every {args.gap_steps:g} steps = {gap_s:.1f} s (a warm-up step of "
+              f"{args.slots} rows: {step_s * 1000:.0f} ms); drafts {args.draft_tokens}")
+    elif args.run:
         from reactlab.budget.calls import load_call_predictor
 
         load, generated = agent_calls(args.run, args.bursts, args.per_burst, args.call_tokens, args.seed)
@@ -174,18 +241,35 @@ def main() -> None:
               f"(max_tokens {args.long_tokens}) + {args.shorts} short (max_tokens {args.short_tokens}) requests in a "
               f"seeded order (seed {args.seed}), one burst every {args.gap_steps:g} steps = {gap_s:.1f} s "
               f"(a warm-up step of {args.slots} rows: {step_s * 1000:.0f} ms); drafts {args.draft_tokens}")
-    runs = {}
+    runs: dict[str, dict] = {}
+
+    def bound() -> Schedule:  # SJF by each request's tokens under FCFS (greedy: the same under any order)
+        tokens = {prompt_text(x[1]): n for x, n in zip(load, runs["fcfs"]["counts"], strict=True)}
+        return Schedule(lambda p, _: tokens[prompt_text(p)])
+
+    if args.learn:
+        schedules["sjf:tokens under FCFS (bound)"] = None  # made once FCFS has run
     for label, schedule in schedules.items():
+        schedule = schedule or bound()
         llm.reset_cache()  # no run reuses the other's prompt KV
         steps = llm.engine.steps
         with serve(llm, max_batch=args.slots, schedule=schedule) as server:
             runs[label] = r = run_load(server.url, load, gap_s, args.stagger_ms / 1000, stop)
-        kinds = "" if args.run else (f"; mean latency of a long request {r['by_kind']['long']:.2f} s, "
-                                     f"of a short one {r['by_kind']['short']:.2f} s")
+        kinds = "" if args.run else "; mean latency by kind: " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in r["by_kind"].items())
         print(f"{label:15s} mean {r['mean']:7.2f} s   p95 {r['p95']:7.2f} s   {r['tok_s']:6.2f} completion tok/s   "
               f"{r['req_s']:5.3f} req/s   ({r['tokens']} tokens in {r['wall']:.1f} s, "
               f"{llm.engine.steps - steps} steps{kinds})")
     f = runs["fcfs"]
+    if args.learn:
+        from scipy.stats import kendalltau
+
+        pred = [predictor.predict_tokens(prompt_text(x[1])) for x in load]
+        tau = kendalltau(pred, f["counts"], variant="b").statistic
+        by_kind = {k: statistics.mean(n for x, n in zip(load, f["counts"], strict=True) if x[3] == k)
+                   for k in sorted(TEMPLATES)}
+        print(f"the learned predictor on this load: Kendall tau-b {tau:.3f} against the tokens under FCFS; "
+              "their mean by kind: " + ", ".join(f"{k} {v:.1f}" for k, v in by_kind.items()))
     for label, s in runs.items():
         if label == "fcfs":
             continue

@@ -146,7 +146,7 @@ def _rows(n=120):
     return out
 
 
-@pytest.mark.parametrize("kind", ["mean", "mode", "head", "step", "ridge", "gbm"])
+@pytest.mark.parametrize("kind", ["mean", "mode", "head", "step", "ridge", "gbm", "ridge+words", "gbm+words"])
 def test_call_predictor_saves_loads_and_predicts_from_text(kind, tmp_path):
     rows = _rows()
     p = fit_call_predictor(kind, rows, [20, 30, 45])
@@ -287,9 +287,12 @@ def test_the_opening_words_of_a_request_let_a_predictor_tell_kinds_apart():
     short_q = [f"answer curtly: who founded city number {i}?" for i in range(40)]
     rows = [CallRow(prompt=q, tokens=100 + i % 3) for i, q in enumerate(long_q)]
     rows += [CallRow(prompt=q, tokens=5 + i % 3) for i, q in enumerate(short_q)]
-    p = fit_call_predictor("gbm", rows, [20, 60])
+    p = fit_call_predictor("gbm+words", rows, [20, 60])
     assert p.predict_tokens("explain fully: who built the bridge?") > 80
     assert p.predict_tokens("answer curtly: who built the bridge?") < 20
+    blind = fit_call_predictor("gbm", rows, [20, 60])  # the agent's features alone cannot
+    assert abs(blind.predict_tokens("explain fully: who built the bridge?")
+               - blind.predict_tokens("answer curtly: who built the bridge?")) < 1
     f = call_features("Explain in detail: x")
     assert sum(f[f"word{b}"] for b in range(16)) == 4.0 == sum(call_features("Explain  in DETAIL: y")[f"word{b}"]
                                                                  for b in range(16))

@@ -35,7 +35,7 @@ from typing import Any
 from reactlab.io import DataError, iter_jsonl, require, write_json_atomic
 
 CALL_PREDICTOR_FILE = "call_predictor.json"
-CALL_KINDS = ("mean", "mode", "head", "step", "ridge", "gbm")
+CALL_KINDS = ("mean", "mode", "head", "step", "ridge", "gbm", "ridge+words", "gbm+words")
 SECOND_CALL = "\n[action] "
 """What the react agent appends to a step's raw text when it asked a second time for the action."""
 
@@ -253,7 +253,15 @@ def call_features(prompt_text: str) -> dict[str, float]:
     return out
 
 
-NAMES = tuple(call_features("Question: ?\nThought 1:"))
+WORDS = tuple(f"word{b}" for b in range(WORD_BINS))
+NAMES = tuple(n for n in call_features("Question: ?\nThought 1:") if n not in WORDS)
+"""The features of ``ridge`` / ``gbm``; ``+words`` adds ``WORDS`` (a server's mixed requests, whose
+opening words say what they ask for; on one agent's calls they are the question's words: noise)."""
+
+
+def feature_names(kind: str) -> tuple[str, ...]:
+    """The features a call predictor of ``kind`` reads."""
+    return NAMES + WORDS if kind.endswith("+words") else NAMES
 
 
 def call_step(prompt_text: str) -> int:
@@ -276,17 +284,19 @@ class CallPredictor:
     ``mode``: the median count of the commonest bucket), ``head``: the mean of the training calls of
     the same kind (``call_head``; the cheap baseline of a mixed workload, where the kind of call
     alone orders much), ``step``: of the same kind and step (an agent whose last call is short
-    orders its calls by position alone), ``ridge`` or ``gbm`` on ``call_features``. Predictions are clipped to the
+    orders its calls by position alone), ``ridge`` or ``gbm`` on ``call_features`` (``+words``: with
+    the opening words too). Predictions are clipped to the
     training labels' range; saved as JSON (no scikit-learn needed)."""
 
     def __init__(self, kind: str, edges: list[int], model: dict[str, Any], lo: float, hi: float):
         if kind not in CALL_KINDS:
             raise ValueError(f"unknown call predictor {kind!r}; known: {', '.join(CALL_KINDS)}")
         self.kind, self.edges, self.model, self.lo, self.hi = kind, edges, model, lo, hi
+        self.names = feature_names(kind)
 
     def _x(self, prompt_text: str) -> list[float]:
         f = call_features(prompt_text)
-        return [f[n] for n in NAMES]
+        return [f[n] for n in self.names]
 
     def predict_tokens(self, prompt_text: str) -> float:
         """The predicted completion tokens of the call whose prompt is ``prompt_text``."""
@@ -298,7 +308,7 @@ class CallPredictor:
         elif self.kind == "step":
             head = call_head(prompt_text)
             z = m["by_step"].get(_step_key(prompt_text, head), m["by_head"].get(head, m["constant"]))
-        elif self.kind == "ridge":
+        elif self.kind.startswith("ridge"):
             z = m["intercept"] + sum(c * (v - mu) / s for c, v, mu, s in
                                      zip(m["coef"], self._x(prompt_text), m["mean"], m["scale"], strict=True))
         else:
@@ -312,11 +322,13 @@ class CallPredictor:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": f"call_{self.kind}", "edges": self.edges, "model": self.model, "range": [self.lo, self.hi],
-                "features": list(NAMES)}
+                "features": list(self.names)}
 
 
 def fit_call_predictor(kind: str, rows: Sequence[CallRow], edges: Sequence[int]) -> CallPredictor:
     """A ``CallPredictor`` of ``kind`` fitted on ``rows`` (the ``train`` calls)."""
+    if kind not in CALL_KINDS:
+        raise ValueError(f"unknown call predictor {kind!r}; known: {', '.join(CALL_KINDS)}")
     if not rows:
         raise ValueError("no training calls to fit a call predictor on")
     y = [float(r.tokens) for r in rows]
@@ -340,13 +352,12 @@ def fit_call_predictor(kind: str, rows: Sequence[CallRow], edges: Sequence[int])
         if kind == "step":
             model["by_step"] = {k: statistics.fmean(v) for k, v in sorted(by_step.items())}
         return CallPredictor(kind, list(edges), model, lo, hi)
-    x = [[call_features(r.prompt)[n] for n in NAMES] for r in rows]
-    if kind == "gbm":
+    names = feature_names(kind)
+    x = [[call_features(r.prompt)[n] for n in names] for r in rows]
+    if kind.startswith("gbm"):
         from reactlab.budget import gbm
 
         return CallPredictor(kind, list(edges), gbm.fit(x, y), lo, hi)
-    if kind != "ridge":
-        raise ValueError(f"unknown call predictor {kind!r}; known: {', '.join(CALL_KINDS)}")
     try:
         from sklearn.linear_model import Ridge
         from sklearn.preprocessing import StandardScaler
@@ -381,7 +392,7 @@ def load_call_predictor(path: str | Path) -> CallPredictor:
         kind = str(d["kind"])
         if not kind.startswith("call_"):
             raise DataError(f"{file}: field 'kind': {kind!r} is not a call predictor (call_mean, call_gbm, ...)")
-        if d["features"] != list(NAMES):
+        if d["features"] != list(feature_names(kind)):
             raise DataError(f"{file}: field 'features': made with other call features; retrain it")
         lo, hi = d["range"]
         return CallPredictor(kind.removeprefix("call_"), d["edges"], d["model"], float(lo), float(hi))

@@ -62,7 +62,8 @@ def build_cmd(
 def train_cmd(
     method: Annotated[str, typer.Argument(
         help="mean | mode | features | features+env | gbm (fitted) | sft | grpo | rloo | dpo | kto (LLM) | "
-             "call_mean | call_mode | call_head | call_step | call_ridge | call_gbm (per-call tokens from the prompt text)")],
+             "call_mean | call_mode | call_head | call_step | call_ridge | call_gbm | call_ridge+words | call_gbm+words "
+             "(per-call tokens from the prompt text; +words: its opening words too, for a server's mixed requests)")],
     data: Annotated[Path, typer.Option("--data", help="a `budget build` directory")],
     out: Annotated[str | None, typer.Option("--out", "-o", help="where the predictor goes (LLM methods: the recipe's out)")] = None,
     config: Annotated[list[str] | None, typer.Option(
