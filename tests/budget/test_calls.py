@@ -277,6 +277,11 @@ def test_a_server_recording_gives_one_call_row_per_exchange_and_labels_calls_onl
     assert stats["targets"] == ["call_tokens"] and stats["recordings"] and stats["runs"] == 0
     assert sum(stats["calls"].values()) == 40 and stats["calls"]["val"] > 0
     assert not (tmp_path / "b" / "train.jsonl").exists()  # no episode rows from a recording
+    from reactlab.budget.evaluate import evaluate_targets
+
+    scores = evaluate_targets(tmp_path / "b", ["call_tokens"], call_predictors=["mean", "gbm+words"], split="val")
+    gbm = scores["call_tokens"]["predictors"]["gbm+words"]  # a kind of predictor eval fits itself
+    assert gbm["within1"] == 1.0 and gbm["tau"] > 0.4
     with pytest.raises(ValueError, match="labels only --target call_tokens"):
         build_budget([str(tmp_path / "rec")], tmp_path / "c", targets=["steps"])
 

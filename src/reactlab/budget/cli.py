@@ -90,7 +90,7 @@ def eval_cmd(
         "--target", help="steps | tokens | call_tokens: one table per target, every score with its bootstrap 95% "
                          "interval and the noise ceiling (default -p: every fitted predictor); repeatable")] = None,
     call_predictor: Annotated[list[str] | None, typer.Option(
-        "--call-predictor", help="call_tokens: mean | mode | head | step | ridge | gbm | a call_predictor.json or "
+        "--call-predictor", help="call_tokens: mean | mode | head | step | ridge | gbm | ridge+words | gbm+words | a call_predictor.json or "
                                  "its directory; repeatable (default: the six)")] = None,
     call_head: Annotated[str | None, typer.Option(
         help="call_tokens: score only calls of this kind (thought | action | cot | answer | chat | other)")] = None,

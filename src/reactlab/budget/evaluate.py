@@ -63,9 +63,9 @@ def check_unseen(train: Sequence[Any], rows: Sequence[Any], split: str) -> None:
 
 
 def _call_predictor(spec: str, train: Sequence[Any], edges: Sequence[int]) -> Any:
-    from reactlab.budget.calls import fit_call_predictor, load_call_predictor
+    from reactlab.budget.calls import CALL_KINDS, fit_call_predictor, load_call_predictor
 
-    if spec in CALL_PREDICTORS and not Path(spec).exists():
+    if spec in CALL_KINDS and not Path(spec).exists():
         return fit_call_predictor(spec, train, edges)
     return load_call_predictor(spec)
 
