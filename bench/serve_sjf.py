@@ -267,7 +267,7 @@ def main() -> None:
         pred = [predictor.predict_tokens(prompt_text(x[1])) for x in load]
         tau = kendalltau(pred, f["counts"], variant="b").statistic
         by_kind = {k: statistics.mean(n for x, n in zip(load, f["counts"], strict=True) if x[3] == k)
-                   for k in sorted(TEMPLATES)}
+                   for k in sorted({x[3] for x in load})}
         print(f"the learned predictor on this load: Kendall tau-b {tau:.3f} against the tokens under FCFS; "
               "their mean by kind: " + ", ".join(f"{k} {v:.1f}" for k, v in by_kind.items()))
     for label, s in runs.items():
