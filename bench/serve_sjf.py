@@ -18,14 +18,15 @@ predictor, ``budget train call_gbm``) and against SJF by the tokens each call ge
 
 With ``--learn`` the load is chat requests of several kinds whose lengths differ (short answers,
 plain questions, long explanations: ``TEMPLATES`` over HotpotQA questions), all with one
-``max_tokens``, and the predictor is learned from the server's own traffic: first ``--learn-requests``
-requests of train-pool questions are served FCFS with ``record=`` (as ``reactlab serve --record DIR``),
-a per-call GBM with the prompt's opening words (``call_gbm+words``) is fitted on that recording (``budget.calls.record_rows``), then the load of
-evaluation questions is served FCFS, ``sjf:`` the learned predictor, and SJF by each request's
-tokens under FCFS (the bound). Also printed: the predictor's Kendall tau on the load's true tokens.
+``max_tokens``, and the predictor is learned from the server's own traffic: first
+``--learn-requests`` requests of train-pool questions are served FCFS with ``record=`` (as
+``reactlab serve --record DIR``), ``call_gbm+words`` is fitted on that recording
+(``budget.calls.record_rows``), then the load of evaluation questions is served FCFS, ``sjf:`` the
+learned predictor, and SJF by each request's tokens under FCFS (the bound). Also printed: the
+predictor's Kendall tau-b against those tokens.
 
     .venv/bin/python bench/serve_sjf.py [--model smollm2] [--slots 4] [--bursts 4] [--threads 1]
-    .venv/bin/python bench/serve_sjf.py --learn [--learn-requests 96] [--per-burst 20] [--gap-steps 150]
+    .venv/bin/python bench/serve_sjf.py --learn [--learn-requests 100] [--per-burst 20] [--gap-steps 150]
     .venv/bin/python bench/serve_sjf.py --run runs/sft-eval491 --adapter runs/demo/adapter \
         --predictor out/call-gbm-sft [--per-burst 20] [--gap-steps 150]
 """
@@ -127,7 +128,7 @@ def learned_predictor(llm: Any, args: argparse.Namespace, gap_s: float, record: 
     rows, _ = record_rows(record, lambda _: "train")
     tokens = [row.tokens for row in rows]
     print(f"learned from {len(rows)} recorded requests of train-pool questions ({r['wall']:.0f} s; their tokens: "
-          f"mean {statistics.mean(tokens):.1f}, {min(tokens)}-{max(tokens)}): per-call GBM on the prompt text and its opening words")
+          f"mean {statistics.mean(tokens):.1f}, {min(tokens)}-{max(tokens)}): call_gbm+words")
     return fit_call_predictor("gbm+words", rows, quantile_edges(tokens, 5))
 
 
@@ -181,7 +182,7 @@ def main() -> None:
     ap.add_argument("--run", default=None, help="an agent's zero-shot chat run: its calls are the load")
     ap.add_argument("--predictor", default=None, help="with --run: a per-call token predictor (sjf:PATH)")
     ap.add_argument("--learn", action="store_true", help="kinds of chat request; the predictor learned from a recording")
-    ap.add_argument("--learn-requests", type=int, default=96, help="with --learn: recorded requests to learn from")
+    ap.add_argument("--learn-requests", type=int, default=100, help="with --learn: recorded requests to learn from")
     ap.add_argument("--per-burst", type=int, default=20, help="with --run / --learn: requests per burst")
     ap.add_argument("--call-tokens", type=int, default=128, help="with --run / --learn: every request's max_tokens")
     ap.add_argument("--gap-steps", type=float, default=75, help="decoding steps' time between bursts")

@@ -285,8 +285,8 @@ class CallPredictor:
     the same kind (``call_head``; the cheap baseline of a mixed workload, where the kind of call
     alone orders much), ``step``: of the same kind and step (an agent whose last call is short
     orders its calls by position alone), ``ridge`` or ``gbm`` on ``call_features`` (``+words``: with
-    the opening words too). Predictions are clipped to the
-    training labels' range; saved as JSON (no scikit-learn needed)."""
+    the opening words too). Predictions are clipped to the training labels' range; saved as JSON
+    (no scikit-learn needed)."""
 
     def __init__(self, kind: str, edges: list[int], model: dict[str, Any], lo: float, hi: float):
         if kind not in CALL_KINDS:

@@ -24,7 +24,8 @@ budget_app = typer.Typer(no_args_is_help=True,
 @budget_app.command("build")
 def build_cmd(
     sources: Annotated[list[str], typer.Option(
-        "--from", help="run dir | trajectories file | fireact:NAME (steps only); NAME=SOURCE names it; repeatable")],
+        "--from", help="run dir | trajectories file | fireact:NAME (steps only) | a `serve --record` dir (call_tokens "
+                   "only); NAME=SOURCE names it; repeatable")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory (train/val/test.jsonl, stats.json)")],
     val_frac: Annotated[float, typer.Option(help="share of non-evaluation questions in val.jsonl (by a hash)")] = 0.2,
     buckets: Annotated[str | None, typer.Option(
@@ -90,8 +91,8 @@ def eval_cmd(
         "--target", help="steps | tokens | call_tokens: one table per target, every score with its bootstrap 95% "
                          "interval and the noise ceiling (default -p: every fitted predictor); repeatable")] = None,
     call_predictor: Annotated[list[str] | None, typer.Option(
-        "--call-predictor", help="call_tokens: mean | mode | head | step | ridge | gbm | ridge+words | gbm+words | a call_predictor.json or "
-                                 "its directory; repeatable (default: the six)")] = None,
+        "--call-predictor", help="call_tokens: mean | mode | head | step | ridge | gbm | ridge+words | gbm+words | "
+                                 "a call_predictor.json or its directory; repeatable (default: the first six)")] = None,
     call_head: Annotated[str | None, typer.Option(
         help="call_tokens: score only calls of this kind (thought | action | cot | answer | chat | other)")] = None,
     call_step: Annotated[int | None, typer.Option(help="call_tokens: score only the calls of this step")] = None,
