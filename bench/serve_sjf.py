@@ -95,7 +95,7 @@ def agent_calls(run_dir: str, bursts: int, per_burst: int, max_tokens: int, seed
         raise SystemExit(f"{run_dir}: {len(steps)} zero-shot chat steps, fewer than {bursts} x {per_burst}")
     picked = random.Random(seed).sample(steps, bursts * per_burst)
     load: list[Request] = [(n // per_burst, chat_turns(t, s.i), max_tokens, "call") for n, (t, s) in enumerate(picked)]
-    return load, {prompt_text(chat_turns(t, s.i)): s.usage.completion_tokens for t, s in picked}
+    return load, {prompt_text(x[1]): s.usage.completion_tokens for x, (_, s) in zip(load, picked, strict=True)}
 
 
 def requests_load(split: str, bursts: int, per_burst: int, max_tokens: int, seed: int) -> list[Request]:

@@ -154,7 +154,7 @@ def record_rows(directory: str | Path, split_of: Callable[[str], str], label_set
     scheduler reads them (``types.prompt_text``) and the reply's completion tokens. ``split_of`` gets
     the conversation's first user turn (every exchange of a conversation on one side). Exchanges
     with tools (another layout) or no completion tokens are dropped (counted)."""
-    from reactlab.data.recorded import read_exchanges
+    from reactlab.data.recorded import first_user_turn, read_exchanges
     from reactlab.types import prompt_text
 
     rows: list[CallRow] = []
@@ -167,7 +167,7 @@ def record_rows(directory: str | Path, split_of: Callable[[str], str], label_set
         elif not isinstance(tokens, int) or tokens <= 0:
             dropped["no_tokens"] += 1
         else:
-            first = next((str(m.get("content") or "") for m in request if m.get("role") == "user"), "")
+            first = first_user_turn(request)
             rows.append(CallRow(prompt=prompt_text(request), tokens=tokens, question=first, id=rec["conversation_id"],
                                 step=1 + sum(m.get("role") == "assistant" for m in request), agent="server",
                                 method="chat", model=str(rec["request"]["params"].get("model", "")),
@@ -274,6 +274,11 @@ def _step_key(prompt_text: str, head: str) -> str:
     return f"{head}/{call_step(prompt_text)}"
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in CALL_KINDS:
+        raise ValueError(f"unknown call predictor {kind!r}; known: {', '.join(CALL_KINDS)}")
+
+
 def _bucket(tokens: int, edges: Sequence[int]) -> int:
     """``labels.bucket_of``'s rule (this module is imported by ``labels``, so it cannot import it)."""
     return bisect.bisect_right(edges, tokens)
@@ -289,8 +294,7 @@ class CallPredictor:
     (no scikit-learn needed)."""
 
     def __init__(self, kind: str, edges: list[int], model: dict[str, Any], lo: float, hi: float):
-        if kind not in CALL_KINDS:
-            raise ValueError(f"unknown call predictor {kind!r}; known: {', '.join(CALL_KINDS)}")
+        _check_kind(kind)
         self.kind, self.edges, self.model, self.lo, self.hi = kind, edges, model, lo, hi
         self.names = feature_names(kind)
 
@@ -327,8 +331,7 @@ class CallPredictor:
 
 def fit_call_predictor(kind: str, rows: Sequence[CallRow], edges: Sequence[int]) -> CallPredictor:
     """A ``CallPredictor`` of ``kind`` fitted on ``rows`` (the ``train`` calls)."""
-    if kind not in CALL_KINDS:
-        raise ValueError(f"unknown call predictor {kind!r}; known: {', '.join(CALL_KINDS)}")
+    _check_kind(kind)  # before any fitting
     if not rows:
         raise ValueError("no training calls to fit a call predictor on")
     y = [float(r.tokens) for r in rows]

@@ -56,6 +56,11 @@ def read_exchanges(directory: str | Path) -> tuple[list[tuple[str, dict[str, Any
     return out, torn
 
 
+def first_user_turn(messages: Sequence[dict[str, Any]]) -> str:
+    """The content of a conversation's first user message (its question), "" without one."""
+    return next((str(m.get("content") or "") for m in messages if m.get("role") == "user"), "")
+
+
 def _check(rec: Any, where: str) -> dict[str, Any]:
     """A record's fields, with its request messages and reply as one conversation."""
     if not isinstance(rec, dict) or not isinstance(rec.get("conversation_id"), str):
@@ -153,7 +158,7 @@ def build_recorded(
     dropped: Counter[str] = Counter()
     kept = []
     for row in rows:
-        question = next((m["content"] for m in row["messages"] if m["role"] == "user"), "")
+        question = first_user_turn(row["messages"])
         if normalize_question(question) in excluded:
             dropped["excluded"] += 1
         elif rewards is not None and row["conversation_id"] not in rewards:
