@@ -238,7 +238,8 @@ def render_mcq_report(out: Path, model: str, commands: Sequence[str], transfer: 
             mix = ", ".join(f"{x}: {v}" for x, v in sorted(counts.items()) if x.startswith("options="))
             lines.append(f"- **Evaluate rows** (`data-evaluate/`, target `答案是:<gold>`): {replies} replies -> "
                          f"{kept} rows ({counts.get('keeps', 0)} keep a right candidate, "
-                         f"{counts.get('corrections', 0)} correct a wrong one); balanced per option count "
+                         f"{counts.get('corrections', 0)} correct a wrong one, {counts.get('no_candidate', 0)} "
+                         f"answer with no candidate); balanced per option count "
                          f"(each gold letter as many rows as its option count's rarest): {mix}; "
                          f"dropped: {drops or 'none'}.")
     for role in ROLES:

@@ -166,3 +166,32 @@ def test_evaluate_rows_from_gold_every_answer_sample_balanced_per_option_count(t
                     llms={"default": ScriptedLLM(lambda p: "答案是:A")}, progress=False)
     stats = build_dataset([str(ev)], tmp_path / "d2", "messages", role="evaluate_gold", tokenizer=None)
     assert stats["dropped"] == {"eval_overlap": 2} and stats["rows"] == {"train": 0, "val": 0}
+
+
+def test_evaluate_rows_from_gold_keep_replies_without_an_answer_line_as_the_pipeline_sends_them(tmp_path):
+    """A reply with no answer line still reaches the Evaluate agent (with its fallback letter, or
+    saying there is no candidate): its row is that prompt, byte for byte, so the role is trained on
+    the inputs it meets."""
+    exs = TASK.examples("train", limit=40)
+    kinds = itertools.cycle(["strict", "fallback", "none"])
+    replies = {e.question: {"strict": "步骤1：推理。\n答案是:B", "fallback": "步骤1：所以选A。",
+                            "none": f"步骤1：{i} 号题，没有想清楚"}[next(kinds)] for i, e in enumerate(exs)}
+
+    def reply(p):
+        return next(r for q, r in replies.items() if p[-1]["content"].startswith(q))
+
+    run = tmp_path / "run"
+    run_from_config(RunConfig(out=str(run), task="logic_mcq", agent="pipeline", method="answer", split="train",
+                              limit=40), llms={"default": ScriptedLLM(reply)}, progress=False)
+    stats = build_dataset([str(run)], tmp_path / "d", "messages", role="evaluate_gold", tokenizer=None, val_frac=0.0)
+    rows = _rows(tmp_path / "d" / "train.jsonl")
+    counts = stats["role_counts"]
+    assert counts["replies"] == 40 and set(stats["dropped"]) <= {"balance"}
+    assert counts["keeps"] + counts["corrections"] + counts["no_candidate"] == len(rows)
+    assert counts["no_candidate"] > 0 and counts["keeps"] + counts["corrections"] > 0
+    by_q = {e.question: e for e in exs}
+    for r in rows:
+        q = next(q for q in by_q if r["messages"][0]["content"].startswith(q))
+        assert r["messages"][:1] == _sent_zeroshot(by_q[q], "evaluate", reply=replies[q])
+    assert any("没有给出答案" in r["messages"][0]["content"] for r in rows)
+    assert any("所以选A。\n候选答案：A" in r["messages"][0]["content"] for r in rows)

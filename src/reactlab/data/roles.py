@@ -6,8 +6,9 @@ one. Who wrote the replies makes the kind of teacher data: a teacher model throu
 local model's own samples (rejection sampling) or a hinted prompt (rationalisation; the row's
 prompt is the one without the hint). Layouts: ``messages`` and ``alpaca``.
 
-Teacher-free Evaluate rows (role ``evaluate_gold``): every Answer reply of a run (right or wrong)
-becomes the Evaluate prompt the pipeline would send after it, and the target is ``答案是:<gold>``.
+Teacher-free Evaluate rows (role ``evaluate_gold``): every Answer reply of a run (right, wrong, or
+with no answer line) becomes the Evaluate prompt the pipeline would send after it (the candidate a
+fallback letter, or the template saying there is none), and the target is ``答案是:<gold>``.
 Gold letters are skewed (B and A most of them), so these rows are balanced per option count: each
 gold letter keeps as many rows as the rarest letter of its option count has (none when a letter
 has none), so a role that only learns the letter prior learns a uniform guess. Answer rows whose last step names another option
@@ -128,16 +129,16 @@ def role_rows(samples: Sequence[Sample], role: str, fmt: str, excluded: set[str]
 
 def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
                        ) -> tuple[list[tuple[dict[str, Any], Sample]], Counter, dict[str, int]]:
-    """Evaluate rows without a teacher (module doc): each Answer reply with an answer line, right or
-    wrong, as the zero-shot Evaluate prompt after it, target ``答案是:<gold>``; balanced per option
-    count. Counts: ``replies``, ``keeps`` (right candidate), ``corrections`` (wrong one), and the
-    rows per ``options=N/gold=X``."""
+    """Evaluate rows without a teacher (module doc): each Answer reply, as the zero-shot Evaluate
+    prompt the pipeline sends after it, target ``答案是:<gold>``; balanced per option count. Counts:
+    ``replies``, ``keeps`` (right candidate), ``corrections`` (wrong one), ``no_candidate`` (no
+    letter found: the role answers alone), and the rows per ``options=N/gold=X``."""
     from reactlab.agents.pipeline import LETTERS
     from reactlab.agents.prompting import load_pipeline_prompt
 
     dropped: Counter = Counter()
     counts: Counter = Counter()
-    groups: dict[tuple[int, str], list[tuple[str, dict[str, Any], Sample, bool]]] = {}
+    groups: dict[tuple[int, str], list[tuple[str, dict[str, Any], Sample, str]]] = {}
     seen: set[str] = set()
     prompts: dict[str, Any] = {}
     for s in samples:
@@ -159,15 +160,14 @@ def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
         n_options = _n_options(t.question)
         sent: list[Message] = child.meta.get("train_messages") or child.meta["messages"]
         hint = hint_lines(child.meta["messages"][-1]["content"], sent[-1]["content"])
-        for raw, letter, how in _replies(child):
+        for raw, letter, _how in _replies(child):
             counts["replies"] += 1
-            if how != "strict":
-                dropped["no_answer_line"] += 1
-                continue
             if any(h in raw for h in hint):  # a hinted run's reply that gives the gold away
                 dropped["hint_leak"] += 1
                 continue
-            user = prompt.messages("evaluate", t.question, reasoning=raw.strip(), candidate=letter,
+            # as the pipeline sends it: a fallback letter is the candidate, no letter says there is none
+            candidate = letter or prompt.templates["no_candidate"].strip()
+            user = prompt.messages("evaluate", t.question, reasoning=raw.strip(), candidate=candidate,
                                    agreement="")[-1]["content"]
             if user in seen:
                 dropped["duplicate"] += 1
@@ -175,7 +175,8 @@ def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
             seen.add(user)
             row = _row(fmt, user, f"答案是:{t.gold}", s.source, f"{name}@{prompt.version}:zeroshot/evaluate",
                        t.task, "evaluate")
-            groups.setdefault((n_options, t.gold), []).append((user, row, s, letter == t.gold))
+            kind = "keeps" if letter == t.gold else "corrections" if letter else "no_candidate"
+            groups.setdefault((n_options, t.gold), []).append((user, row, s, kind))
     rows: list[tuple[dict[str, Any], Sample]] = []
     for n in sorted({n for n, _ in groups}):
         least = min(len(groups.get((n, x), [])) for x in LETTERS[:n])  # a letter without rows keeps none
@@ -185,9 +186,9 @@ def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
             dropped["balance"] += len(group) - len(kept)
             if kept:
                 counts[f"options={n}/gold={x}"] = len(kept)
-            for _, row, s, right in kept:
+            for _, row, s, kind in kept:
                 rows.append((row, s))
-                counts["keeps" if right else "corrections"] += 1
+                counts[kind] += 1
     if not dropped["balance"]:
         del dropped["balance"]
     return rows, dropped, dict(counts)
