@@ -2,9 +2,11 @@
 on the same questions: accuracy with its standard error, the Answer agent alone, the paired
 difference of each run to the base run (the first, or ``--base``: per-question differences, their
 standard error, z, questions gained / lost), the Evaluate agent's flips, the fallback-extraction
-rate and wall time; then two baselines on the base run's questions: chance, and the letter prior
-(the most frequent TRAIN gold letter per option count, from train labels only). Wall time is each
-run's ``summary.json`` (a resumed run counts its last invocation only).
+rate, wall time, and how far the final answers score beyond what their letters alone explain
+(``demo_report.beyond_letters``: about 0 when a run picks letters by habit and reads nothing of the
+questions); then two baselines on the base run's questions: chance, and the letter prior (the most
+frequent TRAIN gold letter per option count, from train labels only). Wall time is each run's
+``summary.json`` (a resumed run counts its last invocation only).
 
     .venv/bin/python bench/answer_evaluate_table.py RUN_DIR [RUN_DIR ...] [--base RUN_DIR]
 """
@@ -15,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from reactlab.demo_report import paired, prior_letters, run_scores
+from reactlab.demo_report import beyond_letters, paired, prior_letters, run_scores
 from reactlab.report import duration
 from reactlab.tasks import make_task
 
@@ -23,6 +25,16 @@ from reactlab.tasks import make_task
 def cell(s: dict, key: str) -> str:
     """A metric of a summary with its standard error, or ``-`` when the run has none."""
     return f"{s[key]:.3f} ± {s['stderr'][key]:.3f}" if key in s else "-"
+
+
+def letter_rows(run: Path, task_name: str) -> list[tuple[int, str, str]]:
+    """``(n_options, final answer, gold)`` per question of a run."""
+    n_options = {e.id: len(e.meta["options"]) for e in make_task(task_name).examples("all")}
+    rows = []
+    for line in (run / "trajectories.jsonl").read_text(encoding="utf-8").splitlines():
+        t = json.loads(line)
+        rows.append((n_options[t["id"]], str(t["answer"]).strip().upper(), t["gold"]))
+    return rows
 
 
 def baselines(base: Path, task_name: str) -> list[str]:
@@ -52,18 +64,20 @@ def main() -> None:
     base = args.base or args.runs[0]
     base_scores = run_scores(base)
     print("| run | method | n | accuracy | Answer alone | Δ vs base ± paired stderr (z) | gained / lost "
-          "| right->wrong | wrong->right | fallback | wall time |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| right->wrong | wrong->right | fallback | beyond letters (z) | wall time |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     task = ""
     for run in args.runs:
         s = json.loads((run / "summary.json").read_text())
         task = task or s["run"].get("task", "")
         d = paired(run_scores(run), base_scores)
+        b = beyond_letters(letter_rows(run, task))
         delta = ("- | -" if run == base else
                  f"{100 * d['diff']:+.1f} ± {100 * d['stderr']:.1f} pts ({d['z']:+.2f}) | {d['gained']} / {d['lost']}")
         print(f"| {run} | {s['run'].get('method', '')} | {s['n']} | {cell(s, 'accuracy')} | "
               f"{cell(s, 'candidate_accuracy')} | {delta} | {cell(s, 'right_to_wrong')} | "
-              f"{cell(s, 'wrong_to_right')} | {s.get('fallback', 0):.3f} | {duration(s.get('wall_s', 0.0))} |")
+              f"{cell(s, 'wrong_to_right')} | {s.get('fallback', 0):.3f} | {100 * b['diff']:+.1f} pts ({b['z']:+.2f}) | "
+              f"{duration(s.get('wall_s', 0.0))} |")
     print()
     print("\n".join(baselines(base, task)))
 

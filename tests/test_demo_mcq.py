@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from reactlab.cli import app
 from reactlab.data.select import excluded_questions, normalize_question
 from reactlab.demo_mcq import ARMS, TRANSFER, run_mcq_demo
-from reactlab.demo_report import paired, prior_letters, run_scores
+from reactlab.demo_report import beyond_letters, paired, prior_letters, run_scores
 from reactlab.llm.scripted import ScriptedLLM
 from reactlab.tasks import make_task
 
@@ -190,6 +190,19 @@ def test_paired_differences():
     assert d["n"] == 3 and d["gained"] == 1 and d["lost"] == 1 and d["diff"] == 0.0 and d["z"] == 0.0
     d = paired({"a": 1, "b": 1}, {"a": 0, "b": 0})
     assert d["diff"] == 1.0 and d["stderr"] == 0.0
+
+
+def test_beyond_letters_credits_reading_not_habit():
+    exs = TASK.examples("train")
+    golds = [(len(e.meta["options"]), e.answer) for e in exs]
+    prior = prior_letters(golds)
+    habit = beyond_letters([(n, prior[n], g) for n, g in golds])  # the prior's constant: 40%+ right
+    assert sum(prior[n] == g for n, g in golds) / len(golds) > 0.4 and habit["diff"] == 0.0
+    # letters dealt by the gold distribution but to other questions (per option count, a rotation)
+    by_n = {n: [g for m, g in golds if m == n] for n in prior}
+    shuffled = beyond_letters([(n, gs[(i + 7) % len(gs)], g) for n, gs in by_n.items() for i, g in enumerate(gs)])
+    reading = beyond_letters([(n, g, g) for n, g in golds])
+    assert abs(shuffled["diff"]) < reading["diff"] / 3 and reading["z"] > 10
 
 
 @pytest.mark.parametrize("change, message", [

@@ -125,6 +125,31 @@ def paired(arm: Mapping[str, float], base: Mapping[str, float]) -> dict[str, flo
             "gained": sum(d > 0 for d in ds), "lost": sum(d < 0 for d in ds)}
 
 
+def beyond_letters(answers: Sequence[tuple[int, str, str]]) -> dict[str, float]:
+    """How far ``(n_options, answer, gold)`` rows score above what their letters alone explain:
+    each row's hit minus the chance that a letter drawn from the other rows' answers of the same
+    option count is its gold one (leave-one-out), averaged, with its standard error. About 0 when
+    the answers carry nothing of the question (a model that picks letters by habit, the prior's
+    constant included); the accuracy that reading the questions adds.
+
+    >>> round(beyond_letters([(2, "A", "A"), (2, "B", "B"), (2, "A", "A"), (2, "B", "B")])["diff"], 3)
+    0.667
+    >>> beyond_letters([(2, "B", "A"), (2, "B", "B"), (2, "B", "A"), (2, "B", "B")])["diff"]
+    0.0
+    """
+    by: dict[int, Counter] = {}
+    for n, answer, _ in answers:
+        by.setdefault(n, Counter())[answer] += 1
+    ds = []
+    for n, answer, gold in answers:
+        others = by[n].copy()
+        others[answer] -= 1
+        total = sum(others.values())
+        ds.append(float(answer == gold) - (others[gold] / total if total else 0.0))
+    mean, se = _mean_se(ds)
+    return {"n": len(ds), "diff": mean, "stderr": se, "z": mean / se if se else 0.0}
+
+
 def run_scores(run: Path, candidate: bool = False) -> dict[str, float]:
     """id -> 1.0 when the run's final letter (``candidate``: the Answer agent's) is the gold one,
     read from ``trajectories.jsonl``."""
