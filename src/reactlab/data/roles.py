@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from reactlab.data.select import normalize_question
 from reactlab.data.sources import Sample
 from reactlab.types import Message, Trajectory
 
+T = TypeVar("T")
 ROLE_FORMATS = ("messages", "alpaca")
 ROLES = ("answer", "evaluate", "evaluate_gold")
 _STEP_LETTER = re.compile(r"(?:选项|选择|选|答案|option)\s*(?:应该?是|应为|是|为|is)?\s*[:：]?\s*[(（]?\s*([A-G])"
@@ -133,7 +134,6 @@ def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
     prompt the pipeline sends after it, target ``答案是:<gold>``; balanced per option count. Counts:
     ``replies``, ``keeps`` (right candidate), ``corrections`` (wrong one), ``no_candidate`` (no
     letter found: the role answers alone), and the rows per ``options=N/gold=X``."""
-    from reactlab.agents.pipeline import LETTERS
     from reactlab.agents.prompting import load_pipeline_prompt
 
     dropped: Counter = Counter()
@@ -178,20 +178,31 @@ def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
             kind = "keeps" if letter == t.gold else "corrections" if letter else "no_candidate"
             groups.setdefault((n_options, t.gold), []).append((user, row, s, kind))
     rows: list[tuple[dict[str, Any], Sample]] = []
-    for n in sorted({n for n, _ in groups}):
-        least = min(len(groups.get((n, x), [])) for x in LETTERS[:n])  # a letter without rows keeps none
-        for x in LETTERS[:n]:
-            group = sorted(groups.get((n, x), []), key=lambda g: _stable(g[0]))
-            kept = group[:least]
-            dropped["balance"] += len(group) - len(kept)
-            if kept:
-                counts[f"options={n}/gold={x}"] = len(kept)
-            for _, row, s, kind in kept:
-                rows.append((row, s))
-                counts[kind] += 1
-    if not dropped["balance"]:
-        del dropped["balance"]
+    for (n, x), kept in balanced(groups, dropped, key=lambda g: g[0]).items():
+        counts[f"options={n}/gold={x}"] = len(kept)
+        for _, row, s, kind in kept:
+            rows.append((row, s))
+            counts[kind] += 1
     return rows, dropped, dict(counts)
+
+
+def balanced(groups: dict[tuple[int, str], list[T]], dropped: Counter, key: Callable[[T], str],
+             ) -> dict[tuple[int, str], list[T]]:
+    """Items grouped by ``(n_options, gold letter)`` cut so that each letter of an option count keeps
+    as many as its rarest letter (none when a letter has none), in a fixed hash order of ``key``
+    (not file order, which groups a problem's questions); the cut counts as ``dropped["balance"]``."""
+    from reactlab.agents.pipeline import LETTERS
+
+    out: dict[tuple[int, str], list[T]] = {}
+    for n in sorted({n for n, _ in groups}):
+        least = min(len(groups.get((n, x), [])) for x in LETTERS[:n])
+        for x in LETTERS[:n]:
+            group = sorted(groups.get((n, x), []), key=lambda g: _stable(key(g)))
+            if least:
+                out[(n, x)] = group[:least]
+            if len(group) > least:
+                dropped["balance"] += len(group) - least
+    return out
 
 
 def _n_options(question: str) -> int:
