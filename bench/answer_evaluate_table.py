@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from reactlab.demo_report import beyond_letters, paired, prior_letters, run_scores
+from reactlab.demo_report import beyond_letters, paired, prior_letters, run_answers, run_scores
 from reactlab.report import duration
 from reactlab.tasks import make_task
 
@@ -30,11 +30,7 @@ def cell(s: dict, key: str) -> str:
 def letter_rows(run: Path, task_name: str) -> list[tuple[int, str, str]]:
     """``(n_options, final answer, gold)`` per question of a run."""
     n_options = {e.id: len(e.meta["options"]) for e in make_task(task_name).examples("all")}
-    rows = []
-    for line in (run / "trajectories.jsonl").read_text(encoding="utf-8").splitlines():
-        t = json.loads(line)
-        rows.append((n_options[t["id"]], str(t["answer"]).strip().upper(), t["gold"]))
-    return rows
+    return [(n_options[i], a, g) for i, (a, g) in run_answers(run).items()]
 
 
 def baselines(base: Path, task_name: str) -> list[str]:

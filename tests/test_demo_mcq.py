@@ -120,6 +120,9 @@ def test_every_stage_and_the_report(demo):
     both = next(x for x in report.splitlines() if x.startswith("| both roles trained |"))
     # base pipeline: every answer wrong; both trained: every answer right
     assert f"| {N} | 1.000 ± 0.000 | +100.0 ± 0.0 pts" in both and f"| {N} / 0 |" in both
+    # beyond letters: the prior's constant reads nothing; right answers on every question read
+    prior_row = next(x for x in report.splitlines() if x.startswith("| prior"))
+    assert prior_row.split(" | ")[5] == "+0.0 pts (+0.00)" and float(both.split(" | ")[5].split()[0]) > 10
     assert "reactlab demo --task logic_mcq" in report
     # the transfer arms: a second table on MMLU, its prior from MMLU's validation labels
     transfer = report.split(f"## The same roles on {TRANSFER} ({TRANSFER_N} eval questions")[1]

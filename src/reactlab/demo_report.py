@@ -150,17 +150,22 @@ def beyond_letters(answers: Sequence[tuple[int, str, str]]) -> dict[str, float]:
     return {"n": len(ds), "diff": mean, "stderr": se, "z": mean / se if se else 0.0}
 
 
-def run_scores(run: Path, candidate: bool = False) -> dict[str, float]:
-    """id -> 1.0 when the run's final letter (``candidate``: the Answer agent's) is the gold one,
+def run_answers(run: Path, candidate: bool = False) -> dict[str, tuple[str, str]]:
+    """id -> (the run's final letter, or with ``candidate`` the Answer agent's; the gold letter),
     read from ``trajectories.jsonl``."""
-    out: dict[str, float] = {}
+    out: dict[str, tuple[str, str]] = {}
     for line in (run / "trajectories.jsonl").read_text(encoding="utf-8").splitlines():
         t = json.loads(line)
         letter = t["answer"]
         if candidate:
             letter = next((c["answer"] for c in t.get("children", []) if c.get("agent") == "answer"), "")
-        out[t["id"]] = float(str(letter).strip().upper() == t["gold"])
+        out[t["id"]] = (str(letter).strip().upper(), t["gold"])
     return out
+
+
+def run_scores(run: Path, candidate: bool = False) -> dict[str, float]:
+    """id -> 1.0 when the run's final letter (``candidate``: the Answer agent's) is the gold one."""
+    return {i: float(a == g) for i, (a, g) in run_answers(run, candidate).items()}
 
 
 def _mean_se(xs: Sequence[float]) -> tuple[float, float]:
@@ -177,8 +182,8 @@ split; its validation split is disjoint from the test questions the arms run on)
 def mcq_arms(out: Path, arms: Sequence[tuple[str, str]], task_name: str = "logic_mcq",
              prefix: str = "") -> list[dict[str, Any]]:
     """The logic_mcq demo's table rows: prior baseline, chance, base pipeline, base Answer alone,
-    then ``arms`` (``(stage, label)``), each with accuracy and its paired difference to the base.
-    ``prefix``: the stage directories' (``mmlu-`` for the transfer arms on ``task_name``)."""
+    then ``arms`` (``(stage, label)``), each with accuracy, its paired difference to the base and
+    how far it scores beyond its letters (``beyond_letters``). ``prefix``: the stage directories' (``mmlu-`` for the transfer arms on ``task_name``)."""
     from reactlab.tasks import make_task
 
     task = make_task(task_name)
@@ -186,21 +191,25 @@ def mcq_arms(out: Path, arms: Sequence[tuple[str, str]], task_name: str = "logic
     evals = [e for e in task.examples("eval") if e.id in base]
     split = PRIOR_SPLIT[task_name]
     prior = prior_letters([(len(e.meta["options"]), e.answer) for e in task.examples(split)])
-    prior_scores = {e.id: float(prior.get(len(e.meta["options"])) == e.answer) for e in evals}
+    n_options = {e.id: len(e.meta["options"]) for e in evals}
+    prior_answers = {e.id: (prior.get(len(e.meta["options"]), ""), e.answer) for e in evals}
     chance = sum(1 / len(e.meta["options"]) for e in evals) / len(evals)
     rows: list[dict[str, Any]] = [
         {"arm": f"prior (most frequent {split} letter per option count: "
-                + ", ".join(f"{n}:{x}" for n, x in prior.items()) + ")", "scores": prior_scores},
+                + ", ".join(f"{n}:{x}" for n, x in prior.items()) + ")", "answers": prior_answers},
         {"arm": "chance (uniform guess)", "acc": (chance, 0.0)},
-        {"arm": "base pipeline (Answer -> Evaluate)", "scores": base, "stage": f"{prefix}base"},
-        {"arm": "base Answer alone (the base pipeline's candidates)", "scores": run_scores(out / f"{prefix}base", True)},
+        {"arm": "base pipeline (Answer -> Evaluate)", "answers": run_answers(out / f"{prefix}base"),
+         "stage": f"{prefix}base"},
+        {"arm": "base Answer alone (the base pipeline's candidates)", "answers": run_answers(out / f"{prefix}base", True)},
     ]
-    rows += [{"arm": label, "scores": run_scores(out / f"{prefix}{stage}"), "stage": f"{prefix}{stage}"}
+    rows += [{"arm": label, "answers": run_answers(out / f"{prefix}{stage}"), "stage": f"{prefix}{stage}"}
              for stage, label in arms]
     for r in rows:
-        if "scores" in r:
+        if "answers" in r:
+            r["scores"] = {i: float(a == g) for i, (a, g) in r["answers"].items()}
             r["acc"] = _mean_se(list(r["scores"].values()))
-            r["paired"] = paired(r["scores"], base) if r["scores"] is not base else None
+            r["paired"] = None if r.get("stage") == f"{prefix}base" else paired(r["scores"], base)
+            r["beyond"] = beyond_letters([(n_options[i], a, g) for i, (a, g) in r["answers"].items()])
         if "stage" in r:
             r["summary"] = Summary.read(out / r["stage"])
     return rows
@@ -219,8 +228,8 @@ def _verdict(rows: Sequence[dict[str, Any]]) -> str:
 def mcq_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Markdown lines of ``mcq_arms`` rows."""
     lines = ["| arm | n | accuracy ± stderr | Δ vs base pipeline ± paired stderr (z) | gained / lost "
-             "| Evaluate right→wrong / wrong→right | fallback | wall time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| beyond letters (z) | Evaluate right→wrong / wrong→right | fallback | wall time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         acc, se = r["acc"]
         p, s = r.get("paired"), r.get("summary")
@@ -228,6 +237,7 @@ def mcq_table(rows: Sequence[dict[str, Any]]) -> list[str]:
                  f"{100 * p['diff']:+.1f} ± {100 * p['stderr']:.1f} pts" + (f" ({p['z']:+.2f})" if p["stderr"] else "")
                  if p else "-",
                  f"{p['gained']} / {p['lost']}" if p else "-",
+                 f"{100 * b['diff']:+.1f} pts ({b['z']:+.2f})" if (b := r.get("beyond")) else "-",
                  f"{s.metrics['right_to_wrong']:.3f} / {s.metrics['wrong_to_right']:.3f}"
                  if s and "right_to_wrong" in s.metrics else "-",
                  f"{s.metrics.get('fallback', 0.0):.3f}" if s else "-", duration(s.wall_s) if s else "-"]
