@@ -27,9 +27,8 @@ def cell(s: dict, key: str) -> str:
     return f"{s[key]:.3f} ± {s['stderr'][key]:.3f}" if key in s else "-"
 
 
-def letter_rows(run: Path, task_name: str) -> list[tuple[int, str, str]]:
-    """``(n_options, final answer, gold)`` per question of a run."""
-    n_options = {e.id: len(e.meta["options"]) for e in make_task(task_name).examples("all")}
+def letter_rows(run: Path, n_options: dict[str, int]) -> list[tuple[int, str, str]]:
+    """``(n_options, final answer, gold)`` per question of a run (``n_options``: id -> its count)."""
     return [(n_options[i], a, g) for i, (a, g) in run_answers(run).items()]
 
 
@@ -62,12 +61,12 @@ def main() -> None:
     print("| run | method | n | accuracy | Answer alone | Δ vs base ± paired stderr (z) | gained / lost "
           "| right->wrong | wrong->right | fallback | beyond letters (z) | wall time |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    task = ""
+    task = json.loads((base / "summary.json").read_text())["run"].get("task", "")
+    n_options = {e.id: len(e.meta["options"]) for e in make_task(task).examples("all")}
     for run in args.runs:
         s = json.loads((run / "summary.json").read_text())
-        task = task or s["run"].get("task", "")
         d = paired(run_scores(run), base_scores)
-        b = beyond_letters(letter_rows(run, task))
+        b = beyond_letters(letter_rows(run, n_options))
         delta = ("- | -" if run == base else
                  f"{100 * d['diff']:+.1f} ± {100 * d['stderr']:.1f} pts ({d['z']:+.2f}) | {d['gained']} / {d['lost']}")
         print(f"| {run} | {s['run'].get('method', '')} | {s['n']} | {cell(s, 'accuracy')} | "

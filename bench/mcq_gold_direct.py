@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from reactlab.agents.prompting import load_pipeline_prompt
-from reactlab.data.roles import balanced
+from reactlab.data.roles import balanced, role_row
 from reactlab.tasks import make_task
 
 VAL_SHARE = 0.05
@@ -36,9 +36,8 @@ def rows(split: str = "train") -> tuple[list[dict], Counter]:
     groups: dict[tuple[int, str], list[tuple[str, dict]]] = {}
     for e in make_task("logic_mcq").examples(split):
         user = prompt.messages("direct", e.question)[-1]["content"]
-        row = {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": f"答案是:{e.answer}"}],
-               "source": f"logic_mcq:{split}", "prompt_id": f"logic_mcq_pipeline@{prompt.version}:zeroshot/direct",
-               "task": "logic_mcq", "method": "direct"}
+        row = role_row("messages", user, f"答案是:{e.answer}", f"logic_mcq:{split}",
+                       f"logic_mcq_pipeline@{prompt.version}:zeroshot/direct", "logic_mcq", "direct")
         groups.setdefault((len(e.meta["options"]), e.answer), []).append((user, row))
     counts: Counter = Counter()
     out = []

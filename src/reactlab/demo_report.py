@@ -183,11 +183,13 @@ def mcq_arms(out: Path, arms: Sequence[tuple[str, str]], task_name: str = "logic
              prefix: str = "") -> list[dict[str, Any]]:
     """The logic_mcq demo's table rows: prior baseline, chance, base pipeline, base Answer alone,
     then ``arms`` (``(stage, label)``), each with accuracy, its paired difference to the base and
-    how far it scores beyond its letters (``beyond_letters``). ``prefix``: the stage directories' (``mmlu-`` for the transfer arms on ``task_name``)."""
+    how far it scores beyond its letters (``beyond_letters``). ``prefix``: the stage directories'
+    (``mmlu-`` for the transfer arms on ``task_name``)."""
     from reactlab.tasks import make_task
 
     task = make_task(task_name)
-    base = run_scores(out / f"{prefix}base")
+    base_answers = run_answers(out / f"{prefix}base")
+    base = {i: float(a == g) for i, (a, g) in base_answers.items()}
     evals = [e for e in task.examples("eval") if e.id in base]
     split = PRIOR_SPLIT[task_name]
     prior = prior_letters([(len(e.meta["options"]), e.answer) for e in task.examples(split)])
@@ -198,8 +200,7 @@ def mcq_arms(out: Path, arms: Sequence[tuple[str, str]], task_name: str = "logic
         {"arm": f"prior (most frequent {split} letter per option count: "
                 + ", ".join(f"{n}:{x}" for n, x in prior.items()) + ")", "answers": prior_answers},
         {"arm": "chance (uniform guess)", "acc": (chance, 0.0)},
-        {"arm": "base pipeline (Answer -> Evaluate)", "answers": run_answers(out / f"{prefix}base"),
-         "stage": f"{prefix}base"},
+        {"arm": "base pipeline (Answer -> Evaluate)", "answers": base_answers, "stage": f"{prefix}base"},
         {"arm": "base Answer alone (the base pipeline's candidates)", "answers": run_answers(out / f"{prefix}base", True)},
     ]
     rows += [{"arm": label, "answers": run_answers(out / f"{prefix}{stage}"), "stage": f"{prefix}{stage}"}

@@ -122,7 +122,7 @@ def role_rows(samples: Sequence[Sample], role: str, fmt: str, excluded: set[str]
                 dropped["duplicate"] += 1
             else:
                 seen.add((user, raw))
-                rows.append((_row(fmt, user, raw.strip(), s.source, role_prompt_id(t, role), t.task, role), s))
+                rows.append((role_row(fmt, user, raw.strip(), s.source, role_prompt_id(t, role), t.task, role), s))
                 if role == "evaluate" and candidate != t.gold:
                     counts["corrections"] += 1
     return rows, dropped, {"replies": counts["replies"], "corrections": counts["corrections"]}
@@ -173,7 +173,7 @@ def evaluate_gold_rows(samples: Sequence[Sample], fmt: str, excluded: set[str],
                 dropped["duplicate"] += 1
                 continue
             seen.add(user)
-            row = _row(fmt, user, f"答案是:{t.gold}", s.source, f"{name}@{prompt.version}:zeroshot/evaluate",
+            row = role_row(fmt, user, f"答案是:{t.gold}", s.source, f"{name}@{prompt.version}:zeroshot/evaluate",
                        t.task, "evaluate")
             kind = "keeps" if letter == t.gold else "corrections" if letter else "no_candidate"
             groups.setdefault((n_options, t.gold), []).append((user, row, s, kind))
@@ -224,7 +224,8 @@ def _stable(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _row(fmt: str, user: str, reply: str, source: str, prompt_id: str, task: str, role: str) -> dict[str, Any]:
+def role_row(fmt: str, user: str, reply: str, source: str, prompt_id: str, task: str, role: str) -> dict[str, Any]:
+    """One training row of ``role`` in ``fmt``: the user message, the reply, and where it came from."""
     meta = {"source": source, "prompt_id": prompt_id, "task": task, "method": role}
     if fmt == "alpaca":
         return {"instruction": user, "input": "", "output": reply} | meta
