@@ -257,6 +257,21 @@ def test_prompts_solved_only_keeps_questions_some_run_answered(tmp_path, write_r
     assert everything["rows"]["train"] == 3
 
 
+def test_prompts_mixed_only_keeps_questions_answered_both_right_and_wrong(tmp_path, write_run, mk, hotpot_questions):
+    """``mixed_only``: only questions whose trajectories include a right and a wrong one (a pass rate
+    strictly between 0 and 1, measured by earlier samples); all-right ones count as ``all_right``."""
+    qs = [e.question for e in hotpot_questions["train"]][:3]
+    a = write_run("a", [mk(qs[0], answer="no", tid="a0"), mk(qs[1], answer="no", tid="a1"), mk(qs[2], tid="a2")])
+    b = write_run("b", [mk(qs[0], tid="b0"), mk(qs[1], answer="no", tid="b1"), mk(qs[2], tid="b2")])
+    stats = build_dataset([str(a), str(b)], tmp_path / "p", "prompts", tokenizer=None, val_frac=0.0,
+                          options={"mixed_only": True})
+    assert [r["prompt"][-1]["content"] for r in rows(tmp_path / "p/train.jsonl")] == [qs[0]]
+    assert stats["dropped"] == {"unsolved": 2, "all_right": 2, "duplicate": 1}
+    res = CliRunner().invoke(data_app, ["build", "--from", str(a), "--out", str(tmp_path / "x"), "--format", "prompts",
+                                        "--option", "mixed_only=maybe", "--tokenizer", "none"])
+    assert res.exit_code == 2 and "mixed_only" in res.output and not (tmp_path / "x").exists()
+
+
 def test_tool_rows_carry_the_system_text_the_tools_style_sends(tmp_path, mixed_run):
     """A tools-style run sends ``TOOLS_SYSTEM``; rows built for it carry the same text unless told
     otherwise (``system=""``: none), so a model is trained on the prompt it will be run with."""

@@ -68,7 +68,8 @@ def build_dataset(
     stats). ``options``: layout options (``observation_role`` for sharegpt, ``skip_invalid`` for
     openai, ``continuation`` / ``pairs_per_question`` for dpo, ``solved_only`` for prompts: only
     questions that some trajectory of the sources answered right, whose GRPO/RLOO groups can
-    differ in reward). ``system``: the system text of chat layouts; the tool formats default to the
+    differ in reward; ``mixed_only``: only those answered both right and wrong, i.e. a pass rate
+    strictly between 0 and 1 measured by earlier samples of the policy). ``system``: the system text of chat layouts; the tool formats default to the
     tools style's (``agents.react.TOOLS_SYSTEM``; ``""``: none). ``role``: rows of one agent of
     Answer -> Evaluate runs (``answer`` or ``evaluate``; ``data.roles``: formats messages and alpaca).
     """
@@ -106,14 +107,20 @@ def build_dataset(
         by_role, dropped, role_counts = role_rows(loaded, role, format, excluded)
         rows, kept = list(by_role), [sample for _, sample in by_role]
     else:
-        solved_only = format == "prompts" and bool(options.get("solved_only", False))
-        if solved_only:  # RL prompts whose group can have a reward spread: some trajectory got it right
-            solved = {normalize_question(x.traj.question) for x in loaded if is_correct(x, min_f1)}
-            unsolved = [x for x in loaded if normalize_question(x.traj.question) not in solved]
-            loaded = [x for x in loaded if normalize_question(x.traj.question) in solved]
+        solved_only, mixed_only = (format == "prompts" and bool(options.get(k, False)) for k in ("solved_only", "mixed_only"))
+        out_of: Counter[str] = Counter()
+        if solved_only or mixed_only:  # RL prompts whose group can have a reward spread (the sources measured it)
+            right = {normalize_question(x.traj.question) for x in loaded if is_correct(x, min_f1)}
+            wrong = {normalize_question(x.traj.question) for x in loaded if not is_correct(x, min_f1)}
+
+            def why_not(x: Sample) -> str | None:
+                q = normalize_question(x.traj.question)
+                return "unsolved" if q not in right else "all_right" if mixed_only and q not in wrong else None
+
+            out_of = Counter(w for x in loaded if (w := why_not(x)))
+            loaded = [x for x in loaded if why_not(x) is None]
         kept, dropped = select(loaded, sel, excluded)
-        if solved_only:
-            dropped["unsolved"] += len(unsolved)
+        dropped.update(out_of)
         kept = mix(kept, mix_weights or {}, seed)
         rows, more = make_rows(kept, format, system, min_f1, seed, options)
         dropped.update(more)
@@ -149,7 +156,7 @@ LAYOUT_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "openai": {"skip_invalid": (bool, None)},
     "openai-tools": {"skip_invalid": (bool, None)},
     "dpo": {"continuation": (str, ("full", "turn")), "pairs_per_question": (int, (1, 1000))},
-    "prompts": {"solved_only": (bool, None)},
+    "prompts": {"solved_only": (bool, None), "mixed_only": (bool, None)},
 }
 """Each format's ``--option`` keys: type and allowed values (a tuple of choices, or ``(lo, hi)``)."""
 

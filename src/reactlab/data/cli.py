@@ -49,7 +49,7 @@ def build_cmd(
     option: Annotated[list[str] | None, typer.Option(
         "--option", help="layout option KEY=VALUE: observation_role=human (sharegpt), skip_invalid=true "
                          "(openai, openai-tools), continuation=turn, pairs_per_question=N (dpo), solved_only=true "
-                         "(prompts), min_reward=X (recordings, default 1); repeatable")] = None,
+                         "| mixed_only=true (prompts), min_reward=X (recordings, default 1); repeatable")] = None,
     labels: Annotated[Path | None, typer.Option(
         help="recordings: JSONL of {conversation_id, reward|label}; keeps reward >= min_reward or label true")] = None,
 ) -> None:
