@@ -68,9 +68,10 @@ def build_dataset(
     stats). ``options``: layout options (``observation_role`` for sharegpt, ``skip_invalid`` for
     openai, ``continuation`` / ``pairs_per_question`` for dpo, ``solved_only`` for prompts: only
     questions that some trajectory of the sources answered right, whose GRPO/RLOO groups can
-    differ in reward; ``mixed_only``: only those answered both right and wrong, i.e. a pass rate
-    strictly between 0 and 1 measured by earlier samples of the policy). ``system``: the system text of chat layouts; the tool formats default to the
-    tools style's (``agents.react.TOOLS_SYSTEM``; ``""``: none). ``role``: rows of one agent of
+    differ in reward; ``mixed_only``: only those answered both right and wrong, a pass rate
+    strictly between 0 and 1 measured by earlier samples of the policy). ``system``: the system
+    text of chat layouts; the tool formats default to the tools style's
+    (``agents.react.TOOLS_SYSTEM``; ``""``: none). ``role``: rows of one agent of
     Answer -> Evaluate runs (``answer`` or ``evaluate``; ``data.roles``: formats messages and alpaca).
     """
     if format not in FORMATS:
