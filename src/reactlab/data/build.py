@@ -108,7 +108,8 @@ def build_dataset(
         by_role, dropped, role_counts = role_rows(loaded, role, format, excluded)
         rows, kept = list(by_role), [sample for _, sample in by_role]
     else:
-        solved_only, mixed_only = (format == "prompts" and bool(options.get(k, False)) for k in ("solved_only", "mixed_only"))
+        solved_only = format == "prompts" and bool(options.get("solved_only", False))
+        mixed_only = format == "prompts" and bool(options.get("mixed_only", False))
         out_of: Counter[str] = Counter()
         if solved_only or mixed_only:  # RL prompts whose group can have a reward spread (the sources measured it)
             right = {normalize_question(x.traj.question) for x in loaded if is_correct(x, min_f1)}
