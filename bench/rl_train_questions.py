@@ -13,12 +13,12 @@ question is a row's last user turn; a row whose question is not there is an erro
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 from pathlib import Path
 
 from reactlab.data.select import normalize_question
+from reactlab.io import read_records
 from reactlab.paths import data_dir
 from reactlab.tasks.hotpotqa import SPLIT_FILES
 
@@ -29,14 +29,12 @@ def main() -> None:
     ap.add_argument("--split", default="train", choices=sorted(SPLIT_FILES))
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    with gzip.open(data_dir() / SPLIT_FILES[args.split], "rt", encoding="utf-8") as f:
-        records = {normalize_question(r["question"]): r for r in json.load(f)}
+    records = {normalize_question(r["question"]): r for _, r in read_records(data_dir() / SPLIT_FILES[args.split])}
     out = []
-    for i, line in enumerate((args.data / "train.jsonl").read_text(encoding="utf-8").splitlines(), 1):
-        question = json.loads(line)["prompt"][-1]["content"]
+    for where, row in read_records(args.data / "train.jsonl"):
+        question = row["prompt"][-1]["content"]
         if normalize_question(question) not in records:
-            print(f"{args.data / 'train.jsonl'}:{i}: question not in hotpotqa {args.split}: {question[:60]!r}",
-                  file=sys.stderr)
+            print(f"{where}: question not in hotpotqa {args.split}: {question[:60]!r}", file=sys.stderr)
             sys.exit(2)
         out.append(records[normalize_question(question)])
     args.out.write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
