@@ -119,8 +119,9 @@ def build_dataset(
                 q = normalize_question(x.traj.question)
                 return "unsolved" if q not in right else "all_right" if mixed_only and q not in wrong else None
 
-            out_of = Counter(w for x in loaded if (w := why_not(x)))
-            loaded = [x for x in loaded if why_not(x) is None]
+            reasons = [why_not(x) for x in loaded]
+            out_of = Counter(w for w in reasons if w)
+            loaded = [x for x, w in zip(loaded, reasons, strict=True) if w is None]
         kept, dropped = select(loaded, sel, excluded)
         dropped.update(out_of)
         kept = mix(kept, mix_weights or {}, seed)
