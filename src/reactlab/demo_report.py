@@ -163,9 +163,14 @@ def run_answers(run: Path, candidate: bool = False) -> dict[str, tuple[str, str]
     return out
 
 
+def hits(answers: dict[str, tuple[str, str]]) -> dict[str, float]:
+    """id -> 1.0 where ``run_answers``' letter is the gold one, else 0.0."""
+    return {i: float(a == g) for i, (a, g) in answers.items()}
+
+
 def run_scores(run: Path, candidate: bool = False) -> dict[str, float]:
     """id -> 1.0 when the run's final letter (``candidate``: the Answer agent's) is the gold one."""
-    return {i: float(a == g) for i, (a, g) in run_answers(run, candidate).items()}
+    return hits(run_answers(run, candidate))
 
 
 def _mean_se(xs: Sequence[float]) -> tuple[float, float]:
@@ -189,7 +194,7 @@ def mcq_arms(out: Path, arms: Sequence[tuple[str, str]], task_name: str = "logic
 
     task = make_task(task_name)
     base_answers = run_answers(out / f"{prefix}base")
-    base = {i: float(a == g) for i, (a, g) in base_answers.items()}
+    base = hits(base_answers)
     evals = [e for e in task.examples("eval") if e.id in base]
     split = PRIOR_SPLIT[task_name]
     prior = prior_letters([(len(e.meta["options"]), e.answer) for e in task.examples(split)])
@@ -207,7 +212,7 @@ def mcq_arms(out: Path, arms: Sequence[tuple[str, str]], task_name: str = "logic
              for stage, label in arms]
     for r in rows:
         if "answers" in r:
-            r["scores"] = {i: float(a == g) for i, (a, g) in r["answers"].items()}
+            r["scores"] = hits(r["answers"])
             r["acc"] = _mean_se(list(r["scores"].values()))
             r["paired"] = None if r.get("stage") == f"{prefix}base" else paired(r["scores"], base)
             r["beyond"] = beyond_letters([(n_options[i], a, g) for i, (a, g) in r["answers"].items()])
